@@ -1,0 +1,313 @@
+"""Write the numbered notebooks from this script (the single source of their text).
+
+    python tools/build_notebooks.py        # rewrite notebooks/*.ipynb, without outputs
+
+Edit the notebooks here, not in Jupyter, then rerun; tests check that every notebook carries the
+shared parameters cell and no outputs.
+"""
+from __future__ import annotations
+
+import pprint
+import sys
+from pathlib import Path
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from xai_helpers.config import DEFAULTS  # noqa: E402
+
+
+def parameters_cell() -> nbformat.NotebookNode:
+    lines = ["# Parameters (papermill injects overrides after this cell; names shared by every notebook,",
+             "# documented in the README). Defaults: the 'demo' profile on the embedded synthetic dataset."]
+    for k, v in DEFAULTS.items():
+        lines.append(f"{k} = {pprint.pformat(v, width=100, compact=True)}")
+    cell = new_code_cell("\n".join(lines))
+    cell.metadata["tags"] = ["parameters"]
+    return cell
+
+
+def setup_cell(title: str, extra_imports: str) -> nbformat.NotebookNode:
+    return new_code_cell(
+        f"{extra_imports}\n"
+        "from xai_helpers.notebook import setup_notebook\n\n"
+        f"params = setup_notebook(globals(), {title!r})\n"
+        "run = RunFolder(params['run_dir'])")
+
+
+def notebook(cells: list) -> nbformat.NotebookNode:
+    nb = new_notebook(cells=cells)
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+    nb.metadata["language_info"] = {"name": "python"}
+    return nb
+
+
+md = new_markdown_cell
+code = new_code_cell
+
+NOTEBOOKS = {}
+
+NOTEBOOKS["01_data_preparation.ipynb"] = notebook([
+    md("# 01 · Data preparation: index, audit, leak-free splits and the image cache\n\n"
+       "Everything later in the study rests on this step. Public medical datasets are messy: mixed sizes and "
+       "colour modes, corrupt files, and duplicated images, sometimes the *same image in the training and the "
+       "test split*, which silently inflates published accuracies. This notebook\n\n"
+       "1. reads the dataset folder in its published layout (or generates the embedded synthetic dataset),\n"
+       "2. audits it (unreadable files, exact and near duplicates, class balance),\n"
+       "3. draws leak-free splits: the published test split stays the test set, and the training pool is divided "
+       "into `folds` stratified, grouped folds for cross-validation,\n"
+       "4. decodes and resizes every image once into a compact cache, so that training never decodes a JPEG again.\n\n"
+       "It writes `data/splits.csv`, `data/audit.json` and `data/dataset.json` into the run folder."),
+    parameters_cell(),
+    md("## Setup\nOne cell imports everything, checks the parameters (a wrong dataset name or a missing folder "
+       "stops here with a message that names the parameter) and records the environment."),
+    setup_cell("01 · Data preparation",
+               "import pandas as pd\nfrom IPython.display import display\n\n"
+               "from xai_helpers import RunFolder\nfrom xai_helpers.data.prepare import prepare_dataset\n"
+               "from xai_helpers.data.audit import audit_summary\n"
+               "from xai_helpers.figures import plot_class_counts, plot_samples"),
+    md("## Read, audit, split and cache\n"
+       "With `dataset='synthetic'` the embedded dataset is generated first (seeded, a few seconds, no download). "
+       "Every file is hashed and decoded once; files that cannot be read are reported and left out, never "
+       "dropped silently."),
+    code("data = prepare_dataset(params)\n"
+         "print(f\"{data.info['title']}\\nlayout: {data.info['layout']}   classes: {data.class_names}   \"\n"
+         "      f\"images used: {len(data.splits)}   cache: {data.images.shape} uint8\")"),
+    md("## What the audit found\n"
+       "Exact duplicates are byte-identical files; near duplicates have perceptual hashes within a small Hamming "
+       "distance (the hash and the threshold are named in `audit.json`). Duplicates *across* splits are leaks: "
+       "by default the training copies of anything that also sits in the test split are dropped."),
+    code("display(audit_summary(data.audit))"),
+    md("## A look at the images\nA few images per class (lesion masks outlined in red where the dataset has them)."),
+    code("rows = data.splits.groupby('class', sort=True).head(4).index.to_numpy()\n"
+         "fig = plot_samples(data.images[rows], list(data.splits['class'].iloc[rows]), data.masks(rows), run=run, name='samples')"),
+    md("## The splits\nThe test split is the same for every fold and every model; the folds of the training pool "
+       "are stratified by class and grouped (a patient, a lesion, a set of duplicates never straddles two folds). "
+       "`data/splits.csv` lets anyone repeat the run exactly."),
+    code("fig = plot_class_counts(data.splits, run=run)\n"
+         "display(data.splits.groupby(['split', 'fold', 'class']).size().unstack('class'))"),
+])
+
+NOTEBOOKS["02_training.ipynb"] = notebook([
+    md("# 02 · Training the four CNNs with k-fold cross-validation\n\n"
+       "The study compares ResNet50, DenseNet121, VGG16 and EfficientNet-B0 by accuracy and F1. A single split "
+       "says little about such differences, so every model is trained on the **same folds**: fold *k*'s model "
+       "validates on fold *k* (early stopping on macro-F1) and trains on the others, and every fold's model is "
+       "tested on the **same held-out test split**. The results are therefore paired, which notebook 03 uses.\n\n"
+       "Writes `metrics.csv` (one row per model and fold), `predictions/<model>_fold<k>.csv` and the checkpoints."),
+    parameters_cell(),
+    md("## Setup"),
+    setup_cell("02 · Training",
+               "import pandas as pd\nfrom IPython.display import display\n\n"
+               "from xai_helpers import RunFolder\nfrom xai_helpers.data.prepare import load_prepared\n"
+               "from xai_helpers.figures import plot_learning_curves, plot_metric_by_model\n"
+               "from xai_helpers.models import model_overview\n"
+               "from xai_helpers.study import train_and_evaluate"),
+    md("## The data from notebook 01\nImages come from the uint8 cache; batches are normalised and augmented "
+       "(flips, small affine transforms, brightness/contrast) on the training device."),
+    code("data = load_prepared(params)\n"
+         "print(f\"{len(data.splits)} images, classes {data.class_names}, folds {data.folds}, \"\n"
+         "      f\"{params['image_size']} px\")"),
+    md("## The models\nEach CNN comes from torchvision with its classification head replaced for our classes. "
+       "All four downsample by 32, so the image size decides how coarse the last feature map is (at least 2×2 is "
+       "required). `weights='imagenet'` loads torchvision's ImageNet weights (offline: the error says which file to "
+       "put where); the demo trains from scratch, since nothing can be downloaded."),
+    code("display(model_overview(params['models'], params['image_size']))"),
+    md("## Train and test every model on every fold\n"
+       "Each fit writes its best checkpoint (by validation macro-F1) atomically; an interrupted run picks up where "
+       "it stopped when this cell is run again."),
+    code("metrics = train_and_evaluate(data, params)\n"
+         "display(metrics[['model', 'fold', 'accuracy', 'balanced_accuracy', 'f1_macro', 'roc_auc_ovr', "
+         "'best_epoch', 'epochs_run', 'train_seconds']].round(4))"),
+    md("## Results\nPoints are folds, bars their mean; the dashed line is chance (one over the number of classes)."),
+    code("chance = 1 / len(data.class_names)\n"
+         "print(f'chance level: {chance:.3f}')\n"
+         "display(metrics.groupby('model', sort=False)[['accuracy', 'f1_macro']].agg(['mean', 'std']).round(4))\n"
+         "fig = plot_metric_by_model(metrics, chance=chance, run=run)"),
+    md("## Learning curves"),
+    code("histories = {f'{r.model} fold{r.fold}': pd.read_csv(run.checkpoint_dir(r.model, r.fold) / 'history.csv')\n"
+         "             for r in metrics.itertuples()}\n"
+         "fig = plot_learning_curves(histories, run=run)"),
+])
+
+NOTEBOOKS["03_statistics.ipynb"] = notebook([
+    md("# 03 · Are the differences between models significant?\n\n"
+       "The study uses paired t-tests. With a handful of folds, and six model pairs, a plain t-test misleads, so "
+       "this notebook runs the right test for each pairing, corrects for multiple comparisons and reports effect "
+       "sizes and intervals.\n\n"
+       "**Which test for which pairing**\n\n"
+       "* *Same folds* (`metrics.csv`): the **paired t-test** (as in the study) assumes the fold differences are "
+       "independent and roughly normal. They are not independent: the training sets of the folds overlap, so its "
+       "p-values are too small. The **Nadeau–Bengio corrected resampled t-test** inflates the variance by "
+       "`1/k + n_test/n_train` to account for that. The **Wilcoxon signed-rank** test drops normality, but with "
+       "*n* folds its two-sided p-value cannot go below `2/2^n` (0.25 for three folds): with three folds it can "
+       "never be significant, and the table says so in its `note` and `min_p_possible` columns.\n"
+       "* *Same test images* (`predictions/`): **McNemar's test** compares two models' correct/incorrect outcomes "
+       "image by image (exact binomial for fewer than 25 disagreements), and a **paired bootstrap** gives an "
+       "interval of the accuracy and F1 differences.\n"
+       "* *Same explained images* (`xai_per_image.csv`, after notebook 05): paired t and Wilcoxon between CAM "
+       "methods.\n\n"
+       "**How to read the table**: `p_value` is the raw p, `p_adjusted` the Holm-corrected one across the pairs "
+       "compared together (use this one), `effect_size` is Cohen's d_z for t-tests (the mean difference in units of "
+       "its standard deviation), the rank-biserial correlation for Wilcoxon and the accuracy difference for "
+       "McNemar; `ci_low`/`ci_high` bound the mean difference; `normality_p` is a Shapiro–Wilk check of the "
+       "differences. Identical results give p = 1; a single fold gives 'not testable'."),
+    parameters_cell(),
+    md("## Setup"),
+    setup_cell("03 · Statistics",
+               "import pandas as pd\nfrom IPython.display import display\n\n"
+               "from xai_helpers import RunFolder\n"
+               "from xai_helpers.figures import plot_paired_lines, plot_pvalue_heatmap\n"
+               "from xai_helpers.stats import summary_table\n"
+               "from xai_helpers.study import paired_tests_for_run"),
+    md("## Run every paired test\nResults go to `stats/paired_tests.csv`."),
+    code("metrics = run.read_metrics()\n"
+         "tests = paired_tests_for_run(params)\n"
+         "cols = ['comparison', 'group', 'a', 'b', 'metric', 'test', 'n', 'statistic', 'p_value', 'p_adjusted',\n"
+         "        'effect_size', 'ci_low', 'ci_high', 'note']\n"
+         "display(tests[(tests.comparison == 'models') & (tests.group == 'all')][cols].round(4))"),
+    md("## The paper-style table\nMean ± standard deviation over folds; the mark compares each model with the best "
+       "one by the corrected t-test, Holm-adjusted (`*` p < 0.05, `**` p < 0.01, `***` p < 0.001, `ns` not "
+       "significant)."),
+    code("table = summary_table(metrics, tests, ('accuracy', 'f1_macro'), test='corrected_t')\n"
+         "run.write_csv(table.reset_index(), run.stats_dir / 'summary_table.csv')\n"
+         "display(table)"),
+    md("## Figures\nAdjusted p-values per pair, and the fold-wise values joined per fold (the pairing the tests use)."),
+    code("for metric in ('accuracy', 'f1_macro'):\n"
+         "    plot_pvalue_heatmap(tests, metric, 'corrected_t', run=run)\n"
+         "    plot_paired_lines(metrics, metric, run=run)"),
+    md("## Same test images: McNemar and bootstrap\nOne row per fold and model pair."),
+    code("display(tests[tests.group.str.startswith('fold')][cols].round(4).head(24))"),
+    md("## What the data can and cannot show\nWith few folds, a non-significant result is *not* evidence that "
+       "two models are equally good: look at the interval of the difference. A significant plain t-test that the "
+       "corrected test does not confirm is most likely an artefact of overlapping training sets."),
+])
+
+NOTEBOOKS["04_explanations.ipynb"] = notebook([
+    md("# 04 · Explanations: five CAM methods side by side\n\n"
+       "The study explains ResNet50 with GradCAM, GradCAM++, XGradCAM, EigenGradCAM and LayerCAM. All five are "
+       "functions of the same two tensors of the target layer, its activations *A* and the gradient *G* of the "
+       "explained class's logit, so `xai_helpers.compute_cams` computes all five from **one forward and one "
+       "backward pass** (the maps equal pytorch-grad-cam's within 1e-5).\n\n"
+       "**Image size and target layer.** CAMs are only as fine as the target layer's feature map. ResNet50 "
+       "downsamples by 32 at `layer4`, 16 at `layer3` and 8 at `layer2`: at the demo's 64 px, `layer4` is 2×2 and "
+       "`layer3` 4×4, too coarse to localise a lesion, so the demo explains `layer2`, an 8×8 map. At 224 px "
+       "`layer4` gives 7×7. The cell below prints the size for the parameters of this run."),
+    parameters_cell(),
+    md("## Setup"),
+    setup_cell("04 · Explanations",
+               "import numpy as np\nimport pandas as pd\nimport torch\nfrom IPython.display import display\n\n"
+               "from xai_helpers import RunFolder, compute_cams\nfrom xai_helpers.data.prepare import load_prepared\n"
+               "from xai_helpers.figures import cam_grid\nfrom xai_helpers.models import feature_map_size\n"
+               "from xai_helpers.cams import resolve_target_layer\n"
+               "from xai_helpers.study import explanation_sample\n"
+               "from xai_helpers.training import BatchPipeline, load_checkpoint, resolve_device\n"
+               "from xai_helpers.widgets import CamExplorer"),
+    md("## The model and the target layer\nThe best checkpoint of fold 0 of the explained model."),
+    code("data = load_prepared(params)\n"
+         "device = resolve_device(params['device'])\n"
+         "model, meta = load_checkpoint(run.checkpoint_dir(params['cam_model'], 0) / 'best.pt', device)\n"
+         "_, layer = resolve_target_layer(model, params['cam_layer'])\n"
+         "h, w = feature_map_size(params['cam_model'], params['image_size'], layer)\n"
+         "print(f\"{params['cam_model']} at {params['image_size']} px: target layer {layer!r} gives a {h}x{w} map \"\n"
+         "      f\"before upsampling\")"),
+    md("## Five methods, one pass\nA few test images per class; each map explains the predicted class. Lesion "
+       "masks (synthetic data) are outlined, so you can see at a glance whether a map points at the lesion."),
+    code("pipeline = BatchPipeline(data.images, device)\n"
+         "rows = explanation_sample(data, 2, params['seed'])\n"
+         "x = pipeline.batch(torch.as_tensor(rows))\n"
+         "maps, probs = compute_cams(model, x, params['cam_methods'], target_layer=layer)\n"
+         "labels = [f\"true {data.class_names[data.labels[r]]}\\npred {data.class_names[p]} ({q:.2f})\"\n"
+         "          for r, p, q in zip(rows, probs.argmax(1), probs.max(1))]\n"
+         "fig = cam_grid(data.images[rows], maps, labels, data.masks(rows), run=run, name='cam_grid',\n"
+         "               title=f\"{params['cam_model']} · {layer}\")"),
+    md("## Why GradCAM and XGradCAM agree at ResNet50's last block\n"
+       "After `layer4` come global average pooling and one linear layer, so the gradient of a logit with respect to "
+       "`layer4`'s output is the same at every position: `G[c, i, j] = w[c] / (h·w)`. GradCAM's weights are the "
+       "spatial mean of G, i.e. `w[c]/(h·w)`; XGradCAM's are `Σ G·A / Σ A = w[c]/(h·w)` as well. The maps are "
+       "identical (and need no backward pass at all: the weights are the linear layer's). At earlier layers the "
+       "gradient varies in space and the methods differ, which is why the demo explains `layer2`."),
+    code("diffs = {}\n"
+         "for name in ('layer4', layer):\n"
+         "    m, _ = compute_cams(model, x, ['gradcam', 'xgradcam'], target_layer=name)\n"
+         "    diffs[name] = float(np.abs(m['gradcam'] - m['xgradcam']).max())\n"
+         "display(pd.Series(diffs, name='max |GradCAM - XGradCAM|').to_frame())"),
+    md("## EigenGradCAM's sign\nEigenGradCAM projects `G·A` on its first principal component. The sign of a "
+       "singular vector is arbitrary (pytorch-grad-cam leaves it to LAPACK); after the ReLU a flipped sign shows "
+       "the *complement* of the lesion. `eigengradcam_signed` applies the library's own correction "
+       "(`get_2d_projection_with_sign_correction`: flip when |min| > |max|)."),
+    code("eig, _ = compute_cams(model, x, ['eigengradcam', 'eigengradcam_signed'], target_layer=layer)\n"
+         "flipped = [i for i in range(len(rows)) if not np.allclose(eig['eigengradcam'][i], eig['eigengradcam_signed'][i])]\n"
+         "print(f'sign flipped by the correction on {len(flipped)} of {len(rows)} images')\n"
+         "fig = cam_grid(data.images[rows], eig, labels, data.masks(rows), run=run, name='eigengradcam_sign')"),
+    md("## Explore\nWith `interactive=True` (opening the notebook in JupyterLab) the explorer below lets you pick "
+       "an image (by index, class, or among misclassified and low-confidence ones), the methods, the target class, "
+       "the model and layer, the opacity and the colour map. Under the runner (`interactive=False`) the same views "
+       "are drawn as a static grid, so the executed copy shows them."),
+    code("explorer = CamExplorer(data, params)\n"
+         "if params['interactive']:\n"
+         "    display(explorer.widget)\n"
+         "else:\n"
+         "    fig = explorer.static_grid(run=run)"),
+])
+
+NOTEBOOKS["05_explanation_metrics.ipynb"] = notebook([
+    md("# 05 · How good are the explanations? Confidence increase and friends\n\n"
+       "The study rates the CAM methods by **confidence increase**: the change of the explained class's softmax "
+       "score when the (normalised) input is multiplied by the CAM, "
+       "`softmax(f(x ⊙ cam))[c] − softmax(f(x))[c]` (pytorch-grad-cam's `CamMultImageConfidenceChange` with a "
+       "softmax target). A map that keeps what the model needs raises (or keeps) the score.\n\n"
+       "One metric is not enough to compare methods honestly, so this notebook also reports Chattopadhay et al.'s "
+       "**average drop %** and **increase in confidence %**, Petsiuk et al.'s **deletion** and **insertion** AUC (on "
+       "a subsample, as they cost many forwards per image), and, where lesion masks exist (the synthetic dataset), "
+       "the **pointing game**, the **energy inside the mask** and the **IoU** at 0.5: a check against ground truth.\n\n"
+       "Writes `xai_per_image.csv` (one row per model, fold, method and image), `xai_metrics.csv` (mean per model, "
+       "method and true class) and adds the CAM method pairs to `stats/paired_tests.csv`."),
+    parameters_cell(),
+    md("## Setup"),
+    setup_cell("05 · Explanation metrics",
+               "import pandas as pd\nfrom IPython.display import display\n\n"
+               "from xai_helpers import RunFolder\nfrom xai_helpers.data.prepare import load_prepared\n"
+               "from xai_helpers.figures import plot_pvalue_heatmap, plot_xai_metric\n"
+               "from xai_helpers.study import explain_test_images, paired_tests_for_run"),
+    md("## Explain the test sample with every fold's model\n`explain_per_class` test images per class, the same "
+       "images for every fold and method, so that methods can be compared image by image."),
+    code("data = load_prepared(params)\n"
+         "per_image = explain_test_images(data, params)\n"
+         "xai = pd.read_csv(run.xai_metrics_file)\n"
+         "print(f'{len(per_image)} rows: {per_image.fold.nunique()} folds x {per_image.method.nunique()} methods x '\n"
+         "      f'{per_image.path.nunique()} images')"),
+    md("## Confidence increase per method and class\nThe study's table (e.g. XGradCAM 0.12 on glioma, GradCAM++ 0.09, "
+       "LayerCAM 0.08), here for this run: the mean over images and folds."),
+    code("display(xai.pivot_table(index='method', columns='class', values='confidence_increase').round(4))\n"
+         "fig = plot_xai_metric(xai, 'confidence_increase', run=run)"),
+    md("## Every metric, overall\nHigher is better except for average drop and deletion AUC."),
+    code("overall = per_image.groupby('method')[['confidence_increase', 'average_drop_pct', 'increase_in_confidence_pct',\n"
+         "                                       'deletion_auc', 'insertion_auc', 'pointing_game', 'energy_in_mask', 'iou']].mean()\n"
+         "display(overall.round(4))"),
+    md("## Pointing game: does the map point at the lesion?\nOnly images with a lesion mask count (no-lesion images "
+       "have nothing to point at)."),
+    code("if per_image['pointing_game'].notna().any():\n"
+         "    display(per_image.dropna(subset=['pointing_game']).groupby('method')['pointing_game'].agg(['mean', 'count']).round(3))\n"
+         "    fig = plot_xai_metric(xai.dropna(subset=['pointing_game']), 'pointing_game', run=run)\n"
+         "else:\n"
+         "    print('no lesion masks in this dataset: localisation metrics are not available')"),
+    md("## Ranking of the methods, with its paired tests\nMethods are ranked by mean confidence increase; the paired "
+       "tests (same images, Holm-corrected across the method pairs) say which gaps in the ranking are real."),
+    code("tests = paired_tests_for_run(params)\n"
+         "ranking = overall['confidence_increase'].sort_values(ascending=False)\n"
+         "display(ranking.rename('mean confidence increase').to_frame())\n"
+         "cams = tests[(tests.comparison == 'cams') & (tests.group == 'all') & (tests.metric == 'confidence_increase')]\n"
+         "display(cams[['a', 'b', 'test', 'n', 'mean_a', 'mean_b', 'p_value', 'p_adjusted', 'effect_size']].round(4))\n"
+         "fig = plot_pvalue_heatmap(tests, 'confidence_increase', 'paired_t', comparison='cams', run=run)"),
+])
+
+if __name__ == "__main__":
+    out_dir = ROOT / "notebooks"
+    out_dir.mkdir(exist_ok=True)
+    for name, nb in NOTEBOOKS.items():
+        nbformat.validate(nb)
+        nbformat.write(nb, out_dir / name)
+        print("wrote", out_dir / name)

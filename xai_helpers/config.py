@@ -1,0 +1,215 @@
+"""Notebook parameters: their defaults, their validation and the named profiles.
+
+Every notebook has the same ``parameters`` cell (papermill injects overrides after it), and every
+notebook turns those values into a validated :class:`dict` with :func:`resolve_params`. The
+defaults below are the ``demo`` profile, the one a reader gets when opening a notebook by hand.
+
+A broken parameter stops with one :class:`ParameterError` that names the parameter and the values
+it accepts, before any work starts.
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+from .data.layouts import LAYOUTS
+from .models import MODEL_NAMES
+
+CAM_METHODS = ("gradcam", "gradcam++", "xgradcam", "eigengradcam", "layercam")
+
+#: The shared notebook parameters and their defaults (the ``demo`` profile).
+#: Keep in step with the ``parameters`` cell of every notebook (a test checks it).
+DEFAULTS: dict[str, Any] = {
+    # data
+    "dataset": "synthetic",          # 'auto' or a layout name (see xai_helpers.data.LAYOUTS)
+    "data_root": "data/synthetic",   # dataset folder; for 'synthetic' it is generated there
+    "synthetic_per_class": 100,      # synthetic only: training-pool images per class (test: 1/3 of it)
+    "max_per_class": None,           # cap on training-pool images per class (None: all)
+    "image_size": 64,                # pixels, square (>= 64: the CNNs downsample by 32)
+    # run
+    "run_dir": "runs/demo",
+    "seed": 0,
+    "device": "auto",                # 'auto', 'cpu', 'cuda', 'cuda:0', ...
+    "interactive": True,             # False under the runner: static figures instead of widgets
+    # training
+    "models": ["resnet50", "densenet121", "vgg16", "efficientnet_b0"],
+    "weights": "none",               # 'none' (from scratch), 'imagenet', or a checkpoint path
+    "folds": 3,                      # k-fold cross-validation on the training pool
+    "epochs": 6,
+    "batch_size": 32,
+    "lr": {"default": 1e-3, "vgg16": 1e-4},  # a number, or per model with a 'default' (VGG16 has no
+                                     # batch norm and does not train from scratch at 1e-3)
+    "patience": 3,                   # early stopping on validation macro-F1 (epochs without gain)
+    # explanations
+    "cam_model": "resnet50",
+    "cam_layer": "layer2",           # 'default' or a module name; layer2 is 8x8 at 64 px (layer4: 2x2)
+    "cam_methods": list(CAM_METHODS),
+    "explain_per_class": 12,         # test images per class explained per fold
+}
+
+PROFILES: dict[str, dict[str, Any]] = {
+    # The embedded synthetic dataset, all four CNNs, 3 folds; about 10 minutes on 2 CPU cores.
+    "demo": {"run_dir": "runs/demo"},
+    # The smallest run that exercises every notebook and every artefact (the test suite's).
+    "quick": {
+        "run_dir": "runs/quick",
+        "data_root": "data/synthetic_quick",
+        "synthetic_per_class": 12,
+        "folds": 2,
+        "epochs": 1,
+        "batch_size": 16,
+        "explain_per_class": 3,
+    },
+}
+
+
+class ParameterError(ValueError):
+    """A notebook parameter has a value the toolkit cannot use."""
+
+
+def project_root() -> Path:
+    """The folder relative paths in parameters are resolved against.
+
+    That is the repository root when the package is installed from a checkout (editable
+    install, as ``make`` does), otherwise the current working directory.
+    """
+    here = Path(__file__).resolve().parents[1]
+    if (here / "pyproject.toml").is_file() and (here / "notebooks").is_dir():
+        return here
+    return Path.cwd()
+
+
+def resolve_path(path: str | Path) -> Path:
+    """Absolute path for ``path``; relative ones are taken from :func:`project_root`."""
+    p = Path(path).expanduser()
+    return p if p.is_absolute() else (project_root() / p).resolve()
+
+
+def profile_params(profile: str) -> dict[str, Any]:
+    """The full parameter set of a named profile (defaults updated by the profile)."""
+    if profile not in PROFILES:
+        raise ParameterError(
+            f"profile: unknown profile {profile!r}; accepted values: {', '.join(sorted(PROFILES))}")
+    params = copy.deepcopy(DEFAULTS)
+    params.update(copy.deepcopy(PROFILES[profile]))
+    return params
+
+
+def _one_of(name: str, value: Any, accepted) -> None:
+    if value not in accepted:
+        raise ParameterError(
+            f"{name}: unknown value {value!r}; accepted values: {', '.join(map(str, accepted))}")
+
+
+def _int(name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ParameterError(f"{name}: expected an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def resolve_params(values: dict[str, Any]) -> dict[str, Any]:
+    """Validate notebook parameters and return them complete and normalised.
+
+    Parameters
+    ----------
+    values : dict
+        Parameter names to values. Missing names take their :data:`DEFAULTS`; names outside
+        :data:`DEFAULTS` are an error.
+
+    Returns
+    -------
+    dict
+        Every parameter, with paths made absolute and lists made lists.
+
+    Raises
+    ------
+    ParameterError
+        Naming the first broken parameter and the values it accepts.
+
+    Examples
+    --------
+    >>> p = resolve_params({"models": ["resnet50"], "epochs": 2})
+    >>> p["models"], p["epochs"]
+    (['resnet50'], 2)
+    """
+    unknown = sorted(set(values) - set(DEFAULTS))
+    if unknown:
+        raise ParameterError(
+            f"unknown parameter(s) {', '.join(unknown)}; accepted parameters: {', '.join(DEFAULTS)}")
+    p = copy.deepcopy(DEFAULTS)
+    p.update(copy.deepcopy(values))
+
+    _one_of("dataset", p["dataset"], ("auto",) + tuple(LAYOUTS))
+    if not p["data_root"]:
+        raise ParameterError("data_root: a folder is required (the dataset's root folder)")
+    p["data_root"] = str(resolve_path(p["data_root"]))
+    if p["dataset"] != "synthetic" and not Path(p["data_root"]).is_dir():
+        raise ParameterError(
+            f"data_root: folder {p['data_root']} does not exist; point it at the downloaded "
+            f"dataset (dataset={p['dataset']!r})")
+    p["run_dir"] = str(resolve_path(p["run_dir"]))
+
+    models = p["models"]
+    if isinstance(models, str):
+        models = [m.strip() for m in models.split(",") if m.strip()]
+    if not models:
+        raise ParameterError(f"models: at least one model is needed; accepted values: {', '.join(MODEL_NAMES)}")
+    for m in models:
+        _one_of("models", m, MODEL_NAMES)
+    p["models"] = list(models)
+    _one_of("cam_model", p["cam_model"], MODEL_NAMES)
+
+    methods = p["cam_methods"]
+    if isinstance(methods, str):
+        methods = [m.strip() for m in methods.split(",") if m.strip()]
+    from .cams import available_methods  # local: cams imports torch-heavy code
+    for m in methods:
+        _one_of("cam_methods", m, available_methods())
+    p["cam_methods"] = list(methods)
+
+    p["image_size"] = _int("image_size", p["image_size"], 16)
+    from .models import check_image_size, feature_map_size
+    try:
+        for m in p["models"]:
+            check_image_size(m, p["image_size"])
+        if p["cam_layer"] != "default":
+            feature_map_size(p["cam_model"], p["image_size"], p["cam_layer"])
+    except ValueError as err:
+        raise ParameterError(str(err)) from None
+    p["epochs"] = _int("epochs", p["epochs"], 1)
+    p["folds"] = _int("folds", p["folds"], 2)
+    p["seed"] = _int("seed", p["seed"], 0)
+    p["batch_size"] = _int("batch_size", p["batch_size"], 1)
+    p["patience"] = _int("patience", p["patience"], 1)
+    p["explain_per_class"] = _int("explain_per_class", p["explain_per_class"], 1)
+    p["synthetic_per_class"] = _int("synthetic_per_class", p["synthetic_per_class"], 4)
+    if p["max_per_class"] is not None:
+        p["max_per_class"] = _int("max_per_class", p["max_per_class"], 2)
+    lrs = p["lr"] if isinstance(p["lr"], dict) else {"default": p["lr"]}
+    for key, value in lrs.items():
+        if key != "default":
+            _one_of("lr", key, ("default",) + MODEL_NAMES)
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+            raise ParameterError(f"lr: expected a positive number (or a mapping of model -> number), got {p['lr']!r}")
+    if isinstance(p["lr"], dict):
+        if "default" not in p["lr"] and not set(p["models"]) <= set(p["lr"]):
+            raise ParameterError(f"lr: the mapping {p['lr']} needs a 'default' or a value for every model")
+        p["lr"] = {k: float(v) for k, v in p["lr"].items()}
+    else:
+        p["lr"] = float(p["lr"])
+    if not isinstance(p["interactive"], bool):
+        raise ParameterError(f"interactive: expected true or false, got {p['interactive']!r}")
+
+    dev = str(p["device"])
+    if not (dev in ("auto", "cpu", "cuda", "mps") or dev.startswith("cuda:")):
+        raise ParameterError(f"device: unknown value {dev!r}; accepted values: auto, cpu, cuda, cuda:N, mps")
+    weights = p["weights"]
+    if weights not in ("none", "imagenet", None):
+        if not Path(resolve_path(weights)).is_file():
+            raise ParameterError(
+                f"weights: {weights!r} is neither 'none', 'imagenet' nor an existing checkpoint file")
+        p["weights"] = str(resolve_path(weights))
+    elif weights is None:
+        p["weights"] = "none"
+    return p

@@ -1,0 +1,160 @@
+"""Data audit: what is in a dataset folder, and what is wrong with it.
+
+Counts per split and class, image sizes and colour modes, unreadable files with the reason,
+exact duplicates (identical bytes, SHA-1) and near duplicates (perceptual hash within a Hamming
+distance), within a split and across splits, and class imbalance. Duplicates across the train and
+test splits silently inflate test accuracy; the audit names them so that the splits can drop them.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+from scipy.fft import dct
+
+#: Perceptual hash used for near duplicates, and the default Hamming distance threshold (of 64 bits).
+NEAR_DUPLICATE_HASH = "pHash (DCT of the 32x32 greyscale image, 8x8 low frequencies vs their median, 64 bits)"
+NEAR_DUPLICATE_THRESHOLD = 4
+
+
+def perceptual_hash(images: np.ndarray) -> np.ndarray:
+    """64-bit pHash of each image of a ``(N, C, H, W)`` uint8 array, as ``uint64``.
+
+    The image is averaged to grey, resized to 32x32, transformed with a 2-D DCT-II; the 8x8
+    lowest frequencies (DC included) are compared with their median (Zauner 2010, as ImageHash's
+    ``phash``).
+    """
+    out = np.empty(len(images), dtype=np.uint64)
+    weights = (1 << np.arange(63, -1, -1, dtype=np.uint64))
+    for i, img in enumerate(images):
+        grey = img.mean(axis=0).astype(np.float32)
+        small = np.asarray(Image.fromarray(grey, mode="F").resize((32, 32), Image.Resampling.BILINEAR))
+        coeffs = dct(dct(small, axis=0, norm="ortho"), axis=1, norm="ortho")[:8, :8]
+        bits = (coeffs > np.median(coeffs)).ravel().astype(np.uint64)
+        out[i] = np.sum(bits * weights, dtype=np.uint64)
+    return out
+
+
+def _popcount(x: np.ndarray) -> np.ndarray:
+    if hasattr(np, "bitwise_count"):
+        return np.bitwise_count(x)
+    x = x.astype(np.uint64)
+    return np.array([bin(int(v)).count("1") for v in x.ravel()]).reshape(x.shape)
+
+
+def near_duplicate_pairs(hashes: np.ndarray, threshold: int = NEAR_DUPLICATE_THRESHOLD,
+                         block: int = 2048) -> list[tuple[int, int]]:
+    """Index pairs ``(i, j)``, ``i < j``, whose hashes differ in at most ``threshold`` bits."""
+    hashes = np.asarray(hashes, dtype=np.uint64)
+    pairs = []
+    for s in range(0, len(hashes), block):
+        d = _popcount(hashes[s:s + block, None] ^ hashes[None, :])
+        ii, jj = np.nonzero(d <= threshold)
+        ii = ii + s
+        keep = ii < jj
+        pairs.extend(zip(ii[keep].tolist(), jj[keep].tolist()))
+    return pairs
+
+
+def _groups_from_pairs(n: int, pairs: Sequence[tuple[int, int]]) -> list[list[int]]:
+    parent = list(range(n))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i, j in pairs:
+        ri, rj = find(i), find(j)
+        if ri != rj:
+            parent[max(ri, rj)] = min(ri, rj)
+    members: dict[int, list[int]] = {}
+    for i in range(n):
+        members.setdefault(find(i), []).append(i)
+    return [m for m in members.values() if len(m) > 1]
+
+
+def audit_dataset(index: pd.DataFrame, unreadable: Sequence[dict[str, str]],
+                  images: np.ndarray | None = None, image_paths: Sequence[str] | None = None,
+                  sizes: Sequence[tuple[int, int, str]] | None = None,
+                  near_threshold: int = NEAR_DUPLICATE_THRESHOLD) -> dict[str, Any]:
+    """The audit of a scanned dataset, as a JSON-ready dict.
+
+    Parameters
+    ----------
+    index : pandas.DataFrame
+        From :func:`~xai_helpers.data.layouts.scan_dataset`, with a ``sha1`` column.
+    unreadable : list of dict
+        ``{path, reason}`` of files that could not be decoded.
+    images, image_paths : optional
+        Decoded images (``(N, C, H, W)`` uint8) and their paths, for near duplicates.
+    sizes : optional
+        ``(width, height, mode)`` of every file of ``index`` as stored on disk.
+    near_threshold : int
+        Hamming distance (of 64 bits) up to which two pHashes are near duplicates.
+
+    Returns
+    -------
+    dict
+        Keys ``n_images``, ``per_split_class``, ``class_imbalance``, ``unreadable``,
+        ``skipped``, ``exact_duplicate_groups``, ``cross_split_exact_duplicate_groups``,
+        ``exact_duplicates``, ``near_duplicate_groups``, ``cross_split_near_duplicate_groups``,
+        ``near_duplicates``, ``near_duplicate_hash``, ``near_duplicate_threshold`` (and
+        ``sizes``/``modes`` when given).
+    """
+    split_of = dict(zip(index["path"], index["split"]))
+    audit: dict[str, Any] = {"layout": index.attrs.get("layout"), "root": index.attrs.get("root"),
+                             "n_images": int(len(index))}
+    counts = index.groupby(["split", "class"]).size()
+    audit["per_split_class"] = {f"{s}/{c}": int(n) for (s, c), n in counts.items()}
+    per_class = index.groupby("class").size()
+    audit["class_imbalance"] = {"counts": {c: int(n) for c, n in per_class.items()},
+                                "max_over_min": float(per_class.max() / max(per_class.min(), 1))}
+    audit["unreadable"] = list(unreadable)
+    audit["skipped"] = list(index.attrs.get("skipped", []))
+    audit["ignored_system_files"] = list(index.attrs.get("ignored", []))
+
+    exact_groups = [list(g["path"]) for _, g in index[index["sha1"] != "empty"].groupby("sha1") if len(g) > 1]
+    audit["exact_duplicates"] = exact_groups
+    audit["exact_duplicate_groups"] = len(exact_groups)
+    audit["cross_split_exact_duplicate_groups"] = sum(len({split_of[p] for p in g}) > 1 for g in exact_groups)
+
+    audit["near_duplicate_hash"] = NEAR_DUPLICATE_HASH
+    audit["near_duplicate_threshold"] = int(near_threshold)
+    if images is not None and image_paths is not None:
+        hashes = perceptual_hash(images)
+        groups = _groups_from_pairs(len(hashes), near_duplicate_pairs(hashes, near_threshold))
+        near = [[image_paths[i] for i in g] for g in groups]
+    else:
+        near = []
+    audit["near_duplicates"] = near
+    audit["near_duplicate_groups"] = len(near)
+    audit["cross_split_near_duplicate_groups"] = sum(len({split_of[p] for p in g}) > 1 for g in near)
+    if sizes is not None:
+        audit["sizes"] = {f"{w}x{h}": int(n) for (w, h), n in Counter((w, h) for w, h, _ in sizes).most_common(20)}
+        audit["modes"] = dict(Counter(m for _, _, m in sizes))
+    return audit
+
+
+def audit_summary(audit: dict[str, Any]) -> pd.DataFrame:
+    """The audit's headline numbers as a two-column table (for notebook 01)."""
+    rows = [("images found", audit.get("n_images")),
+            ("unreadable files (left out)", len(audit.get("unreadable", []))),
+            ("other files skipped (not images)", len(audit.get("skipped", []))),
+            ("exact duplicate groups", audit.get("exact_duplicate_groups")),
+            ("  of which across splits", audit.get("cross_split_exact_duplicate_groups")),
+            ("near duplicate groups", audit.get("near_duplicate_groups")),
+            ("  of which across splits", audit.get("cross_split_near_duplicate_groups")),
+            ("near-duplicate hash", audit.get("near_duplicate_hash")),
+            ("near-duplicate threshold (Hamming bits)", audit.get("near_duplicate_threshold")),
+            ("class imbalance (largest / smallest class)", round(audit.get("class_imbalance", {}).get("max_over_min", float("nan")), 2))]
+    for key, value in audit.get("splits", {}).items():
+        if isinstance(value, (int, float)):
+            rows.append((f"splits: {key.replace('_', ' ')}", value))
+    for u in audit.get("unreadable", [])[:20]:
+        rows.append(("unreadable", f"{u['path']}: {u['reason']}"))
+    return pd.DataFrame(rows, columns=["item", "value"]).set_index("item")

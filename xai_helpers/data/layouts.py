@@ -1,0 +1,273 @@
+"""Readers for the published folder layouts, and detection of the layout of a folder.
+
+Each layout maps its folder names onto canonical split names (``train``, ``val``, ``test``) and
+canonical class names, so that the same class means the same thing across datasets of one task
+(e.g. Bhuvaji's ``glioma_tumor`` and Nickparvar's ``glioma`` are both ``glioma``).
+
+:func:`scan_dataset` returns one row per image file with ``path``, ``split``, ``class``,
+``group`` (images that must stay in one split: a patient, a lesion; the file itself otherwise)
+and ``mask`` (the lesion mask, synthetic data only). Files that are not images are reported in
+``index.attrs['skipped']``, never dropped silently.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".gif", ".webp"}
+# system files that are not data: reported under 'ignored', not as problems
+_SYSTEM_FILES = {".ds_store", "thumbs.db", "desktop.ini"}
+
+
+class DatasetError(ValueError):
+    """The dataset folder cannot be read as the requested layout."""
+
+
+@dataclass(frozen=True)
+class Layout:
+    """One published folder layout.
+
+    Attributes
+    ----------
+    name : str
+        The name the ``dataset`` parameter takes.
+    title : str
+        What the dataset is, for reports.
+    split_folders : dict
+        Canonical split name -> accepted folder names (case-insensitive).
+    classes : dict
+        Folder name (lower case) -> canonical class name. Empty: any class folder, named as is.
+    grey : bool
+        Whether the images are greyscale (stored with one channel in the cache).
+    group_of : callable, optional
+        File name -> group key (patient, lesion); default: every file is its own group.
+    """
+
+    name: str
+    title: str
+    split_folders: dict[str, tuple[str, ...]]
+    classes: dict[str, str] = field(default_factory=dict)
+    grey: bool = False
+    group_of: Callable[[str], str] | None = None
+
+
+def kermany_patient(filename: str) -> str:
+    """Patient key of a Kermany chest X-ray file name.
+
+    ``person1_bacteria_1.jpeg`` -> ``person1``; ``IM-0115-0001.jpeg`` -> ``IM-0115``;
+    ``NORMAL2-IM-1427-0001.jpeg`` -> ``NORMAL2-IM-1427``.
+    """
+    stem = Path(filename).stem
+    for pattern in (r"^(person\d+)_", r"^(NORMAL2-IM-\d+)-", r"^(IM-\d+)-"):
+        m = re.match(pattern, stem, flags=re.IGNORECASE)
+        if m:
+            return m.group(1)
+    return stem
+
+
+_TRAIN_TEST = {"train": ("train", "training"), "val": ("val", "valid", "validation"),
+               "test": ("test", "testing")}
+
+LAYOUTS: dict[str, Layout] = {
+    layout.name: layout
+    for layout in (
+        Layout("synthetic", "Embedded synthetic brain-slice dataset (generated, no download)",
+               _TRAIN_TEST, {"no_lesion": "no_lesion", "solid_lesion": "solid_lesion",
+                             "ring_lesion": "ring_lesion"}, grey=True),
+        Layout("brain_tumor_mri", "Brain Tumor Classification (MRI), Bhuvaji et al. 2020 (Kaggle)",
+               _TRAIN_TEST, {"glioma_tumor": "glioma", "meningioma_tumor": "meningioma",
+                             "no_tumor": "no_tumor", "pituitary_tumor": "pituitary"}, grey=True),
+        Layout("brain_tumor_mri_nickparvar", "Brain Tumor MRI Dataset, Nickparvar 2021 (Kaggle)",
+               _TRAIN_TEST, {"glioma": "glioma", "meningioma": "meningioma", "notumor": "no_tumor",
+                             "pituitary": "pituitary"}, grey=True),
+        Layout("skin_cancer_isic", "Skin Cancer: Malignant vs. Benign, ISIC Archive images (Kaggle)",
+               _TRAIN_TEST, {"benign": "benign", "malignant": "malignant"}),
+        Layout("ham10000", "HAM10000 dermoscopy, Tschandl et al. 2018 (7 diagnoses, grouped by lesion)",
+               _TRAIN_TEST),
+        Layout("chest_xray_pneumonia", "Chest X-Ray Images (Pneumonia), Kermany et al. 2018",
+               _TRAIN_TEST, {"normal": "normal", "pneumonia": "pneumonia"}, grey=True,
+               group_of=kermany_patient),
+        Layout("imagefolder", "Any <split>/<class>/* or <class>/* folder tree", _TRAIN_TEST),
+    )
+}
+
+HAM10000_CLASSES = {"akiec": "actinic_keratosis", "bcc": "basal_cell_carcinoma",
+                    "bkl": "benign_keratosis", "df": "dermatofibroma", "mel": "melanoma",
+                    "nv": "melanocytic_nevus", "vasc": "vascular_lesion"}
+
+
+def _subdirs(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _split_dirs(root: Path, layout: Layout) -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for d in _subdirs(root):
+        for split, names in layout.split_folders.items():
+            if d.name.lower() in names:
+                if split in found:
+                    raise DatasetError(f"{root}: two folders for split {split!r}: {found[split].name}, {d.name}")
+                found[split] = d
+    return found
+
+
+def detect_layout(root: str | Path) -> str:
+    """Name of the layout of the dataset folder ``root`` (see :data:`LAYOUTS`).
+
+    Raises :class:`DatasetError` when ``root`` is missing or holds no recognisable images.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(f"data_root: folder {root} does not exist")
+    if (root / "synthetic.json").is_file():
+        return "synthetic"
+    if (root / "HAM10000_metadata.csv").is_file() or (root / "HAM10000_metadata").is_file():
+        return "ham10000"
+    splits = _split_dirs(root, LAYOUTS["imagefolder"])
+    class_dirs = {c.name.lower() for d in splits.values() for c in _subdirs(d)}
+    if not splits:
+        class_dirs = {c.name.lower() for c in _subdirs(root)}
+    for layout in LAYOUTS.values():
+        if layout.classes and layout.name != "synthetic" and class_dirs and class_dirs == set(layout.classes):
+            return layout.name
+    if class_dirs:
+        return "imagefolder"
+    raise DatasetError(
+        f"data_root: no known layout in {root}: expected <split>/<class>/images or <class>/images "
+        f"(or HAM10000_metadata.csv); accepted layouts: {', '.join(LAYOUTS)}")
+
+
+def _files(folder: Path) -> tuple[list[Path], list[Path], list[Path]]:
+    """Image files, other files (reported) and ignorable system files below ``folder``."""
+    images, others, ignored = [], [], []
+    for p in sorted(folder.rglob("*")):
+        if not p.is_file() and not p.is_symlink():
+            continue
+        if p.name.lower() in _SYSTEM_FILES:
+            ignored.append(p)
+        elif p.suffix.lower() in IMAGE_EXTENSIONS:
+            images.append(p)
+        else:
+            others.append(p)
+    return images, others, ignored
+
+
+def _scan_ham10000(root: Path) -> pd.DataFrame:
+    meta_file = root / "HAM10000_metadata.csv"
+    if not meta_file.is_file():
+        meta_file = root / "HAM10000_metadata"
+    meta = pd.read_csv(meta_file)
+    missing_cols = {"image_id", "lesion_id", "dx"} - set(meta.columns)
+    if missing_cols:
+        raise DatasetError(f"{meta_file}: missing columns {sorted(missing_cols)}")
+    images, others, ignored = _files(root)
+    by_id = {p.stem: p for p in images}
+    rows, unmatched = [], []
+    for r in meta.itertuples(index=False):
+        p = by_id.pop(str(r.image_id), None)
+        if p is None:
+            unmatched.append(str(r.image_id))
+            continue
+        dx = str(r.dx).lower()
+        if dx not in HAM10000_CLASSES:
+            raise DatasetError(f"{meta_file}: unknown diagnosis {r.dx!r} for {r.image_id}; "
+                               f"accepted: {', '.join(HAM10000_CLASSES)}")
+        rows.append({"path": str(p), "split": "train", "class": HAM10000_CLASSES[dx],
+                     "group": str(r.lesion_id), "mask": None})
+    df = pd.DataFrame(rows, columns=["path", "split", "class", "group", "mask"])
+    df.attrs["skipped"] = ([{"path": str(p), "reason": "not an image file (extension)"} for p in others]
+                           + [{"path": str(p), "reason": "image file not listed in HAM10000_metadata.csv"}
+                              for p in by_id.values()]
+                           + [{"path": f"{root}/{i}.*", "reason": "listed in HAM10000_metadata.csv but missing"}
+                              for i in unmatched])
+    df.attrs["ignored"] = [str(p) for p in ignored]
+    return df
+
+
+def scan_dataset(root: str | Path, dataset: str = "auto") -> pd.DataFrame:
+    """Index every image of the dataset at ``root``.
+
+    Parameters
+    ----------
+    root : path
+        The dataset's root folder, as downloaded.
+    dataset : str
+        ``'auto'`` to detect the layout, or one of :data:`LAYOUTS`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``path``, ``split``, ``class``, ``group``, ``mask``; ``attrs`` holds ``layout``,
+        ``classes`` (sorted canonical class names), ``grey``, ``skipped`` (list of
+        ``{path, reason}`` for files that are not images) and ``ignored`` (system files).
+
+    Raises
+    ------
+    DatasetError
+        Missing root, unknown layout, empty class folder, class folders that differ between
+        splits, or class folders the layout does not know.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(f"data_root: folder {root} does not exist")
+    name = detect_layout(root) if dataset == "auto" else dataset
+    if name not in LAYOUTS:
+        raise DatasetError(f"dataset: unknown layout {name!r}; accepted values: auto, {', '.join(LAYOUTS)}")
+    layout = LAYOUTS[name]
+    if name == "ham10000":
+        df = _scan_ham10000(root)
+    else:
+        splits = _split_dirs(root, layout)
+        if not splits:
+            if name != "imagefolder":
+                raise DatasetError(
+                    f"{root}: no split folders for layout {name!r}; expected some of "
+                    f"{', '.join(n for names in layout.split_folders.values() for n in names)}")
+            splits = {"train": root}  # <class>/* tree: everything is the training pool
+        class_sets = {s: {c.name for c in _subdirs(d) if c.name != "masks"} for s, d in splits.items()}
+        if name == "synthetic":
+            class_sets = {s: c for s, c in class_sets.items()}
+        all_classes = set().union(*class_sets.values())
+        for s, cs in class_sets.items():
+            if not cs:
+                raise DatasetError(f"{splits[s]}: split {s!r} has no class folders")
+            if cs != all_classes and s != "val":
+                raise DatasetError(
+                    f"{root}: class folders differ between splits: {s!r} has {sorted(cs)}, "
+                    f"all splits together {sorted(all_classes)}")
+        rows, skipped, ignored = [], [], []
+        for s, d in splits.items():
+            for cdir in _subdirs(d):
+                if cdir.name not in class_sets[s]:
+                    continue
+                key = cdir.name.lower()
+                if layout.classes and key not in layout.classes:
+                    raise DatasetError(
+                        f"{cdir}: class folder {cdir.name!r} is not part of layout {name!r} "
+                        f"(expected {', '.join(layout.classes)}); use dataset='imagefolder' for other trees")
+                cname = layout.classes.get(key, cdir.name)
+                images, others, ign = _files(cdir)
+                if not images:
+                    raise DatasetError(f"{cdir}: class folder is empty (no image files)")
+                skipped += [{"path": str(p), "reason": "not an image file (extension)"} for p in others]
+                ignored += [str(p) for p in ign]
+                for p in images:
+                    group = layout.group_of(p.name) if layout.group_of else str(p.relative_to(root))
+                    mask = None
+                    if name == "synthetic":
+                        mask = str(root / "masks" / p.relative_to(root))
+                    rows.append({"path": str(p), "split": s, "class": cname, "group": group, "mask": mask})
+        df = pd.DataFrame(rows, columns=["path", "split", "class", "group", "mask"])
+        df.attrs["skipped"] = skipped
+        df.attrs["ignored"] = ignored
+    if df.empty:
+        raise DatasetError(f"{root}: no image files found for layout {name!r}")
+    df.attrs["layout"] = name
+    df.attrs["root"] = str(root)
+    df.attrs["classes"] = sorted(df["class"].unique())
+    df.attrs["grey"] = layout.grey
+    return df

@@ -1,0 +1,171 @@
+"""From a dataset folder to the run's prepared data: index, audit, splits and image cache.
+
+Notebook 01 calls :func:`prepare_dataset`, which writes ``data/splits.csv``,
+``data/audit.json`` and ``data/dataset.json`` into the run folder; later notebooks call
+:func:`load_prepared` to get the same images back from the cache.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..runfolder import RunFolder, write_text_atomic
+from .audit import audit_dataset
+from .cache import ImageCache, build_cache, file_digest
+from .layouts import LAYOUTS, scan_dataset
+from .splits import fold_indices, make_splits
+from .synthetic import make_synthetic_dataset
+
+#: Seed of the embedded synthetic dataset: fixed, so that the dataset is the same for every run
+#: seed (the run's ``seed`` drives folds, initialisation and augmentation).
+SYNTHETIC_DATA_SEED = 0
+
+
+@dataclass
+class PreparedData:
+    """Images of one run, aligned row for row with ``splits``.
+
+    Attributes
+    ----------
+    splits : pandas.DataFrame
+        ``path``, ``split``, ``class``, ``group``, ``fold`` (and ``mask``) of every usable image.
+    images : (N, C, S, S) uint8 array
+        Row ``i`` is the image of ``splits`` row ``i``.
+    class_names : list of str
+    labels : (N,) int array
+        Index into ``class_names`` of every row.
+    info : dict
+        ``layout``, ``root``, ``grey``, ``image_size``, ``title``.
+    audit : dict
+        The data audit (see :func:`~xai_helpers.data.audit.audit_dataset`).
+    """
+
+    splits: pd.DataFrame
+    images: np.ndarray
+    class_names: list[str]
+    labels: np.ndarray
+    info: dict[str, Any]
+    audit: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def folds(self) -> list[int]:
+        return sorted(int(f) for f in self.splits["fold"].unique() if f >= 0)
+
+    def fold_rows(self, fold: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Rows of (training, validation, test) images of ``fold``."""
+        return fold_indices(self.splits, fold)
+
+    def test_rows(self) -> np.ndarray:
+        return np.flatnonzero(self.splits["split"].to_numpy() == "test")
+
+    def masks(self, rows: np.ndarray) -> np.ndarray | None:
+        """Lesion masks (B, S, S) bool of ``rows`` at the cache's size, or None without masks."""
+        if "mask" not in self.splits.columns:
+            return None
+        from PIL import Image
+
+        size = self.images.shape[-1]
+        out = np.zeros((len(rows), size, size), bool)
+        for k, r in enumerate(rows):
+            p = self.splits["mask"].iloc[r]
+            if isinstance(p, str) and p and Path(p).is_file():
+                with Image.open(p) as m:
+                    out[k] = np.asarray(m.convert("L").resize((size, size), Image.Resampling.NEAREST)) > 127
+            else:
+                return None
+        return out
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    write_text_atomic(path, json.dumps(obj, indent=2, default=str))
+
+
+def prepare_dataset(params: dict[str, Any], progress: bool = True) -> PreparedData:
+    """Index, audit, split and cache the dataset named by the run's parameters.
+
+    For ``dataset='synthetic'`` the embedded dataset is generated into ``data_root`` first
+    (``synthetic_per_class`` images per class). Unreadable files are reported in the audit and
+    left out; files sharing a group with the test split are handled by the leak policy.
+
+    Returns
+    -------
+    PreparedData
+    """
+    run = RunFolder(params["run_dir"])
+    root = Path(params["data_root"])
+    if params["dataset"] == "synthetic":
+        make_synthetic_dataset(root, n_per_class=params["synthetic_per_class"], seed=SYNTHETIC_DATA_SEED,
+                               progress=progress)
+    index = scan_dataset(root, params["dataset"])
+    digests = [file_digest(p) if Path(p).stat().st_size else "empty" for p in index["path"]]
+    index["sha1"] = digests
+    cache = build_cache(index["path"], params["image_size"], index.attrs["grey"], digests=digests,
+                        progress=progress)
+    audit = audit_dataset(index, cache.unreadable, images=cache.images, image_paths=cache.paths,
+                          sizes=cache.file_info)
+    usable = index[~index["path"].isin({u["path"] for u in cache.unreadable})].copy()
+    usable.attrs = dict(index.attrs)
+    usable = usable.drop(columns=["sha1"])
+    # images that are byte-identical share a group, so they never straddle splits or folds
+    usable["group"] = _merge_duplicate_groups(usable, dict(zip(index["path"], digests)))
+    splits = make_splits(usable, folds=params["folds"], seed=params["seed"],
+                         max_per_class=params["max_per_class"])
+    audit["splits"] = {k: v for k, v in splits.attrs.get("report", {}).items()}
+    audit["splits"]["images_per_split_and_class"] = (
+        splits.assign(fold=splits["fold"].astype(str)).groupby(["split", "class"]).size()
+        .rename("n").reset_index().to_dict("records"))
+    info = {"layout": index.attrs["layout"], "title": LAYOUTS[index.attrs["layout"]].title,
+            "root": str(root), "grey": bool(index.attrs["grey"]), "image_size": params["image_size"],
+            "class_names": list(index.attrs["classes"]), "cache_file": str(cache.file)}
+    run.data_dir.mkdir(parents=True, exist_ok=True)
+    run.write_csv(splits, run.splits_file)
+    _write_json(run.audit_file, audit)
+    _write_json(run.data_dir / "dataset.json", info)
+    return _assemble(splits, cache, info, audit)
+
+
+def _merge_duplicate_groups(index: pd.DataFrame, digest_of: dict[str, str]) -> list[str]:
+    """Group keys where every set of byte-identical files shares its first member's group."""
+    first_group: dict[str, str] = {}
+    out = []
+    for path, group in zip(index["path"], index["group"]):
+        d = digest_of[path]
+        out.append(first_group.setdefault(d, group))
+    return out
+
+
+def _assemble(splits: pd.DataFrame, cache, info: dict[str, Any], audit: dict[str, Any]) -> PreparedData:
+    splits = splits.reset_index(drop=True)
+    rows = cache.rows(splits["path"])
+    images = cache.images[rows]
+    class_names = list(info["class_names"])
+    code = {c: i for i, c in enumerate(class_names)}
+    labels = splits["class"].map(code).to_numpy()
+    return PreparedData(splits, images, class_names, labels.astype(np.int64), info, audit)
+
+
+def load_prepared(params: dict[str, Any], progress: bool = True) -> PreparedData:
+    """The prepared data of a run folder (written by notebook 01), images from the cache."""
+    run = RunFolder(params["run_dir"])
+    splits = run.read_splits()
+    info = json.loads(run.require(run.data_dir / "dataset.json", "notebook 01").read_text())
+    audit = json.loads(run.audit_file.read_text()) if run.audit_file.is_file() else {}
+    if info["image_size"] != params["image_size"]:
+        raise ValueError(f"image_size: the run folder was prepared at {info['image_size']} px, "
+                         f"not {params['image_size']}; rerun notebook 01 or pass image_size={info['image_size']}")
+    if "mask" in splits.columns and not splits["mask"].astype(bool).any():
+        splits = splits.drop(columns=["mask"])
+    if Path(info.get("cache_file", "")).is_file():
+        cache = ImageCache.load(info["cache_file"])
+    else:
+        cache = build_cache(splits["path"], info["image_size"], info["grey"], progress=progress)
+    missing = sorted(set(splits["path"]) - set(cache.paths))
+    if missing:
+        raise ValueError(f"{len(missing)} file(s) listed in {run.splits_file} are not in the image cache "
+                         f"(e.g. {missing[0]}); rerun notebook 01")
+    return _assemble(splits, cache, info, audit)

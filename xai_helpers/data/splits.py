@@ -1,0 +1,130 @@
+"""Leak-free splits: a fixed test split, and stratified, grouped k-fold folds of the training pool.
+
+The published test split is kept as the held-out test set, evaluated by every fold of every
+model. The training pool (published ``train`` plus any published ``val``) is divided into ``k``
+folds with scikit-learn's :class:`~sklearn.model_selection.StratifiedGroupKFold`: fold ``f``'s
+model validates (early stopping) on fold ``f`` and trains on the others. Groups (a patient, a
+lesion, a set of duplicate images) never straddle two folds, and a group that also appears in the
+test split is handled by ``leak_policy``.
+
+The result is saved as ``runs/<name>/data/splits.csv`` (``path``, ``split``, ``class``, ``group``,
+``fold``; ``fold`` is -1 on test rows) so that a run can be repeated exactly.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import StratifiedGroupKFold
+
+LEAK_POLICIES = ("drop_train", "keep")
+
+
+def make_splits(index: pd.DataFrame, folds: int, seed: int, max_per_class: int | None = None,
+                leak_policy: str = "drop_train", test_fraction: float = 0.2) -> pd.DataFrame:
+    """Assign every image to the test split or to one fold of the training pool.
+
+    Parameters
+    ----------
+    index : pandas.DataFrame
+        From :func:`~xai_helpers.data.layouts.scan_dataset` (columns ``path``, ``split``,
+        ``class``, ``group``).
+    folds : int
+        Number of cross-validation folds (>= 2).
+    seed : int
+        Seeds the fold assignment and any subsampling.
+    max_per_class : int, optional
+        Keep at most this many training-pool images per class (whole groups, seeded).
+    leak_policy : {'drop_train', 'keep'}
+        What to do with training-pool images whose group also appears in the test split:
+        drop them from training (default) or keep them (reported either way).
+    test_fraction : float
+        Used only when the dataset has no test split: the share of groups drawn as test.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``path``, ``split`` (``train`` or ``test``), ``class``, ``group``, ``fold``
+        (and ``mask`` when the index has it); ``attrs['report']`` counts what was dropped.
+
+    Examples
+    --------
+    >>> idx = pd.DataFrame({"path": list("abcdefgh"), "split": ["train"] * 6 + ["test"] * 2,
+    ...                     "class": list("xyxyxyxy"), "group": list("abcdefgh")})
+    >>> s = make_splits(idx, folds=3, seed=0)
+    >>> sorted(s.loc[s.split == "train", "fold"].unique().tolist())
+    [0, 1, 2]
+    """
+    if leak_policy not in LEAK_POLICIES:
+        raise ValueError(f"leak_policy: unknown value {leak_policy!r}; accepted values: {', '.join(LEAK_POLICIES)}")
+    if folds < 2:
+        raise ValueError(f"folds: at least 2 folds are needed, got {folds}")
+    df = index.copy()
+    df["split"] = df["split"].replace({"val": "train"})
+    rng = np.random.default_rng(seed)
+    report: dict[str, object] = {}
+
+    if not (df["split"] == "test").any():
+        groups = df["group"].to_numpy()
+        n_splits = max(2, int(round(1 / test_fraction)))
+        sgkf = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+        _, test_idx = next(sgkf.split(df, df["class"], groups))
+        df.loc[df.index[test_idx], "split"] = "test"
+        report["test_drawn_from_train"] = int(len(test_idx))
+
+    test_groups = set(df.loc[df["split"] == "test", "group"])
+    leaking = (df["split"] == "train") & df["group"].isin(test_groups)
+    report["train_images_sharing_a_group_with_test"] = int(leaking.sum())
+    if leak_policy == "drop_train" and leaking.any():
+        report["dropped_train_images"] = df.loc[leaking, "path"].tolist()
+        df = df.loc[~leaking]
+
+    pool = df[df["split"] == "train"]
+    if max_per_class is not None:
+        keep = []
+        for _, part in pool.groupby("class", sort=True):
+            groups = part["group"].unique()
+            rng.shuffle(groups)
+            sizes = part.groupby("group").size()
+            chosen, total = [], 0
+            for g in groups:
+                if total >= max_per_class:
+                    break
+                chosen.append(g)
+                total += int(sizes[g])
+            keep.append(part[part["group"].isin(chosen)])
+        new_pool = pd.concat(keep)
+        report["subsampled_away"] = int(len(pool) - len(new_pool))
+        df = pd.concat([new_pool, df[df["split"] == "test"]])
+        pool = new_pool
+
+    n_groups = pool.groupby("class")["group"].nunique()
+    too_few = n_groups[n_groups < folds]
+    if len(too_few):
+        raise ValueError(
+            f"folds: {folds} folds need at least {folds} groups per class in the training pool; "
+            + ", ".join(f"{c} has {n}" for c, n in too_few.items()))
+    df = df.sort_values(["split", "class", "path"]).reset_index(drop=True)
+    df["fold"] = -1
+    is_pool = (df["split"] == "train").to_numpy()
+    sgkf = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+    fold_col = np.full(len(df), -1)
+    pool_pos = np.flatnonzero(is_pool)
+    for f, (_, val_idx) in enumerate(sgkf.split(pool_pos, df.loc[is_pool, "class"], df.loc[is_pool, "group"])):
+        fold_col[pool_pos[val_idx]] = f
+    df["fold"] = fold_col
+    df.attrs = dict(index.attrs)
+    df.attrs["report"] = report
+    cols = ["path", "split", "class", "group", "fold"] + (["mask"] if "mask" in df.columns else [])
+    return df[cols]
+
+
+def fold_indices(splits: pd.DataFrame, fold: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Row positions of (training, validation, test) images for ``fold``."""
+    split = splits["split"].to_numpy()
+    f = splits["fold"].to_numpy()
+    train = np.flatnonzero((split == "train") & (f != fold))
+    val = np.flatnonzero((split == "train") & (f == fold))
+    test = np.flatnonzero(split == "test")
+    if len(val) == 0:
+        raise ValueError(f"fold: fold {fold} does not exist in splits (folds: {sorted(set(f[f >= 0]))})")
+    return train, val, test

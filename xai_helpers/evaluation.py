@@ -1,0 +1,103 @@
+"""Classification metrics and per-image predictions.
+
+Arrays in, plain dicts and DataFrames out; every number is scikit-learn's.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import (accuracy_score, balanced_accuracy_score, confusion_matrix, f1_score,
+                             precision_recall_fscore_support, roc_auc_score)
+
+
+def classification_metrics(y_true: Sequence[int], probs: np.ndarray, class_names: Sequence[str],
+                           per_class: bool = True) -> dict[str, Any]:
+    """Accuracy, balanced accuracy, macro/weighted F1, one-vs-rest ROC-AUC and per-class scores.
+
+    Parameters
+    ----------
+    y_true : (N,) int array
+        True class indices.
+    probs : (N, K) array
+        Predicted probabilities; the prediction is their argmax.
+    class_names : sequence of K str
+    per_class : bool
+        Add ``precision_<c>``, ``recall_<c>``, ``f1_<c>`` and the confusion matrix.
+
+    Returns
+    -------
+    dict
+        ``accuracy``, ``balanced_accuracy``, ``f1_macro``, ``f1_weighted``, ``roc_auc_ovr``
+        (macro average; NaN when a class is absent from ``y_true``), and with ``per_class`` the
+        per-class scores and ``confusion_matrix`` (a nested list, rows = true classes).
+
+    Examples
+    --------
+    >>> m = classification_metrics([0, 1, 1], np.array([[.9, .1], [.2, .8], [.6, .4]]), ["a", "b"])
+    >>> round(m["accuracy"], 3), round(m["f1_macro"], 3)
+    (0.667, 0.667)
+    """
+    y_true = np.asarray(y_true)
+    probs = np.asarray(probs, dtype=np.float64)
+    k = len(class_names)
+    if probs.ndim != 2 or probs.shape[1] != k or probs.shape[0] != len(y_true):
+        raise ValueError(f"probs: expected shape ({len(y_true)}, {k}), got {probs.shape}")
+    y_pred = probs.argmax(axis=1)
+    labels = list(range(k))
+    out: dict[str, Any] = {
+        "n": int(len(y_true)),
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "balanced_accuracy": float(balanced_accuracy_score(y_true, y_pred)) if len(y_true) else float("nan"),
+        "f1_macro": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
+        "f1_weighted": float(f1_score(y_true, y_pred, labels=labels, average="weighted", zero_division=0)),
+    }
+    present = np.unique(y_true)
+    if len(present) == k and k > 1:
+        if k == 2:
+            out["roc_auc_ovr"] = float(roc_auc_score(y_true, probs[:, 1]))
+        else:
+            p = probs / probs.sum(axis=1, keepdims=True)
+            out["roc_auc_ovr"] = float(roc_auc_score(y_true, p, multi_class="ovr", labels=labels))
+    else:
+        out["roc_auc_ovr"] = float("nan")
+    if per_class:
+        prec, rec, f1, support = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
+        for i, c in enumerate(class_names):
+            out[f"precision_{c}"] = float(prec[i])
+            out[f"recall_{c}"] = float(rec[i])
+            out[f"f1_{c}"] = float(f1[i])
+        out["confusion_matrix"] = confusion_matrix(y_true, y_pred, labels=labels).tolist()
+    return out
+
+
+def predictions_frame(paths: Sequence[str], y_true: Sequence[int], probs: np.ndarray,
+                      class_names: Sequence[str]) -> pd.DataFrame:
+    """One row per image: ``path``, ``true``, ``pred`` (class names) and ``prob_<class>``."""
+    probs = np.asarray(probs)
+    df = pd.DataFrame({"path": list(paths),
+                       "true": [class_names[i] for i in y_true],
+                       "pred": [class_names[i] for i in probs.argmax(axis=1)]})
+    for i, c in enumerate(class_names):
+        df[f"prob_{c}"] = probs[:, i]
+    return df
+
+
+def expected_calibration_error(y_true: Sequence[int], probs: np.ndarray, n_bins: int = 15) -> float:
+    """Expected calibration error of the top-class confidence, ``n_bins`` equal-width bins.
+
+    ECE = sum_b (n_b / N) |accuracy_b - confidence_b| (Guo et al. 2017).
+    """
+    probs = np.asarray(probs, dtype=np.float64)
+    y_true = np.asarray(y_true)
+    conf = probs.max(axis=1)
+    correct = probs.argmax(axis=1) == y_true
+    edges = np.linspace(0, 1, n_bins + 1)
+    bins = np.clip(np.digitize(conf, edges[1:-1], right=True), 0, n_bins - 1)
+    ece = 0.0
+    for b in range(n_bins):
+        sel = bins == b
+        if sel.any():
+            ece += sel.mean() * abs(correct[sel].mean() - conf[sel].mean())
+    return float(ece)

@@ -1,0 +1,200 @@
+"""Figures shared by the notebooks, in one consistent style, saved into the run folder.
+
+Every function returns the matplotlib ``Figure`` (so a notebook shows it) and, given a
+:class:`~xai_helpers.runfolder.RunFolder` and a name, saves it as PNG (and PDF where asked)
+under ``runs/<name>/figures/``. Nothing here switches the matplotlib backend: calling
+``matplotlib.use("Agg")`` inside a notebook silently drops its plots.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+from .runfolder import RunFolder
+
+PALETTE = "colorblind"
+
+
+def set_style() -> None:
+    """The notebooks' plotting style (seaborn 'whitegrid', colour-blind palette, readable sizes)."""
+    sns.set_theme(context="notebook", style="whitegrid", palette=PALETTE)
+    plt.rcParams.update({"figure.dpi": 100, "savefig.dpi": 150, "savefig.bbox": "tight",
+                         "axes.titlesize": 11, "axes.labelsize": 10, "image.interpolation": "nearest"})
+
+
+def save_figure(fig: plt.Figure, run: RunFolder | None, name: str, pdf: bool = False) -> plt.Figure:
+    """Save ``fig`` as ``figures/<name>.png`` (and ``.pdf``) in ``run``; returns ``fig``."""
+    if run is not None:
+        path = run.figure_file(name)
+        fig.savefig(path)
+        if pdf:
+            fig.savefig(path.with_suffix(".pdf"))
+    return fig
+
+
+def _show(img: np.ndarray) -> np.ndarray:
+    """(C, H, W) or (H, W) uint8/float image -> something imshow draws (H, W[, 3])."""
+    img = np.asarray(img)
+    if img.ndim == 3 and img.shape[0] in (1, 3):
+        img = img[0] if img.shape[0] == 1 else img.transpose(1, 2, 0)
+    return img
+
+
+def plot_samples(images: np.ndarray, labels: Sequence[str], masks: np.ndarray | None = None,
+                 per_row: int = 6, run: RunFolder | None = None, name: str = "samples") -> plt.Figure:
+    """A grid of images titled by class, lesion masks outlined in red where given."""
+    n = len(images)
+    rows = int(np.ceil(n / per_row))
+    fig, axes = plt.subplots(rows, per_row, figsize=(1.8 * per_row, 1.9 * rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for i in range(n):
+        ax = axes.ravel()[i]
+        ax.imshow(_show(images[i]), cmap="gray")
+        if masks is not None and masks[i].any():
+            ax.contour(masks[i], levels=[0.5], colors="red", linewidths=0.8)
+        ax.set_title(labels[i], fontsize=8)
+    fig.tight_layout()
+    return save_figure(fig, run, name)
+
+
+def plot_class_counts(splits: pd.DataFrame, run: RunFolder | None = None, name: str = "class_counts") -> plt.Figure:
+    """Images per class in each split (and fold of the training pool)."""
+    df = splits.copy()
+    df["part"] = np.where(df["split"] == "test", "test", "fold " + df["fold"].astype(str))
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    sns.countplot(data=df, x="class", hue="part", ax=ax)
+    ax.set_ylabel("images")
+    ax.set_title("Images per class: test split and the folds of the training pool")
+    fig.tight_layout()
+    return save_figure(fig, run, name)
+
+
+def plot_learning_curves(histories: dict[str, pd.DataFrame], run: RunFolder | None = None,
+                         name: str = "learning_curves") -> plt.Figure:
+    """Training loss and validation macro-F1 per epoch; one line per (model, fold)."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+    frames = [h.assign(fit=k, model=k.split(" ")[0]) for k, h in histories.items()]
+    if frames:
+        df = pd.concat(frames)
+        sns.lineplot(data=df, x="epoch", y="train_loss", hue="model", units="fit", estimator=None, ax=axes[0])
+        sns.lineplot(data=df, x="epoch", y="val_f1_macro", hue="model", units="fit", estimator=None, ax=axes[1],
+                     legend=False)
+    axes[0].set_title("training loss")
+    axes[1].set_title("validation macro-F1")
+    fig.tight_layout()
+    return save_figure(fig, run, name)
+
+
+def plot_metric_by_model(metrics: pd.DataFrame, metrics_to_plot: Sequence[str] = ("accuracy", "f1_macro"),
+                         chance: float | None = None, run: RunFolder | None = None,
+                         name: str = "test_metrics") -> plt.Figure:
+    """Test metrics per model: fold values as points, their mean as a bar."""
+    fig, axes = plt.subplots(1, len(metrics_to_plot), figsize=(4.5 * len(metrics_to_plot), 3.5), squeeze=False)
+    for ax, metric in zip(axes[0], metrics_to_plot):
+        sns.barplot(data=metrics, x="model", y=metric, errorbar=None, alpha=0.5, ax=ax)
+        sns.stripplot(data=metrics, x="model", y=metric, color="black", size=5, ax=ax)
+        if chance is not None:
+            ax.axhline(chance, ls="--", color="grey", lw=1)
+            ax.text(ax.get_xlim()[1], chance, " chance", va="center", fontsize=8, color="grey")
+        ax.set_ylim(0, 1.02)
+        ax.set_title(f"test {metric} (points: folds)")
+        ax.tick_params(axis="x", rotation=20)
+    fig.tight_layout()
+    return save_figure(fig, run, name)
+
+
+def plot_pvalue_heatmap(tests: pd.DataFrame, metric: str, test: str, comparison: str = "models",
+                        group: str = "all", run: RunFolder | None = None, name: str | None = None) -> plt.Figure:
+    """Symmetric heatmap of adjusted p-values between every pair (``a``, ``b``)."""
+    sel = tests[(tests["comparison"] == comparison) & (tests["metric"] == metric) & (tests["test"] == test)
+                & (tests["group"] == group)]
+    names = list(dict.fromkeys(list(sel["a"]) + list(sel["b"])))
+    mat = pd.DataFrame(np.nan, index=names, columns=names)
+    for r in sel.itertuples():
+        mat.loc[r.a, r.b] = mat.loc[r.b, r.a] = r.p_adjusted
+    fig, ax = plt.subplots(figsize=(1.2 * len(names) + 2.5, 1.0 * len(names) + 1.5))
+    sns.heatmap(mat.astype(float), annot=True, fmt=".3f", vmin=0, vmax=1, cmap="rocket", ax=ax,
+                cbar_kws={"label": "adjusted p"})
+    ax.set_title(f"{test}: {metric} ({comparison}, {group}; Holm-adjusted)")
+    fig.tight_layout()
+    return save_figure(fig, run, name or f"pvalues_{comparison}_{metric}_{test}")
+
+
+def plot_paired_lines(metrics: pd.DataFrame, metric: str, run: RunFolder | None = None,
+                      name: str | None = None) -> plt.Figure:
+    """Fold-wise values of ``metric`` per model, the same fold joined by a line (the pairing)."""
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    wide = metrics.pivot_table(index="fold", columns="model", values=metric)
+    order = list(dict.fromkeys(metrics["model"]))
+    wide = wide[order]
+    for fold, row in wide.iterrows():
+        ax.plot(range(len(order)), row.to_numpy(), marker="o", label=f"fold {fold}")
+    ax.set_xticks(range(len(order)), order, rotation=20)
+    ax.set_ylabel(metric)
+    ax.set_title(f"{metric} per fold: each line is one fold (paired across models)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return save_figure(fig, run, name or f"paired_{metric}")
+
+
+def overlay(image: np.ndarray, cam: np.ndarray, alpha: float = 0.5, cmap: str = "jet") -> np.ndarray:
+    """RGB float image in [0, 1]: ``image`` (grey or RGB, uint8) blended with the coloured ``cam``."""
+    img = _show(image).astype(np.float32)
+    img = img / 255.0 if img.max() > 1.0 else img
+    if img.ndim == 2:
+        img = np.repeat(img[..., None], 3, axis=2)
+    heat = plt.get_cmap(cmap)(np.clip(cam, 0, 1))[..., :3]
+    return np.clip((1 - alpha) * img + alpha * heat, 0, 1)
+
+
+def cam_grid(images: np.ndarray, maps: dict[str, np.ndarray], row_labels: Sequence[str],
+             masks: np.ndarray | None = None, alpha: float = 0.5, cmap: str = "jet",
+             run: RunFolder | None = None, name: str = "cam_grid", title: str | None = None) -> plt.Figure:
+    """Images x methods: the original, then one overlay per method, with a shared colour bar.
+
+    Saved as PNG and PDF (publication quality) when ``run`` is given.
+    """
+    methods = list(maps)
+    n = len(images)
+    fig, axes = plt.subplots(n, len(methods) + 1, figsize=(1.9 * (len(methods) + 1) + 0.6, 1.95 * n + 0.4),
+                             squeeze=False)
+    for i in range(n):
+        ax = axes[i, 0]
+        ax.imshow(_show(images[i]), cmap="gray")
+        if masks is not None and masks[i].any():
+            ax.contour(masks[i], levels=[0.5], colors="red", linewidths=0.8)
+        ax.set_ylabel(row_labels[i], fontsize=8)
+        for j, m in enumerate(methods):
+            axes[i, j + 1].imshow(overlay(images[i], maps[m][i], alpha, cmap))
+            if masks is not None and masks[i].any():
+                axes[i, j + 1].contour(masks[i], levels=[0.5], colors="white", linewidths=0.6)
+    for j, label in enumerate(["image"] + methods):
+        axes[0, j].set_title(label, fontsize=10)
+    for ax in axes.ravel():
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.subplots_adjust(right=0.9, wspace=0.04, hspace=0.08)
+    cax = fig.add_axes([0.92, 0.2, 0.015, 0.6])
+    fig.colorbar(plt.cm.ScalarMappable(cmap=cmap, norm=plt.Normalize(0, 1)), cax=cax, label="CAM (scaled)")
+    if title:
+        fig.suptitle(title, fontsize=11)
+    if run is not None:
+        save_figure(fig, run, name, pdf=True)
+    return fig
+
+
+def plot_xai_metric(xai_metrics: pd.DataFrame, metric: str = "confidence_increase", run: RunFolder | None = None,
+                    name: str | None = None) -> plt.Figure:
+    """Mean of an explanation metric per method and true class (bars)."""
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    sns.barplot(data=xai_metrics, x="method", y=metric, hue="class", ax=ax)
+    ax.axhline(0, color="black", lw=0.8)
+    ax.set_title(f"{metric} per CAM method and true class")
+    ax.tick_params(axis="x", rotation=15)
+    fig.tight_layout()
+    return save_figure(fig, run, name or f"xai_{metric}")

@@ -1,0 +1,265 @@
+"""The four CNNs of the study (torchvision), their weights and their default CAM target layers.
+
+Default target layers are chosen so that the layer's output is never modified in place later in
+the forward pass (an in-place op after the hooked layer changes the stored activations on the
+CPU, where ``.cpu()`` is a no-op, but not on CUDA, where it copies):
+
+========================  =========================  ============================================
+model                     default target layer       why
+========================  =========================  ============================================
+``resnet50``              ``layer4``                 last bottleneck stage; its ReLU is inside the
+                                                     block, the output goes straight to avgpool
+``densenet121``           ``features.denseblock4``   ``features.norm5`` is followed by an in-place
+                                                     ReLU in ``DenseNet.forward``; the block's
+                                                     output (a fresh concatenation) is not
+``vgg16``                 ``features.29``            the in-place ReLU after the last convolution;
+                                                     hooking the conv (``features.28``) would see
+                                                     its output overwritten by that ReLU
+``efficientnet_b0``       ``features.8``             the final 1x1 conv + BN + SiLU (not in place)
+                                                     that feeds the pooling; ``features.7`` is the
+                                                     last MBConv stage (320 channels)
+========================  =========================  ============================================
+
+All four downsample by 32, so their last feature map is ``image_size / 32`` on a side: at least
+64 px are needed for a 2x2 map. Use :func:`feature_map_size` to check a layer and size.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+from urllib.error import URLError
+
+import torch
+import torchvision
+from torch import nn
+
+MODEL_NAMES = ("resnet50", "densenet121", "vgg16", "efficientnet_b0")
+
+DEFAULT_TARGET_LAYERS = {
+    "resnet50": "layer4",
+    "densenet121": "features.denseblock4",
+    "vgg16": "features.29",
+    "efficientnet_b0": "features.8",
+}
+
+#: Layers the explorer offers per architecture (shallow to deep), none modified in place later.
+CAM_LAYER_CHOICES = {
+    "resnet50": ("layer1", "layer2", "layer3", "layer4"),
+    "densenet121": ("features.denseblock1", "features.denseblock2", "features.denseblock3", "features.denseblock4"),
+    "vgg16": ("features.8", "features.15", "features.22", "features.29"),
+    "efficientnet_b0": ("features.3", "features.4", "features.5", "features.6", "features.7", "features.8"),
+}
+
+# The classification head of each architecture: (parent module path, index or attribute).
+_HEADS = {
+    "resnet50": "fc",
+    "densenet121": "classifier",
+    "vgg16": "classifier.6",
+    "efficientnet_b0": "classifier.1",
+}
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class WeightsUnavailableError(RuntimeError):
+    """Pretrained weights could not be downloaded and no local copy was found."""
+
+
+class CheckpointMismatchError(ValueError):
+    """A checkpoint does not fit the model it is loaded into."""
+
+
+def _check_name(name: str) -> None:
+    if name not in MODEL_NAMES:
+        raise ValueError(f"model: unknown model {name!r}; accepted values: {', '.join(MODEL_NAMES)}")
+
+
+def _replace_head(model: nn.Module, name: str, num_classes: int) -> None:
+    path = _HEADS[name]
+    parent_path, _, attr = path.rpartition(".")
+    parent = model.get_submodule(parent_path) if parent_path else model
+    old = parent[int(attr)] if attr.isdigit() else getattr(parent, attr)
+    new = nn.Linear(old.in_features, num_classes)
+    if attr.isdigit():
+        parent[int(attr)] = new
+    else:
+        setattr(parent, attr, new)
+
+
+def head_parameters(model: nn.Module, name: str) -> list[nn.Parameter]:
+    """The parameters of the classification head (trainable while the backbone is frozen)."""
+    return list(model.get_submodule(_HEADS[name]).parameters())
+
+
+def set_backbone_trainable(model: nn.Module, name: str, trainable: bool) -> None:
+    """Freeze (``trainable=False``) or unfreeze every parameter outside the head."""
+    head = {id(p) for p in head_parameters(model, name)}
+    for p in model.parameters():
+        if id(p) not in head:
+            p.requires_grad_(trainable)
+
+
+def imagenet_weights_file(name: str) -> Path:
+    """Where torchvision looks for the ImageNet checkpoint of ``name`` before downloading it."""
+    weights = torchvision.models.get_model_weights(name).DEFAULT
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(weights.url)
+
+
+def _imagenet_state_dict(name: str) -> dict[str, torch.Tensor]:
+    weights = torchvision.models.get_model_weights(name).DEFAULT
+    target = imagenet_weights_file(name)
+    try:
+        return weights.get_state_dict(progress=False)
+    except (URLError, OSError, RuntimeError) as err:
+        if isinstance(err, RuntimeError) and target.exists():
+            raise  # a corrupt local file: let the real error through
+        raise WeightsUnavailableError(
+            f"ImageNet weights for {name} could not be downloaded ({type(err).__name__}: {err}). "
+            f"Offline, download {weights.url} elsewhere and put it at {target} "
+            f"(the torch hub checkpoint folder; set TORCH_HOME to move it), or pass weights='none' "
+            f"to train from scratch, or weights='<path to a checkpoint>'.") from err
+
+
+def build_model(name: str, num_classes: int, weights: str | os.PathLike | None = "none") -> nn.Module:
+    """Build one of the four CNNs with a new head for ``num_classes`` classes.
+
+    Parameters
+    ----------
+    name : {'resnet50', 'densenet121', 'vgg16', 'efficientnet_b0'}
+    num_classes : int
+        Classes of the new head.
+    weights : 'none', 'imagenet' or path
+        ``'none'`` trains from scratch; ``'imagenet'`` loads torchvision's ImageNet weights
+        (downloaded into the torch hub folder, or taken from there when already present;
+        offline without the file it raises :class:`WeightsUnavailableError` saying which file to
+        put where); a path loads a checkpoint written by :mod:`xai_helpers.training` (or a plain
+        state dict) whose architecture and class count must match.
+
+    Returns
+    -------
+    torch.nn.Module
+        The model, in train mode, on the CPU.
+
+    Examples
+    --------
+    >>> m = build_model("resnet50", num_classes=3)
+    >>> m.fc.out_features
+    3
+    """
+    _check_name(name)
+    if num_classes < 2:
+        raise ValueError(f"num_classes: at least 2 classes are needed, got {num_classes}")
+    model = getattr(torchvision.models, name)(weights=None)
+    if weights in (None, "none"):
+        _replace_head(model, name, num_classes)
+        return model
+    if weights == "imagenet":
+        model.load_state_dict(_imagenet_state_dict(name))
+        _replace_head(model, name, num_classes)
+        return model
+    _replace_head(model, name, num_classes)
+    load_weights(model, name, weights, num_classes)
+    return model
+
+
+def load_weights(model: nn.Module, name: str, path: str | os.PathLike, num_classes: int) -> dict[str, Any]:
+    """Load a checkpoint file into ``model``, checking architecture and class count.
+
+    Returns the checkpoint's metadata (empty for a plain state dict).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights: checkpoint file {path} does not exist")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unpickling problem is reported with the file
+        raise CheckpointMismatchError(f"{path}: not a loadable checkpoint ({err})") from err
+    meta: dict[str, Any] = {}
+    state = ckpt
+    if isinstance(ckpt, dict) and "model_state" in ckpt:
+        meta = {k: v for k, v in ckpt.items() if k != "model_state"}
+        state = ckpt["model_state"]
+        arch = meta.get("arch")
+        if arch is not None and arch != name:
+            raise CheckpointMismatchError(
+                f"{path}: checkpoint is a {arch}, not a {name}; build a {arch} to load it")
+        classes = meta.get("class_names")
+        if classes is not None and len(classes) != num_classes:
+            raise CheckpointMismatchError(
+                f"{path}: checkpoint has {len(classes)} classes ({', '.join(classes)}), "
+                f"the model {num_classes}")
+    head_key = _HEADS[name] + ".weight"
+    if head_key in state and state[head_key].shape[0] != num_classes:
+        raise CheckpointMismatchError(
+            f"{path}: checkpoint head has {state[head_key].shape[0]} classes, the model {num_classes}")
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise CheckpointMismatchError(
+            f"{path}: checkpoint does not fit {name} (missing keys: {missing[:3]}..., "
+            f"unexpected keys: {unexpected[:3]}...); is it from another architecture?")
+    return meta
+
+
+def default_target_layer(name: str) -> str:
+    """Name of the default CAM target layer of ``name`` (see the module docstring)."""
+    _check_name(name)
+    return DEFAULT_TARGET_LAYERS[name]
+
+
+def get_layer(model: nn.Module, layer: str) -> nn.Module:
+    """The submodule called ``layer`` (dotted path, e.g. ``'layer4'`` or ``'features.29'``)."""
+    try:
+        return model.get_submodule(layer)
+    except AttributeError:
+        names = [n for n, _ in model.named_children()]
+        raise ValueError(f"cam_layer: model has no layer {layer!r}; top-level layers: {', '.join(names)}") from None
+
+
+def feature_map_size(name: str, image_size: int, layer: str | None = None) -> tuple[int, int]:
+    """Spatial size of ``layer``'s output for a square input, computed without any arithmetic work.
+
+    The model is built on PyTorch's ``meta`` device, so this is instant even for VGG16.
+    """
+    _check_name(name)
+    layer = layer or DEFAULT_TARGET_LAYERS[name]
+    with torch.device("meta"):
+        model = getattr(torchvision.models, name)(weights=None)
+    shape: list[int] = []
+    handle = get_layer(model, layer).register_forward_hook(lambda m, i, o: shape.extend(o.shape[-2:]))
+    try:
+        with torch.no_grad():
+            model.eval()(torch.empty(1, 3, image_size, image_size, device="meta"))
+    except RuntimeError as err:
+        raise ValueError(f"image_size: {image_size} px is too small for {name} ({err})") from None
+    finally:
+        handle.remove()
+    return int(shape[0]), int(shape[1])
+
+
+def check_image_size(name: str, image_size: int) -> None:
+    """Raise ``ValueError`` when ``name``'s last feature map would be under 2x2 at ``image_size``."""
+    last = {"resnet50": "layer4", "densenet121": "features", "vgg16": "features",
+            "efficientnet_b0": "features"}[name]
+    h, w = feature_map_size(name, image_size, last)
+    if h < 2 or w < 2:
+        raise ValueError(
+            f"image_size: {image_size} px gives {name} a last feature map of {h}x{w}; "
+            f"at least 2x2 is needed (image_size >= 64)")
+
+
+def model_overview(names: list[str] | tuple[str, ...], image_size: int) -> "pd.DataFrame":
+    """Parameters, last feature map and default CAM layer of each model at ``image_size``."""
+    import pandas as pd
+
+    rows = []
+    for name in names:
+        with torch.device("meta"):
+            n_params = sum(p.numel() for p in getattr(torchvision.models, name)(weights=None).parameters())
+        layer = DEFAULT_TARGET_LAYERS[name]
+        rows.append({"model": name, "parameters (M)": round(n_params / 1e6, 1),
+                     "default CAM layer": layer,
+                     "CAM map at this size": "x".join(map(str, feature_map_size(name, image_size, layer))),
+                     "ImageNet weights file": imagenet_weights_file(name).name})
+    return pd.DataFrame(rows).set_index("model")

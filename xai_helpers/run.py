@@ -1,0 +1,136 @@
+"""Run the numbered notebooks headlessly with papermill, for a named profile.
+
+Usage::
+
+    python -m xai_helpers.run --profile demo
+    python -m xai_helpers.run --profile quick --set models=[resnet50,vgg16] --set epochs=2
+    python -m xai_helpers.run --profile demo --only 04,05
+
+``--set key=value`` values are parsed as YAML (``epochs=2`` is an int, ``interactive=false`` a
+bool, ``models=[resnet50,vgg16]`` a list); an unknown key is an error. Executed copies of the
+notebooks go to ``<run_dir>/notebooks/``; the resolved parameters to ``<run_dir>/config.json``.
+On failure the runner names the notebook and the failing cell and exits with status 1.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import yaml
+
+from .config import DEFAULTS, PROFILES, ParameterError, profile_params, project_root, resolve_params
+from .runfolder import RunFolder
+
+
+class NotebookFailed(RuntimeError):
+    """A notebook raised an error; the message names the notebook and the cell."""
+
+
+def notebook_dir() -> Path:
+    return project_root() / "notebooks"
+
+
+def list_notebooks(only: Sequence[str] | None = None, folder: Path | None = None) -> list[Path]:
+    """The numbered notebooks (``NN_*.ipynb``) in order, or those whose number is in ``only``."""
+    folder = folder or notebook_dir()
+    books = sorted(p for p in folder.glob("[0-9][0-9]_*.ipynb"))
+    if only:
+        wanted = {o.strip().zfill(2) for o in only if o.strip()}
+        known = {p.name[:2] for p in books}
+        unknown = sorted(wanted - known)
+        if unknown:
+            raise ParameterError(f"--only: no notebook numbered {', '.join(unknown)}; "
+                                 f"accepted values: {', '.join(sorted(known))}")
+        books = [p for p in books if p.name[:2] in wanted]
+    return books
+
+
+def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
+    """``['epochs=2', 'models=[a,b]']`` -> ``{'epochs': 2, 'models': ['a', 'b']}`` (YAML values)."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise ParameterError(f"--set: expected key=value, got {pair!r}")
+        key, _, raw = pair.partition("=")
+        key = key.strip()
+        if key not in DEFAULTS:
+            raise ParameterError(f"--set: unknown parameter {key!r}; accepted parameters: {', '.join(DEFAULTS)}")
+        try:
+            out[key] = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError as err:
+            raise ParameterError(f"--set {key}: cannot parse {raw!r} as YAML ({err})") from None
+    return out
+
+
+def resolve_run_params(profile: str, overrides: dict[str, Any]) -> dict[str, Any]:
+    """Profile parameters, updated by ``overrides``, with ``interactive`` False unless set, validated."""
+    params = profile_params(profile)
+    params["interactive"] = False
+    params.update(overrides)
+    return resolve_params(params)
+
+
+def _failure_message(book: Path, err: Exception) -> str:
+    ename = getattr(err, "ename", type(err).__name__)
+    evalue = getattr(err, "evalue", str(err))
+    cell = getattr(err, "exec_count", None)
+    where = f"cell [{cell}]" if cell is not None else "a cell"
+    return f"notebook {book.name} failed in {where}: {ename}: {evalue}"
+
+
+def execute(params: dict[str, Any], notebooks: Sequence[Path], progress: bool = True) -> list[Path]:
+    """Execute ``notebooks`` in order with ``params``; returns the executed copies.
+
+    Raises
+    ------
+    NotebookFailed
+        Naming the notebook, the cell (execution count) and the error.
+    """
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
+    from tqdm.auto import tqdm
+
+    run = RunFolder(params["run_dir"])
+    run.notebooks_dir.mkdir(parents=True, exist_ok=True)
+    run.write_config(params)
+    outputs = []
+    for book in tqdm(notebooks, desc=f"notebooks ({Path(params['run_dir']).name})", disable=not progress):
+        out = run.notebooks_dir / book.name
+        started = time.perf_counter()
+        try:
+            pm.execute_notebook(str(book), str(out), parameters=params, cwd=str(book.parent),
+                                progress_bar=progress, report_mode=False)
+        except PapermillExecutionError as err:
+            raise NotebookFailed(_failure_message(book, err) + f" (executed copy: {out})") from err
+        print(f"{book.name}: done in {time.perf_counter() - started:.0f} s -> {out}", flush=True)
+        outputs.append(out)
+    return outputs
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m xai_helpers.run", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--profile", required=True, help=f"one of: {', '.join(PROFILES)}")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a notebook parameter (YAML value); repeatable")
+    parser.add_argument("--only", default=None, help="comma-separated notebook numbers, e.g. 01,02")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    args = parser.parse_args(argv)
+    try:
+        params = resolve_run_params(args.profile, parse_overrides(args.set))
+        books = list_notebooks(args.only.split(",") if args.only else None)
+        started = time.perf_counter()
+        execute(params, books, progress=not args.no_progress)
+    except (ParameterError, NotebookFailed) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"all {len(books)} notebook(s) done in {time.perf_counter() - started:.0f} s; "
+          f"outputs in {params['run_dir']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,225 @@
+"""The study's steps over a run folder: cross-validated training of the CNNs, and explanations.
+
+:func:`train_and_evaluate` trains every model on every fold of the prepared data (the same
+folds for every model, so results are paired), evaluates each fold's best checkpoint on the same
+held-out test split, and writes ``metrics.csv`` and ``predictions/``. A (model, fold) whose
+``last.pt`` exists with the same settings is not trained again, so an interrupted notebook 02
+picks up where it stopped.
+
+:func:`explain_test_images` computes the CAM methods for a sample of test images per class with
+each fold's model, and every explanation metric, into ``xai_per_image.csv`` and its aggregate
+``xai_metrics.csv``.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .cam_metrics import aggregate_per_class, confidence_metrics, deletion_insertion, localisation_metrics
+from .cams import compute_cams, resolve_target_layer
+from .data.prepare import PreparedData
+from .evaluation import classification_metrics, predictions_frame
+from .models import MODEL_NAMES, check_image_size
+from .runfolder import RunFolder
+from .training import BatchPipeline, TrainConfig, fit, load_checkpoint, predict_proba, resolve_device
+
+
+def fold_seed(seed: int, model: str, fold: int) -> int:
+    """Seed of one (model, fold) fit: independent of which other models or folds are run."""
+    return int(seed) * 1000 + fold * 10 + MODEL_NAMES.index(model)
+
+
+def learning_rate(lr: float | dict[str, float], model: str) -> float:
+    """``lr`` for ``model``: a number, or a mapping with per-model values and a ``default``."""
+    if isinstance(lr, dict):
+        if model in lr:
+            return float(lr[model])
+        if "default" not in lr:
+            raise ValueError(f"lr: no value for {model} and no 'default' in {lr}")
+        return float(lr["default"])
+    return float(lr)
+
+
+def train_config(params: dict[str, Any], model: str, fold: int) -> TrainConfig:
+    """The :class:`TrainConfig` of one (model, fold) from the notebook parameters."""
+    return TrainConfig(epochs=params["epochs"], batch_size=params["batch_size"],
+                       lr=learning_rate(params["lr"], model), patience=params["patience"],
+                       seed=fold_seed(params["seed"], model, fold), device=params["device"])
+
+
+def _done(ckpt_dir: Path, config: TrainConfig) -> bool:
+    last = ckpt_dir / "last.pt"
+    if not last.is_file() or not (ckpt_dir / "best.pt").is_file():
+        return False
+    meta = torch.load(last, map_location="cpu", weights_only=True)
+    return meta.get("config") == asdict(config)
+
+
+def train_and_evaluate(data: PreparedData, params: dict[str, Any], models: Sequence[str] | None = None,
+                       folds: Sequence[int] | None = None, progress: bool = True) -> pd.DataFrame:
+    """Train and test every model on every fold; append rows to ``metrics.csv`` as folds finish.
+
+    Parameters
+    ----------
+    data : PreparedData
+        From :func:`~xai_helpers.data.prepare.load_prepared`.
+    params : dict
+        Resolved notebook parameters (``run_dir``, ``models``, ``epochs``, ``lr``, ...).
+    models, folds : optional
+        Subsets to run (default: ``params['models']`` and every fold).
+
+    Returns
+    -------
+    pandas.DataFrame
+        The full ``metrics.csv``: ``dataset, model, fold, seed, accuracy, balanced_accuracy,
+        f1_macro, f1_weighted, roc_auc_ovr, f1_<class>..., best_epoch, epochs_run, n_train,
+        n_val, n_test, train_seconds, images_per_second``.
+    """
+    from tqdm.auto import tqdm
+
+    run = RunFolder(params["run_dir"])
+    models = list(models or params["models"])
+    folds = list(folds if folds is not None else data.folds)
+    for m in models:
+        check_image_size(m, params["image_size"])
+    device = resolve_device(params["device"])
+    pipeline = BatchPipeline(data.images, device)
+    existing = pd.read_csv(run.metrics_file) if run.metrics_file.is_file() else pd.DataFrame()
+    rows = {(r["model"], int(r["fold"])): r for r in existing.to_dict("records")}
+    jobs = [(m, f) for m in models for f in folds]
+    for model, fold in tqdm(jobs, desc="models x folds", disable=not progress):
+        config = train_config(params, model, fold)
+        ckpt_dir = run.checkpoint_dir(model, fold)
+        train_rows, val_rows, test_rows = data.fold_rows(fold)
+        if (model, fold) in rows and _done(ckpt_dir, config) and run.predictions_file(model, fold).is_file():
+            continue
+        result = fit(model, pipeline, data.labels, train_rows, val_rows, data.class_names, ckpt_dir, config,
+                     weights=params["weights"], image_size=params["image_size"], progress=progress)
+        net, _ = load_checkpoint(result.best_file, device)
+        probs = predict_proba(net, pipeline, test_rows, batch_size=max(64, params["batch_size"]))
+        y_test = data.labels[test_rows]
+        scores = classification_metrics(y_test, probs, data.class_names)
+        scores.pop("confusion_matrix")
+        run.write_csv(predictions_frame(data.splits["path"].iloc[test_rows], y_test, probs, data.class_names),
+                      run.predictions_file(model, fold))
+        rows[(model, fold)] = {"dataset": data.info["layout"], "model": model, "fold": fold,
+                               "seed": config.seed, **scores, "best_epoch": result.best_epoch,
+                               "epochs_run": len(result.history), "n_train": len(train_rows),
+                               "n_val": len(val_rows), "n_test": len(test_rows),
+                               "train_seconds": float(result.history["train_seconds"].sum()),
+                               "images_per_second": result.images_per_second}
+        order = sorted(rows, key=lambda k: (MODEL_NAMES.index(k[0]) if k[0] in MODEL_NAMES else 99, k[1]))
+        run.write_csv(pd.DataFrame([rows[k] for k in order]), run.metrics_file)
+        del net
+    return pd.read_csv(run.metrics_file)
+
+
+def explanation_sample(data: PreparedData, per_class: int, seed: int) -> np.ndarray:
+    """Rows of up to ``per_class`` test images per class (seeded; the same for every fold)."""
+    rng = np.random.default_rng(seed)
+    test = data.test_rows()
+    chosen = []
+    for c in range(len(data.class_names)):
+        rows = test[data.labels[test] == c]
+        chosen.extend(sorted(rng.choice(rows, size=min(per_class, len(rows)), replace=False).tolist()))
+    return np.array(chosen, dtype=np.int64)
+
+
+def explain_test_images(data: PreparedData, params: dict[str, Any], costly_per_class: int = 2,
+                        n_steps: int = 16, progress: bool = True) -> pd.DataFrame:
+    """CAMs and explanation metrics of ``params['cam_model']`` on sampled test images, every fold.
+
+    For each fold's best checkpoint: the maps of every method in ``params['cam_methods']`` at
+    ``params['cam_layer']`` for ``explain_per_class`` test images per class (one
+    forward/backward per batch), confidence metrics for all of them, localisation metrics where
+    lesion masks exist, and deletion/insertion AUC on the first ``costly_per_class`` of them per
+    class (each costs ``2 * (n_steps + 1)`` forwards per image and method).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per fold, method and image (written to ``xai_per_image.csv``); the aggregate
+        goes to ``xai_metrics.csv``.
+    """
+    from tqdm.auto import tqdm
+
+    run = RunFolder(params["run_dir"])
+    model_name = params["cam_model"]
+    device = resolve_device(params["device"])
+    pipeline = BatchPipeline(data.images, device)
+    rows = explanation_sample(data, params["explain_per_class"], params["seed"])
+    costly = explanation_sample(data, min(costly_per_class, params["explain_per_class"]), params["seed"])
+    is_costly = np.isin(rows, costly)
+    masks = data.masks(rows)
+    x = pipeline.batch(torch.as_tensor(rows))
+    records = []
+    metrics_df = pd.read_csv(run.metrics_file) if run.metrics_file.is_file() else None
+    folds = sorted(metrics_df.loc[metrics_df["model"] == model_name, "fold"].unique()) if metrics_df is not None else []
+    if not folds:
+        raise FileNotFoundError(f"{run.metrics_file}: no trained {model_name}; run notebook 02 with "
+                                f"{model_name} in models first")
+    for fold in tqdm(folds, desc=f"explaining {model_name}", disable=not progress):
+        net, _ = load_checkpoint(run.checkpoint_dir(model_name, int(fold)) / "best.pt", device)
+        _, layer_name = resolve_target_layer(net, params["cam_layer"])
+        maps, probs = compute_cams(net, x, params["cam_methods"], target_layer=layer_name)
+        targets = probs.argmax(axis=1)
+        conf = confidence_metrics(net, x, maps, targets)
+        sel = np.flatnonzero(is_costly)
+        perturb = deletion_insertion(net, x[sel], {m: v[sel] for m, v in maps.items()}, targets[sel], n_steps=n_steps)
+        for m in params["cam_methods"]:
+            loc = localisation_metrics(maps[m], masks) if masks is not None else {}
+            for k, r in enumerate(rows):
+                rec = {"model": model_name, "fold": int(fold), "layer": layer_name, "method": m,
+                       "path": data.splits["path"].iloc[r], "class": data.class_names[data.labels[r]],
+                       "pred": data.class_names[targets[k]], "target": data.class_names[targets[k]],
+                       "target_prob": float(probs[k, targets[k]])}
+                for key in ("confidence_increase", "average_drop_pct", "increase_in_confidence_pct"):
+                    rec[key] = float(conf[m][key][k])
+                for key in ("deletion_auc", "insertion_auc"):
+                    pos = np.flatnonzero(sel == k)
+                    rec[key] = float(perturb[m][key][pos[0]]) if len(pos) else np.nan
+                for key in ("pointing_game", "energy_in_mask", "iou"):
+                    rec[key] = float(loc[key][k]) if loc else np.nan
+                records.append(rec)
+        del net
+    per_image = pd.DataFrame(records)
+    run.write_csv(per_image, run.xai_per_image_file)
+    run.write_csv(aggregate_per_class(per_image), run.xai_metrics_file)
+    return per_image
+
+
+def paired_tests_for_run(params: dict[str, Any], correction: str = "holm") -> pd.DataFrame:
+    """Every paired test the run folder supports, written to ``stats/paired_tests.csv``.
+
+    * between models over folds (``metrics.csv``): paired t, corrected resampled t, Wilcoxon on
+      accuracy, balanced accuracy and macro-F1;
+    * between models on the same test images (``predictions/``): McNemar and paired bootstrap;
+    * between CAM methods on the same images (``xai_per_image.csv``, when notebook 05 has run):
+      paired t and Wilcoxon of every explanation metric, overall and per true class.
+
+    Notebooks 03 and 05 both call this, so the table is complete whichever ran last.
+    """
+    from .cam_metrics import ALL_METRICS
+    from .stats import compare_methods, compare_models, compare_predictions
+
+    run = RunFolder(params["run_dir"])
+    metrics = run.read_metrics()
+    parts = [compare_models(metrics, ("accuracy", "balanced_accuracy", "f1_macro"), correction)]
+    preds = {}
+    for r in metrics[["model", "fold"]].itertuples(index=False):
+        f = run.predictions_file(r.model, int(r.fold))
+        if f.is_file():
+            preds[(r.model, int(r.fold))] = pd.read_csv(f)
+    if preds:
+        parts.append(compare_predictions(preds, correction))
+    if run.xai_per_image_file.is_file():
+        per_image = pd.read_csv(run.xai_per_image_file)
+        parts.append(compare_methods(per_image, ALL_METRICS, correction))
+    tests = pd.concat([p for p in parts if len(p)], ignore_index=True)
+    run.write_csv(tests, run.paired_tests_file)
+    return tests

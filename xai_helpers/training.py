@@ -1,0 +1,433 @@
+"""The training loop: batches from the uint8 image cache, augmentation on the device, early stopping,
+atomic checkpoints and exact resume.
+
+One call of :func:`fit` trains one model on one fold. Everything random is derived from the
+seed: the model's initial weights, the order of the batches and the augmentation of epoch ``e``
+come from ``seed`` and ``e`` alone, and dropout's global generator is saved with the resume
+state, so an interrupted fit resumed from ``resume.pt`` ends with the same weights as an
+uninterrupted one (on the same CPU machine).
+
+Files in ``out_dir``:
+
+* ``best.pt``: weights of the epoch with the best validation macro-F1, with everything needed to
+  use them (architecture, class names, image size, normalisation, config); loads with
+  ``torch.load(..., weights_only=True)``;
+* ``last.pt``: the same for the final epoch;
+* ``resume.pt``: model, optimizer, scheduler and random states after the latest epoch; deleted
+  when the fit ends (a VGG16 resume file is about 1.6 GB);
+* ``history.csv``: one row per epoch.
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .evaluation import classification_metrics
+from .models import IMAGENET_MEAN, IMAGENET_STD, build_model, set_backbone_trainable
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULES = ("cosine", "step", "none")
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+@dataclass
+class TrainConfig:
+    """Settings of one fit.
+
+    Attributes
+    ----------
+    epochs : int
+        Maximum number of epochs.
+    batch_size : int
+    lr : float
+        Initial learning rate.
+    optimizer : {'adam', 'adamw', 'sgd'}
+        Adam by default, as in the study.
+    weight_decay : float
+    schedule : {'cosine', 'step', 'none'}
+        Cosine annealing over ``epochs`` by default; 'step' divides by 10 every third of it.
+    class_weighted : bool
+        Weight the cross-entropy by inverse class frequency of the training images.
+    augment : bool
+        Random flips, small affine transforms and brightness/contrast changes.
+    patience : int
+        Stop after this many epochs without a better validation macro-F1.
+    freeze_epochs : int
+        Train only the head for this many first epochs (useful with ImageNet weights).
+    seed : int
+    device : str
+        'auto' (CUDA when available), 'cpu', 'cuda', ...
+    amp : bool
+        Mixed precision on CUDA (bf16 where supported, else fp16 with loss scaling).
+    """
+
+    epochs: int = 10
+    batch_size: int = 32
+    lr: float = 1e-3
+    optimizer: str = "adam"
+    weight_decay: float = 0.0
+    schedule: str = "cosine"
+    class_weighted: bool = False
+    augment: bool = True
+    patience: int = 3
+    freeze_epochs: int = 0
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer: unknown value {self.optimizer!r}; accepted values: {', '.join(OPTIMIZERS)}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule: unknown value {self.schedule!r}; accepted values: {', '.join(SCHEDULES)}")
+
+
+@dataclass
+class FitResult:
+    """What :func:`fit` returns: the history and where the checkpoints are."""
+
+    history: pd.DataFrame
+    best_file: Path
+    last_file: Path
+    best_epoch: int
+    stopped_early: bool
+    seconds: float
+    images_per_second: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """``torch.device`` for a device parameter; 'auto' picks CUDA, then MPS, then the CPU."""
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device: {device!r} was asked for, but CUDA is not available here; use 'auto' or 'cpu'")
+    return dev
+
+
+class BatchPipeline:
+    """Turns rows of a uint8 image array into normalised float batches on the device.
+
+    The whole uint8 array goes to the GPU once when it fits (a few hundred MB at most for the
+    study's datasets), so batches never cross the bus; on the CPU it is used in place.
+
+    Parameters
+    ----------
+    images : (N, C, S, S) uint8 array or tensor
+        ``C`` = 1 (greyscale, repeated to 3 channels) or 3.
+    device : torch.device
+    mean, std : sequence of 3 floats
+        Normalisation (ImageNet's by default, also for models trained from scratch).
+    """
+
+    def __init__(self, images: np.ndarray | torch.Tensor, device: torch.device,
+                 mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD):
+        data = torch.as_tensor(images)
+        if data.dtype != torch.uint8 or data.ndim != 4 or data.shape[1] not in (1, 3):
+            raise ValueError(f"images: expected a (N, 1|3, S, S) uint8 array, got {tuple(data.shape)} {data.dtype}")
+        self.device = device
+        if device.type == "cuda" and data.numel() < 4 * 1024 ** 3:
+            data = data.to(device)
+        elif device.type == "cuda":
+            data = data.pin_memory()
+        self.data = data
+        self.mean = torch.tensor(mean, device=device).view(1, 3, 1, 1)
+        self.std = torch.tensor(std, device=device).view(1, 3, 1, 1)
+        self.channels_last = device.type == "cuda"
+
+    def __len__(self) -> int:
+        return self.data.shape[0]
+
+    def batch(self, rows: torch.Tensor, augment: bool = False,
+              generator: torch.Generator | None = None) -> torch.Tensor:
+        """Normalised float batch of ``rows`` (optionally augmented, with ``generator``)."""
+        x = self.data[rows.to(self.data.device)].to(self.device, non_blocking=True)
+        x = x.float().div_(255)
+        if augment:
+            x = augment_batch(x, generator)
+        if x.shape[1] == 1:
+            x = x.expand(-1, 3, -1, -1)
+        x = (x - self.mean) / self.std
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+
+def augment_batch(x: torch.Tensor, generator: torch.Generator | None = None,
+                  max_rotation: float = 10.0, max_scale: float = 0.1, max_shift: float = 0.05,
+                  max_brightness: float = 0.1, max_contrast: float = 0.1) -> torch.Tensor:
+    """Medical-image augmentation of a float batch in [0, 1], on its device.
+
+    Per image: horizontal flip (p = 0.5), rotation within +-``max_rotation`` degrees, scaling
+    within 1 +- ``max_scale``, shift within +-``max_shift`` of the side, brightness and contrast
+    changes within +-10 %. The random numbers come from ``generator`` (on the CPU), so the same
+    generator state gives the same batch on any device.
+    """
+    b = x.shape[0]
+    r = torch.rand(b, 7, generator=generator).to(x.device)
+    flip = torch.where(r[:, 0] < 0.5, -1.0, 1.0)
+    angle = (r[:, 1] * 2 - 1) * math.radians(max_rotation)
+    scale = 1 + (r[:, 2] * 2 - 1) * max_scale
+    tx, ty = (r[:, 3] * 2 - 1) * max_shift * 2, (r[:, 4] * 2 - 1) * max_shift * 2
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    theta = torch.stack([torch.stack([cos * flip, -sin, tx], 1), torch.stack([sin * flip, cos, ty], 1)], 1)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    brightness = ((r[:, 5] * 2 - 1) * max_brightness).view(b, 1, 1, 1)
+    contrast = (1 + (r[:, 6] * 2 - 1) * max_contrast).view(b, 1, 1, 1)
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    return ((x - mean) * contrast + mean + brightness).clamp_(0, 1)
+
+
+def _autocast(device: torch.device, enabled: bool):
+    if device.type == "cuda" and enabled:
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.autocast("cuda", dtype=dtype)
+    return torch.autocast(device.type, enabled=False)
+
+
+@torch.no_grad()
+def predict_proba(model: nn.Module, pipeline: BatchPipeline, rows: np.ndarray | Sequence[int],
+                  batch_size: int = 64, amp: bool = True, progress: bool = False,
+                  desc: str = "predicting") -> np.ndarray:
+    """Softmax probabilities ``(len(rows), K)`` of ``model`` on cached images ``rows``."""
+    from tqdm.auto import tqdm
+
+    model.eval()
+    rows_t = torch.as_tensor(np.asarray(rows), dtype=torch.long)
+    out = []
+    for i in tqdm(range(0, len(rows_t), batch_size), desc=desc, leave=False, disable=not progress):
+        with _autocast(pipeline.device, amp):
+            logits = model(pipeline.batch(rows_t[i:i + batch_size]))
+        out.append(torch.softmax(logits.float(), dim=1))
+    if not out:
+        return np.zeros((0, 0), np.float32)
+    return torch.cat(out).cpu().numpy()
+
+
+def _save_atomic(obj: Any, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _rng_state(device: torch.device) -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _set_rng_state(state: dict[str, Any], device: torch.device) -> None:
+    torch.set_rng_state(state["torch"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def fit(arch: str, pipeline: BatchPipeline, labels: np.ndarray, train_rows: np.ndarray,
+        val_rows: np.ndarray, class_names: Sequence[str], out_dir: str | os.PathLike,
+        config: TrainConfig, weights: str = "none", image_size: int | None = None,
+        on_epoch_end: Callable[[int, pd.DataFrame], None] | None = None,
+        progress: bool = True) -> FitResult:
+    """Train ``arch`` on ``train_rows``, select the epoch by validation macro-F1 on ``val_rows``.
+
+    Parameters
+    ----------
+    arch : str
+        One of :data:`xai_helpers.models.MODEL_NAMES`.
+    pipeline : BatchPipeline
+        The cached images on the training device.
+    labels : (N,) int array
+        Class index of every cached image.
+    train_rows, val_rows : int arrays
+        Rows of the cache used for training and for validation.
+    class_names : sequence of str
+    out_dir : path
+        Where ``best.pt``, ``last.pt``, ``resume.pt`` and ``history.csv`` go. A ``resume.pt``
+        left there by an interrupted fit with the same settings is resumed.
+    config : TrainConfig
+    weights : str
+        'none', 'imagenet' or a checkpoint path (see :func:`~xai_helpers.models.build_model`).
+    image_size : int, optional
+        Recorded in the checkpoints (default: the cache's).
+    on_epoch_end : callable, optional
+        ``on_epoch_end(epoch, history)`` after each epoch's checkpoints are written.
+    progress : bool
+        tqdm bars per epoch and per batch.
+
+    Returns
+    -------
+    FitResult
+
+    Raises
+    ------
+    NonFiniteLossError
+        When the loss becomes NaN or infinite; ``best.pt`` and ``resume.pt`` of the last good
+        epoch are kept.
+    """
+    from tqdm.auto import tqdm
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    device = pipeline.device
+    labels_t = torch.as_tensor(np.asarray(labels), dtype=torch.long)
+    train_rows = np.asarray(train_rows)
+    val_rows = np.asarray(val_rows)
+    num_classes = len(class_names)
+    image_size = image_size or int(pipeline.data.shape[-1])
+    cfg = asdict(config)
+    meta = {"arch": arch, "class_names": list(class_names), "image_size": image_size,
+            "mean": list(map(float, pipeline.mean.flatten().tolist())),
+            "std": list(map(float, pipeline.std.flatten().tolist())),
+            "config": {k: v for k, v in cfg.items()}, "weights": str(weights)}
+
+    torch.manual_seed(config.seed)
+    model = build_model(arch, num_classes, weights).to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    params = [p for p in model.parameters()]
+    if config.optimizer == "sgd":
+        opt = torch.optim.SGD(params, lr=config.lr, momentum=0.9, weight_decay=config.weight_decay)
+    elif config.optimizer == "adamw":
+        opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    else:
+        opt = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    if config.schedule == "cosine":
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config.epochs)
+    elif config.schedule == "step":
+        sched = torch.optim.lr_scheduler.StepLR(opt, step_size=max(1, config.epochs // 3), gamma=0.1)
+    else:
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda e: 1.0)
+    class_weight = None
+    if config.class_weighted:
+        counts = torch.bincount(labels_t[train_rows], minlength=num_classes).float().clamp(min=1)
+        class_weight = (counts.sum() / (num_classes * counts)).to(device)
+    use_scaler = device.type == "cuda" and config.amp and not torch.cuda.is_bf16_supported()
+    scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
+
+    history: list[dict[str, Any]] = []
+    start_epoch, best_f1, best_epoch, bad_epochs = 0, -1.0, -1, 0
+    resume_file, best_file, last_file = out_dir / "resume.pt", out_dir / "best.pt", out_dir / "last.pt"
+    if resume_file.is_file():
+        state = torch.load(resume_file, map_location=device, weights_only=True)
+        if state.get("meta", {}).get("config") == meta["config"] and state["meta"]["arch"] == arch:
+            model.load_state_dict(state["model_state"])
+            opt.load_state_dict(state["optimizer_state"])
+            sched.load_state_dict(state["scheduler_state"])
+            scaler.load_state_dict(state["scaler_state"])
+            _set_rng_state(state["rng"], device)
+            start_epoch = int(state["epoch"]) + 1
+            best_f1, best_epoch, bad_epochs = float(state["best_f1"]), int(state["best_epoch"]), int(state["bad_epochs"])
+            history = pd.DataFrame(state["history"]).to_dict("records")
+
+    started = time.perf_counter()
+    n_seen = 0
+    stopped_early = False
+    epochs_bar = tqdm(range(start_epoch, config.epochs), desc=f"{arch} epochs", disable=not progress,
+                      initial=start_epoch, total=config.epochs)
+    for epoch in epochs_bar:
+        frozen = epoch < config.freeze_epochs
+        set_backbone_trainable(model, arch, not frozen)
+        model.train()
+        gen = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
+        order = torch.as_tensor(train_rows)[torch.randperm(len(train_rows), generator=gen)]
+        loss_sum = torch.zeros((), device=device)
+        t0 = time.perf_counter()
+        batches = range(0, len(order), config.batch_size)
+        for i in tqdm(batches, desc=f"epoch {epoch + 1}", leave=False, disable=not progress):
+            rows = order[i:i + config.batch_size]
+            if len(rows) < 2 and len(order) > 1:
+                continue  # BatchNorm cannot train on a batch of one
+            x = pipeline.batch(rows, augment=config.augment, generator=gen)
+            y = labels_t[rows].to(device, non_blocking=True)
+            with _autocast(device, config.amp):
+                loss = F.cross_entropy(model(x), y, weight=class_weight)
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+            loss_sum += loss.detach().float() * len(rows)
+        sched.step()
+        train_loss = float(loss_sum) / max(1, len(order))  # one host sync per epoch
+        n_seen += len(order)
+        train_seconds = time.perf_counter() - t0
+        if not math.isfinite(train_loss):
+            raise NonFiniteLossError(
+                f"{arch}: training loss became {train_loss} in epoch {epoch + 1}; lower the learning "
+                f"rate (lr={config.lr}). The last good checkpoints are kept in {out_dir}")
+        probs = predict_proba(model, pipeline, val_rows, batch_size=max(64, config.batch_size), amp=config.amp)
+        y_val = labels_t[val_rows].numpy()
+        val = classification_metrics(y_val, probs, class_names, per_class=False)
+        val_loss = float(F.nll_loss(torch.log(torch.as_tensor(probs).clamp_min(1e-12)),
+                                    torch.as_tensor(y_val)))
+        row = {"epoch": epoch + 1, "lr": opt.param_groups[0]["lr"], "train_loss": train_loss,
+               "val_loss": val_loss, "val_accuracy": val["accuracy"], "val_f1_macro": val["f1_macro"],
+               "frozen_backbone": frozen, "train_seconds": train_seconds}
+        history.append(row)
+        if val["f1_macro"] > best_f1:
+            best_f1, best_epoch, bad_epochs = val["f1_macro"], epoch + 1, 0
+            _save_atomic({**meta, "epoch": epoch + 1, "val_f1_macro": best_f1,
+                          "model_state": model.state_dict()}, best_file)
+        else:
+            bad_epochs += 1
+        _save_atomic({"meta": meta, "epoch": epoch, "model_state": model.state_dict(),
+                      "optimizer_state": opt.state_dict(), "scheduler_state": sched.state_dict(),
+                      "scaler_state": scaler.state_dict(), "rng": _rng_state(device),
+                      "best_f1": best_f1, "best_epoch": best_epoch, "bad_epochs": bad_epochs,
+                      "history": pd.DataFrame(history).to_dict("list")}, resume_file)
+        epochs_bar.set_postfix(loss=f"{train_loss:.3f}", val_f1=f"{val['f1_macro']:.3f}")
+        hist_df = pd.DataFrame(history)
+        hist_df.to_csv(out_dir / "history.csv", index=False)
+        if on_epoch_end is not None:
+            on_epoch_end(epoch + 1, hist_df)
+        if bad_epochs >= config.patience:
+            stopped_early = epoch + 1 < config.epochs
+            break
+    epochs_bar.close()
+    seconds = time.perf_counter() - started
+    _save_atomic({**meta, "epoch": len(history), "val_f1_macro": history[-1]["val_f1_macro"] if history else None,
+                  "model_state": model.state_dict()}, last_file)
+    resume_file.unlink(missing_ok=True)
+    hist_df = pd.DataFrame(history)
+    hist_df.to_csv(out_dir / "history.csv", index=False)
+    train_time = float(hist_df["train_seconds"].sum()) if len(hist_df) else 0.0
+    return FitResult(hist_df, best_file, last_file, best_epoch, stopped_early, seconds,
+                     images_per_second=(len(train_rows) * len(hist_df) / train_time) if train_time else 0.0)
+
+
+def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the model stored in a ``best.pt``/``last.pt`` file (loaded with ``weights_only=True``).
+
+    Returns
+    -------
+    model : torch.nn.Module
+        In eval mode, on ``device``.
+    meta : dict
+        ``arch``, ``class_names``, ``image_size``, ``mean``, ``std``, ``config``, ``epoch``.
+    """
+    path = Path(path)
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(ckpt, dict) or "arch" not in ckpt:
+        raise ValueError(f"{path}: not a checkpoint written by xai_helpers.training (no 'arch')")
+    model = build_model(ckpt["arch"], len(ckpt["class_names"]))
+    model.load_state_dict(ckpt["model_state"])
+    meta = {k: v for k, v in ckpt.items() if k != "model_state"}
+    return model.to(device).eval(), meta
