@@ -48,6 +48,20 @@ def list_notebooks(only: Sequence[str] | None = None, folder: Path | None = None
     return books
 
 
+def _numbers(value: Any) -> Any:
+    """YAML 1.1 reads ``1e-4`` as a string; turn such strings (also nested) into numbers."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    if isinstance(value, list):
+        return [_numbers(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _numbers(v) for k, v in value.items()}
+    return value
+
+
 def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
     """``['epochs=2', 'models=[a,b]']`` -> ``{'epochs': 2, 'models': ['a', 'b']}`` (YAML values)."""
     out: dict[str, Any] = {}
@@ -59,7 +73,7 @@ def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
         if key not in DEFAULTS:
             raise ParameterError(f"--set: unknown parameter {key!r}; accepted parameters: {', '.join(DEFAULTS)}")
         try:
-            out[key] = yaml.safe_load(raw) if raw.strip() else None
+            out[key] = _numbers(yaml.safe_load(raw)) if raw.strip() else None
         except yaml.YAMLError as err:
             raise ParameterError(f"--set {key}: cannot parse {raw!r} as YAML ({err})") from None
     return out
@@ -73,11 +87,21 @@ def resolve_run_params(profile: str, overrides: dict[str, Any]) -> dict[str, Any
     return resolve_params(params)
 
 
-def _failure_message(book: Path, err: Exception) -> str:
+def _failure_message(book: Path, executed: Path, err: Exception) -> str:
+    """'notebook X failed in cell [N] (`first line of the cell`): Error: message'."""
+    import nbformat
+
     ename = getattr(err, "ename", type(err).__name__)
     evalue = getattr(err, "evalue", str(err))
     cell = getattr(err, "exec_count", None)
     where = f"cell [{cell}]" if cell is not None else "a cell"
+    try:
+        nb = nbformat.read(executed, as_version=4)
+        source = next(c.source for c in nb.cells if c.get("execution_count") == cell)
+        first = next((line for line in source.splitlines() if line.strip()), "")
+        where += f" (`{first[:80]}`)"
+    except Exception:  # noqa: BLE001 - the message is useful without the source line too
+        pass
     return f"notebook {book.name} failed in {where}: {ename}: {evalue}"
 
 
@@ -104,7 +128,7 @@ def execute(params: dict[str, Any], notebooks: Sequence[Path], progress: bool = 
             pm.execute_notebook(str(book), str(out), parameters=params, cwd=str(book.parent),
                                 progress_bar=progress, report_mode=False)
         except PapermillExecutionError as err:
-            raise NotebookFailed(_failure_message(book, err) + f" (executed copy: {out})") from err
+            raise NotebookFailed(_failure_message(book, out, err) + f"; executed copy: {out}") from err
         print(f"{book.name}: done in {time.perf_counter() - started:.0f} s -> {out}", flush=True)
         outputs.append(out)
     return outputs

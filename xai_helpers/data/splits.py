@@ -82,7 +82,7 @@ def make_splits(index: pd.DataFrame, folds: int, seed: int, max_per_class: int |
     if max_per_class is not None:
         keep = []
         for _, part in pool.groupby("class", sort=True):
-            groups = part["group"].unique()
+            groups = np.array(sorted(part["group"].unique()), dtype=object)
             rng.shuffle(groups)
             sizes = part.groupby("group").size()
             chosen, total = [], 0

@@ -1,0 +1,46 @@
+# Two commands do everything: `make demo` runs the whole study on the embedded dataset,
+# `make test` runs the test suite. Each bootstraps a virtual environment in .venv/ when
+# none is active (VIRTUAL_ENV or a non-base conda environment), installs the package, then works.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+
+ACTIVE_ENV := $(or $(VIRTUAL_ENV),$(if $(filter-out base,$(CONDA_DEFAULT_ENV)),$(CONDA_PREFIX)))
+ifneq ($(ACTIVE_ENV),)
+  PY := python
+  STAMP := $(ACTIVE_ENV)/.xai-helpers-installed
+else
+  PY := $(VENV)/bin/python
+  STAMP := $(VENV)/.xai-helpers-installed
+endif
+
+.PHONY: install demo test lab notebooks clean help
+help:
+	@echo "make demo   - run all notebooks on the embedded synthetic dataset (runs/demo/)"
+	@echo "make test   - run the test suite"
+	@echo "make lab    - JupyterLab on notebooks/ with this environment as the kernel"
+
+$(STAMP): pyproject.toml
+	@if [ -z "$(ACTIVE_ENV)" ] && [ ! -x "$(VENV)/bin/python" ]; then \
+	  echo "creating $(VENV) with $$($(PYTHON) --version)"; $(PYTHON) -m venv $(VENV); fi
+	$(PY) -m pip install --upgrade pip
+	$(PY) -m pip install -e ".[test]"
+	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (xai-helpers)" >/dev/null
+	@touch $@
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m xai_helpers.run --profile demo
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+lab: $(STAMP)
+	$(PY) -m jupyter lab --notebook-dir=notebooks
+
+notebooks: $(STAMP)
+	$(PY) tools/build_notebooks.py
+
+clean:
+	rm -rf runs cache data/synthetic data/synthetic_quick

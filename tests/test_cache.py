@@ -1,0 +1,79 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from xai_helpers.data import cache as cache_mod
+from xai_helpers.data.cache import ImageReadError, build_cache, load_image
+
+
+@pytest.fixture
+def files(tmp_path):
+    d = tmp_path / "img"
+    d.mkdir()
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (40, 30), dtype=np.uint8)).save(d / "grey.png")
+    Image.fromarray(rng.integers(0, 255, (50, 50, 3), dtype=np.uint8)).save(d / "rgb.jpg", quality=95)
+    Image.fromarray(rng.integers(0, 255, (20, 20, 4), dtype=np.uint8), "RGBA").save(d / "rgba.png")
+    Image.fromarray(rng.integers(0, 255, (20, 20, 3), dtype=np.uint8)).convert("CMYK").save(d / "cmyk.jpg")
+    Image.fromarray(rng.integers(0, 65535, (20, 20), dtype=np.uint16)).save(d / "deep16.png")
+    Image.fromarray(rng.integers(0, 255, (20, 20, 3), dtype=np.uint8)).convert("P").save(d / "palette.png")
+    (d / "zero.jpg").write_bytes(b"")
+    (d / "text.png").write_text("this is not an image")
+    full = (d / "rgb.jpg").read_bytes()
+    (d / "truncated.jpg").write_bytes(full[: len(full) // 2])
+    return d
+
+
+@pytest.mark.parametrize("name", ["grey.png", "rgb.jpg", "rgba.png", "cmyk.jpg", "deep16.png", "palette.png"])
+@pytest.mark.parametrize("grey", [True, False])
+def test_every_colour_mode_converts(files, name, grey):
+    arr = load_image(files / name, grey=grey, size=16)
+    assert arr.dtype == np.uint8 and arr.shape == ((16, 16) if grey else (16, 16, 3))
+
+
+def test_sixteen_bit_images_use_their_full_range(files):
+    arr = load_image(files / "deep16.png", grey=True)
+    assert arr.min() == 0 and arr.max() == 255
+
+
+@pytest.mark.parametrize("name, reason", [("zero.jpg", "empty file (0 bytes)"),
+                                          ("text.png", "not an image"),
+                                          ("truncated.jpg", "cannot decode image")])
+def test_unreadable_files_name_file_and_reason(files, name, reason):
+    with pytest.raises(ImageReadError) as err:
+        load_image(files / name, grey=False, size=16)
+    assert str(err.value).startswith(str(files / name)) and reason in str(err.value)
+
+
+def test_huge_image_is_reported(files, monkeypatch):
+    monkeypatch.setattr(cache_mod, "MAX_PIXELS", 1000)
+    with pytest.raises(ImageReadError, match="image too large .*2,500 pixels"):
+        load_image(files / "rgb.jpg", grey=False)
+
+
+def test_cache_reports_and_skips_bad_files_and_is_reused(files, tmp_path):
+    paths = sorted(str(p) for p in files.iterdir())
+    first = build_cache(paths, 16, grey=True, cache_dir=tmp_path / "c", workers=2, progress=False)
+    bad = {u["path"].rsplit("/", 1)[-1] for u in first.unreadable}
+    assert bad == {"zero.jpg", "text.png", "truncated.jpg"}
+    assert first.images.shape == (6, 1, 16, 16) and len(first.paths) == 6
+    assert dict(zip([p.rsplit("/", 1)[-1] for p in first.paths], first.file_info))["rgb.jpg"] == (50, 50, "RGB")
+    # second call: loaded from the file, not decoded again (decoding would fail: it is patched away)
+    again = build_cache(paths, 16, grey=True, cache_dir=tmp_path / "c", progress=False)
+    assert again.file == first.file and np.array_equal(again.images, first.images)
+    # another size or colour mode is another cache
+    other = build_cache(paths, 8, grey=False, cache_dir=tmp_path / "c", workers=1, progress=False)
+    assert other.file != first.file and other.images.shape == (6, 3, 8, 8)
+    # rows follow the requested paths
+    rows = first.rows([p for p in paths if p.endswith("rgb.jpg")])
+    assert first.paths[rows[0]].endswith("rgb.jpg")
+    with pytest.raises(KeyError, match="zero.jpg: not in the image cache"):
+        first.rows([str(files / "zero.jpg")])
+
+
+def test_changed_file_content_builds_a_new_cache(files, tmp_path):
+    paths = [str(files / "grey.png")]
+    a = build_cache(paths, 16, grey=True, cache_dir=tmp_path / "c", progress=False)
+    Image.fromarray(np.zeros((40, 30), np.uint8)).save(files / "grey.png")
+    b = build_cache(paths, 16, grey=True, cache_dir=tmp_path / "c", progress=False)
+    assert a.file != b.file and b.images.max() == 0

@@ -1,0 +1,62 @@
+import pytest
+
+from xai_helpers.config import DEFAULTS, PROFILES, ParameterError, profile_params, resolve_params
+
+
+def test_defaults_resolve_and_paths_become_absolute():
+    p = resolve_params({})
+    assert p["models"] == ["resnet50", "densenet121", "vgg16", "efficientnet_b0"]
+    assert p["run_dir"].startswith("/") and p["data_root"].startswith("/")
+    assert p["interactive"] is True
+
+
+@pytest.mark.parametrize("values, name, accepted", [
+    ({"dataset": "brain"}, "dataset", "brain_tumor_mri"),
+    ({"models": ["resnet50", "alexnet"]}, "models", "efficientnet_b0"),
+    ({"cam_model": "vit"}, "cam_model", "densenet121"),
+    ({"cam_methods": ["gradcam", "magic"]}, "cam_methods", "layercam"),
+    ({"device": "tpu"}, "device", "cuda"),
+    ({"lr": {"alexnet": 0.1}}, "lr", "vgg16"),
+])
+def test_broken_parameter_names_parameter_and_accepted_values(values, name, accepted):
+    with pytest.raises(ParameterError) as err:
+        resolve_params(values)
+    msg = str(err.value)
+    assert msg.startswith(f"{name}:") and accepted in msg
+
+
+def test_missing_data_root_is_named(tmp_path):
+    with pytest.raises(ParameterError, match=r"^data_root: folder .*missing_folder does not exist"):
+        resolve_params({"dataset": "brain_tumor_mri", "data_root": str(tmp_path / "missing_folder")})
+
+
+def test_unknown_parameter_lists_accepted_ones():
+    with pytest.raises(ParameterError, match="unknown parameter.*epoch.*accepted parameters: dataset"):
+        resolve_params({"epoch": 3})
+
+
+def test_image_size_too_small_for_the_cnns():
+    with pytest.raises(ParameterError, match=r"image_size: 32 px gives resnet50 a last feature map of 1x1"):
+        resolve_params({"image_size": 32})
+
+
+def test_cam_layer_must_exist():
+    with pytest.raises(ParameterError, match="cam_layer: model has no layer 'layer9'"):
+        resolve_params({"cam_layer": "layer9"})
+
+
+def test_lr_mapping_needs_default_or_every_model():
+    assert resolve_params({"lr": {"default": 0.01, "vgg16": 0.001}})["lr"] == {"default": 0.01, "vgg16": 0.001}
+    assert resolve_params({"lr": 0.01})["lr"] == 0.01
+    with pytest.raises(ParameterError, match="lr: the mapping"):
+        resolve_params({"lr": {"vgg16": 0.001}})
+
+
+def test_profiles_only_use_known_parameters_and_validate():
+    for name, overrides in PROFILES.items():
+        assert set(overrides) <= set(DEFAULTS), name
+        resolve_params(profile_params(name))
+    quick = profile_params("quick")
+    assert quick["folds"] >= 2 and profile_params("demo")["folds"] >= 3
+    with pytest.raises(ParameterError, match="profile: unknown profile 'fast'"):
+        profile_params("fast")
