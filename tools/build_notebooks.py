@@ -260,8 +260,9 @@ NOTEBOOKS["05_explanation_metrics.ipynb"] = notebook([
        "`softmax(f(x ⊙ cam))[c] − softmax(f(x))[c]` (pytorch-grad-cam's `CamMultImageConfidenceChange` with a "
        "softmax target). A map that keeps what the model needs raises (or keeps) the score.\n\n"
        "One metric is not enough to compare methods honestly, so this notebook also reports Chattopadhay et al.'s "
-       "**average drop %** and **increase in confidence %**, Petsiuk et al.'s **deletion** and **insertion** AUC (on "
-       "a subsample, as they cost many forwards per image), and, where lesion masks exist (the synthetic dataset), "
+       "**average drop %** and **increase in confidence %**, Petsiuk et al.'s **deletion** and **insertion** AUC, "
+       "Rong et al.'s **ROAD** (remove and debias) and Adebayo et al.'s **randomisation sanity check** (the costly "
+       "ones on a subsample of images per class, as each costs many forwards per image), and, where lesion masks exist (the synthetic dataset), "
        "the **pointing game**, the **energy inside the mask** and the **IoU** at 0.5: a check against ground truth.\n\n"
        "Writes `xai_per_image.csv` (one row per model, fold, method and image), `xai_metrics.csv` (mean per model, "
        "method and true class) and adds the CAM method pairs to `stats/paired_tests.csv`."),
@@ -270,7 +271,8 @@ NOTEBOOKS["05_explanation_metrics.ipynb"] = notebook([
     setup_cell("05 · Explanation metrics",
                "import pandas as pd\nfrom IPython.display import display\n\n"
                "from xai_helpers import RunFolder\nfrom xai_helpers.data.prepare import load_prepared\n"
-               "from xai_helpers.figures import plot_pvalue_heatmap, plot_xai_metric\n"
+               "from xai_helpers.cam_metrics import ALL_METRICS\n"
+               "from xai_helpers.figures import plot_pvalue_heatmap, plot_randomisation, plot_xai_metric\n"
                "from xai_helpers.study import explain_test_images, paired_tests_for_run"),
     md("## Explain the test sample with every fold's model\n`explain_per_class` test images per class, the same "
        "images for every fold and method, so that methods can be compared image by image."),
@@ -284,9 +286,14 @@ NOTEBOOKS["05_explanation_metrics.ipynb"] = notebook([
     code("display(xai.pivot_table(index='method', columns='class', values='confidence_increase').round(4))\n"
          "fig = plot_xai_metric(xai, 'confidence_increase', run=run)"),
     md("## Every metric, overall\nHigher is better except for average drop and deletion AUC."),
-    code("overall = per_image.groupby('method')[['confidence_increase', 'average_drop_pct', 'increase_in_confidence_pct',\n"
-         "                                       'deletion_auc', 'insertion_auc', 'pointing_game', 'energy_in_mask', 'iou']].mean()\n"
-         "display(overall.round(4))"),
+    code("overall = per_image.groupby('method')[[m for m in ALL_METRICS if m in per_image]].mean()\n"
+         "display(overall.round(4).T)"),
+    md("## Sanity check: do the maps depend on what the model learnt?\nAdebayo et al. (2018) re-initialise the "
+       "model block by block from the top and compare each map with the trained model's (Spearman rank "
+       "correlation). A method whose maps barely change explains the architecture or the image, not the model. "
+       "The correlation should fall as more of the network is randomised."),
+    code("curves = pd.read_csv(run.root / 'xai_randomisation.csv')\n"
+         "fig = plot_randomisation(curves, run=run)"),
     md("## Pointing game: does the map point at the lesion?\nOnly images with a lesion mask count (no-lesion images "
        "have nothing to point at)."),
     code("if per_image['pointing_game'].notna().any():\n"

@@ -18,6 +18,15 @@ metric                         definition (per image; ``Y`` = softmax score of t
 ``pointing_game``              1 if the map's maximum lies inside the lesion mask (Zhang et al. 2018)
 ``energy_in_mask``             share of the map's total mass inside the mask (Wang et al. 2020)
 ``iou``                        IoU of ``map >= 0.5`` and the mask
+``road_morf``, ``road_lerf``   ROAD (Rong et al. 2022): score change after removing the most
+                               (least) relevant pixels and imputing them with noisy linear
+                               imputation, averaged over percentiles; ``road_combined`` =
+                               ``(road_lerf - road_morf) / 2`` (higher is better), as
+                               pytorch-grad-cam's ``ROADCombined``
+``randomisation_spearman``     model-parameter randomisation test (Adebayo et al. 2018): Spearman
+                               correlation between the map of the trained model and of a copy with
+                               every layer re-initialised (cascading, top to bottom); near 1 means
+                               the map does not depend on what the model learnt (a failed check)
 =============================  =================================================================
 
 Masks: only images with a non-empty lesion mask get localisation scores (NaN otherwise).
@@ -33,9 +42,11 @@ import torch.nn.functional as F
 from torch import nn
 
 CONFIDENCE_METRICS = ("confidence_increase", "average_drop_pct", "increase_in_confidence_pct")
-PERTURBATION_METRICS = ("deletion_auc", "insertion_auc")
+PERTURBATION_METRICS = ("deletion_auc", "insertion_auc", "road_morf", "road_lerf", "road_combined")
+SANITY_METRICS = ("randomisation_spearman",)
 LOCALISATION_METRICS = ("pointing_game", "energy_in_mask", "iou")
-ALL_METRICS = CONFIDENCE_METRICS + PERTURBATION_METRICS + LOCALISATION_METRICS
+ALL_METRICS = CONFIDENCE_METRICS + PERTURBATION_METRICS + LOCALISATION_METRICS + SANITY_METRICS
+ROAD_PERCENTILES = (10, 20, 30, 40, 50, 60, 70, 80, 90)
 
 
 @torch.no_grad()
@@ -152,6 +163,131 @@ def deletion_insertion(model: nn.Module, images, maps: dict[str, np.ndarray], ta
     finally:
         model.train(was_training)
     return out
+
+
+def road(model: nn.Module, images, maps: dict[str, np.ndarray], targets: Sequence[int],
+         percentiles: Sequence[int] = ROAD_PERCENTILES, noise: float = 0.01, batch_size: int = 64,
+         random_state: int = 0) -> dict[str, dict[str, np.ndarray]]:
+    """ROAD scores (Rong et al. 2022, "A consistent and efficient evaluation strategy for attribution
+    methods") for every method, as pytorch-grad-cam's ``ROADMostRelevantFirstAverage``,
+    ``ROADLeastRelevantFirstAverage`` and ``ROADCombined``.
+
+    For each percentile ``p``, MoRF keeps the pixels whose map value is below the ``p``-th
+    percentile and imputes the others (the most relevant) with the library's noisy linear imputer;
+    LeRF does the same with ``1 - map``. The score is the change of the target's softmax score,
+    averaged over the percentiles. The imputation noise comes from ``random_state`` (the library
+    draws it from the global generator). All perturbed images of all methods share batched forwards.
+
+    Returns
+    -------
+    dict
+        Method -> {``road_morf``, ``road_lerf``, ``road_combined``} -> (B,) arrays.
+    """
+    from pytorch_grad_cam.metrics.road import NoisyLinearImputer
+
+    device = next(model.parameters()).device
+    x = _as_tensor(images, device)
+    t = torch.as_tensor(np.asarray(targets), device=device, dtype=torch.long)
+    imputer = NoisyLinearImputer(noise=0.0)
+    gen = torch.Generator().manual_seed(random_state)
+    x_cpu = x.cpu()
+    perturbed, keys = [], []
+    for m, cam in maps.items():
+        cam = np.asarray(cam, dtype=np.float32)
+        for order, relevance in (("morf", cam), ("lerf", 1 - cam)):
+            for p in percentiles:
+                for i in range(x.shape[0]):
+                    keep = relevance[i] < np.percentile(relevance[i], p)
+                    img = imputer(x_cpu[i], torch.from_numpy(keep.astype(np.float32)))
+                    removed = torch.from_numpy(~keep)
+                    img = img + noise * torch.randn(img.shape, generator=gen) * removed
+                    perturbed.append(img)
+                    keys.append((m, order, i))
+    was_training = model.training
+    model.eval()
+    try:
+        y = _target_scores(model, x, t, batch_size).cpu().numpy()
+        stacked = torch.stack(perturbed).to(device)
+        idx = torch.as_tensor([k[2] for k in keys], device=device)
+        after = _target_scores(model, stacked, t[idx], batch_size).cpu().numpy()
+    finally:
+        model.train(was_training)
+    out: dict[str, dict[str, np.ndarray]] = {}
+    sums: dict[tuple[str, str], np.ndarray] = {}
+    for (m, order, i), a in zip(keys, after):
+        sums.setdefault((m, order), np.zeros(x.shape[0]))[i] += a - y[i]
+    for m in maps:
+        morf = sums[(m, "morf")] / len(percentiles)
+        lerf = sums[(m, "lerf")] / len(percentiles)
+        out[m] = {"road_morf": morf, "road_lerf": lerf, "road_combined": (lerf - morf) / 2}
+    return out
+
+
+#: Cascading randomisation order (top of the network first) for the four CNNs.
+RANDOMISATION_CASCADE = {
+    "resnet50": ("fc", "layer4", "layer3", "layer2", "layer1", "conv1"),
+    "densenet121": ("classifier", "features.denseblock4", "features.denseblock3", "features.denseblock2",
+                    "features.denseblock1", "features.conv0"),
+    "vgg16": ("classifier", "features.24", "features.17", "features.10", "features.5", "features.0"),
+    "efficientnet_b0": ("classifier", "features.8", "features.7", "features.6", "features.5", "features.4",
+                        "features.3", "features.2", "features.1", "features.0"),
+}
+
+
+def spearman_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Spearman rank correlation between ``a[i]`` and ``b[i]`` (flattened), ties ranked by their average.
+
+    A constant map has no ranking: the correlation is then defined as 1 when both maps are constant
+    and 0 when only one is (a randomised model often gives an all-zero map after the ReLU, which
+    keeps nothing of the trained model's ranking).
+    """
+    from scipy.stats import rankdata
+
+    a = np.asarray(a).reshape(len(a), -1)
+    b = np.asarray(b).reshape(len(b), -1)
+    ra, rb = rankdata(a, axis=1), rankdata(b, axis=1)
+    ra -= ra.mean(axis=1, keepdims=True)
+    rb -= rb.mean(axis=1, keepdims=True)
+    va, vb = (ra ** 2).sum(axis=1), (rb ** 2).sum(axis=1)
+    denom = np.sqrt(va * vb)
+    fallback = np.where((va == 0) & (vb == 0), 1.0, 0.0)
+    return np.divide((ra * rb).sum(axis=1), denom, out=fallback, where=denom > 0)
+
+
+def randomisation_check(model: nn.Module, arch: str, images, methods: Sequence[str], target_layer: str,
+                        targets: Sequence[int], random_state: int = 0) -> pd.DataFrame:
+    """Cascading model-parameter randomisation (Adebayo et al. 2018, "Sanity checks for saliency maps").
+
+    Re-initialises the model's blocks one by one from the top (see :data:`RANDOMISATION_CASCADE`) in a
+    copy of the model, and after each step computes every method's maps for the same images and
+    targets. Returns one row per step, method and image with ``randomised`` (the blocks
+    re-initialised so far) and ``spearman`` (rank correlation with the trained model's map).
+    """
+    import copy
+
+    from .cams import compute_cams
+
+    if arch not in RANDOMISATION_CASCADE:
+        raise ValueError(f"arch: no randomisation cascade for {arch!r}; known: {', '.join(RANDOMISATION_CASCADE)}")
+    base, _ = compute_cams(model, images, methods, target_layer=target_layer, targets=targets)
+    rnd = copy.deepcopy(model)
+    rows = []
+    done: list[str] = []
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(random_state)
+        for block in RANDOMISATION_CASCADE[arch]:
+            for mod in rnd.get_submodule(block).modules():
+                if hasattr(mod, "reset_parameters"):
+                    mod.reset_parameters()
+                if isinstance(mod, nn.modules.batchnorm._BatchNorm):
+                    mod.reset_running_stats()
+            done.append(block)
+            maps, _ = compute_cams(rnd, images, methods, target_layer=target_layer, targets=targets)
+            for m in methods:
+                for i, r in enumerate(spearman_rows(base[m], maps[m])):
+                    rows.append({"randomised": "+".join(done), "step": len(done), "method": m, "image": i,
+                                 "spearman": float(r)})
+    return pd.DataFrame(rows)
 
 
 def localisation_metrics(maps: np.ndarray, masks: np.ndarray, threshold: float = 0.5) -> dict[str, np.ndarray]:

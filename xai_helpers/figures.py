@@ -198,3 +198,17 @@ def plot_xai_metric(xai_metrics: pd.DataFrame, metric: str = "confidence_increas
     ax.tick_params(axis="x", rotation=15)
     fig.tight_layout()
     return save_figure(fig, run, name or f"xai_{metric}")
+
+
+def plot_randomisation(curves: pd.DataFrame, run: RunFolder | None = None, name: str = "randomisation") -> plt.Figure:
+    """Spearman correlation with the trained model's map as blocks are re-initialised, per method."""
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    steps = curves.groupby("step")["randomised"].first()
+    sns.lineplot(data=curves, x="step", y="spearman", hue="method", marker="o", ax=ax)
+    ax.set_xticks(steps.index, [r.split("+")[-1] for r in steps], rotation=20)
+    ax.set_xlabel("re-initialised down to")
+    ax.set_ylabel("Spearman with trained map")
+    ax.axhline(0, color="black", lw=0.8)
+    ax.set_title("Cascading parameter randomisation (Adebayo et al. 2018)")
+    fig.tight_layout()
+    return save_figure(fig, run, name)

@@ -246,7 +246,7 @@ def check_image_size(name: str, image_size: int) -> None:
     if h < 2 or w < 2:
         raise ValueError(
             f"image_size: {image_size} px gives {name} a last feature map of {h}x{w}; "
-            f"at least 2x2 is needed (image_size >= 64)")
+            f"at least 2x2 is needed (64 px or more works for all four CNNs)")
 
 
 def model_overview(names: list[str] | tuple[str, ...], image_size: int) -> "pd.DataFrame":

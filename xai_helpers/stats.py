@@ -80,8 +80,10 @@ def _t_based(test: str, d: np.ndarray, var_factor: float, note: str, alpha: floa
     if n < 2:
         return _result(test, n, math.nan, math.nan, d, note=_join(f"not testable: n = {n}", note))
     mean, sd = d.mean(), d.std(ddof=1)
+    if sd <= 1e-9 * abs(mean):  # equal differences up to rounding (0.9-0.8 vs 0.8-0.7)
+        sd = 0.0
     se = math.sqrt(var_factor) * sd
-    effect = cohens_dz(d, np.zeros_like(d))
+    effect = cohens_dz(d, np.zeros_like(d)) if sd > 0 else (0.0 if mean == 0 else math.copysign(math.inf, mean))
     if sd == 0:
         if mean == 0:
             return _result(test, n, 0.0, 1.0, d, (0.0, 0.0), 0.0, _join("all differences are zero", note))

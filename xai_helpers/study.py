@@ -20,7 +20,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .cam_metrics import aggregate_per_class, confidence_metrics, deletion_insertion, localisation_metrics
+from .cam_metrics import (aggregate_per_class, confidence_metrics, deletion_insertion, localisation_metrics,
+                          randomisation_check, road)
 from .cams import compute_cams, resolve_target_layer
 from .data.prepare import PreparedData
 from .evaluation import classification_metrics, predictions_frame
@@ -138,13 +139,14 @@ def explain_test_images(data: PreparedData, params: dict[str, Any], costly_per_c
     ``params['cam_layer']`` for ``explain_per_class`` test images per class (one
     forward/backward per batch), confidence metrics for all of them, localisation metrics where
     lesion masks exist, and deletion/insertion AUC on the first ``costly_per_class`` of them per
-    class (each costs ``2 * (n_steps + 1)`` forwards per image and method).
+    class (each costs ``2 * (n_steps + 1)`` forwards per image and method), ROAD (18 imputations
+    and forwards per image and method) and the cascading randomisation check on the same subsample.
 
     Returns
     -------
     pandas.DataFrame
         One row per fold, method and image (written to ``xai_per_image.csv``); the aggregate
-        goes to ``xai_metrics.csv``.
+        goes to ``xai_metrics.csv``, the randomisation curves to ``xai_randomisation.csv``.
     """
     from tqdm.auto import tqdm
 
@@ -153,11 +155,15 @@ def explain_test_images(data: PreparedData, params: dict[str, Any], costly_per_c
     device = resolve_device(params["device"])
     pipeline = BatchPipeline(data.images, device)
     rows = explanation_sample(data, params["explain_per_class"], params["seed"])
-    costly = explanation_sample(data, min(costly_per_class, params["explain_per_class"]), params["seed"])
-    is_costly = np.isin(rows, costly)
+    # the costly metrics use the first costly_per_class sampled images of each class
+    labels = data.labels[rows]
+    is_costly = np.zeros(len(rows), bool)
+    for c in np.unique(labels):
+        is_costly[np.flatnonzero(labels == c)[:costly_per_class]] = True
     masks = data.masks(rows)
     x = pipeline.batch(torch.as_tensor(rows))
     records = []
+    curves: list[pd.DataFrame] = []
     metrics_df = pd.read_csv(run.metrics_file) if run.metrics_file.is_file() else None
     folds = sorted(metrics_df.loc[metrics_df["model"] == model_name, "fold"].unique()) if metrics_df is not None else []
     if not folds:
@@ -170,7 +176,20 @@ def explain_test_images(data: PreparedData, params: dict[str, Any], costly_per_c
         targets = probs.argmax(axis=1)
         conf = confidence_metrics(net, x, maps, targets)
         sel = np.flatnonzero(is_costly)
-        perturb = deletion_insertion(net, x[sel], {m: v[sel] for m, v in maps.items()}, targets[sel], n_steps=n_steps)
+        sub_maps = {m: v[sel] for m, v in maps.items()}
+        perturb = deletion_insertion(net, x[sel], sub_maps, targets[sel], n_steps=n_steps)
+        roads = road(net, x[sel], sub_maps, targets[sel], random_state=params["seed"])
+        for m in roads:
+            perturb[m].update(roads[m])
+        rand = randomisation_check(net, model_name, x[sel], params["cam_methods"], layer_name, targets[sel],
+                                   random_state=params["seed"])
+        rand["path"] = data.splits["path"].to_numpy()[rows[sel]][rand["image"].to_numpy()]
+        rand.insert(0, "fold", int(fold))
+        rand.insert(0, "model", model_name)
+        curves.append(rand.drop(columns="image"))
+        final = rand[rand["step"] == rand["step"].max()].set_index(["method", "image"])["spearman"]
+        for m in perturb:
+            perturb[m]["randomisation_spearman"] = np.array([final[(m, i)] for i in range(len(sel))])
         for m in params["cam_methods"]:
             loc = localisation_metrics(maps[m], masks) if masks is not None else {}
             for k, r in enumerate(rows):
@@ -180,7 +199,8 @@ def explain_test_images(data: PreparedData, params: dict[str, Any], costly_per_c
                        "target_prob": float(probs[k, targets[k]])}
                 for key in ("confidence_increase", "average_drop_pct", "increase_in_confidence_pct"):
                     rec[key] = float(conf[m][key][k])
-                for key in ("deletion_auc", "insertion_auc"):
+                for key in ("deletion_auc", "insertion_auc", "road_morf", "road_lerf", "road_combined",
+                            "randomisation_spearman"):
                     pos = np.flatnonzero(sel == k)
                     rec[key] = float(perturb[m][key][pos[0]]) if len(pos) else np.nan
                 for key in ("pointing_game", "energy_in_mask", "iou"):
@@ -190,6 +210,8 @@ def explain_test_images(data: PreparedData, params: dict[str, Any], costly_per_c
     per_image = pd.DataFrame(records)
     run.write_csv(per_image, run.xai_per_image_file)
     run.write_csv(aggregate_per_class(per_image), run.xai_metrics_file)
+    if curves:
+        run.write_csv(pd.concat(curves, ignore_index=True), run.root / "xai_randomisation.csv")
     return per_image
 
 

@@ -72,6 +72,7 @@ class CamExplorer:
         self._nets: dict[tuple[str, int], torch.nn.Module] = {}
         self._cache: dict[tuple, dict[str, Any]] = {}
         self.test_rows = data.test_rows()
+        self._updating = False
         model = params["cam_model"] if params["cam_model"] in self.trained else next(iter(self.trained))
         self.controls: dict[str, Any] = {
             "mode": W.ToggleButtons(options=SELECTION_MODES, value="index", description="pick by"),
@@ -235,14 +236,20 @@ class CamExplorer:
 
     def _on_change(self, name: str):
         def handler(change) -> None:
+            if self._updating:  # a change made by this handler itself: one update at the end
+                return
             c = self.controls
-            if name == "model":
-                c["fold"].options = self.trained[change["new"]]
-                c["fold"].value = self.trained[change["new"]][0]
-                c["layer"].options = self._layers(change["new"])
-                c["layer"].value = self._default_layer(change["new"])
-            if name in ("mode", "class", "model", "fold"):
-                self._refresh_images()
+            self._updating = True
+            try:
+                if name == "model":
+                    c["fold"].options = self.trained[change["new"]]
+                    c["fold"].value = self.trained[change["new"]][0]
+                    c["layer"].options = self._layers(change["new"])
+                    c["layer"].value = self._default_layer(change["new"])
+                if name in ("mode", "class", "model", "fold"):
+                    self._refresh_images()
+            finally:
+                self._updating = False
             self.update()
         return handler
 

@@ -1,0 +1,140 @@
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from pytorch_grad_cam.metrics.cam_mult_image import CamMultImageConfidenceChange, DropInConfidence, IncreaseInConfidence
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget
+
+from xai_helpers.cam_metrics import (aggregate_per_class, confidence_metrics, deletion_insertion,
+                                     localisation_metrics)
+from xai_helpers.cams import compute_cams
+from xai_helpers.models import build_model
+
+
+@pytest.fixture(scope="module")
+def setup():
+    torch.manual_seed(0)
+    model = build_model("resnet50", 3).eval()
+    x = torch.randn(4, 3, 64, 64)
+    maps, probs = compute_cams(model, x, ["gradcam", "layercam"], target_layer="layer2")
+    return model, x, maps, probs.argmax(1)
+
+
+def test_confidence_increase_is_the_librarys_softmax_cam_mult_change(setup):
+    model, x, maps, t = setup
+    ours = confidence_metrics(model, x, maps, t)
+    targets = [ClassifierOutputSoftmaxTarget(int(c)) for c in t]
+    for m in maps:
+        ref = CamMultImageConfidenceChange()(x, maps[m], targets, model)
+        np.testing.assert_allclose(ours[m]["confidence_increase"], ref, atol=1e-6)
+        # the library's DropInConfidence is the absolute drop; Chattopadhay's is relative, x100
+        drop = DropInConfidence()(x, maps[m], targets, model)
+        np.testing.assert_allclose(ours[m]["average_drop_pct"], 100 * drop / ours[m]["score"], rtol=1e-5, atol=1e-5)
+        inc = IncreaseInConfidence()(x, maps[m], targets, model)
+        np.testing.assert_allclose(ours[m]["increase_in_confidence_pct"], 100 * inc)
+
+
+def test_confidence_metrics_by_hand(setup):
+    model, x, maps, t = setup
+    ours = confidence_metrics(model, x, {"gradcam": maps["gradcam"]}, t)["gradcam"]
+    with torch.no_grad():
+        y = torch.softmax(model(x), 1)[range(4), t].numpy()
+        o = torch.softmax(model(x * torch.from_numpy(maps["gradcam"])[:, None]), 1)[range(4), t].numpy()
+    np.testing.assert_allclose(ours["average_drop_pct"], 100 * np.maximum(0, y - o) / y, rtol=1e-5)
+
+
+def test_deletion_insertion_equal_a_naive_loop(setup):
+    model, x, maps, t = setup
+    n = 8
+    ours = deletion_insertion(model, x, maps, t, n_steps=n, blur_sigma=3.0)
+    from xai_helpers.cam_metrics import _gaussian_blur
+    blurred = _gaussian_blur(x, 3.0)
+    for m, cam in maps.items():
+        for i in range(len(x)):
+            order = np.argsort(-cam[i].ravel(), kind="stable")
+            dele, ins = [], []
+            for k in range(n + 1):
+                keep = np.zeros(64 * 64, bool)
+                keep[order[: int(np.ceil(k / n * 64 * 64))]] = True
+                top = torch.from_numpy(keep.reshape(64, 64)).float()
+                with torch.no_grad():
+                    dele.append(torch.softmax(model((x[i] * (1 - top))[None]), 1)[0, t[i]].item())
+                    ins.append(torch.softmax(model((blurred[i] * (1 - top) + x[i] * top)[None]), 1)[0, t[i]].item())
+            assert ours[m]["deletion_auc"][i] == pytest.approx(np.trapezoid(dele, dx=1 / n), abs=1e-5)
+            assert ours[m]["insertion_auc"][i] == pytest.approx(np.trapezoid(ins, dx=1 / n), abs=1e-5)
+            assert ours[m]["deletion_curve"][i][0] == pytest.approx(dele[0], abs=1e-5)
+
+
+def test_localisation_by_hand():
+    maps = np.zeros((3, 4, 4))
+    maps[0, 0, 0] = 1.0          # peak inside the mask
+    maps[1, 3, 3] = 1.0          # peak outside
+    maps[1, 0, 1] = 0.6
+    maps[2] = 0.5                # flat map, empty mask
+    masks = np.zeros((3, 4, 4), bool)
+    masks[0, :2, :2] = masks[1, :2, :2] = True
+    r = localisation_metrics(maps, masks)
+    assert r["pointing_game"][:2].tolist() == [1.0, 0.0] and np.isnan(r["pointing_game"][2])
+    assert r["energy_in_mask"][1] == pytest.approx(0.6 / 1.6)
+    assert r["iou"][0] == pytest.approx(1 / 4) and r["iou"][1] == pytest.approx(1 / 5)
+    with pytest.raises(ValueError, match="masks: shape"):
+        localisation_metrics(maps, masks[:, :2])
+
+
+def test_aggregate_counts_and_means():
+    df = pd.DataFrame({"model": "m", "method": ["a", "a", "b", "b"], "class": ["x", "x", "x", "y"],
+                       "confidence_increase": [0.1, 0.3, -0.1, 0.2], "pointing_game": [1, np.nan, 0, 1]})
+    agg = aggregate_per_class(df).set_index(["method", "class"])
+    assert agg.loc[("a", "x"), "n"] == 2 and agg.loc[("a", "x"), "confidence_increase"] == pytest.approx(0.2)
+    assert agg.loc[("a", "x"), "n_pointing_game"] == 1 and agg.loc[("a", "x"), "pointing_game"] == 1
+
+
+def test_road_equals_the_library_without_noise(setup):
+    from pytorch_grad_cam.metrics.perturbation_confidence import (PerturbationConfidenceMetric,
+                                                                  RemoveLeastRelevantFirst, RemoveMostRelevantFirst)
+    from pytorch_grad_cam.metrics.road import NoisyLinearImputer
+
+    from xai_helpers.cam_metrics import road
+
+    model, x, maps, t = setup
+    percentiles = (20, 80)
+    ours = road(model, x[:2], {m: v[:2] for m, v in maps.items()}, t[:2], percentiles=percentiles, noise=0.0)
+    targets = [ClassifierOutputSoftmaxTarget(int(c)) for c in t[:2]]
+    for m, cam in maps.items():
+        morf = np.mean([PerturbationConfidenceMetric(RemoveMostRelevantFirst(p, NoisyLinearImputer(noise=0)))(
+            x[:2], cam[:2], targets, model) for p in percentiles], axis=0)
+        lerf = np.mean([PerturbationConfidenceMetric(RemoveLeastRelevantFirst(p, NoisyLinearImputer(noise=0)))(
+            x[:2], cam[:2], targets, model) for p in percentiles], axis=0)
+        np.testing.assert_allclose(ours[m]["road_morf"], morf, atol=1e-5)
+        np.testing.assert_allclose(ours[m]["road_lerf"], lerf, atol=1e-5)
+        np.testing.assert_allclose(ours[m]["road_combined"], (lerf - morf) / 2, atol=1e-5)
+    noisy_a = road(model, x[:1], {"gradcam": maps["gradcam"][:1]}, t[:1], percentiles=(50,), random_state=3)
+    noisy_b = road(model, x[:1], {"gradcam": maps["gradcam"][:1]}, t[:1], percentiles=(50,), random_state=3)
+    assert noisy_a["gradcam"]["road_morf"] == noisy_b["gradcam"]["road_morf"]  # seeded noise
+
+
+def test_randomisation_check_spearman_and_cascade(setup):
+    from scipy.stats import spearmanr
+
+    from xai_helpers.cam_metrics import RANDOMISATION_CASCADE, randomisation_check, spearman_rows
+
+    a = np.random.default_rng(0).random((3, 8, 8))
+    b = a + np.random.default_rng(1).random((3, 8, 8))
+    assert spearman_rows(a, b) == pytest.approx([spearmanr(a[i].ravel(), b[i].ravel())[0] for i in range(3)])
+    model, x, maps, t = setup
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    df = randomisation_check(model, "resnet50", x[:2], ["gradcam", "layercam"], "layer2", t[:2])
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # the model is untouched
+    assert df["step"].max() == len(RANDOMISATION_CASCADE["resnet50"]) and len(df) == 6 * 2 * 2
+    assert df["spearman"].between(-1, 1).all()
+    # fully randomised, the maps no longer match the trained model's
+    assert (df[df.step == df.step.max()]["spearman"] < 0.99).all()
+
+
+def test_spearman_of_constant_maps_is_defined():
+    from xai_helpers.cam_metrics import spearman_rows
+
+    a = np.random.default_rng(0).random((2, 4, 4))
+    flat = np.zeros((2, 4, 4))
+    assert spearman_rows(a, flat).tolist() == [0.0, 0.0]
+    assert spearman_rows(flat, flat).tolist() == [1.0, 1.0]

@@ -1,0 +1,140 @@
+"""The single-pass engine against pytorch-grad-cam 1.5 on random inputs, for each of the four CNNs."""
+import gc
+
+import numpy as np
+import pytest
+import pytorch_grad_cam as pgc
+import torch
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+from pytorch_grad_cam.utils.svd_on_activations import get_2d_projection_with_sign_correction
+
+from xai_helpers.cams import (LayerModifiedInPlaceError, compute_cams, first_component_projection,
+                              forward_with_layer, resolve_target_layer, scale_maps)
+from xai_helpers.models import DEFAULT_TARGET_LAYERS, MODEL_NAMES, build_model
+
+LIBRARY = {"gradcam": pgc.GradCAM, "gradcam++": pgc.GradCAMPlusPlus, "xgradcam": pgc.XGradCAM,
+           "layercam": pgc.LayerCAM}
+
+
+def _library(model, layer, x, targets, cls):
+    with cls(model=model, target_layers=[layer]) as cam:
+        return cam(input_tensor=x, targets=[ClassifierOutputTarget(int(t)) for t in targets])
+
+
+@pytest.fixture(scope="module", params=MODEL_NAMES)
+def net(request):
+    torch.manual_seed(0)
+    model = build_model(request.param, 3).eval()
+    # a little training-like state, so BatchNorm statistics are not the identity
+    x = torch.randn(3, 3, 96, 96)
+    return request.param, model, x
+
+
+def test_maps_equal_the_library(net):
+    name, model, x = net
+    targets = [2, 0, 1]
+    maps, probs = compute_cams(model, x, list(LIBRARY) + ["eigengradcam"], targets=targets)
+    layer = model.get_submodule(DEFAULT_TARGET_LAYERS[name])
+    for method, cls in LIBRARY.items():
+        ref = _library(model, layer, x, targets, cls)
+        assert maps[method].shape == (3, 96, 96)
+        np.testing.assert_allclose(maps[method], ref, atol=1e-5, err_msg=f"{name} {method}")
+    assert probs.shape == (3, 3) and np.allclose(probs.sum(1), 1, atol=1e-5)
+
+
+def test_eigengradcam_equals_library_up_to_sign(net):
+    name, model, x = net
+    targets = [1, 1, 0]
+    layer = model.get_submodule(DEFAULT_TARGET_LAYERS[name])
+    ref = _library(model, layer, x, targets, pgc.EigenGradCAM)
+    ours, _ = compute_cams(model, x, ["eigengradcam"], targets=targets)
+    # the same projection with the opposite sign, through the same scaling
+    A, G, _, _ = forward_with_layer(model, x, layer, torch.tensor(targets))
+    flipped = scale_maps((-first_component_projection(G * A)).clamp(min=0), (96, 96)).numpy()
+    for i in range(3):
+        err = min(np.abs(ours["eigengradcam"][i] - ref[i]).max(), np.abs(flipped[i] - ref[i]).max())
+        assert err < 1e-5, f"{name} image {i}"
+    # the signed variant follows the library's own sign-correction rule
+    signed, _ = compute_cams(model, x, ["eigengradcam_signed"], targets=targets)
+    lib = get_2d_projection_with_sign_correction((G * A).numpy())
+    lib_scaled = scale_maps(torch.from_numpy(lib).clamp(min=0), (96, 96)).numpy()
+    np.testing.assert_allclose(signed["eigengradcam_signed"], lib_scaled, atol=1e-5)
+
+
+def test_predicted_class_is_the_default_target():
+    torch.manual_seed(1)
+    model = build_model("resnet50", 4).eval()
+    x = torch.randn(2, 3, 64, 64)
+    maps, probs = compute_cams(model, x, ["gradcam"], target_layer="layer3")
+    explicit, _ = compute_cams(model, x, ["gradcam"], target_layer="layer3", targets=probs.argmax(1))
+    np.testing.assert_array_equal(maps["gradcam"], explicit["gradcam"])
+    other, _ = compute_cams(model, x, ["gradcam"], target_layer="layer3", targets=(probs.argmax(1) + 1) % 4)
+    assert not np.allclose(other["gradcam"], maps["gradcam"])
+
+
+def test_batches_give_the_same_maps_as_one_pass():
+    torch.manual_seed(2)
+    model = build_model("resnet50", 3).eval()
+    x = torch.randn(5, 3, 64, 64)
+    a, _ = compute_cams(model, x, ["gradcam++", "layercam"], target_layer="layer2", batch_size=2)
+    b, _ = compute_cams(model, x, ["gradcam++", "layercam"], target_layer="layer2", batch_size=5)
+    for m in a:
+        np.testing.assert_allclose(a[m], b[m], atol=1e-6)
+
+
+def test_gradcam_equals_xgradcam_at_resnet50_last_block():
+    torch.manual_seed(3)
+    model = build_model("resnet50", 3).eval()
+    x = torch.randn(2, 3, 96, 96)
+    last, _ = compute_cams(model, x, ["gradcam", "xgradcam"], target_layer="layer4")
+    assert np.abs(last["gradcam"] - last["xgradcam"]).max() < 1e-5
+    early, _ = compute_cams(model, x, ["gradcam", "xgradcam"], target_layer="layer2")
+    assert np.abs(early["gradcam"] - early["xgradcam"]).max() > 1e-3
+
+
+def test_delegated_library_method():
+    torch.manual_seed(4)
+    model = build_model("resnet50", 3).eval()
+    x = torch.randn(2, 3, 64, 64)
+    maps, _ = compute_cams(model, x, ["hirescam", "gradcam"], target_layer="layer3", targets=[0, 1])
+    ref = _library(model, model.layer3, x, [0, 1], pgc.HiResCAM)
+    np.testing.assert_allclose(maps["hirescam"], ref, atol=1e-6)
+
+
+def test_hooks_removed_and_no_growth_over_1000_calls():
+    torch.manual_seed(5)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(),
+                                torch.nn.Conv2d(8, 8, 3, padding=1), torch.nn.ReLU(),
+                                torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(8, 3))
+    x = torch.randn(2, 3, 16, 16)
+
+    def live_tensors():
+        gc.collect()
+        return sum(1 for o in gc.get_objects() if isinstance(o, torch.Tensor))
+
+    compute_cams(model, x, target_layer="2")
+    before = live_tensors()
+    for _ in range(1000):
+        compute_cams(model, x, target_layer="2")
+    assert live_tensors() <= before
+    assert all(not m._forward_hooks and not m._backward_hooks for m in model.modules())
+    assert all(p.grad is None for p in model.parameters())  # gradients only down to the layer
+
+
+def test_layer_modified_in_place_is_refused():
+    model = build_model("vgg16", 3).eval()
+    with pytest.raises(LayerModifiedInPlaceError, match="modified in place later"):
+        compute_cams(model, torch.randn(1, 3, 64, 64), ["gradcam"], target_layer="features.28")
+    assert not model.features[28]._forward_hooks
+
+
+def test_bad_arguments():
+    model = build_model("resnet50", 3).eval()
+    x = torch.randn(2, 3, 64, 64)
+    with pytest.raises(ValueError, match="methods: unknown method"):
+        compute_cams(model, x, ["gradcam", "coolcam"])
+    with pytest.raises(ValueError, match=r"targets: expected one class index per image \(2\)"):
+        compute_cams(model, x, targets=[0])
+    with pytest.raises(ValueError, match="cam_layer: model has no layer 'layer7'"):
+        compute_cams(model, x, target_layer="layer7")
+    assert resolve_target_layer(model, None)[1] == "layer4"

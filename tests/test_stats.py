@@ -1,0 +1,156 @@
+"""Each statistic against an independent reference (scipy, statsmodels) and a published worked example."""
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as st
+from statsmodels.stats.contingency_tables import mcnemar as sm_mcnemar
+from statsmodels.stats.multitest import multipletests
+
+from xai_helpers.stats import (adjust_pvalues, cohens_dz, compare_methods, compare_models, compare_predictions,
+                               corrected_resampled_t_test, mcnemar_test, paired_bootstrap_ci, paired_t_test,
+                               summary_table, wilcoxon_min_p, wilcoxon_test)
+
+# Student (1908) / Cushny & Peebles (1905) sleep data, as in R's `t.test(extra ~ group, data = sleep,
+# paired = TRUE)`: t = -4.0621, df = 9, p-value = 0.002833, 95% CI (-2.4598858, -0.7001142).
+SLEEP_1 = [0.7, -1.6, -0.2, -1.2, -0.1, 3.4, 3.7, 0.8, 0.0, 2.0]
+SLEEP_2 = [1.9, 0.8, 1.1, 0.1, -0.1, 4.4, 5.5, 1.6, 4.6, 3.4]
+
+# Hollander & Wolfe (1973), p. 29, as in R's `wilcox.test(x, y, paired = TRUE)` example:
+# V = 40 (sum of positive ranks), one-sided p = 0.01953, so two-sided p = 0.03906.
+HW_X = [1.83, 0.50, 1.62, 2.48, 1.68, 1.88, 1.55, 3.06, 1.30]
+HW_Y = [0.878, 0.647, 0.598, 2.05, 1.06, 1.29, 1.06, 3.14, 1.29]
+
+
+def test_paired_t_published_example_and_scipy():
+    r = paired_t_test(SLEEP_1, SLEEP_2)
+    assert r["statistic"] == pytest.approx(-4.0621, abs=1e-4)
+    assert r["p_value"] == pytest.approx(0.002833, abs=1e-6)
+    assert (r["ci_low"], r["ci_high"]) == pytest.approx((-2.4598858, -0.7001142), abs=1e-6)
+    ref = st.ttest_rel(SLEEP_1, SLEEP_2)
+    assert r["statistic"] == pytest.approx(ref.statistic) and r["p_value"] == pytest.approx(ref.pvalue)
+    d = np.subtract(SLEEP_1, SLEEP_2)
+    assert r["effect_size"] == pytest.approx(d.mean() / d.std(ddof=1)) == cohens_dz(SLEEP_1, SLEEP_2)
+
+
+def test_wilcoxon_published_example_and_scipy():
+    r = wilcoxon_test(HW_X, HW_Y)
+    assert r["p_value"] == pytest.approx(0.03906, abs=1e-5)
+    ref = st.wilcoxon(HW_X, HW_Y)
+    assert r["statistic"] == ref.statistic == 5.0  # min(W+, W-) = min(40, 5)
+    assert r["effect_size"] == pytest.approx((40 - 5) / 45)
+
+
+def test_wilcoxon_smallest_possible_p_is_stated():
+    assert wilcoxon_min_p(3) == 0.25
+    r = wilcoxon_test([0.9, 0.8, 0.85], [0.7, 0.6, 0.65])
+    assert r["p_value"] == pytest.approx(0.25) and r["min_p_possible"] == 0.25
+    assert "cannot go below 0.25" in r["note"]
+
+
+def test_corrected_resampled_t_by_formula():
+    # Nadeau & Bengio (2003): t = mean(d) / sqrt((1/k + n2/n1) * var(d)), k - 1 df
+    a = [0.86, 0.84, 0.88, 0.85, 0.87]
+    b = [0.83, 0.84, 0.85, 0.82, 0.86]
+    d = np.subtract(a, b)
+    t = d.mean() / math.sqrt((1 / 5 + 100 / 400) * d.var(ddof=1))
+    r = corrected_resampled_t_test(a, b, n_train=400, n_test=100)
+    assert r["statistic"] == pytest.approx(t) and r["p_value"] == pytest.approx(2 * st.t.sf(abs(t), 4))
+    assert r["p_value"] > paired_t_test(a, b)["p_value"]  # the correction is more conservative
+
+
+def test_mcnemar_published_example_and_statsmodels():
+    # Agresti (2002), Categorical Data Analysis, 2nd ed., Table 10.1 (presidential approval):
+    # [[794, 150], [86, 570]]; McNemar z^2 = 17.36 without continuity correction.
+    a = np.array([True] * 794 + [True] * 150 + [False] * 86 + [False] * 570)
+    b = np.array([True] * 794 + [False] * 150 + [True] * 86 + [False] * 570)
+    r = mcnemar_test(a, b)
+    assert r["test"] == "mcnemar_chi2"
+    assert (150 - 86) ** 2 / 236 == pytest.approx(17.36, abs=0.01)
+    ref = sm_mcnemar([[794, 150], [86, 570]], exact=False, correction=True)
+    assert r["statistic"] == pytest.approx(ref.statistic) and r["p_value"] == pytest.approx(ref.pvalue)
+    # exact for few discordant pairs: the binomial test, as statsmodels' exact McNemar
+    a2 = np.array([True] * 10 + [True] * 7 + [False] * 2 + [False] * 5)
+    b2 = np.array([True] * 10 + [False] * 7 + [True] * 2 + [False] * 5)
+    r2 = mcnemar_test(a2, b2)
+    ref2 = sm_mcnemar([[10, 7], [2, 5]], exact=True)
+    assert r2["test"] == "mcnemar_exact" and r2["p_value"] == pytest.approx(ref2.pvalue)
+    assert r2["p_value"] == pytest.approx(st.binomtest(2, 9, 0.5).pvalue)
+
+
+def test_holm_wikipedia_example_and_statsmodels():
+    # Holm-Bonferroni worked example (four hypotheses, p = 0.01, 0.04, 0.03, 0.005)
+    p = [0.01, 0.04, 0.03, 0.005]
+    assert adjust_pvalues(p).tolist() == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert adjust_pvalues(p) == pytest.approx(multipletests(p, method="holm")[1])
+    assert adjust_pvalues(p, "bonferroni") == pytest.approx(multipletests(p, method="bonferroni")[1])
+    with_nan = adjust_pvalues([0.01, np.nan, 0.04])
+    assert np.isnan(with_nan[1]) and with_nan[[0, 2]] == pytest.approx(multipletests([0.01, 0.04], method="holm")[1])
+
+
+def test_bootstrap_interval_contains_observed_difference():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 200)
+    a = np.where(rng.random(200) < 0.9, y, 1 - y)
+    b = np.where(rng.random(200) < 0.6, y, 1 - y)
+    r = paired_bootstrap_ci(y, a, b, "accuracy", n_boot=500)
+    assert r["statistic"] == pytest.approx((a == y).mean() - (b == y).mean())
+    assert r["ci_low"] < r["statistic"] < r["ci_high"] and r["ci_low"] > 0 and r["p_value"] < 0.01
+    same = paired_bootstrap_ci(y, a, a, "f1_macro", n_boot=200)
+    assert same["p_value"] == 1.0 and same["statistic"] == 0
+
+
+def test_degenerate_inputs_answer_clearly():
+    same = paired_t_test([0.8, 0.9, 0.7], [0.8, 0.9, 0.7])
+    assert same["p_value"] == 1.0 and same["statistic"] == 0.0 and "all differences are zero" in same["note"]
+    assert np.isnan(st.ttest_rel([0.8, 0.9, 0.7], [0.8, 0.9, 0.7]).pvalue)  # what scipy would say
+    assert wilcoxon_test([0.8, 0.9], [0.8, 0.9])["p_value"] == 1.0
+    one = paired_t_test([0.8], [0.7])
+    assert np.isnan(one["p_value"]) and one["note"] == "not testable: n = 1"
+    nan = paired_t_test([0.8, np.nan, 0.7, 0.9], [0.7, 0.6, 0.6, 0.7])
+    assert nan["n"] == 3 and "1 pair(s) with NaN left out" in nan["note"]
+    const = paired_t_test([0.9, 0.8, 0.7], [0.8, 0.7, 0.6])
+    assert const["p_value"] == 0.0 and "zero variance" in const["note"]
+    agree = mcnemar_test([True, False], [True, False])
+    assert agree["p_value"] == 1.0 and "agree on every image" in agree["note"]
+
+
+def _metrics():
+    rows = []
+    for m, base in (("resnet50", 0.85), ("vgg16", 0.80), ("densenet121", 0.85)):
+        for f in range(3):
+            rows.append({"model": m, "fold": f, "accuracy": base + 0.01 * f, "f1_macro": base - 0.02 + 0.01 * f,
+                         "n_train": 200, "n_test": 100})
+    return pd.DataFrame(rows)
+
+
+def test_compare_models_every_pair_every_test():
+    tests = compare_models(_metrics(), ("accuracy", "f1_macro"))
+    assert set(tests["test"]) == {"paired_t", "corrected_t", "wilcoxon"}
+    pairs = set(zip(tests["a"], tests["b"]))
+    assert pairs == {("resnet50", "vgg16"), ("resnet50", "densenet121"), ("vgg16", "densenet121")}
+    same = tests[(tests.a == "resnet50") & (tests.b == "densenet121")]
+    assert (same["p_value"] == 1.0).all()
+    for _, g in tests.groupby(["metric", "test"]):
+        assert g["p_adjusted"].tolist() == pytest.approx(adjust_pvalues(g["p_value"]).tolist(), nan_ok=True)
+    table = summary_table(_metrics(), tests, ("accuracy",), test="corrected_t", reference="resnet50")
+    assert table.loc["resnet50", "accuracy"].endswith("(ref)")
+    assert table.loc["vgg16", "accuracy"].startswith("0.8100 ± 0.0100")
+
+
+def test_compare_predictions_and_methods():
+    paths = [f"{i}.png" for i in range(30)]
+    true = ["a", "b", "c"] * 10
+    wrong = ["b", "c", "a"] * 10
+    p1 = pd.DataFrame({"path": paths, "true": true, "pred": true})
+    p2 = pd.DataFrame({"path": paths, "true": true, "pred": true[:20] + wrong[20:]})
+    tests = compare_predictions({("m1", 0): p1, ("m2", 0): p2}, n_boot=200)
+    mc = tests[tests.test.str.startswith("mcnemar")].iloc[0]
+    assert mc["test"] == "mcnemar_exact" and mc["p_value"] == pytest.approx(st.binomtest(0, 10, 0.5).pvalue)
+    per_image = pd.DataFrame([{"model": "r", "fold": 0, "layer": "l", "path": p, "class": c, "method": m,
+                               "confidence_increase": v}
+                              for p, c in zip(paths, true)
+                              for m, v in (("gradcam", 0.1), ("layercam", 0.1 + 0.01 * int(p[0])))])
+    cams = compare_methods(per_image, ["confidence_increase"])
+    assert set(cams["group"]) == {"all", "a", "b", "c"} and set(cams["comparison"]) == {"cams"}

@@ -1,0 +1,105 @@
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from xai_helpers.training import (BatchPipeline, NonFiniteLossError, TrainConfig, augment_batch, fit, load_checkpoint,
+                                  predict_proba)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """24 small greyscale images of 2 classes (bright blob or not), as a uint8 cache."""
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 80, (24, 1, 64, 64), dtype=np.uint8)
+    labels = np.arange(24) % 2
+    images[labels == 1, :, 20:40, 20:40] = 230
+    return images, labels
+
+
+def _fit(tiny, out, on_epoch_end=None, **kw):
+    images, labels = tiny
+    config = TrainConfig(**{"epochs": 3, "batch_size": 8, "lr": 1e-3, "seed": 1, "resume_every_seconds": 0, **kw})
+    pipe = BatchPipeline(images, torch.device("cpu"))
+    return fit("efficientnet_b0", pipe, labels, np.arange(16), np.arange(16, 24), ["dark", "bright"], out, config,
+               on_epoch_end=on_epoch_end, progress=False)
+
+
+def test_same_seed_same_history_and_weights(tiny, tmp_path):
+    a = _fit(tiny, tmp_path / "a")
+    b = _fit(tiny, tmp_path / "b")
+    cols = ["train_loss", "val_loss", "val_f1_macro"]
+    pd.testing.assert_frame_equal(a.history[cols], b.history[cols])
+    wa = torch.load(a.last_file, weights_only=True)["model_state"]
+    wb = torch.load(b.last_file, weights_only=True)["model_state"]
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    c = _fit(tiny, tmp_path / "c", seed=2)
+    assert not c.history["train_loss"].equals(a.history["train_loss"])
+
+
+def test_checkpoints_load_weights_only_with_everything_needed(tiny, tmp_path):
+    r = _fit(tiny, tmp_path / "run")
+    for f in (r.best_file, r.last_file):
+        ckpt = torch.load(f, weights_only=True)
+        assert ckpt["arch"] == "efficientnet_b0" and ckpt["class_names"] == ["dark", "bright"]
+        assert ckpt["image_size"] == 64 and len(ckpt["mean"]) == 3 and ckpt["config"]["epochs"] == 3
+    assert not (tmp_path / "run" / "resume.pt").exists()  # deleted when the fit ends
+    assert list(pd.read_csv(tmp_path / "run" / "history.csv")["epoch"]) == [1, 2, 3]
+    model, meta = load_checkpoint(r.best_file)
+    probs = predict_proba(model, BatchPipeline(tiny[0], torch.device("cpu")), np.arange(24))
+    assert probs.shape == (24, 2) and np.allclose(probs.sum(1), 1, atol=1e-5)
+
+
+def test_interrupted_fit_resumes_to_the_same_result(tiny, tmp_path):
+    images, labels = tiny
+    full = _fit(tiny, tmp_path / "full")
+
+    class Interrupt(Exception):
+        pass
+
+    def stop_after_first(epoch, history):
+        if epoch == 1:
+            raise Interrupt
+
+    config = TrainConfig(epochs=3, batch_size=8, lr=1e-3, seed=1, resume_every_seconds=0)
+    pipe = BatchPipeline(images, torch.device("cpu"))
+    args = ("efficientnet_b0", pipe, labels, np.arange(16), np.arange(16, 24), ["dark", "bright"],
+            tmp_path / "cut", config)
+    with pytest.raises(Interrupt):
+        fit(*args, on_epoch_end=stop_after_first, progress=False)
+    assert (tmp_path / "cut" / "resume.pt").is_file()
+    torch.load(tmp_path / "cut" / "resume.pt", weights_only=True)  # resume state is weights_only-safe
+    resumed = fit(*args, progress=False)
+    pd.testing.assert_frame_equal(full.history.drop(columns="train_seconds"),
+                                  resumed.history.drop(columns="train_seconds"))
+    wa = torch.load(full.best_file, weights_only=True)["model_state"]
+    wb = torch.load(resumed.best_file, weights_only=True)["model_state"]
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_nan_loss_stops_with_message_and_keeps_last_good_checkpoint(tiny, tmp_path):
+    import gc
+
+    def diverge(epoch, history):  # simulate a divergence: weights become NaN after epoch 1
+        if epoch == 1:
+            for obj in gc.get_objects():
+                if isinstance(obj, torch.nn.Linear) and obj.out_features == 2:
+                    obj.weight.data.fill_(float("nan"))
+
+    with pytest.raises(NonFiniteLossError, match="training loss became nan in epoch 2; lower the learning rate"):
+        _fit(tiny, tmp_path / "nan", on_epoch_end=diverge, epochs=4)
+    ckpt = torch.load(tmp_path / "nan" / "best.pt", weights_only=True)
+    assert ckpt["epoch"] == 1 and all(torch.isfinite(v).all() for v in ckpt["model_state"].values()
+                                      if v.is_floating_point())
+
+
+def test_augmentation_is_seeded_and_keeps_range():
+    x = torch.rand(4, 1, 32, 32)
+    a = augment_batch(x, torch.Generator().manual_seed(0))
+    b = augment_batch(x, torch.Generator().manual_seed(0))
+    assert torch.equal(a, b) and a.min() >= 0 and a.max() <= 1 and not torch.equal(a, x)
+
+
+def test_pipeline_rejects_wrong_arrays():
+    with pytest.raises(ValueError, match=r"images: expected a \(N, 1\|3, S, S\) uint8 array"):
+        BatchPipeline(np.zeros((2, 64, 64), np.float32), torch.device("cpu"))
