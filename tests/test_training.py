@@ -103,3 +103,31 @@ def test_augmentation_is_seeded_and_keeps_range():
 def test_pipeline_rejects_wrong_arrays():
     with pytest.raises(ValueError, match=r"images: expected a \(N, 1\|3, S, S\) uint8 array"):
         BatchPipeline(np.zeros((2, 64, 64), np.float32), torch.device("cpu"))
+
+
+def test_batchnorm_recalibration_is_the_plain_average_over_the_images(tiny):
+    from xai_helpers.models import build_model
+    from xai_helpers.training import recalibrate_batchnorm
+
+    images, _ = tiny
+    torch.manual_seed(0)
+    model = build_model("resnet50", 2)
+    bn = model.bn1
+    bn.running_var.fill_(1000.0)  # stale statistics, as after a few exploding first steps
+    pipe = BatchPipeline(images, torch.device("cpu"))
+    rows = np.arange(16)
+    assert recalibrate_batchnorm(model, pipe, rows, batch_size=8)
+    assert bn.momentum == 0.1 and model.training  # settings and mode restored
+    # reference: the mean over the two batches of each batch's statistics of bn1's input
+    feats = []
+    model.bn1.register_forward_hook(lambda m, i, o: feats.append(i[0].detach()))
+    with torch.no_grad():
+        model.eval()
+        for i in (0, 8):
+            model(pipe.batch(torch.as_tensor(rows[i:i + 8])))
+    means = torch.stack([f.mean(dim=(0, 2, 3)) for f in feats])
+    variances = torch.stack([f.var(dim=(0, 2, 3), unbiased=True) for f in feats])
+    torch.testing.assert_close(bn.running_mean, means.mean(0), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(bn.running_var, variances.mean(0), rtol=1e-4, atol=1e-5)
+    vgg_free = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten())
+    assert recalibrate_batchnorm(vgg_free, pipe, rows, batch_size=8) is False

@@ -102,7 +102,7 @@ NOTEBOOKS["02_training.ipynb"] = notebook([
     setup_cell("02 · Training",
                "import pandas as pd\nfrom IPython.display import display\n\n"
                "from xai_helpers import RunFolder\nfrom xai_helpers.data.prepare import load_prepared\n"
-               "from xai_helpers.figures import plot_learning_curves, plot_metric_by_model\n"
+               "from xai_helpers.figures import plot_confusion_matrices, plot_learning_curves, plot_metric_by_model\n"
                "from xai_helpers.models import model_overview\n"
                "from xai_helpers.study import train_and_evaluate"),
     md("## The data from notebook 01\nImages come from the uint8 cache; batches are normalised and augmented "
@@ -126,6 +126,9 @@ NOTEBOOKS["02_training.ipynb"] = notebook([
          "print(f'chance level: {chance:.3f}')\n"
          "display(metrics.groupby('model', sort=False)[['accuracy', 'f1_macro']].agg(['mean', 'std']).round(4))\n"
          "fig = plot_metric_by_model(metrics, chance=chance, run=run)"),
+    md("## Confusion matrices\nTest predictions of every fold's model, summed over the folds."),
+    code("preds = {m: pd.concat([pd.read_csv(run.predictions_file(m, f)) for f in g.fold]) for m, g in metrics.groupby('model', sort=False)}\n"
+         "fig = plot_confusion_matrices(preds, data.class_names, run=run)"),
     md("## Learning curves"),
     code("histories = {f'{r.model} fold{r.fold}': pd.read_csv(run.checkpoint_dir(r.model, r.fold) / 'history.csv')\n"
          "             for r in metrics.itertuples()}\n"

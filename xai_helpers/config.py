@@ -26,6 +26,7 @@ DEFAULTS: dict[str, Any] = {
     "data_root": "data/synthetic",   # dataset folder; for 'synthetic' it is generated there
     "synthetic_per_class": 100,      # synthetic only: training-pool images per class (test: 1/3 of it)
     "max_per_class": None,           # cap on training-pool images per class (None: all)
+    "leak_policy": "drop_train",     # training images duplicating a test image: 'drop_train' or 'keep'
     "image_size": 64,                # pixels, square (>= 64: the CNNs downsample by 32)
     # run
     "run_dir": "runs/demo",
@@ -41,6 +42,8 @@ DEFAULTS: dict[str, Any] = {
     "lr": {"default": 1e-3, "vgg16": 1e-4},  # a number, or per model with a 'default' (VGG16 has no
                                      # batch norm and does not train from scratch at 1e-3)
     "patience": 3,                   # early stopping on validation macro-F1 (epochs without gain)
+    "freeze_epochs": 0,              # train only the new head for this many first epochs
+    "class_weighted": False,         # weight the loss by inverse class frequency
     # explanations
     "cam_model": "resnet50",
     "cam_layer": "layer2",           # 'default' or a module name; layer2 is 8x8 at 64 px (layer4: 2x2)
@@ -141,6 +144,8 @@ def resolve_params(values: dict[str, Any]) -> dict[str, Any]:
     p.update(copy.deepcopy(values))
 
     _one_of("dataset", p["dataset"], ("auto",) + tuple(LAYOUTS))
+    from .data.splits import LEAK_POLICIES
+    _one_of("leak_policy", p["leak_policy"], LEAK_POLICIES)
     if not p["data_root"]:
         raise ParameterError("data_root: a folder is required (the dataset's root folder)")
     p["data_root"] = str(resolve_path(p["data_root"]))
@@ -182,6 +187,9 @@ def resolve_params(values: dict[str, Any]) -> dict[str, Any]:
     p["seed"] = _int("seed", p["seed"], 0)
     p["batch_size"] = _int("batch_size", p["batch_size"], 1)
     p["patience"] = _int("patience", p["patience"], 1)
+    p["freeze_epochs"] = _int("freeze_epochs", p["freeze_epochs"], 0)
+    if not isinstance(p["class_weighted"], bool):
+        raise ParameterError(f"class_weighted: expected true or false, got {p['class_weighted']!r}")
     p["explain_per_class"] = _int("explain_per_class", p["explain_per_class"], 1)
     p["synthetic_per_class"] = _int("synthetic_per_class", p["synthetic_per_class"], 4)
     if p["max_per_class"] is not None:

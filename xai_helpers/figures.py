@@ -212,3 +212,20 @@ def plot_randomisation(curves: pd.DataFrame, run: RunFolder | None = None, name:
     ax.set_title("Cascading parameter randomisation (Adebayo et al. 2018)")
     fig.tight_layout()
     return save_figure(fig, run, name)
+
+
+def plot_confusion_matrices(predictions: dict[str, pd.DataFrame], class_names: Sequence[str],
+                            run: RunFolder | None = None, name: str = "confusion_matrices") -> plt.Figure:
+    """One confusion matrix per model (rows: true class, columns: predicted), summed over folds."""
+    from sklearn.metrics import confusion_matrix
+
+    fig, axes = plt.subplots(1, len(predictions), figsize=(3.2 * len(predictions) + 0.5, 3.2), squeeze=False)
+    for ax, (model, pred) in zip(axes[0], predictions.items()):
+        cm = confusion_matrix(pred["true"], pred["pred"], labels=list(class_names))
+        sns.heatmap(cm, annot=True, fmt="d", cbar=False, cmap="Blues", ax=ax,
+                    xticklabels=class_names, yticklabels=class_names)
+        ax.set_title(model)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+    fig.tight_layout()
+    return save_figure(fig, run, name)

@@ -50,6 +50,7 @@ def train_config(params: dict[str, Any], model: str, fold: int) -> TrainConfig:
     """The :class:`TrainConfig` of one (model, fold) from the notebook parameters."""
     return TrainConfig(epochs=params["epochs"], batch_size=params["batch_size"],
                        lr=learning_rate(params["lr"], model), patience=params["patience"],
+                       freeze_epochs=params["freeze_epochs"], class_weighted=params["class_weighted"],
                        seed=fold_seed(params["seed"], model, fold), device=params["device"])
 
 

@@ -64,7 +64,10 @@ class TrainConfig:
     augment : bool
         Random flips, small affine transforms and brightness/contrast changes.
     patience : int
-        Stop after this many epochs without a better validation macro-F1.
+        Stop after this many epochs without a better validation macro-F1 ...
+    min_epochs : int, optional
+        ... but never before this many epochs (default: half of ``epochs``): VGG16 and
+        EfficientNet trained from scratch often sit at chance for a few epochs before they learn.
     freeze_epochs : int
         Train only the head for this many first epochs (useful with ImageNet weights).
     seed : int
@@ -72,6 +75,14 @@ class TrainConfig:
         'auto' (CUDA when available), 'cpu', 'cuda', ...
     amp : bool
         Mixed precision on CUDA (bf16 where supported, else fp16 with loss scaling).
+    recalibrate_bn : bool
+        Before each validation, re-estimate the BatchNorm running statistics as a plain average
+        over the training images (no augmentation, at most ``bn_calibration_images``): "precise
+        BN" (Wu & Johnson 2021). The running averages of a network trained from scratch keep
+        traces of its first steps, when activations are huge; EfficientNet-B0's depthwise layers
+        were seen 10-1000x too large after 6 short epochs, which made eval-mode predictions
+        constant. Models without BatchNorm (VGG16) are unaffected.
+    bn_calibration_images : int
     resume_every_seconds : float
         Write ``resume.pt`` after an epoch when at least this long has passed since the last one
         (0: after every epoch). An interruption then loses at most this much work, and short
@@ -87,10 +98,13 @@ class TrainConfig:
     class_weighted: bool = False
     augment: bool = True
     patience: int = 3
+    min_epochs: int | None = None
     freeze_epochs: int = 0
     seed: int = 0
     device: str = "auto"
     amp: bool = True
+    recalibrate_bn: bool = True
+    bn_calibration_images: int = 1024
     resume_every_seconds: float = 60.0
 
     def __post_init__(self) -> None:
@@ -226,6 +240,40 @@ def predict_proba(model: nn.Module, pipeline: BatchPipeline, rows: np.ndarray | 
     if not out:
         return np.zeros((0, 0), np.float32)
     return torch.cat(out).cpu().numpy()
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(model: nn.Module, pipeline: BatchPipeline, rows: np.ndarray, batch_size: int,
+                          amp: bool = True) -> bool:
+    """Replace every BatchNorm's running statistics by their average over ``rows`` (no augmentation).
+
+    Only the BatchNorm layers run in training mode (dropout and stochastic depth stay off), and each
+    layer's momentum is set to None (a cumulative average) for the pass. Returns False, doing
+    nothing, for a model without BatchNorm.
+    """
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not bns or len(rows) == 0:
+        return False
+    was_training = model.training
+    momenta = [b.momentum for b in bns]
+    model.eval()
+    for b in bns:
+        b.reset_running_stats()
+        b.momentum = None
+        b.train()
+    rows_t = torch.as_tensor(np.asarray(rows), dtype=torch.long)
+    try:
+        for i in range(0, len(rows_t), batch_size):
+            chunk = rows_t[i:i + batch_size]
+            if len(chunk) < 2:
+                continue
+            with _autocast(pipeline.device, amp):
+                model(pipeline.batch(chunk))
+    finally:
+        for b, m in zip(bns, momenta):
+            b.momentum = m
+        model.train(was_training)
+    return True
 
 
 def _save_atomic(obj: Any, path: Path) -> None:
@@ -378,6 +426,9 @@ def fit(arch: str, pipeline: BatchPipeline, labels: np.ndarray, train_rows: np.n
             raise NonFiniteLossError(
                 f"{arch}: training loss became {train_loss} in epoch {epoch + 1}; lower the learning "
                 f"rate (lr={config.lr}). The last good checkpoints are kept in {out_dir}")
+        if config.recalibrate_bn:
+            recalibrate_batchnorm(model, pipeline, train_rows[:config.bn_calibration_images],
+                                  config.batch_size, config.amp)
         probs = predict_proba(model, pipeline, val_rows, batch_size=max(64, config.batch_size), amp=config.amp)
         y_val = labels_t[val_rows].numpy()
         val = classification_metrics(y_val, probs, class_names, per_class=False)
@@ -405,7 +456,8 @@ def fit(arch: str, pipeline: BatchPipeline, labels: np.ndarray, train_rows: np.n
         hist_df.to_csv(out_dir / "history.csv", index=False)
         if on_epoch_end is not None:
             on_epoch_end(epoch + 1, hist_df)
-        if bad_epochs >= config.patience:
+        min_epochs = config.min_epochs if config.min_epochs is not None else config.epochs // 2
+        if bad_epochs >= config.patience and epoch + 1 >= min_epochs:
             stopped_early = epoch + 1 < config.epochs
             break
     epochs_bar.close()

@@ -111,10 +111,11 @@ def prepare_dataset(params: dict[str, Any], progress: bool = True) -> PreparedDa
     usable = index[~index["path"].isin({u["path"] for u in cache.unreadable})].copy()
     usable.attrs = dict(index.attrs)
     usable = usable.drop(columns=["sha1"])
-    # images that are byte-identical share a group, so they never straddle splits or folds
-    usable["group"] = _merge_duplicate_groups(usable, dict(zip(index["path"], digests)))
+    # duplicates (byte-identical or near-identical) share a group: they never straddle splits or folds,
+    # and training copies of test images are dropped by the leak policy
+    usable["group"] = merge_groups(usable, audit["exact_duplicates"] + audit["near_duplicates"])
     splits = make_splits(usable, folds=params["folds"], seed=params["seed"],
-                         max_per_class=params["max_per_class"])
+                         max_per_class=params["max_per_class"], leak_policy=params["leak_policy"])
     audit["splits"] = {k: v for k, v in splits.attrs.get("report", {}).items()}
     audit["splits"]["images_per_split_and_class"] = (
         splits.assign(fold=splits["fold"].astype(str)).groupby(["split", "class"]).size()
@@ -129,14 +130,36 @@ def prepare_dataset(params: dict[str, Any], progress: bool = True) -> PreparedDa
     return _assemble(splits, cache, info, audit)
 
 
-def _merge_duplicate_groups(index: pd.DataFrame, digest_of: dict[str, str]) -> list[str]:
-    """Group keys where every set of byte-identical files shares its first member's group."""
-    first_group: dict[str, str] = {}
-    out = []
-    for path, group in zip(index["path"], index["group"]):
-        d = digest_of[path]
-        out.append(first_group.setdefault(d, group))
-    return out
+def merge_groups(index: pd.DataFrame, duplicate_groups: list[list[str]]) -> list[str]:
+    """Group keys of ``index`` with every duplicate group (lists of paths) joined into one group.
+
+    A duplicate group that links two dataset groups (two patients, say) joins them too, so that no
+    copy of an image can sit in another split or fold than the image itself.
+    """
+    paths = list(index["path"])
+    pos = {p: i for i, p in enumerate(paths)}
+    parent = list(range(len(paths)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    def union(i: int, j: int) -> None:
+        ri, rj = find(i), find(j)
+        if ri != rj:
+            parent[max(ri, rj)] = min(ri, rj)
+
+    first_of_group: dict[str, int] = {}
+    for i, g in enumerate(index["group"]):
+        union(i, first_of_group.setdefault(g, i))
+    for group in duplicate_groups:
+        members = [pos[p] for p in group if p in pos]
+        for j in members[1:]:
+            union(members[0], j)
+    groups = list(index["group"])
+    return [groups[find(i)] for i in range(len(paths))]
 
 
 def _assemble(splits: pd.DataFrame, cache, info: dict[str, Any], audit: dict[str, Any]) -> PreparedData:

@@ -18,7 +18,7 @@ class              lesion
 ``ring_lesion``    a lobulated mass with a bright enhancing rim around a dark necrotic core
 =================  ===========================================================================
 
-Three balanced classes, so chance accuracy is 1/3. Lesions are 8-13 % of the image width in
+Three balanced classes, so chance accuracy is 1/3. Lesions are 10-15 % of the image width in
 radius, large enough at 64 px for every CNN to learn the task from scratch in a few epochs.
 """
 from __future__ import annotations
@@ -92,7 +92,7 @@ def draw_slice(rng: np.random.Generator, label: int, size: int = NATIVE_SIZE,
 
     mask = np.zeros((size, size), bool)
     if label > 0:
-        r = rng.uniform(0.08, 0.13)
+        r = rng.uniform(0.10, 0.15)
         for _ in range(100):  # a centre well inside the brain
             a, rad = rng.uniform(0, 2 * np.pi), rng.uniform(0.0, 0.55)
             ly, lx = cy + rad * ay * np.sin(a), cx + rad * ax * np.cos(a)

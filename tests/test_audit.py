@@ -1,0 +1,77 @@
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from conftest import shared_dataset
+from xai_helpers.config import resolve_params
+from xai_helpers.data.audit import audit_dataset, near_duplicate_pairs, perceptual_hash
+from xai_helpers.data.prepare import merge_groups, prepare_dataset
+
+
+def test_phash_finds_resized_copies_not_other_images():
+    rng = np.random.default_rng(0)
+    base = (rng.random((64, 64)) * 255).astype(np.uint8)
+    smooth = np.asarray(Image.fromarray(base).resize((16, 16)).resize((64, 64), Image.Resampling.BILINEAR))
+    resized = np.asarray(Image.fromarray(smooth).resize((48, 48)).resize((64, 64)))
+    other = np.asarray(Image.fromarray((rng.random((64, 64)) * 255).astype(np.uint8)).resize((16, 16)).resize((64, 64)))
+    hashes = perceptual_hash(np.stack([smooth, resized, other])[:, None])
+    assert near_duplicate_pairs(hashes, 4) == [(0, 1)]
+
+
+def test_duplicates_join_groups_across_patients():
+    index = pd.DataFrame({"path": ["a", "b", "c", "d"], "group": ["p1", "p1", "p2", "p3"]})
+    assert merge_groups(index, [["b", "c"]]) == ["p1", "p1", "p1", "p3"]
+
+
+def _write(path, arr):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(arr).save(path)
+
+
+def test_audit_of_a_leaky_dataset_and_the_splits_that_fix_it(tmp_path):
+    rng = np.random.default_rng(1)
+    root = tmp_path / "skin"
+    imgs = [(np.asarray(Image.fromarray((rng.random((8, 8, 3)) * 255).astype(np.uint8)).resize((64, 64))))
+            for _ in range(14)]
+    for i in range(6):
+        _write(root / "train" / "benign" / f"b{i}.png", imgs[i])
+        _write(root / "train" / "malignant" / f"m{i}.png", imgs[6 + i])
+    _write(root / "test" / "benign" / "tb.png", imgs[12])
+    _write(root / "test" / "malignant" / "tm.png", imgs[13])
+    (root / "train" / "benign" / "copy_of_test.png").write_bytes((root / "test" / "benign" / "tb.png").read_bytes())
+    _write(root / "train" / "malignant" / "near_copy.png",
+           np.asarray(Image.fromarray(imgs[13]).resize((60, 60)).resize((64, 64))))
+    (root / "train" / "benign" / "empty.png").write_bytes(b"")
+    (root / "train" / "benign" / "fake.png").write_text("not an image")
+    params = resolve_params({"dataset": "skin_cancer_isic", "data_root": str(root), "run_dir": str(tmp_path / "run"),
+                             "folds": 2})
+    data = prepare_dataset(params, progress=False)
+    audit = data.audit
+    assert audit["n_images"] == 18
+    assert {u["path"].rsplit("/", 1)[-1]: u["reason"].split(": ", 1)[1] for u in audit["unreadable"]} == {
+        "empty.png": "empty file (0 bytes)", "fake.png": "not an image (cannot identify image file)"}
+    assert audit["cross_split_exact_duplicate_groups"] == 1 and audit["exact_duplicate_groups"] == 1
+    assert audit["cross_split_near_duplicate_groups"] >= 2  # the exact copy and the resized copy
+    assert audit["near_duplicate_hash"].startswith("pHash") and audit["near_duplicate_threshold"] == 4
+    used = {p.rsplit("/", 1)[-1] for p in data.splits["path"]}
+    assert {"copy_of_test.png", "near_copy.png", "empty.png", "fake.png"}.isdisjoint(used)
+    assert audit["splits"]["train_images_sharing_a_group_with_test"] == 2
+
+
+@pytest.mark.shared_data
+def test_brain_tumor_audit_reports_the_published_cross_split_duplicates(tmp_path):
+    root = shared_dataset("brain_tumor_mri")
+    from xai_helpers.data.cache import build_cache, file_digest
+    from xai_helpers.data.layouts import scan_dataset
+
+    index = scan_dataset(root)
+    index["sha1"] = [file_digest(p) for p in index["path"]]
+    cache = build_cache(index["path"], 64, grey=True, digests=list(index["sha1"]), progress=False)
+    audit = audit_dataset(index, cache.unreadable, cache.images, cache.paths)
+    assert audit["n_images"] == 3264 and audit["unreadable"] == []
+    assert audit["cross_split_exact_duplicate_groups"] > 0
+    assert audit["cross_split_near_duplicate_groups"] >= audit["cross_split_exact_duplicate_groups"]
+    splits = {p: s for p, s in zip(index["path"], index["split"])}
+    leak = next(g for g in audit["exact_duplicates"] if len({splits[p] for p in g}) > 1)
+    assert len({open(p, "rb").read() for p in leak}) == 1  # really byte-identical
