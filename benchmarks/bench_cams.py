@@ -57,7 +57,7 @@ def main() -> None:
         targets = model(x).argmax(1).tolist()
 
     def engine():
-        return compute_cams(model, x, STUDY_METHODS, target_layer="layer4", targets=targets)[0]
+        return compute_cams(model, x, STUDY_METHODS, target_layer="layer4", targets=targets)
 
     def library():
         out = {}
@@ -67,7 +67,7 @@ def main() -> None:
         return out
 
     engine()  # warm-up
-    t_engine, ours = best_of(engine, args.repeats)
+    t_engine, (ours, probs) = best_of(engine, args.repeats)
     t_lib, ref = best_of(library, args.repeats)
     A, G, _, _ = forward_with_layer(model, x, layer, torch.tensor(targets, device=device))
     flipped = scale_maps((-first_component_projection(G * A)).clamp(min=0), (args.size, args.size)).cpu().numpy()
@@ -81,7 +81,7 @@ def main() -> None:
     soft = [ClassifierOutputSoftmaxTarget(t) for t in targets]
 
     def our_metrics():
-        return confidence_metrics(model, x, ours, targets, batch_size=64)
+        return confidence_metrics(model, x, ours, targets, probs=probs)
 
     def lib_metrics():
         return {m: CamMultImageConfidenceChange()(x, ours[m], soft, model) for m in STUDY_METHODS}

@@ -55,3 +55,17 @@ def test_lesions_are_brighter_structures_inside_the_head():
     img2, mask2 = draw_slice(np.random.default_rng(1), 2)
     # ring lesion: bright rim and dark core inside the mask
     assert img2[mask2].max() > 200 and img2[mask2].min() < 90
+
+
+def test_other_settings_replace_the_old_images_and_foreign_folders_are_refused(tmp_path):
+    import pytest
+
+    root = make_synthetic_dataset(tmp_path / "syn", n_per_class=4, progress=False)
+    make_synthetic_dataset(root, n_per_class=2, progress=False)
+    assert len(list((root / "train" / "no_lesion").iterdir())) == 2
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("my data")
+    with pytest.raises(FileExistsError, match="is not empty and holds no synthetic dataset"):
+        make_synthetic_dataset(foreign, n_per_class=2, progress=False)
+    assert (foreign / "notes.txt").exists()

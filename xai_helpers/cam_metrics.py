@@ -63,7 +63,7 @@ def _as_tensor(a, device) -> torch.Tensor:
 
 
 def confidence_metrics(model: nn.Module, images, maps: dict[str, np.ndarray], targets: Sequence[int],
-                       batch_size: int = 64) -> dict[str, dict[str, np.ndarray]]:
+                       batch_size: int = 16, probs: np.ndarray | None = None) -> dict[str, dict[str, np.ndarray]]:
     """Confidence increase, average drop and increase in confidence for every method.
 
     Parameters
@@ -75,7 +75,11 @@ def confidence_metrics(model: nn.Module, images, maps: dict[str, np.ndarray], ta
     targets : sequence of int
         The class each map explains.
     batch_size : int
-        Images per forward; all methods' perturbed images share the forwards.
+        Images per forward; all methods' perturbed images share the forwards (on a CPU, batches
+        larger than about 16 images of 224 px are slower per image).
+    probs : (B, K) array, optional
+        The model's probabilities on ``images`` when already known (``compute_cams`` returns
+        them): saves the forward pass on the unperturbed images.
 
     Returns
     -------
@@ -90,7 +94,10 @@ def confidence_metrics(model: nn.Module, images, maps: dict[str, np.ndarray], ta
         x = _as_tensor(images, device)
         t = torch.as_tensor(np.asarray(targets), device=device, dtype=torch.long)
         methods = list(maps)
-        y = _target_scores(model, x, t, batch_size)
+        if probs is not None:
+            y = torch.as_tensor(np.asarray(probs), device=device).float().gather(1, t[:, None])[:, 0]
+        else:
+            y = _target_scores(model, x, t, batch_size)
         stacked = torch.cat([x * _as_tensor(maps[m], device)[:, None] for m in methods])
         o_all = _target_scores(model, stacked, t.repeat(len(methods)), batch_size)
     finally:
@@ -116,7 +123,7 @@ def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
 
 
 def deletion_insertion(model: nn.Module, images, maps: dict[str, np.ndarray], targets: Sequence[int],
-                       n_steps: int = 16, batch_size: int = 64,
+                       n_steps: int = 16, batch_size: int = 16,
                        blur_sigma: float | None = None) -> dict[str, dict[str, np.ndarray]]:
     """Deletion and insertion AUC (Petsiuk et al. 2018, RISE) for every method.
 
@@ -166,7 +173,7 @@ def deletion_insertion(model: nn.Module, images, maps: dict[str, np.ndarray], ta
 
 
 def road(model: nn.Module, images, maps: dict[str, np.ndarray], targets: Sequence[int],
-         percentiles: Sequence[int] = ROAD_PERCENTILES, noise: float = 0.01, batch_size: int = 64,
+         percentiles: Sequence[int] = ROAD_PERCENTILES, noise: float = 0.01, batch_size: int = 16,
          random_state: int = 0) -> dict[str, dict[str, np.ndarray]]:
     """ROAD scores (Rong et al. 2022, "A consistent and efficient evaluation strategy for attribution
     methods") for every method, as pytorch-grad-cam's ``ROADMostRelevantFirstAverage``,

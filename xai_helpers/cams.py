@@ -181,29 +181,39 @@ def forward_with_layer(model: nn.Module, x: torch.Tensor, layer: nn.Module,
                        targets: torch.Tensor | None, need_gradients: bool = True):
     """One forward (and backward to ``layer``): ``(activations, gradients, logits, targets)``.
 
-    ``gradients`` is d(logit of the target class)/d(activations), summed over the batch (each
-    image's logit depends on its own activations only), or None without ``need_gradients``.
+    The part of the network before ``layer`` runs without autograd (nothing recorded, no parameter
+    gradient ever computed); ``layer``'s output becomes a fresh leaf that requires grad, and the
+    rest of the forward is recorded from there. ``gradients`` is d(logit of the target
+    class)/d(activations), summed over the batch (each image's logit depends on its own
+    activations only), or None without ``need_gradients``.
     """
     store: dict[str, torch.Tensor] = {}
 
     def hook(module, inputs, output):
+        if need_gradients:
+            output = output.detach().requires_grad_(True)
+            torch.set_grad_enabled(True)  # record from here on; restored after the forward
         store["a"] = output
         store["version"] = output._version
+        return output
 
     handle = layer.register_forward_hook(hook)
+    grad_mode = torch.is_grad_enabled()
+    torch.set_grad_enabled(False)
     try:
-        with torch.set_grad_enabled(need_gradients):
-            logits = model(x)
+        logits = model(x)
+    except RuntimeError as err:
+        if "leaf Variable that requires grad" in str(err) and "in-place" in str(err):
+            raise LayerModifiedInPlaceError(_IN_PLACE_MESSAGE) from None
+        raise
     finally:
+        torch.set_grad_enabled(grad_mode)
         handle.remove()
     if "a" not in store:
         raise ValueError("target_layer: the layer was not called in the forward pass")
     A = store["a"]
     if A._version != store["version"]:
-        raise LayerModifiedInPlaceError(
-            "target_layer: its output is modified in place later in the forward pass (e.g. by an "
-            "in-place ReLU), so its activations cannot be read back; choose the layer after that "
-            "operation (see xai_helpers.models.DEFAULT_TARGET_LAYERS)")
+        raise LayerModifiedInPlaceError(_IN_PLACE_MESSAGE)
     if targets is None:
         targets = logits.argmax(dim=1)
     targets = torch.as_tensor(targets, device=logits.device, dtype=torch.long)
@@ -213,6 +223,11 @@ def forward_with_layer(model: nn.Module, x: torch.Tensor, layer: nn.Module,
         (G,) = torch.autograd.grad(score, A)
         A = A.detach()
     return A, G, logits.detach(), targets
+
+
+_IN_PLACE_MESSAGE = ("target_layer: its output is modified in place later in the forward pass (e.g. by an "
+                     "in-place ReLU), so its activations cannot be read back; choose the layer after that "
+                     "operation (see xai_helpers.models.DEFAULT_TARGET_LAYERS)")
 
 
 def compute_cams(model: nn.Module, images: torch.Tensor | np.ndarray,

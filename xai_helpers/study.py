@@ -175,7 +175,7 @@ def explain_test_images(data: PreparedData, params: dict[str, Any], costly_per_c
         _, layer_name = resolve_target_layer(net, params["cam_layer"])
         maps, probs = compute_cams(net, x, params["cam_methods"], target_layer=layer_name)
         targets = probs.argmax(axis=1)
-        conf = confidence_metrics(net, x, maps, targets)
+        conf = confidence_metrics(net, x, maps, targets, probs=probs)
         sel = np.flatnonzero(is_costly)
         sub_maps = {m: v[sel] for m, v in maps.items()}
         perturb = deletion_insertion(net, x[sel], sub_maps, targets[sel], n_steps=n_steps)

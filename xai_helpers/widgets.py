@@ -175,7 +175,7 @@ class CamExplorer:
         maps, probs = compute_cams(net, x, methods, target_layer=layer,
                                    targets=None if target is None else [target])
         t = int(probs.argmax(1)[0]) if target is None else target
-        conf = confidence_metrics(net, x, maps, [t])
+        conf = confidence_metrics(net, x, maps, [t], probs=probs)
         masks = self.data.masks(np.array([row]))
         rows = []
         for m in methods:

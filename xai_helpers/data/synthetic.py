@@ -164,7 +164,7 @@ def make_synthetic_dataset(root: str | Path, n_per_class: int = 150, n_test_per_
         n_test_per_class = max(4, n_per_class // 3)
     settings = {"n_per_class": n_per_class, "n_test_per_class": n_test_per_class, "seed": seed,
                 "size": size, "brightness": brightness, "noise": noise,
-                "classes": list(SYNTHETIC_CLASSES), "version": 1}
+                "classes": list(SYNTHETIC_CLASSES), "version": 2}  # bump when drawing changes
     marker = root / _MARKER
     if marker.is_file():
         try:
@@ -172,6 +172,14 @@ def make_synthetic_dataset(root: str | Path, n_per_class: int = 150, n_test_per_
                 return root
         except json.JSONDecodeError:
             pass
+        # another generation of ours: remove it, so no image of other settings stays behind
+        import shutil
+        for sub in ("train", "test", "masks"):
+            shutil.rmtree(root / sub, ignore_errors=True)
+        marker.unlink()
+    elif root.is_dir() and any(root.iterdir()):
+        raise FileExistsError(f"data_root: {root} is not empty and holds no synthetic dataset "
+                              f"({_MARKER} missing); choose an empty or new folder for dataset='synthetic'")
     jobs = [(split, c, i) for split, n in (("train", n_per_class), ("test", n_test_per_class))
             for c in range(len(SYNTHETIC_CLASSES)) for i in range(n)]
     # one independent stream per image: the same image whatever n_per_class is
