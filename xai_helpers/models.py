@@ -249,7 +249,7 @@ def check_image_size(name: str, image_size: int) -> None:
             f"at least 2x2 is needed (64 px or more works for all four CNNs)")
 
 
-def model_overview(names: list[str] | tuple[str, ...], image_size: int) -> "pd.DataFrame":
+def model_overview(names: list[str] | tuple[str, ...], image_size: int):
     """Parameters, last feature map and default CAM layer of each model at ``image_size``."""
     import pandas as pd
 

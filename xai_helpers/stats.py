@@ -351,7 +351,6 @@ def compare_predictions(predictions: dict[tuple[str, int], pd.DataFrame], correc
             pb = predictions[(b, fold)].set_index("path").reindex(pa.index)
             if pb["pred"].isna().any():
                 raise ValueError(f"predictions of {a} and {b} (fold {fold}) are not on the same test images")
-            classes = sorted(set(pa["true"]))
             code = {c: i for i, c in enumerate(sorted(set(pa["true"]) | set(pa["pred"]) | set(pb["pred"])))}
             y = pa["true"].map(code).to_numpy()
             ya, yb = pa["pred"].map(code).to_numpy(), pb["pred"].map(code).to_numpy()
@@ -363,7 +362,6 @@ def compare_predictions(predictions: dict[tuple[str, int], pd.DataFrame], correc
             for metric in ("accuracy", "f1_macro"):
                 r = paired_bootstrap_ci(y, ya, yb, metric, n_boot=n_boot, random_state=random_state)
                 rows.append({**base, "metric": metric, "mean_a": math.nan, "mean_b": math.nan, **r})
-            del classes
     return _finish(rows, correction)
 
 

@@ -392,7 +392,6 @@ def fit(arch: str, pipeline: BatchPipeline, labels: np.ndarray, train_rows: np.n
             history = pd.DataFrame(state["history"]).to_dict("records")
 
     started = last_resume = time.perf_counter()
-    n_seen = 0
     stopped_early = False
     epochs_bar = tqdm(range(start_epoch, config.epochs), desc=f"{arch} epochs", disable=not progress,
                       initial=start_epoch, total=config.epochs)
@@ -420,7 +419,6 @@ def fit(arch: str, pipeline: BatchPipeline, labels: np.ndarray, train_rows: np.n
             loss_sum += loss.detach().float() * len(rows)
         sched.step()
         train_loss = float(loss_sum) / max(1, len(order))  # one host sync per epoch
-        n_seen += len(order)
         train_seconds = time.perf_counter() - t0
         if not math.isfinite(train_loss):
             raise NonFiniteLossError(

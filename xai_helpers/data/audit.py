@@ -59,7 +59,8 @@ def near_duplicate_pairs(hashes: np.ndarray, threshold: int = NEAR_DUPLICATE_THR
     return pairs
 
 
-def _groups_from_pairs(n: int, pairs: Sequence[tuple[int, int]]) -> list[list[int]]:
+def connected_groups(n: int, pairs: Sequence[tuple[int, int]]) -> list[list[int]]:
+    """Connected components of ``n`` items linked by ``pairs``, as sorted index lists of 2 or more."""
     parent = list(range(n))
 
     def find(i: int) -> int:
@@ -127,7 +128,7 @@ def audit_dataset(index: pd.DataFrame, unreadable: Sequence[dict[str, str]],
     audit["near_duplicate_threshold"] = int(near_threshold)
     if images is not None and image_paths is not None:
         hashes = perceptual_hash(images)
-        groups = _groups_from_pairs(len(hashes), near_duplicate_pairs(hashes, near_threshold))
+        groups = connected_groups(len(hashes), near_duplicate_pairs(hashes, near_threshold))
         near = [[image_paths[i] for i in g] for g in groups]
     else:
         near = []

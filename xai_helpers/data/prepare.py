@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ..runfolder import RunFolder, write_text_atomic
-from .audit import audit_dataset
+from .audit import audit_dataset, connected_groups
 from .cache import ImageCache, build_cache, file_digest
 from .layouts import LAYOUTS, scan_dataset
 from .splits import fold_indices, make_splits
@@ -138,28 +138,17 @@ def merge_groups(index: pd.DataFrame, duplicate_groups: list[list[str]]) -> list
     """
     paths = list(index["path"])
     pos = {p: i for i, p in enumerate(paths)}
-    parent = list(range(len(paths)))
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    def union(i: int, j: int) -> None:
-        ri, rj = find(i), find(j)
-        if ri != rj:
-            parent[max(ri, rj)] = min(ri, rj)
-
     first_of_group: dict[str, int] = {}
-    for i, g in enumerate(index["group"]):
-        union(i, first_of_group.setdefault(g, i))
+    pairs = [(first_of_group.setdefault(g, i), i) for i, g in enumerate(index["group"])]
     for group in duplicate_groups:
         members = [pos[p] for p in group if p in pos]
-        for j in members[1:]:
-            union(members[0], j)
+        pairs += [(members[0], j) for j in members[1:]]
     groups = list(index["group"])
-    return [groups[find(i)] for i in range(len(paths))]
+    out = list(groups)
+    for component in connected_groups(len(paths), pairs):
+        for i in component:
+            out[i] = groups[component[0]]
+    return out
 
 
 def _assemble(splits: pd.DataFrame, cache, info: dict[str, Any], audit: dict[str, Any]) -> PreparedData:
