@@ -131,3 +131,16 @@ def test_batchnorm_recalibration_is_the_plain_average_over_the_images(tiny):
     torch.testing.assert_close(bn.running_var, variances.mean(0), rtol=1e-4, atol=1e-5)
     vgg_free = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten())
     assert recalibrate_batchnorm(vgg_free, pipe, rows, batch_size=8) is False
+
+
+def test_frozen_backbone_epochs_train_only_the_head(tiny, tmp_path):
+    from xai_helpers.models import build_model
+
+    r = _fit(tiny, tmp_path / "frozen", epochs=1, freeze_epochs=1, seed=4)
+    torch.manual_seed(4)  # fit builds the model right after seeding with its seed
+    initial = dict(build_model("efficientnet_b0", 2).named_parameters())
+    trained = torch.load(r.last_file, weights_only=True)["model_state"]
+    head = {"classifier.1.weight", "classifier.1.bias"}
+    assert all(torch.equal(trained[k], p) for k, p in initial.items() if k not in head)
+    assert not torch.equal(trained["classifier.1.weight"], initial["classifier.1.weight"])
+    assert r.history["frozen_backbone"].tolist() == [True]
