@@ -356,7 +356,7 @@ def fit(arch: str, pipeline: BatchPipeline, labels: np.ndarray, train_rows: np.n
     model = build_model(arch, num_classes, weights).to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
-    params = [p for p in model.parameters()]
+    params = list(model.parameters())
     if config.optimizer == "sgd":
         opt = torch.optim.SGD(params, lr=config.lr, momentum=0.9, weight_decay=config.weight_decay)
     elif config.optimizer == "adamw":

@@ -153,7 +153,7 @@ class CamExplorer:
             self._nets[key], _ = load_checkpoint(self.run.checkpoint_dir(model, fold) / "best.pt", self.device)
         return self._nets[key]
 
-    def _target(self, row: int, probs: np.ndarray | None) -> int | None:
+    def _target(self, row: int) -> int | None:
         t = self.controls["target"].value
         if t == "predicted":
             return None
@@ -165,7 +165,7 @@ class CamExplorer:
         """Maps of every single-pass method, probabilities and per-method metrics (cached)."""
         c = self.controls
         model, fold, layer = c["model"].value, c["fold"].value, c["layer"].value
-        target = self._target(row, None)
+        target = self._target(row)
         key = (model, fold, layer, row, target)
         if key in self._cache:
             return self._cache[key]

@@ -229,8 +229,6 @@ def scan_dataset(root: str | Path, dataset: str = "auto") -> pd.DataFrame:
                     f"{', '.join(n for names in layout.split_folders.values() for n in names)}")
             splits = {"train": root}  # <class>/* tree: everything is the training pool
         class_sets = {s: {c.name for c in _subdirs(d) if c.name != "masks"} for s, d in splits.items()}
-        if name == "synthetic":
-            class_sets = {s: c for s, c in class_sets.items()}
         all_classes = set().union(*class_sets.values())
         for s, cs in class_sets.items():
             if not cs:

@@ -118,7 +118,7 @@ def prepare_dataset(params: dict[str, Any], progress: bool = True) -> PreparedDa
                          max_per_class=params["max_per_class"], leak_policy=params["leak_policy"])
     audit["splits"] = {k: v for k, v in splits.attrs.get("report", {}).items()}
     audit["splits"]["images_per_split_and_class"] = (
-        splits.assign(fold=splits["fold"].astype(str)).groupby(["split", "class"]).size()
+        splits.groupby(["split", "class"]).size()
         .rename("n").reset_index().to_dict("records"))
     info = {"layout": index.attrs["layout"], "title": LAYOUTS[index.attrs["layout"]].title,
             "root": str(root), "grey": bool(index.attrs["grey"]), "image_size": params["image_size"],
