@@ -35,7 +35,8 @@ DEFAULTS: dict[str, Any] = {
     "interactive": True,             # False under the runner: static figures instead of widgets
     # training
     "models": ["resnet50", "densenet121", "vgg16", "efficientnet_b0"],
-    "weights": "none",               # 'none' (from scratch), 'imagenet', or a checkpoint path
+    "weights": "none",               # 'none' (from scratch), 'imagenet', 'auto' (ImageNet when it can be
+                                     # loaded, else from scratch; recorded per fit), or a checkpoint path
     "folds": 3,                      # k-fold cross-validation on the training pool
     "epochs": 6,
     "batch_size": 32,
@@ -48,7 +49,14 @@ DEFAULTS: dict[str, Any] = {
     "cam_model": "resnet50",
     "cam_layer": "layer2",           # 'default' or a module name; layer2 is 8x8 at 64 px (layer4: 2x2)
     "cam_methods": list(CAM_METHODS),
-    "explain_per_class": 12,         # test images per class explained per fold
+    "explain_per_class": 12,         # test images per class explained per fold (None: every test image)
+    # generalization (notebook 07)
+    "external_data_root": None,      # a second dataset to test on (any layout); None: for 'synthetic' a
+                                     # shifted synthetic set is generated beside data_root, else none
+    "external_dataset": "auto",      # its layout ('auto' or a layout name)
+    "class_map": {},                 # external class name -> training class name (others match by name)
+    "corruption_severities": [1, 3, 5],  # of 1..5 (see xai_helpers.generalization.CORRUPTIONS)
+    "generalization_per_class": None,    # cap on test / external images per class in notebook 07
 }
 
 PROFILES: dict[str, dict[str, Any]] = {
@@ -63,7 +71,51 @@ PROFILES: dict[str, dict[str, Any]] = {
         "epochs": 1,
         "batch_size": 16,
         "explain_per_class": 3,
+        "corruption_severities": [1, 5],
+        "generalization_per_class": 6,
     },
+    # The study on the real datasets (one run folder per dataset under runs/paper/), for a GPU:
+    # 224 px, ImageNet weights when they can be loaded (else from scratch, stated in the report),
+    # Adam at 1e-4, 5 folds, up to 30 epochs with early stopping, CAMs at ResNet50's layer4 on
+    # every test image.
+    "paper": {
+        "run_dir": "runs/paper",
+        "image_size": 224,
+        "weights": "auto",
+        "folds": 5,
+        "epochs": 30,
+        "batch_size": 32,
+        "lr": 1e-4,
+        "patience": 5,
+        "cam_layer": "default",
+        "explain_per_class": None,
+        "corruption_severities": [1, 2, 3, 4, 5],
+    },
+    # The same path on 2 CPU cores within an hour per dataset: 64 px, at most 150 training images
+    # per class, 3 folds of at most 8 epochs, 20 explained and 50 generalization images per class.
+    "paper_cpu": {
+        "run_dir": "runs/paper_cpu",
+        "image_size": 64,
+        "weights": "auto",
+        "max_per_class": 150,
+        "folds": 3,
+        "epochs": 8,
+        "batch_size": 32,
+        "cam_layer": "layer2",
+        "explain_per_class": 20,
+        "generalization_per_class": 50,
+    },
+}
+
+#: Profiles that run the study on several datasets, one run folder ``<run_dir>/<dataset>`` each
+#: (``--set dataset=NAME`` runs one of them). Values: dataset layout -> default ``data_root``.
+STUDY_DATASETS: dict[str, dict[str, str]] = {
+    profile: {
+        "brain_tumor_mri": "../shared/data/brain_tumor_mri",
+        "skin_cancer_isic": "../shared/data/skin_cancer_isic",
+        "chest_xray_pneumonia": "../shared/data/chest_xray_pneumonia",
+    }
+    for profile in ("paper", "paper_cpu")
 }
 
 
@@ -190,7 +242,28 @@ def resolve_params(values: dict[str, Any]) -> dict[str, Any]:
     p["freeze_epochs"] = _int("freeze_epochs", p["freeze_epochs"], 0)
     if not isinstance(p["class_weighted"], bool):
         raise ParameterError(f"class_weighted: expected true or false, got {p['class_weighted']!r}")
-    p["explain_per_class"] = _int("explain_per_class", p["explain_per_class"], 1)
+    if p["explain_per_class"] is not None:
+        p["explain_per_class"] = _int("explain_per_class", p["explain_per_class"], 1)
+    if p["generalization_per_class"] is not None:
+        p["generalization_per_class"] = _int("generalization_per_class", p["generalization_per_class"], 1)
+    sev = p["corruption_severities"]
+    if isinstance(sev, int):
+        sev = [sev]
+    if not isinstance(sev, (list, tuple)) or not sev or any(
+            isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 5 for v in sev):
+        raise ParameterError(f"corruption_severities: expected a list of integers in 1..5, got {p['corruption_severities']!r}")
+    p["corruption_severities"] = sorted(set(sev))
+    if p["class_map"] is None:
+        p["class_map"] = {}
+    if not isinstance(p["class_map"], dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in p["class_map"].items()):
+        raise ParameterError(f"class_map: expected a mapping of external class -> training class, got {p['class_map']!r}")
+    if p["external_dataset"] != "auto":
+        _one_of("external_dataset", p["external_dataset"], ("auto",) + tuple(LAYOUTS))
+    if p["external_data_root"] is not None:
+        p["external_data_root"] = str(resolve_path(p["external_data_root"]))
+        if not Path(p["external_data_root"]).is_dir():
+            raise ParameterError(f"external_data_root: folder {p['external_data_root']} does not exist")
     p["synthetic_per_class"] = _int("synthetic_per_class", p["synthetic_per_class"], 4)
     if p["max_per_class"] is not None:
         p["max_per_class"] = _int("max_per_class", p["max_per_class"], 2)
@@ -213,10 +286,10 @@ def resolve_params(values: dict[str, Any]) -> dict[str, Any]:
     if not (dev in ("auto", "cpu", "cuda", "mps") or dev.startswith("cuda:")):
         raise ParameterError(f"device: unknown value {dev!r}; accepted values: auto, cpu, cuda, cuda:N, mps")
     weights = p["weights"]
-    if weights not in ("none", "imagenet", None):
+    if weights not in ("none", "imagenet", "auto", None):
         if not Path(resolve_path(weights)).is_file():
             raise ParameterError(
-                f"weights: {weights!r} is neither 'none', 'imagenet' nor an existing checkpoint file")
+                f"weights: {weights!r} is neither 'none', 'imagenet', 'auto' nor an existing checkpoint file")
         p["weights"] = str(resolve_path(weights))
     elif weights is None:
         p["weights"] = "none"

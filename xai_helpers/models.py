@@ -26,6 +26,7 @@ All four downsample by 32, so their last feature map is ``image_size / 32`` on a
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 from urllib.error import URLError
@@ -120,6 +121,31 @@ def _imagenet_state_dict(name: str) -> dict[str, torch.Tensor]:
             f"Offline, download {weights.url} elsewhere and put it at {target} "
             f"(the torch hub checkpoint folder; set TORCH_HOME to move it), or pass weights='none' "
             f"to train from scratch, or weights='<path to a checkpoint>'.") from err
+
+
+def resolve_weights(name: str, weights: str | os.PathLike | None) -> str:
+    """The weights a fit of ``name`` will actually use.
+
+    ``'auto'`` becomes ``'imagenet'`` when torchvision's ImageNet weights of ``name`` can be
+    loaded (from the torch hub folder, or downloaded into it) and ``'none'`` otherwise, with a
+    warning that names the file to place for next time; any other value is returned as given.
+
+    Examples
+    --------
+    >>> resolve_weights("resnet50", "none")
+    'none'
+    """
+    if weights is None:
+        return "none"
+    if weights != "auto":
+        return str(weights)
+    _check_name(name)
+    try:
+        _imagenet_state_dict(name)
+    except WeightsUnavailableError as err:
+        warnings.warn(f"weights='auto': {err} Training {name} from scratch instead.", stacklevel=2)
+        return "none"
+    return "imagenet"
 
 
 def build_model(name: str, num_classes: int, weights: str | os.PathLike | None = "none") -> nn.Module:

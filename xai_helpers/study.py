@@ -25,7 +25,7 @@ from .cam_metrics import (aggregate_per_class, confidence_metrics, deletion_inse
 from .cams import compute_cams, resolve_target_layer
 from .data.prepare import PreparedData
 from .evaluation import classification_metrics, predictions_frame
-from .models import MODEL_NAMES, check_image_size
+from .models import MODEL_NAMES, check_image_size, resolve_weights
 from .runfolder import RunFolder
 from .training import BatchPipeline, TrainConfig, fit, load_checkpoint, predict_proba, resolve_device
 
@@ -94,14 +94,16 @@ def train_and_evaluate(data: PreparedData, params: dict[str, Any], models: Seque
     existing = pd.read_csv(run.metrics_file) if run.metrics_file.is_file() else pd.DataFrame()
     rows = {(r["model"], int(r["fold"])): r for r in existing.to_dict("records")}
     jobs = [(m, f) for m in models for f in folds]
+    weights_used: dict[str, str] = {}
     for model, fold in tqdm(jobs, desc="models x folds", disable=not progress):
         config = train_config(params, model, fold)
         ckpt_dir = run.checkpoint_dir(model, fold)
         train_rows, val_rows, test_rows = data.fold_rows(fold)
         if (model, fold) in rows and _done(ckpt_dir, config) and run.predictions_file(model, fold).is_file():
             continue
+        weights = weights_used.setdefault(model, resolve_weights(model, params["weights"]))
         result = fit(model, pipeline, data.labels, train_rows, val_rows, data.class_names, ckpt_dir, config,
-                     weights=params["weights"], image_size=params["image_size"], progress=progress)
+                     weights=weights, image_size=params["image_size"], progress=progress)
         net, _ = load_checkpoint(result.best_file, device)
         probs = predict_proba(net, pipeline, test_rows, batch_size=max(64, params["batch_size"]))
         y_test = data.labels[test_rows]
@@ -110,7 +112,7 @@ def train_and_evaluate(data: PreparedData, params: dict[str, Any], models: Seque
         run.write_csv(predictions_frame(data.splits["path"].iloc[test_rows], y_test, probs, data.class_names),
                       run.predictions_file(model, fold))
         rows[(model, fold)] = {"dataset": data.info["layout"], "model": model, "fold": fold,
-                               "seed": config.seed, **scores, "best_epoch": result.best_epoch,
+                               "seed": config.seed, "weights": _weights_label(weights), **scores, "best_epoch": result.best_epoch,
                                "epochs_run": len(result.history), "n_train": len(train_rows),
                                "n_val": len(val_rows), "n_test": len(test_rows),
                                "train_seconds": float(result.history["train_seconds"].sum()),
@@ -121,10 +123,20 @@ def train_and_evaluate(data: PreparedData, params: dict[str, Any], models: Seque
     return pd.read_csv(run.metrics_file)
 
 
-def explanation_sample(data: PreparedData, per_class: int, seed: int) -> np.ndarray:
-    """Rows of up to ``per_class`` test images per class (seeded; the same for every fold)."""
+def _weights_label(weights: str) -> str:
+    """'none', 'imagenet', or the checkpoint's file name (metrics.csv's ``weights`` column)."""
+    return weights if weights in ("none", "imagenet") else f"checkpoint:{Path(weights).name}"
+
+
+def explanation_sample(data: PreparedData, per_class: int | None, seed: int) -> np.ndarray:
+    """Rows of up to ``per_class`` test images per class (seeded; the same for every fold).
+
+    ``per_class=None`` takes every test image.
+    """
     rng = np.random.default_rng(seed)
     test = data.test_rows()
+    if per_class is None:
+        return np.sort(test).astype(np.int64)
     chosen = []
     for c in range(len(data.class_names)):
         rows = test[data.labels[test] == c]

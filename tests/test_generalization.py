@@ -1,0 +1,124 @@
+"""Corruptions, class mapping, calibration tables, and accuracy under corruption on a trained model."""
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from xai_helpers.data.synthetic import draw_slice
+from xai_helpers.evaluation import expected_calibration_error
+from xai_helpers.generalization import (CORRUPTIONS, ClassMappingError, condition_scores, corrupt,
+                                        generalization_conditions, map_classes, predict_images,
+                                        reliability_table, severity_summary)
+
+
+def _images(n=6, channels=1, size=64, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, (n, channels, size, size), dtype=np.uint8)
+
+
+@pytest.mark.parametrize("name", sorted(CORRUPTIONS))
+@pytest.mark.parametrize("channels", [1, 3])
+def test_corruptions_keep_shape_and_grow_with_severity(name, channels):
+    smooth = np.stack([np.stack([draw_slice(np.random.default_rng([i, 0]), i % 3)[0]] * channels) for i in range(4)])
+    out = {s: corrupt(smooth, name, s, random_state=1) for s in range(1, 6)}
+    for s, img in out.items():
+        assert img.shape == smooth.shape and img.dtype == np.uint8
+    change = [np.abs(out[s].astype(float) - smooth).mean() for s in range(1, 6)]
+    assert change[0] > 0, f"{name} at severity 1 changes nothing"
+    assert change[-1] > change[0] and all(b >= a - 0.2 for a, b in zip(change, change[1:])), (name, change)
+    assert np.array_equal(corrupt(smooth, name, 3, random_state=1), corrupt(smooth, name, 3, random_state=1))
+
+
+def test_corrupt_rejects_bad_input():
+    with pytest.raises(ValueError, match="unknown name 'fog'"):
+        corrupt(_images(), "fog", 1)
+    with pytest.raises(ValueError, match="severity"):
+        corrupt(_images(), "jpeg", 6)
+    with pytest.raises(ValueError, match="uint8"):
+        corrupt(_images().astype(np.float32), "jpeg", 1)
+
+
+def test_class_mapping_by_name_by_map_and_refused_without_common_class():
+    mapping, unmapped = map_classes(["glioma", "meningioma", "pituitary", "no_tumor", "other"],
+                                    ["glioma", "meningioma", "no_tumor", "pituitary"])
+    assert mapping == {"glioma": 0, "meningioma": 1, "pituitary": 3, "no_tumor": 2} and unmapped == ["other"]
+    mapping, unmapped = map_classes(["nevus", "melanoma", "bcc"], ["benign", "malignant"],
+                                    {"nevus": "benign", "melanoma": "malignant"})
+    assert mapping == {"nevus": 0, "melanoma": 1} and unmapped == ["bcc"]
+    with pytest.raises(ClassMappingError, match="no class in common.*class_map"):
+        map_classes(["cat", "dog"], ["benign", "malignant"])
+    with pytest.raises(ClassMappingError, match="fish not among the external classes"):
+        map_classes(["cat"], ["benign"], {"fish": "benign"})
+    with pytest.raises(ClassMappingError, match="tumour not among the training classes"):
+        map_classes(["cat"], ["benign"], {"cat": "tumour"})
+
+
+def test_condition_scores_and_reliability_agree_with_ece():
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet([1, 1, 1], 200)
+    y = rng.integers(0, 3, 200)
+    s = condition_scores(y, probs)
+    assert s["accuracy"] == pytest.approx((probs.argmax(1) == y).mean())
+    assert s["ece"] == pytest.approx(expected_calibration_error(y, probs))
+    rel = reliability_table(y, probs).dropna()
+    ece = (rel["count"] * (rel["accuracy"] - rel["confidence"]).abs()).sum() / rel["count"].sum()
+    assert ece == pytest.approx(s["ece"])
+    # F1 over the classes present: an external set without class 2 is not penalised for it
+    only01 = condition_scores([0, 1], np.array([[.9, .05, .05], [.1, .8, .1]]))
+    assert only01["f1_macro"] == 1.0
+
+
+def test_conditions_and_severity_summary():
+    conds = generalization_conditions([1, 3])
+    assert conds[0] == ("clean", 0) and len(conds) == 1 + 2 * len(CORRUPTIONS)
+    import pandas as pd
+    table = pd.DataFrame([{"model": "m", "fold": f, "condition": c, "severity": s, "accuracy": a}
+                          for f in (0, 1) for c, s, a in [("clean", 0, .9), ("jpeg", 1, .8), ("jpeg", 3, .5),
+                                                          ("external:x", 0, .4)]])
+    summary = severity_summary(table)
+    assert summary[summary.condition == "jpeg"][["severity", "accuracy"]].values.tolist() == [[0, .9], [1, .8], [3, .5]]
+
+
+class _TinyCNN(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(3, 8, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+                                      nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.AdaptiveMaxPool2d(1))
+        self.head = nn.Linear(16, 2)
+
+    def forward(self, x):
+        return self.head(self.features(x).flatten(1))
+
+
+def _lesion_images(n_per_class, seed):
+    imgs, labels = [], []
+    for c in (1, 2):  # solid_lesion, ring_lesion: told apart by fine detail
+        for i in range(n_per_class):
+            imgs.append(draw_slice(np.random.default_rng([seed, c, i]), c, size=64)[0][None])
+            labels.append(c - 1)
+    return np.stack(imgs), np.array(labels)
+
+
+def test_accuracy_falls_as_corruption_grows_on_a_trained_model():
+    torch.manual_seed(0)
+    x_train, y_train = _lesion_images(40, seed=1)
+    x_test, y_test = _lesion_images(30, seed=2)
+    model = _TinyCNN()
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    from xai_helpers.training import BatchPipeline
+    pipe = BatchPipeline(x_train, torch.device("cpu"))
+    gen = torch.Generator().manual_seed(0)
+    for step in range(150):
+        idx = torch.randint(0, len(x_train), (32,), generator=gen)
+        loss = nn.functional.cross_entropy(model(pipe.batch(idx)), torch.as_tensor(y_train)[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    clean = condition_scores(y_test, predict_images(model, x_test))["accuracy"]
+    assert clean >= 0.85, f"the tiny model did not learn the task (clean accuracy {clean:.2f})"
+    for name in ("gaussian_blur", "contrast", "low_resolution"):  # the ones that erase what tells the classes apart
+        acc = [clean] + [condition_scores(y_test, predict_images(model, corrupt(x_test, name, s, 0)))["accuracy"]
+                         for s in (1, 3, 5)]
+        assert acc[-1] < clean - 0.15, (name, acc)
+        assert all(b <= a + 0.05 for a, b in zip(acc, acc[1:])), (name, acc)

@@ -1,0 +1,442 @@
+"""How well trained models generalize: corrupted test images, an external test set, calibration
+and the stability of their explanations.
+
+Three kinds of test condition, all on the *same* test images for every model and fold, so the
+results stay paired:
+
+* ``clean``: the held-out test split (or a per-class subsample of it);
+* a corruption at a severity of 1 (mild) to 5 (severe), applied to the uint8 images before the
+  usual normalisation: :data:`CORRUPTIONS` lists them (noise, blur, contrast, JPEG, lower
+  resolution and a simulated scanner shift of intensity), in the spirit of Hendrycks &
+  Dietterich's ImageNet-C (2019);
+* ``external:<name>``: another dataset in any supported layout, its classes mapped onto the
+  training classes by name or by an explicit ``class_map`` (:func:`map_classes`); classes that
+  cannot be mapped are reported with their image counts, never dropped silently.
+
+:func:`run_generalization` writes ``generalization.csv`` (``model, fold, condition, severity,
+accuracy, f1_macro, ece, ...``), ``generalization_reliability.csv`` (reliability diagrams),
+``generalization_cams.csv`` (rank correlation of each corrupted image's CAM with its clean CAM)
+and ``generalization_external.json`` (what the external set held and how it was mapped).
+"""
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import pandas as pd
+
+#: Parameters of each corruption at severities 1..5.
+SEVERITY_LEVELS: dict[str, tuple] = {
+    "gaussian_noise": (0.02, 0.04, 0.08, 0.12, 0.18),   # noise sd, fraction of the intensity range
+    "gaussian_blur": (0.5, 0.75, 1.0, 1.5, 2.0),         # blur sd in pixels at 64 px (scaled with size)
+    "contrast": (0.75, 0.6, 0.45, 0.3, 0.2),             # contrast kept around each image's mean
+    "jpeg": (50, 30, 20, 10, 5),                         # JPEG quality
+    "low_resolution": (1.5, 2.0, 3.0, 4.0, 6.0),         # downsampling factor (then back up)
+    "intensity_shift": ((1.15, 0.02), (1.3, 0.04), (1.5, 0.06), (1.75, 0.08), (2.0, 0.1)),  # (gamma, offset)
+}
+
+
+class ClassMappingError(ValueError):
+    """The external set's classes cannot be mapped onto the training classes."""
+
+
+def _level(name: str, severity: int) -> float:
+    if name not in SEVERITY_LEVELS:
+        raise ValueError(f"corruption: unknown name {name!r}; accepted values: {', '.join(SEVERITY_LEVELS)}")
+    if isinstance(severity, bool) or not isinstance(severity, (int, np.integer)) or not 1 <= severity <= 5:
+        raise ValueError(f"severity: expected an integer in 1..5, got {severity!r}")
+    return SEVERITY_LEVELS[name][int(severity) - 1]
+
+
+def _as_float(images: np.ndarray) -> np.ndarray:
+    return images.astype(np.float32) / 255.0
+
+
+def _as_uint8(x: np.ndarray) -> np.ndarray:
+    return (np.clip(x, 0.0, 1.0) * 255.0).round().astype(np.uint8)
+
+
+def _noise(images, level, rng):
+    x = _as_float(images)
+    return _as_uint8(x + rng.normal(0.0, level, x.shape).astype(np.float32))
+
+
+def _blur(images, level, rng):
+    from scipy import ndimage
+
+    sigma = level * images.shape[-1] / 64.0
+    return _as_uint8(ndimage.gaussian_filter(_as_float(images), sigma=(0, 0, sigma, sigma)))
+
+
+def _contrast(images, level, rng):
+    x = _as_float(images)
+    mean = x.mean(axis=(1, 2, 3), keepdims=True)
+    return _as_uint8((x - mean) * level + mean)
+
+
+def _pil_each(images: np.ndarray, transform) -> np.ndarray:
+    from PIL import Image
+
+    out = np.empty_like(images)
+    for i, img in enumerate(images):
+        arr = img[0] if img.shape[0] == 1 else img.transpose(1, 2, 0)
+        res = np.asarray(transform(Image.fromarray(arr)))
+        out[i] = res[None] if img.shape[0] == 1 else res.transpose(2, 0, 1)
+    return out
+
+
+def _jpeg(images, level, rng):
+    from PIL import Image
+
+    def compress(im):
+        buf = io.BytesIO()
+        im.save(buf, format="JPEG", quality=int(level))
+        buf.seek(0)
+        with Image.open(buf) as back:
+            return back.convert(im.mode)
+
+    return _pil_each(images, compress)
+
+
+def _low_resolution(images, level, rng):
+    from PIL import Image
+
+    size = images.shape[-1]
+    small = max(4, int(round(size / level)))
+    return _pil_each(images, lambda im: im.resize((small, small), Image.Resampling.BOX)
+                     .resize((size, size), Image.Resampling.BILINEAR))
+
+
+def _intensity_shift(images, level, rng):
+    gamma, offset = level
+    return _as_uint8(_as_float(images) ** gamma + offset)
+
+
+#: Corruption name -> ``f(images, level, rng)`` on ``(N, C, S, S)`` uint8 arrays.
+CORRUPTIONS: dict[str, Callable[[np.ndarray, float, np.random.Generator], np.ndarray]] = {
+    "gaussian_noise": _noise,
+    "gaussian_blur": _blur,
+    "contrast": _contrast,
+    "jpeg": _jpeg,
+    "low_resolution": _low_resolution,
+    "intensity_shift": _intensity_shift,
+}
+
+
+def corrupt(images: np.ndarray, name: str, severity: int, random_state: int = 0) -> np.ndarray:
+    """Apply corruption ``name`` at ``severity`` (1..5) to a uint8 image batch.
+
+    Parameters
+    ----------
+    images : (N, C, S, S) uint8 array
+        ``C`` = 1 or 3, as in the image cache.
+    name : str
+        One of :data:`CORRUPTIONS`.
+    severity : int
+        1 (mild) to 5 (severe); the parameters are in :data:`SEVERITY_LEVELS`.
+    random_state : int
+        Seed of the noise (only ``gaussian_noise`` draws random numbers).
+
+    Returns
+    -------
+    (N, C, S, S) uint8 array
+
+    Examples
+    --------
+    >>> x = np.full((2, 1, 64, 64), 128, np.uint8)
+    >>> corrupt(x, "contrast", 5).std() == 0, corrupt(x, "gaussian_noise", 3).std() > 0
+    (True, True)
+    """
+    images = np.asarray(images)
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1] not in (1, 3):
+        raise ValueError(f"images: expected a (N, 1|3, S, S) uint8 array, got {images.shape} {images.dtype}")
+    level = _level(name, severity)
+    return CORRUPTIONS[name](images, level, np.random.default_rng(random_state))
+
+
+def map_classes(external_classes: Sequence[str], training_classes: Sequence[str],
+                class_map: dict[str, str] | None = None) -> tuple[dict[str, int], list[str]]:
+    """Map an external set's class names onto the training classes.
+
+    A class maps through ``class_map`` when it is a key there, else onto the training class of
+    the same name. Nothing is guessed beyond that.
+
+    Parameters
+    ----------
+    external_classes, training_classes : sequence of str
+    class_map : dict, optional
+        External class name -> training class name.
+
+    Returns
+    -------
+    mapping : dict
+        External class name -> index into ``training_classes``.
+    unmapped : list of str
+        External classes with no training class (their images are left out and reported).
+
+    Raises
+    ------
+    ClassMappingError
+        When no external class maps onto a training class, or ``class_map`` names a class that
+        does not exist on either side.
+
+    Examples
+    --------
+    >>> map_classes(["glioma", "normal"], ["glioma", "no_tumor"], {"normal": "no_tumor"})
+    ({'glioma': 0, 'normal': 1}, [])
+    """
+    class_map = dict(class_map or {})
+    training = list(training_classes)
+    bad_keys = sorted(set(class_map) - set(external_classes))
+    bad_values = sorted(set(class_map.values()) - set(training))
+    if bad_keys or bad_values:
+        raise ClassMappingError(
+            "class_map: " + "; ".join(
+                ([f"{', '.join(bad_keys)} not among the external classes {list(external_classes)}"] if bad_keys else [])
+                + ([f"{', '.join(bad_values)} not among the training classes {training}"] if bad_values else [])))
+    mapping, unmapped = {}, []
+    for c in external_classes:
+        target = class_map.get(c, c)
+        if target in training:
+            mapping[c] = training.index(target)
+        else:
+            unmapped.append(c)
+    if not mapping:
+        raise ClassMappingError(
+            f"the external set's classes {list(external_classes)} have no class in common with the training "
+            f"classes {training}; name the correspondences with the class_map parameter, e.g. "
+            f"class_map={{{external_classes[0]!r}: {training[0]!r}}}")
+    return mapping, unmapped
+
+
+def condition_scores(y_true: Sequence[int], probs: np.ndarray, n_bins: int = 15) -> dict[str, float]:
+    """Accuracy, macro-F1 (over the classes present in ``y_true``), ECE and mean confidence.
+
+    Examples
+    --------
+    >>> s = condition_scores([0, 1, 1], np.array([[.9, .1], [.2, .8], [.6, .4]]))
+    >>> round(s["accuracy"], 3), round(s["f1_macro"], 3)
+    (0.667, 0.667)
+    """
+    from sklearn.metrics import f1_score
+
+    from .evaluation import expected_calibration_error
+
+    y = np.asarray(y_true)
+    probs = np.asarray(probs, dtype=np.float64)
+    pred = probs.argmax(axis=1)
+    present = sorted(np.unique(y).tolist())
+    return {"n": int(len(y)), "accuracy": float((pred == y).mean()),
+            "f1_macro": float(f1_score(y, pred, labels=present, average="macro", zero_division=0)),
+            "ece": expected_calibration_error(y, probs, n_bins), "mean_confidence": float(probs.max(axis=1).mean())}
+
+
+def reliability_table(y_true: Sequence[int], probs: np.ndarray, n_bins: int = 15) -> pd.DataFrame:
+    """Reliability diagram data: per confidence bin, ``count``, mean ``confidence`` and ``accuracy``.
+
+    The same equal-width bins as :func:`~xai_helpers.evaluation.expected_calibration_error`;
+    the count-weighted mean of ``|accuracy - confidence|`` is the ECE.
+    """
+    probs = np.asarray(probs, dtype=np.float64)
+    conf = probs.max(axis=1)
+    correct = probs.argmax(axis=1) == np.asarray(y_true)
+    edges = np.linspace(0, 1, n_bins + 1)
+    bins = np.clip(np.digitize(conf, edges[1:-1], right=True), 0, n_bins - 1)
+    rows = []
+    for b in range(n_bins):
+        sel = bins == b
+        rows.append({"bin": b, "bin_low": edges[b], "bin_high": edges[b + 1], "count": int(sel.sum()),
+                     "confidence": float(conf[sel].mean()) if sel.any() else np.nan,
+                     "accuracy": float(correct[sel].mean()) if sel.any() else np.nan})
+    return pd.DataFrame(rows)
+
+
+def generalization_conditions(severities: Sequence[int]) -> list[tuple[str, int]]:
+    """``[('clean', 0), (corruption, severity), ...]`` in a fixed order."""
+    return [("clean", 0)] + [(name, int(s)) for name in CORRUPTIONS for s in sorted(severities)]
+
+
+def synthetic_external_root(params: dict[str, Any]) -> Path:
+    """Where the embedded external set goes: ``<data_root>_external``."""
+    root = Path(params["data_root"])
+    return root.with_name(root.name + "_external")
+
+
+#: Acquisition profile of the embedded external set: brighter tissue and twice the noise.
+SYNTHETIC_EXTERNAL = {"seed": 1, "brightness": 0.08, "noise": 0.08}
+
+
+def load_external(params: dict[str, Any], class_names: Sequence[str], grey: bool,
+                  progress: bool = True) -> tuple[np.ndarray, np.ndarray, dict[str, Any]] | None:
+    """Images, training-class labels and a report of the external test set, or None without one.
+
+    ``external_data_root`` names the folder (any layout, detected or named by
+    ``external_dataset``); for the embedded synthetic dataset without one, a second synthetic set
+    with a shifted acquisition profile (:data:`SYNTHETIC_EXTERNAL`) is generated beside
+    ``data_root``. Every split of the external folder is used (it is all unseen data), capped at
+    ``generalization_per_class`` images per class (seeded). Unreadable files are reported.
+    """
+    from .data.cache import build_cache
+    from .data.layouts import scan_dataset
+    from .data.synthetic import make_synthetic_dataset
+
+    root = params.get("external_data_root")
+    layout = params.get("external_dataset", "auto")
+    if root is None:
+        if params["dataset"] != "synthetic":
+            return None
+        root = synthetic_external_root(params)
+        make_synthetic_dataset(root, n_per_class=max(4, params["synthetic_per_class"] // 3),
+                               progress=progress, **SYNTHETIC_EXTERNAL)
+        layout = "synthetic"
+    index = scan_dataset(root, layout)
+    mapping, unmapped = map_classes(list(index.attrs["classes"]), class_names, params.get("class_map"))
+    counts = index.groupby("class").size().to_dict()
+    used = index[index["class"].isin(mapping)]
+    cap = params.get("generalization_per_class")
+    if cap is not None:
+        used = (used.groupby("class", group_keys=False)
+                .apply(lambda g: g.sample(n=min(cap, len(g)), random_state=params["seed"]))
+                .sort_values("path"))
+    cache = build_cache(used["path"], params["image_size"], grey, progress=progress)
+    ok = used[used["path"].isin(set(cache.paths))]
+    images = cache.images[cache.rows(ok["path"])]
+    labels = ok["class"].map(mapping).to_numpy().astype(np.int64)
+    name = Path(root).name
+    report = {"name": name, "root": str(root), "layout": index.attrs["layout"],
+              "class_mapping": {c: class_names[i] for c, i in mapping.items()},
+              "unmapped_classes": {c: int(counts[c]) for c in unmapped},
+              "images_per_class": {c: int(n) for c, n in ok.groupby("class").size().items()},
+              "unreadable": cache.unreadable, "images_used": int(len(ok))}
+    return images, labels, report
+
+
+def predict_images(model, images: np.ndarray, device=None, batch_size: int = 64,
+                   mean: Sequence[float] | None = None, std: Sequence[float] | None = None) -> np.ndarray:
+    """Softmax probabilities of ``model`` on a uint8 ``(N, C, S, S)`` batch, normalised like training.
+
+    ``mean``/``std`` default to ImageNet's (what the training pipeline uses); pass a
+    checkpoint's own values (``load_checkpoint``'s ``meta``) when it recorded others.
+    """
+    import torch
+
+    from .training import IMAGENET_MEAN, IMAGENET_STD, BatchPipeline, predict_proba
+
+    device = device or next(model.parameters()).device
+    pipeline = BatchPipeline(images, torch.device(device), mean=mean or IMAGENET_MEAN, std=std or IMAGENET_STD)
+    return predict_proba(model, pipeline, np.arange(len(images)), batch_size=batch_size)
+
+
+def run_generalization(data, params: dict[str, Any], n_bins: int = 15, cam_images_per_class: int = 8,
+                       progress: bool = True) -> pd.DataFrame:
+    """Every trained model and fold under every condition; writes the ``generalization*`` files.
+
+    Parameters
+    ----------
+    data : PreparedData
+        The run's prepared data (its test split is the clean condition).
+    params : dict
+        Resolved parameters: ``run_dir``, ``corruption_severities``, ``generalization_per_class``,
+        ``external_data_root``, ``cam_model``, ``cam_layer``, ``cam_methods``, ``seed``, ...
+    n_bins : int
+        Bins of the expected calibration error and the reliability diagrams.
+    cam_images_per_class : int
+        Test images per class whose CAMs (``cam_model``, every fold) are compared clean vs
+        corrupted.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``generalization.csv``: ``model, fold, condition, severity, n, accuracy, f1_macro, ece,
+        mean_confidence``.
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    from .cam_metrics import spearman_rows
+    from .cams import compute_cams, resolve_target_layer
+    from .runfolder import RunFolder, write_text_atomic
+    from .study import explanation_sample
+    from .training import load_checkpoint, resolve_device
+
+    run = RunFolder(params["run_dir"])
+    metrics = run.read_metrics()
+    device = resolve_device(params["device"])
+    rows = explanation_sample(data, params["generalization_per_class"], params["seed"])
+    clean = data.images[rows]
+    y = data.labels[rows]
+    conditions = generalization_conditions(params["corruption_severities"])
+    image_sets = {}
+    for k, (name, sev) in enumerate(tqdm(conditions, desc="corrupting test images", disable=not progress)):
+        image_sets[(name, sev)] = clean if name == "clean" else corrupt(clean, name, sev, params["seed"] + k)
+    external = load_external(params, data.class_names, bool(data.info.get("grey")), progress=progress)
+    if external is not None:
+        ext_images, ext_labels, ext_report = external
+        ext_key = (f"external:{ext_report['name']}", 0)
+        write_text_atomic(run.root / "generalization_external.json", json.dumps(ext_report, indent=2, default=str))
+    # CAM stability: the first cam_images_per_class sampled images of each class
+    cam_pos = np.concatenate([np.flatnonzero(y == c)[:cam_images_per_class] for c in np.unique(y)])
+
+    records, reliability, stability = [], [], []
+    jobs = [(r.model, int(r.fold)) for r in metrics[["model", "fold"]].drop_duplicates().itertuples(index=False)]
+    for model_name, fold in tqdm(jobs, desc="models x folds", disable=not progress):
+        net, meta = load_checkpoint(run.checkpoint_dir(model_name, fold) / "best.pt", device)
+        mean, std = meta.get("mean"), meta.get("std")
+        batch = max(64, params["batch_size"])
+        sets = [(key, imgs, y) for key, imgs in image_sets.items()]
+        if external is not None:
+            sets.append((ext_key, ext_images, ext_labels))
+        for (name, sev), imgs, labels in sets:
+            probs = predict_images(net, imgs, device, batch, mean, std)
+            records.append({"model": model_name, "fold": fold, "condition": name, "severity": sev,
+                            **condition_scores(labels, probs, n_bins)})
+            if sev in (0, max(params["corruption_severities"])):
+                rel = reliability_table(labels, probs, n_bins)
+                rel.insert(0, "severity", sev)
+                rel.insert(0, "condition", name)
+                rel.insert(0, "fold", fold)
+                rel.insert(0, "model", model_name)
+                reliability.append(rel)
+        if model_name == params["cam_model"] and params["cam_methods"]:
+            from .training import BatchPipeline
+
+            _, layer = resolve_target_layer(net, params["cam_layer"])
+            to_x = lambda imgs: BatchPipeline(imgs[cam_pos], device, mean=mean, std=std).batch(  # noqa: E731
+                torch.arange(len(cam_pos)))
+            clean_maps, clean_probs = compute_cams(net, to_x(clean), params["cam_methods"], target_layer=layer)
+            targets = clean_probs.argmax(axis=1)
+            for (name, sev), imgs in image_sets.items():
+                if name == "clean":
+                    continue
+                maps, probs = compute_cams(net, to_x(imgs), params["cam_methods"], target_layer=layer,
+                                           targets=targets)
+                for method in params["cam_methods"]:
+                    rho = spearman_rows(clean_maps[method], maps[method])
+                    stability.append({"model": model_name, "fold": fold, "layer": layer, "method": method,
+                                      "condition": name, "severity": sev, "n": len(rho),
+                                      "spearman_mean": float(np.mean(rho)), "spearman_std": float(np.std(rho)),
+                                      "prediction_kept": float((probs.argmax(axis=1) == targets).mean())})
+        del net
+    table = pd.DataFrame(records)
+    run.write_csv(table, run.root / "generalization.csv")
+    if reliability:
+        run.write_csv(pd.concat(reliability, ignore_index=True), run.root / "generalization_reliability.csv")
+    if stability:
+        run.write_csv(pd.DataFrame(stability), run.root / "generalization_cams.csv")
+    return table
+
+
+def severity_summary(table: pd.DataFrame, metric: str = "accuracy") -> pd.DataFrame:
+    """Mean ``metric`` over folds per model, corruption and severity (severity 0 = clean),
+    ready for curves of ``metric`` against severity."""
+    clean = table[table["condition"] == "clean"]
+    corr = table[~table["condition"].isin(["clean"]) & ~table["condition"].str.startswith("external:")]
+    parts = [corr]
+    for name in corr["condition"].unique():
+        parts.append(clean.assign(condition=name))
+    full = pd.concat(parts, ignore_index=True)
+    return (full.groupby(["model", "condition", "severity"], sort=False)[metric].mean()
+            .rename(metric).reset_index().sort_values(["model", "condition", "severity"]))
