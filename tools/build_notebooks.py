@@ -314,6 +314,123 @@ NOTEBOOKS["05_explanation_metrics.ipynb"] = notebook([
          "fig = plot_pvalue_heatmap(tests, 'confidence_increase', 'paired_t', comparison='cams', run=run)"),
 ])
 
+NOTEBOOKS["06_study_summary.ipynb"] = notebook([
+    md("# 06 · The study across datasets, next to the published numbers\n\n"
+       "The study reports accuracy and F1 of four CNNs on three datasets and the confidence increase of five CAM "
+       "methods, e.g. ResNet50 at **86.31 %** accuracy on skin cancer, and on glioma **XGradCAM 0.12**, "
+       "**GradCAM++ 0.09**, **LayerCAM 0.08**. This notebook gathers every dataset run of a study folder (the "
+       "`paper` profiles write `runs/paper/<dataset>/`; a single run folder such as `runs/demo` counts as one "
+       "dataset) into one set of tables, puts the published numbers beside ours, and says why they differ.\n\n"
+       "**Why they can differ at all.** A reproduction changes more than the code: pretrained weights or not, the "
+       "image size, the splits (the published Kaggle splits hold duplicates across train and test, which notebook "
+       "01 removes), and whether a number is one model's or a mean over folds. The report lists each of these for "
+       "every dataset, so a gap can be read, not guessed at.\n\n"
+       "Writes `report.md` and the `study_*` figures into the study folder (`run_dir`)."),
+    parameters_cell(),
+    md("## Setup"),
+    setup_cell("06 · Study summary",
+               "import pandas as pd\nfrom IPython.display import Markdown, display\n\n"
+               "from xai_helpers import RunFolder\n"
+               "from xai_helpers.figures import plot_confidence_heatmaps, plot_study_metric\n"
+               "from xai_helpers.report import (confidence_table, load_study, performance_table, protocol_table,\n"
+               "                                published_comparison, write_report)"),
+    md("## Every dataset run in the study folder\nHow each was run: image size, the weights actually used "
+       "(`auto` falls back to training from scratch when ImageNet weights cannot be loaded), folds, caps, the "
+       "duplicates the audit removed."),
+    code("runs = load_study(params['run_dir'])\n"
+         "print(f\"{len(runs)} dataset run(s): {', '.join(r.dataset for r in runs)}\")\n"
+         "display(protocol_table(runs).set_index('dataset').T)"),
+    md("## Accuracy and F1 per CNN and dataset\nMean ± standard deviation over the fold models, each tested on the "
+       "same held-out test split; the mark compares each model with the dataset's best one by the corrected "
+       "resampled t-test, Holm-adjusted (notebook 03 explains why not the plain t-test)."),
+    code("display(performance_table(runs))\n"
+         "metrics = pd.concat([r.metrics for r in runs], ignore_index=True)\n"
+         "fig = plot_study_metric(metrics, 'accuracy', run=run)\n"
+         "fig = plot_study_metric(metrics, 'f1_macro', run=run)"),
+    md("## Confidence increase per CAM method and class\nMean over the explained test images of every fold; the "
+       "mark compares each method with the class's best one on the same images (paired t-test, Holm-adjusted)."),
+    code("conf = confidence_table(runs)\n"
+         "if len(conf):\n"
+         "    display(conf.pivot_table(index=['dataset', 'method'], columns='class', values='confidence_increase').round(4))\n"
+         "    fig = plot_confidence_heatmaps(conf, run=run)\n"
+         "else:\n"
+         "    print('no xai_metrics.csv yet: run notebook 05 first')"),
+    md("## Next to the published numbers\nOnly the published numbers whose dataset is in this study folder get a "
+       "value under `ours`."),
+    code("display(published_comparison(runs).round(4))"),
+    md("## The report\n`report.md` holds all of the above, the generalization summary of notebook 07 where it "
+       "has run, and the reasons for each difference, per dataset."),
+    code("path = write_report(params['run_dir'], runs)\n"
+         "print(path)\n"
+         "display(Markdown(path.read_text()))"),
+])
+
+NOTEBOOKS["07_generalization.ipynb"] = notebook([
+    md("# 07 · Do the models generalize? Corruptions, another site, calibration, explanation stability\n\n"
+       "A test split drawn from the same collection as the training images says little about a model in another "
+       "hospital. This notebook asks four questions of every trained model and fold:\n\n"
+       "1. **Degraded images**: how fast do accuracy and F1 fall under noise, blur, lower contrast, JPEG "
+       "compression, lower resolution and a simulated scanner intensity shift, at graded severities (1 mild … 5 "
+       "severe, the same corrupted images for every model)?\n"
+       "2. **Another site**: how does it do on an external test set (`external_data_root`, any supported layout, "
+       "its classes mapped onto ours by name or by `class_map`; classes without a match are reported, not "
+       "dropped silently)? The embedded synthetic dataset brings its own: a second synthetic set with brighter "
+       "tissue and twice the noise.\n"
+       "3. **Calibration**: is its confidence still honest there (expected calibration error, 15 bins; "
+       "reliability diagrams)?\n"
+       "4. **Explanations**: do the CAMs stay put when the image degrades (rank correlation of each corrupted "
+       "image's map with its clean map, for the same target class)?\n\n"
+       "Writes `generalization.csv` (one row per model, fold and condition), `generalization_reliability.csv`, "
+       "`generalization_cams.csv` and `generalization_external.json`."),
+    parameters_cell(),
+    md("## Setup"),
+    setup_cell("07 · Generalization",
+               "import json\n\nimport pandas as pd\nfrom IPython.display import display\n\n"
+               "from xai_helpers import RunFolder\nfrom xai_helpers.data.prepare import load_prepared\n"
+               "from xai_helpers.figures import (plot_cam_stability, plot_corruption_curves, plot_corruptions,\n"
+               "                                 plot_reliability)\n"
+               "from xai_helpers.generalization import (CORRUPTIONS, SEVERITY_LEVELS, corrupt, run_generalization,\n"
+               "                                        severity_summary)\n"
+               "from xai_helpers.study import explanation_sample"),
+    md("## What the corruptions look like\nOne test image per class at every severity this run uses "
+       "(parameters in `SEVERITY_LEVELS`)."),
+    code("data = load_prepared(params)\n"
+         "rows = explanation_sample(data, 1, params['seed'])\n"
+         "sev = max(params['corruption_severities'])\n"
+         "views = {name: corrupt(data.images[rows], name, sev, params['seed']) for name in CORRUPTIONS}\n"
+         "fig = plot_corruptions(data.images[rows], views, [data.class_names[data.labels[r]] for r in rows],\n"
+         "                       run=run, title=f'corruptions at severity {sev}')\n"
+         "display(pd.DataFrame(SEVERITY_LEVELS, index=pd.Index(range(1, 6), name='severity')).T)"),
+    md("## Every model and fold under every condition\nThe test images are the test split (capped at "
+       "`generalization_per_class` per class), identical for every model, so the rows are paired."),
+    code("table = run_generalization(data, params)\n"
+         "ext_file = run.root / 'generalization_external.json'\n"
+         "if ext_file.is_file():\n"
+         "    ext = json.loads(ext_file.read_text())\n"
+         "    print(f\"external set {ext['name']} ({ext['layout']}): {ext['images_used']} images; classes mapped \"\n"
+         "          f\"{ext['class_mapping']}; unmapped (left out) {ext['unmapped_classes'] or 'none'}\")\n"
+         "else:\n"
+         "    print('no external set: pass external_data_root=<folder> (and class_map if names differ)')\n"
+         "display(table.groupby(['model', 'condition', 'severity'], sort=False)[['accuracy', 'f1_macro', 'ece']]\n"
+         "       .mean().round(3).head(12))"),
+    md("## Accuracy and F1 against severity\nSeverity 0 is the clean test set; the dashed line is chance."),
+    code("chance = 1 / len(data.class_names)\n"
+         "for metric in ('accuracy', 'f1_macro'):\n"
+         "    fig = plot_corruption_curves(severity_summary(table, metric), metric, chance=chance, run=run)"),
+    md("## Clean, external and calibration\nA model that is as confident on the external set as on its own test "
+       "set but less accurate there is *over*-confident out of distribution: its ECE grows."),
+    code("summary = table[(table.condition == 'clean') | table.condition.str.startswith('external:')]\n"
+         "display(summary.groupby(['model', 'condition'], sort=False)[['accuracy', 'f1_macro', 'ece', 'mean_confidence']]\n"
+         "       .agg(['mean', 'std']).round(3))\n"
+         "fig = plot_reliability(pd.read_csv(run.root / 'generalization_reliability.csv'), run=run)"),
+    md("## Do the explanations stay put?\nSpearman rank correlation between each corrupted image's CAM and its clean "
+       "CAM (same target class, the clean prediction), for the explained model (`cam_model`). 1 means the map did "
+       "not move; a method whose maps collapse under mild noise explains the noise as much as the lesion."),
+    code("stability = pd.read_csv(run.root / 'generalization_cams.csv')\n"
+         "display(stability.groupby(['method', 'condition', 'severity'])['spearman_mean'].mean().unstack('method').round(3))\n"
+         "fig = plot_cam_stability(stability, run=run)"),
+])
+
 if __name__ == "__main__":
     out_dir = ROOT / "notebooks"
     out_dir.mkdir(exist_ok=True)

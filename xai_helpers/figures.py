@@ -229,3 +229,124 @@ def plot_confusion_matrices(predictions: dict[str, pd.DataFrame], class_names: S
         ax.set_ylabel("true")
     fig.tight_layout()
     return save_figure(fig, run, name)
+
+
+# --- the study summary (notebook 06) -----------------------------------------------------------
+def plot_study_metric(metrics: pd.DataFrame, metric: str = "accuracy", run: RunFolder | None = None,
+                      name: str | None = None) -> plt.Figure:
+    """``metric`` per model for every dataset (bars: mean over folds; points: folds).
+
+    ``metrics``: the datasets' ``metrics.csv`` stacked, with their ``dataset`` column.
+    """
+    datasets = list(dict.fromkeys(metrics["dataset"]))
+    fig, axes = plt.subplots(1, len(datasets), figsize=(4.2 * len(datasets), 3.4), squeeze=False, sharey=True)
+    for ax, ds in zip(axes[0], datasets):
+        part = metrics[metrics["dataset"] == ds]
+        sns.barplot(data=part, x="model", y=metric, ax=ax, errorbar=None, alpha=0.6)
+        sns.stripplot(data=part, x="model", y=metric, ax=ax, color="black", size=4)
+        ax.set_title(ds)
+        ax.set_xlabel("")
+        ax.tick_params(axis="x", rotation=30)
+        ax.set_ylim(0, 1)
+    return save_figure(fig, run, name or f"study_{metric}")
+
+
+def plot_confidence_heatmaps(conf: pd.DataFrame, metric: str = "confidence_increase", run: RunFolder | None = None,
+                             name: str = "study_confidence_increase") -> plt.Figure:
+    """``metric`` per CAM method (rows) and class (columns), one heatmap per dataset."""
+    datasets = list(dict.fromkeys(conf["dataset"]))
+    fig, axes = plt.subplots(1, len(datasets), figsize=(4.6 * len(datasets), 3.2), squeeze=False)
+    for ax, ds in zip(axes[0], datasets):
+        wide = conf[conf["dataset"] == ds].pivot_table(index="method", columns="class", values=metric)
+        sns.heatmap(wide, annot=True, fmt=".3f", cmap="RdBu_r", center=0, ax=ax, cbar=False)
+        ax.set_title(ds)
+    return save_figure(fig, run, name)
+
+
+# --- generalization (notebook 07) --------------------------------------------------------------
+def plot_corruption_curves(summary: pd.DataFrame, metric: str = "accuracy", chance: float | None = None,
+                           run: RunFolder | None = None, name: str | None = None) -> plt.Figure:
+    """``metric`` against severity (0 = clean) per corruption, one line per model.
+
+    ``summary``: :func:`xai_helpers.generalization.severity_summary`.
+    """
+    corruptions = list(dict.fromkeys(summary["condition"]))
+    cols = min(3, len(corruptions))
+    rows = int(np.ceil(len(corruptions) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3 * rows), squeeze=False, sharey=True)
+    for ax in axes.ravel()[len(corruptions):]:
+        ax.axis("off")
+    for ax, cond in zip(axes.ravel(), corruptions):
+        part = summary[summary["condition"] == cond]
+        sns.lineplot(data=part, x="severity", y=metric, hue="model", marker="o", ax=ax,
+                     legend=ax is axes.ravel()[0])
+        if chance is not None:
+            ax.axhline(chance, ls="--", color="grey", lw=1)
+        ax.set_title(cond)
+        ax.set_xticks(sorted(part["severity"].unique()))
+    return save_figure(fig, run, name or f"corruption_{metric}")
+
+
+def plot_reliability(reliability: pd.DataFrame, run: RunFolder | None = None,
+                     name: str = "reliability") -> plt.Figure:
+    """Reliability diagrams per model: accuracy against confidence per bin, pooled over folds,
+    for the clean test set, the external set and each corruption at its highest severity."""
+    models = list(dict.fromkeys(reliability["model"]))
+    fig, axes = plt.subplots(1, len(models), figsize=(3.6 * len(models), 3.4), squeeze=False, sharey=True)
+    rel = reliability.copy()
+    rel["label"] = np.where(rel["severity"] > 0, rel["condition"] + " " + rel["severity"].astype(str), rel["condition"])
+    for ax, model in zip(axes[0], models):
+        part = rel[rel["model"] == model]
+        for label, sub in part.groupby("label", sort=False):
+            pooled = sub.assign(hits=sub["accuracy"] * sub["count"], conf=sub["confidence"] * sub["count"]) \
+                .groupby("bin")[["hits", "conf", "count"]].sum()
+            pooled = pooled[pooled["count"] > 0]
+            style = dict(lw=2.2, color="black") if label == "clean" else dict(lw=1, alpha=0.8)
+            ax.plot(pooled["conf"] / pooled["count"], pooled["hits"] / pooled["count"], marker=".", label=label, **style)
+        ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=1)
+        ax.set_title(model)
+        ax.set_xlabel("confidence")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+    axes[0][0].set_ylabel("accuracy")
+    axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1))
+    return save_figure(fig, run, name)
+
+
+def plot_cam_stability(stability: pd.DataFrame, run: RunFolder | None = None,
+                       name: str = "cam_stability") -> plt.Figure:
+    """Rank correlation of corrupted-image CAMs with the clean CAMs against severity, per method."""
+    corruptions = list(dict.fromkeys(stability["condition"]))
+    cols = min(3, len(corruptions))
+    rows = int(np.ceil(len(corruptions) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3 * rows), squeeze=False, sharey=True)
+    for ax in axes.ravel()[len(corruptions):]:
+        ax.axis("off")
+    for ax, cond in zip(axes.ravel(), corruptions):
+        part = stability[stability["condition"] == cond]
+        sns.lineplot(data=part, x="severity", y="spearman_mean", hue="method", marker="o", ax=ax,
+                     legend=ax is axes.ravel()[0], errorbar=None)
+        ax.set_title(cond)
+        ax.set_ylabel("Spearman with clean map")
+        ax.set_xticks(sorted(part["severity"].unique()))
+    return save_figure(fig, run, name)
+
+
+def plot_corruptions(images: np.ndarray, corrupted: dict[str, np.ndarray], row_labels: Sequence[str],
+                     run: RunFolder | None = None, name: str = "corruptions", title: str | None = None) -> plt.Figure:
+    """Images (rows): the clean image, then each corrupted version (uint8 ``(N, C, S, S)`` arrays)."""
+    cols = ["clean"] + list(corrupted)
+    n = len(images)
+    fig, axes = plt.subplots(n, len(cols), figsize=(1.8 * len(cols), 1.9 * n + 0.3), squeeze=False)
+    for i in range(n):
+        for j, col in enumerate(cols):
+            img = images[i] if col == "clean" else corrupted[col][i]
+            axes[i, j].imshow(_show(img), cmap="gray", vmin=0, vmax=255)
+            axes[i, j].set_xticks([])
+            axes[i, j].set_yticks([])
+        axes[i, 0].set_ylabel(row_labels[i], fontsize=8)
+    for j, col in enumerate(cols):
+        axes[0, j].set_title(col, fontsize=9)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    return save_figure(fig, run, name)

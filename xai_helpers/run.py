@@ -5,6 +5,15 @@ Usage::
     python -m xai_helpers.run --profile demo
     python -m xai_helpers.run --profile quick --set models=[resnet50,vgg16] --set epochs=2
     python -m xai_helpers.run --profile demo --only 04,05
+    python -m xai_helpers.run --profile paper                      # all three real datasets
+    python -m xai_helpers.run --profile paper_cpu --set dataset=skin_cancer_isic \
+        --set data_root=../shared/data/skin_cancer_isic
+
+Profiles with several datasets (``paper``, ``paper_cpu``; see ``STUDY_DATASETS``) run the
+per-dataset notebooks once per dataset into ``<run_dir>/<dataset>/`` (``--set dataset=NAME``:
+only that one), then the study-level notebook 06 once on ``<run_dir>``, which summarises every
+dataset folder there into ``<run_dir>/report.md``. Single-dataset profiles run notebook 06 last,
+on their own run folder.
 
 ``--set key=value`` values are parsed as YAML (``epochs=2`` is an int, ``interactive=false`` a
 bool, ``models=[resnet50,vgg16]`` a list); an unknown key is an error. Executed copies of the
@@ -21,7 +30,8 @@ from typing import Any, Sequence
 
 import yaml
 
-from .config import DEFAULTS, PROFILES, ParameterError, profile_params, project_root, resolve_params
+from .config import (DEFAULTS, PROFILES, STUDY_DATASETS, ParameterError, profile_params, project_root,
+                     resolve_params, resolve_path)
 from .runfolder import RunFolder
 
 
@@ -87,6 +97,45 @@ def resolve_run_params(profile: str, overrides: dict[str, Any]) -> dict[str, Any
     return resolve_params(params)
 
 
+#: Notebooks that summarise a study folder (every dataset run in it) rather than one dataset.
+STUDY_LEVEL_NOTEBOOKS = ("06",)
+
+
+def plan_runs(profile: str, overrides: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Parameters of each dataset run of ``profile``, and those of the study-level notebooks.
+
+    For a profile in :data:`~xai_helpers.config.STUDY_DATASETS`, one parameter set per dataset
+    (``run_dir`` = ``<run_dir>/<dataset>``, ``data_root`` from the profile unless overridden),
+    or only the one named by ``dataset=``; the study-level set is the last dataset's with
+    ``run_dir`` = the profile's folder. For any other profile, one set used for both.
+    """
+    datasets = STUDY_DATASETS.get(profile)
+    if not datasets:
+        params = resolve_run_params(profile, overrides)
+        return [params], params
+    base = profile_params(profile)
+    base["interactive"] = False
+    study_dir = resolve_path(overrides.get("run_dir", base["run_dir"]))
+    if "dataset" in overrides:
+        name = overrides["dataset"]
+        root = overrides.get("data_root", datasets.get(name))
+        if root is None:
+            raise ParameterError(f"data_root: profile {profile!r} has no default folder for dataset {name!r}; "
+                                 f"pass --set data_root=<folder>")
+        chosen = {name: root}
+    elif "data_root" in overrides:
+        raise ParameterError(f"data_root: profile {profile!r} runs several datasets "
+                             f"({', '.join(datasets)}); name the one data_root belongs to with --set dataset=NAME")
+    else:
+        chosen = dict(datasets)
+    per_dataset = []
+    for name, root in chosen.items():
+        values = {**base, **overrides, "dataset": name, "data_root": root, "run_dir": str(study_dir / name)}
+        per_dataset.append(resolve_params(values))
+    study = dict(per_dataset[-1], run_dir=str(study_dir))
+    return per_dataset, study
+
+
 def _failure_message(book: Path, executed: Path, err: Exception) -> str:
     """'notebook X failed in cell [N] (`first line of the cell`): Error: message'."""
     import nbformat
@@ -144,15 +193,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
     try:
-        params = resolve_run_params(args.profile, parse_overrides(args.set))
+        per_dataset, study = plan_runs(args.profile, parse_overrides(args.set))
         books = list_notebooks(args.only.split(",") if args.only else None)
+        dataset_books = [b for b in books if b.name[:2] not in STUDY_LEVEL_NOTEBOOKS]
+        study_books = [b for b in books if b.name[:2] in STUDY_LEVEL_NOTEBOOKS]
         started = time.perf_counter()
-        execute(params, books, progress=not args.no_progress)
+        for params in per_dataset:
+            if dataset_books:
+                t0 = time.perf_counter()
+                execute(params, dataset_books, progress=not args.no_progress)
+                print(f"{params['dataset']}: {len(dataset_books)} notebook(s) in {time.perf_counter() - t0:.0f} s "
+                      f"-> {params['run_dir']}", flush=True)
+        if study_books:
+            execute(study, study_books, progress=not args.no_progress)
     except (ParameterError, NotebookFailed) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     print(f"all {len(books)} notebook(s) done in {time.perf_counter() - started:.0f} s; "
-          f"outputs in {params['run_dir']}")
+          f"outputs in {study['run_dir']}")
     return 0
 
 
