@@ -30,9 +30,9 @@ def _isolated_cache(tmp_path_factory):
 @pytest.fixture(scope="session")
 def quick_run(tmp_path_factory):
     """Resolved parameters of a finished quick-profile run of every notebook (shared, ~4 min on 2 cores)."""
-    from xai_helpers.run import execute, list_notebooks, resolve_run_params
+    from xai_helpers.run import execute, list_notebooks, runner_order, resolve_run_params
 
     root = tmp_path_factory.mktemp("quick")
-    params = resolve_run_params("quick", {"run_dir": str(root / "run"), "data_root": str(root / "synthetic")})
-    execute(params, list_notebooks(), progress=False)
+    params = resolve_run_params("quick", {"run_dir": str(root / "run"), "data_root": str(root / "synthetic_quick")})
+    execute(params, runner_order(list_notebooks()), progress=False)
     return params

@@ -15,7 +15,7 @@ NOTEBOOKS = list_notebooks()
 
 
 def test_numbered_notebooks_exist():
-    assert [p.name[:2] for p in NOTEBOOKS] == ["01", "02", "03", "04", "05"]
+    assert [p.name[:2] for p in NOTEBOOKS] == ["01", "02", "03", "04", "05", "06", "07"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
@@ -79,6 +79,44 @@ def test_quick_run_leaves_every_artefact_of_the_contract(quick_run):
     figures = {p.name for p in (run / "figures").glob("*.png")}
     assert {"cam_grid.png", "explorer_static.png", "test_metrics.png", "xai_confidence_increase.png"} <= figures
     assert (run / "figures" / "cam_grid.pdf").is_file()
+
+
+@pytest.mark.slow
+def test_quick_run_generalization_table_has_every_condition_for_every_model(quick_run):
+    from xai_helpers.generalization import CORRUPTIONS
+
+    run = Path(quick_run["run_dir"])
+    table = pd.read_csv(run / "generalization.csv")
+    assert {"model", "fold", "condition", "severity", "accuracy", "f1_macro", "ece"} <= set(table.columns)
+    expected = {("clean", 0), ("external:synthetic_quick_external", 0)} | {
+        (c, s) for c in CORRUPTIONS for s in quick_run["corruption_severities"]}
+    for m in quick_run["models"]:
+        for f in range(quick_run["folds"]):
+            part = table[(table.model == m) & (table.fold == f)]
+            assert set(zip(part.condition, part.severity)) == expected, (m, f)
+    assert table[["accuracy", "f1_macro", "ece"]].apply(lambda c: c.between(0, 1)).all().all()
+    external = json.loads((run / "generalization_external.json").read_text())
+    assert external["unmapped_classes"] == {} and external["images_used"] > 0
+    stability = pd.read_csv(run / "generalization_cams.csv")
+    assert set(stability.method) == set(STUDY_METHODS) and stability["spearman_mean"].between(-1, 1).all()
+    reliability = pd.read_csv(run / "generalization_reliability.csv")
+    assert {"clean", "external:synthetic_quick_external"} <= set(reliability.condition)
+    figures = {p.name for p in (run / "figures").glob("*.png")}
+    assert {"corruptions.png", "corruption_accuracy.png", "reliability.png", "cam_stability.png"} <= figures
+
+
+@pytest.mark.slow
+def test_quick_run_report_puts_this_run_next_to_the_published_numbers(quick_run):
+    run = Path(quick_run["run_dir"])
+    report = (run / "report.md").read_text()
+    metrics = pd.read_csv(run / "metrics.csv")
+    for model in quick_run["models"]:
+        mean = metrics.loc[metrics.model == model, "accuracy"].mean()
+        assert f"| {model} " in report and f"{mean:.4f}" in report
+    assert "0.8631" in report and "## Why the numbers differ" in report
+    assert "trained from scratch" in report and "64 px instead of 224 px" in report
+    assert "external:synthetic_quick_external" in report  # 07 ran before 06, as the runner orders them
+    assert {"study_accuracy.png", "study_confidence_increase.png"} <= {p.name for p in (run / "figures").glob("*.png")}
 
 
 @pytest.mark.slow

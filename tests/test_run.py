@@ -5,7 +5,8 @@ import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
 from xai_helpers.config import ParameterError
-from xai_helpers.run import NotebookFailed, execute, list_notebooks, main, parse_overrides, resolve_run_params
+from xai_helpers.run import (NotebookFailed, execute, list_notebooks, main, parse_overrides, plan_runs,
+                             resolve_run_params, runner_order)
 
 
 def test_set_values_are_yaml():
@@ -32,6 +33,40 @@ def test_only_selects_numbered_notebooks():
     assert names == ["01_data_preparation.ipynb", "03_statistics.ipynb"]
     with pytest.raises(ParameterError, match="--only: no notebook numbered 42"):
         list_notebooks(["42"])
+
+
+def _datasets(tmp_path):
+    roots = {}
+    for name in ("brain_tumor_mri", "skin_cancer_isic", "chest_xray_pneumonia"):
+        roots[name] = tmp_path / name
+        roots[name].mkdir()
+    return roots
+
+
+def test_paper_profiles_plan_one_run_folder_per_dataset(tmp_path, monkeypatch):
+    from xai_helpers import config
+
+    roots = _datasets(tmp_path)
+    monkeypatch.setitem(config.STUDY_DATASETS, "paper", {k: str(v) for k, v in roots.items()})
+    per_dataset, study = plan_runs("paper", {"run_dir": str(tmp_path / "study")})
+    assert [p["dataset"] for p in per_dataset] == list(roots)
+    assert [p["run_dir"] for p in per_dataset] == [str(tmp_path / "study" / d) for d in roots]
+    assert all(p["image_size"] == 224 and p["weights"] == "auto" and p["interactive"] is False for p in per_dataset)
+    assert study["run_dir"] == str(tmp_path / "study")
+    one, study = plan_runs("paper_cpu", {"dataset": "skin_cancer_isic", "data_root": str(roots["skin_cancer_isic"]),
+                                         "run_dir": str(tmp_path / "cpu")})
+    assert len(one) == 1 and one[0]["run_dir"] == str(tmp_path / "cpu" / "skin_cancer_isic")
+    assert one[0]["max_per_class"] == 150 and study["run_dir"] == str(tmp_path / "cpu")
+    with pytest.raises(ParameterError, match="name the one data_root belongs to with --set dataset"):
+        plan_runs("paper", {"data_root": str(roots["skin_cancer_isic"])})
+    with pytest.raises(ParameterError, match="data_root: folder .*missing_folder does not exist"):
+        plan_runs("paper", {"dataset": "skin_cancer_isic", "data_root": str(tmp_path / "missing_folder")})
+
+
+def test_single_dataset_profiles_run_the_summary_last_on_their_own_folder():
+    per_dataset, study = plan_runs("quick", {})
+    assert per_dataset == [study]
+    assert [p.name[:2] for p in runner_order(list_notebooks())] == ["01", "02", "03", "04", "05", "07", "06"]
 
 
 def test_main_reports_broken_parameter_and_exits_1(capsys):

@@ -101,6 +101,12 @@ def resolve_run_params(profile: str, overrides: dict[str, Any]) -> dict[str, Any
 STUDY_LEVEL_NOTEBOOKS = ("06",)
 
 
+def runner_order(books: Sequence[Path]) -> list[Path]:
+    """The per-dataset notebooks in order, then the study-level ones (as the runner runs them)."""
+    return ([b for b in books if b.name[:2] not in STUDY_LEVEL_NOTEBOOKS]
+            + [b for b in books if b.name[:2] in STUDY_LEVEL_NOTEBOOKS])
+
+
 def plan_runs(profile: str, overrides: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Parameters of each dataset run of ``profile``, and those of the study-level notebooks.
 

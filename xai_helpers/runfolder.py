@@ -19,6 +19,10 @@ path                                   what
                                        statistic, p_value, p_adjusted, ...``
 ``xai_per_image.csv``                  one row per model, fold, method and explained image
 ``xai_metrics.csv``                    its aggregate per model, method and true class
+``generalization.csv``                 one row per model, fold and condition: ``condition,
+                                       severity, accuracy, f1_macro, ece, ...`` (notebook 07)
+``generalization_cams.csv``            CAM stability under corruption (notebook 07)
+``report.md``                          the study summary (notebook 06; in the study folder)
 ``figures/*.png``                      every figure the notebooks draw
 =====================================  =========================================================
 """
