@@ -427,8 +427,11 @@ NOTEBOOKS["07_generalization.ipynb"] = notebook([
        "CAM (same target class, the clean prediction), for the explained model (`cam_model`). 1 means the map did "
        "not move; a method whose maps collapse under mild noise explains the noise as much as the lesion."),
     code("stability = pd.read_csv(run.root / 'generalization_cams.csv')\n"
-         "display(stability.groupby(['method', 'condition', 'severity'])['spearman_mean'].mean().unstack('method').round(3))\n"
-         "fig = plot_cam_stability(stability, run=run)"),
+         "if len(stability):\n"
+         "    display(stability.groupby(['condition', 'severity', 'method'])['spearman_mean'].mean().unstack('method').round(3))\n"
+         "    fig = plot_cam_stability(stability, run=run)\n"
+         "else:\n"
+         "    print(f\"{params['cam_model']} was not trained in this run: no CAMs to compare\")"),
 ])
 
 if __name__ == "__main__":

@@ -264,26 +264,34 @@ def plot_confidence_heatmaps(conf: pd.DataFrame, metric: str = "confidence_incre
 
 
 # --- generalization (notebook 07) --------------------------------------------------------------
-def plot_corruption_curves(summary: pd.DataFrame, metric: str = "accuracy", chance: float | None = None,
-                           run: RunFolder | None = None, name: str | None = None) -> plt.Figure:
-    """``metric`` against severity (0 = clean) per corruption, one line per model.
-
-    ``summary``: :func:`xai_helpers.generalization.severity_summary`.
-    """
-    corruptions = list(dict.fromkeys(summary["condition"]))
-    cols = min(3, len(corruptions))
-    rows = int(np.ceil(len(corruptions) / cols))
+def _severity_panels(table: pd.DataFrame, y: str, hue: str, ylabel: str, chance: float | None = None,
+                     errorbar=("ci", 95)) -> plt.Figure:
+    """One panel per ``condition`` of ``table``: ``y`` against ``severity``, one line per ``hue``."""
+    conditions = list(dict.fromkeys(table["condition"]))
+    cols = min(3, len(conditions))
+    rows = int(np.ceil(len(conditions) / cols))
     fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3 * rows), squeeze=False, sharey=True)
-    for ax in axes.ravel()[len(corruptions):]:
+    for ax in axes.ravel()[len(conditions):]:
         ax.axis("off")
-    for ax, cond in zip(axes.ravel(), corruptions):
-        part = summary[summary["condition"] == cond]
-        sns.lineplot(data=part, x="severity", y=metric, hue="model", marker="o", ax=ax,
-                     legend=ax is axes.ravel()[0])
+    for ax, cond in zip(axes.ravel(), conditions):
+        part = table[table["condition"] == cond]
+        sns.lineplot(data=part, x="severity", y=y, hue=hue, marker="o", ax=ax,
+                     legend=ax is axes.ravel()[0], errorbar=errorbar)
         if chance is not None:
             ax.axhline(chance, ls="--", color="grey", lw=1)
         ax.set_title(cond)
+        ax.set_ylabel(ylabel)
         ax.set_xticks(sorted(part["severity"].unique()))
+    return fig
+
+
+def plot_corruption_curves(summary: pd.DataFrame, metric: str = "accuracy", chance: float | None = None,
+                           run: RunFolder | None = None, name: str | None = None) -> plt.Figure:
+    """``metric`` against severity (0 = clean) per corruption, one line per model (dashed: chance).
+
+    ``summary``: :func:`xai_helpers.generalization.severity_summary`.
+    """
+    fig = _severity_panels(summary, metric, "model", metric, chance=chance)
     return save_figure(fig, run, name or f"corruption_{metric}")
 
 
@@ -316,19 +324,7 @@ def plot_reliability(reliability: pd.DataFrame, run: RunFolder | None = None,
 def plot_cam_stability(stability: pd.DataFrame, run: RunFolder | None = None,
                        name: str = "cam_stability") -> plt.Figure:
     """Rank correlation of corrupted-image CAMs with the clean CAMs against severity, per method."""
-    corruptions = list(dict.fromkeys(stability["condition"]))
-    cols = min(3, len(corruptions))
-    rows = int(np.ceil(len(corruptions) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3 * rows), squeeze=False, sharey=True)
-    for ax in axes.ravel()[len(corruptions):]:
-        ax.axis("off")
-    for ax, cond in zip(axes.ravel(), corruptions):
-        part = stability[stability["condition"] == cond]
-        sns.lineplot(data=part, x="severity", y="spearman_mean", hue="method", marker="o", ax=ax,
-                     legend=ax is axes.ravel()[0], errorbar=None)
-        ax.set_title(cond)
-        ax.set_ylabel("Spearman with clean map")
-        ax.set_xticks(sorted(part["severity"].unique()))
+    fig = _severity_panels(stability, "spearman_mean", "method", "Spearman with clean map", errorbar=None)
     return save_figure(fig, run, name)
 
 

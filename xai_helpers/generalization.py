@@ -298,9 +298,10 @@ def load_external(params: dict[str, Any], class_names: Sequence[str], grey: bool
     used = index[index["class"].isin(mapping)]
     cap = params.get("generalization_per_class")
     if cap is not None:
-        used = (used.groupby("class", group_keys=False)
-                .apply(lambda g: g.sample(n=min(cap, len(g)), random_state=params["seed"]))
-                .sort_values("path"))
+        rng = np.random.default_rng(params["seed"])
+        keep = [i for _, g in used.groupby("class", sort=True)
+                for i in rng.choice(g.index.to_numpy(), size=min(cap, len(g)), replace=False)]
+        used = used.loc[sorted(keep)]
     cache = build_cache(used["path"], params["image_size"], grey, progress=progress)
     ok = used[used["path"].isin(set(cache.paths))]
     images = cache.images[cache.rows(ok["path"])]
@@ -328,6 +329,10 @@ def predict_images(model, images: np.ndarray, device=None, batch_size: int = 64,
     device = device or next(model.parameters()).device
     pipeline = BatchPipeline(images, torch.device(device), mean=mean or IMAGENET_MEAN, std=std or IMAGENET_STD)
     return predict_proba(model, pipeline, np.arange(len(images)), batch_size=batch_size)
+
+
+STABILITY_COLUMNS = ["model", "fold", "layer", "method", "condition", "severity", "n", "spearman_mean",
+                     "spearman_std", "prediction_kept"]
 
 
 def run_generalization(data, params: dict[str, Any], n_bins: int = 15, cam_images_per_class: int = 8,
@@ -424,8 +429,8 @@ def run_generalization(data, params: dict[str, Any], n_bins: int = 15, cam_image
     run.write_csv(table, run.root / "generalization.csv")
     if reliability:
         run.write_csv(pd.concat(reliability, ignore_index=True), run.root / "generalization_reliability.csv")
-    if stability:
-        run.write_csv(pd.DataFrame(stability), run.root / "generalization_cams.csv")
+    # written even when empty (cam_model not trained in this run), so readers find the file
+    run.write_csv(pd.DataFrame(stability, columns=STABILITY_COLUMNS), run.root / "generalization_cams.csv")
     return table
 
 
