@@ -122,3 +122,31 @@ def test_accuracy_falls_as_corruption_grows_on_a_trained_model():
                          for s in (1, 3, 5)]
         assert acc[-1] < clean - 0.15, (name, acc)
         assert all(b <= a + 0.05 for a, b in zip(acc, acc[1:])), (name, acc)
+
+
+def _external_folder(root, classes, n=3):
+    from PIL import Image
+    for c in classes:
+        (root / c).mkdir(parents=True)
+        for i in range(n):
+            Image.fromarray(draw_slice(np.random.default_rng([9, len(c), i]), 1)[0]).save(root / c / f"{c}_{i}.png")
+    return root
+
+
+def test_external_set_is_mapped_and_unmapped_classes_are_reported(tmp_path):
+    from xai_helpers.generalization import load_external
+
+    root = _external_folder(tmp_path / "site_b", ["tumour", "no_lesion", "artefact"])
+    params = {"external_data_root": str(root), "external_dataset": "imagefolder", "dataset": "brain_tumor_mri",
+              "class_map": {"tumour": "solid_lesion"}, "generalization_per_class": 2, "image_size": 32, "seed": 0}
+    images, labels, report = load_external(params, ["no_lesion", "ring_lesion", "solid_lesion"], grey=True,
+                                           progress=False)
+    assert images.shape == (4, 1, 32, 32) and images.dtype == np.uint8
+    assert sorted(labels.tolist()) == [0, 0, 2, 2]
+    assert report["unmapped_classes"] == {"artefact": 3}
+    assert report["class_mapping"] == {"no_lesion": "no_lesion", "tumour": "solid_lesion"}
+    assert report["images_used"] == 4 and report["name"] == "site_b"
+    with pytest.raises(ClassMappingError, match="no class in common"):
+        load_external({**params, "class_map": {}}, ["benign", "malignant"], grey=True, progress=False)
+    # a real dataset without an external set: none, and nothing is generated
+    assert load_external({**params, "external_data_root": None}, ["a", "b"], grey=True) is None

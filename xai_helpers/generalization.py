@@ -147,7 +147,7 @@ def corrupt(images: np.ndarray, name: str, severity: int, random_state: int = 0)
     Examples
     --------
     >>> x = np.full((2, 1, 64, 64), 128, np.uint8)
-    >>> corrupt(x, "contrast", 5).std() == 0, corrupt(x, "gaussian_noise", 3).std() > 0
+    >>> bool(corrupt(x, "contrast", 5).std() == 0), bool(corrupt(x, "gaussian_noise", 3).std() > 0)
     (True, True)
     """
     images = np.asarray(images)

@@ -215,7 +215,8 @@ def generalization_summary(runs: list[DatasetRun]) -> pd.DataFrame:
                     row[f"{cond} (sev {worst})"] = sub.loc[sub["severity"] == worst, "accuracy"].mean()
             row["ece clean"] = part.loc[part["condition"] == "clean", "ece"].mean()
             ext = part[part["condition"].str.startswith("external:")]
-            row["ece external"] = ext["ece"].mean() if len(ext) else np.nan
+            if len(ext):
+                row["ece external"] = ext["ece"].mean()
             rows.append(row)
     return pd.DataFrame(rows)
 
