@@ -56,7 +56,7 @@ DEFAULTS: dict[str, Any] = {
     "external_dataset": "auto",      # its layout ('auto' or a layout name)
     "class_map": {},                 # external class name -> training class name (others match by name)
     "corruption_severities": [1, 3, 5],  # of 1..5 (see xai_helpers.generalization.CORRUPTIONS)
-    "generalization_per_class": None,    # cap on test / external images per class in notebook 07
+    "generalization_per_class": 20,      # cap on test / external images per class in notebook 07 (None: all)
 }
 
 PROFILES: dict[str, dict[str, Any]] = {
@@ -90,6 +90,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "cam_layer": "default",
         "explain_per_class": None,
         "corruption_severities": [1, 2, 3, 4, 5],
+        "generalization_per_class": None,
     },
     # The same path on 2 CPU cores within an hour per dataset: 64 px, at most 150 training images
     # per class, 3 folds of at most 8 epochs, 20 explained and 50 generalization images per class.
