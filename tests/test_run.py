@@ -96,3 +96,30 @@ def test_failure_names_notebook_and_cell(tmp_path):
     # the executed copy of the good notebook and the resolved parameters are in the run folder
     assert (tmp_path / "run" / "notebooks" / "01_ok.ipynb").is_file()
     assert json.loads((tmp_path / "run" / "config.json").read_text())["seed"] == 0
+
+
+@pytest.mark.slow
+@pytest.mark.shared_data
+def test_paper_cpu_path_on_real_skin_data_writes_the_report(tmp_path):
+    """The paper_cpu profile end to end on the real skin-cancer images, shrunk to about a minute."""
+    from conftest import shared_dataset
+
+    root = shared_dataset("skin_cancer_isic")
+    study = tmp_path / "paper_cpu"
+    code = main(["--profile", "paper_cpu", "--no-progress", "--set", "dataset=skin_cancer_isic",
+                 "--set", f"data_root={root}", "--set", f"run_dir={study}", "--set", "max_per_class=6",
+                 "--set", "folds=2", "--set", "epochs=1", "--set", "models=[resnet50]",
+                 "--set", "explain_per_class=1", "--set", "generalization_per_class=3",
+                 "--set", "corruption_severities=[5]"])
+    assert code == 0
+    run = study / "skin_cancer_isic"
+    import pandas as pd
+    metrics = pd.read_csv(run / "metrics.csv")
+    assert set(metrics["weights"]) == {"none"}  # 'auto' falls back offline, and says so
+    table = pd.read_csv(run / "generalization.csv")
+    assert set(table["condition"]) >= {"clean", "gaussian_noise", "intensity_shift"}
+    assert not table["condition"].str.startswith("external:").any()  # real data: no external set unless given
+    report = (study / "report.md").read_text()
+    assert f"| skin_cancer_isic | resnet50 " in report and "0.8631" in report
+    assert f"{metrics['accuracy'].mean():.4f}" in report
+    assert "at most 6 training images per class were used" in report
