@@ -114,6 +114,11 @@ def plot_pvalue_heatmap(tests: pd.DataFrame, metric: str, test: str, comparison:
     sel = tests[(tests["comparison"] == comparison) & (tests["metric"] == metric) & (tests["test"] == test)
                 & (tests["group"] == group)]
     names = list(dict.fromkeys(list(sel["a"]) + list(sel["b"])))
+    if not names:  # one model (or method) only: nothing to compare
+        fig, ax = plt.subplots(figsize=(4, 1.2))
+        ax.axis("off")
+        ax.text(0.5, 0.5, f"{test}: {metric} ({comparison}): no pair to compare", ha="center", va="center")
+        return save_figure(fig, run, name or f"pvalues_{comparison}_{metric}_{test}")
     mat = pd.DataFrame(np.nan, index=names, columns=names)
     for r in sel.itertuples():
         mat.loc[r.a, r.b] = mat.loc[r.b, r.a] = r.p_adjusted

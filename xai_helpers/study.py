@@ -240,7 +240,7 @@ def paired_tests_for_run(params: dict[str, Any], correction: str = "holm") -> pd
     Notebooks 03 and 05 both call this, so the table is complete whichever ran last.
     """
     from .cam_metrics import ALL_METRICS
-    from .stats import compare_methods, compare_models, compare_predictions
+    from .stats import COLUMNS, compare_methods, compare_models, compare_predictions
 
     run = RunFolder(params["run_dir"])
     metrics = run.read_metrics()
@@ -255,6 +255,8 @@ def paired_tests_for_run(params: dict[str, Any], correction: str = "holm") -> pd
     if run.xai_per_image_file.is_file():
         per_image = pd.read_csv(run.xai_per_image_file)
         parts.append(compare_methods(per_image, ALL_METRICS, correction))
-    tests = pd.concat([p for p in parts if len(p)], ignore_index=True)
+    filled = [p for p in parts if len(p)]
+    # a run with one model (and no CAM metrics yet) has no pair to test: an empty table, not an error
+    tests = pd.concat(filled, ignore_index=True) if filled else pd.DataFrame(columns=COLUMNS)
     run.write_csv(tests, run.paired_tests_file)
     return tests
