@@ -5,10 +5,10 @@ import torch
 from torch import nn
 
 from xai_helpers.data.synthetic import draw_slice
-from xai_helpers.evaluation import expected_calibration_error
+from xai_helpers.evaluation import expected_calibration_error, reliability_table
 from xai_helpers.generalization import (CORRUPTIONS, ClassMappingError, condition_scores, corrupt,
                                         generalization_conditions, map_classes, predict_images,
-                                        reliability_table, severity_summary)
+                                        severity_summary)
 
 
 def _images(n=6, channels=1, size=64, seed=0):

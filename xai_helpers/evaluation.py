@@ -84,20 +84,35 @@ def predictions_frame(paths: Sequence[str], y_true: Sequence[int], probs: np.nda
     return df
 
 
+def reliability_table(y_true: Sequence[int], probs: np.ndarray, n_bins: int = 15) -> pd.DataFrame:
+    """Reliability diagram data: per confidence bin, ``count``, mean ``confidence`` and ``accuracy``.
+
+    The bins of :func:`expected_calibration_error`, which is the count-weighted mean of
+    ``|accuracy - confidence|`` over this table.
+    """
+    probs = np.asarray(probs, dtype=np.float64)
+    conf = probs.max(axis=1)
+    correct = probs.argmax(axis=1) == np.asarray(y_true)
+    edges = np.linspace(0, 1, n_bins + 1)
+    bins = np.clip(np.digitize(conf, edges[1:-1], right=True), 0, n_bins - 1)
+    rows = []
+    for b in range(n_bins):
+        sel = bins == b
+        rows.append({"bin": b, "bin_low": edges[b], "bin_high": edges[b + 1], "count": int(sel.sum()),
+                     "confidence": float(conf[sel].mean()) if sel.any() else np.nan,
+                     "accuracy": float(correct[sel].mean()) if sel.any() else np.nan})
+    return pd.DataFrame(rows)
+
+
 def expected_calibration_error(y_true: Sequence[int], probs: np.ndarray, n_bins: int = 15) -> float:
     """Expected calibration error of the top-class confidence, ``n_bins`` equal-width bins.
 
-    ECE = sum_b (n_b / N) |accuracy_b - confidence_b| (Guo et al. 2017).
+    ECE = sum_b (n_b / N) |accuracy_b - confidence_b| (Guo et al. 2017), over
+    :func:`reliability_table`.
     """
-    probs = np.asarray(probs, dtype=np.float64)
-    y_true = np.asarray(y_true)
-    conf = probs.max(axis=1)
-    correct = probs.argmax(axis=1) == y_true
-    edges = np.linspace(0, 1, n_bins + 1)
-    bins = np.clip(np.digitize(conf, edges[1:-1], right=True), 0, n_bins - 1)
-    ece = 0.0
-    for b in range(n_bins):
-        sel = bins == b
-        if sel.any():
-            ece += sel.mean() * abs(correct[sel].mean() - conf[sel].mean())
-    return float(ece)
+    table = reliability_table(y_true, probs, n_bins)
+    filled = table[table["count"] > 0]
+    if filled.empty:
+        return 0.0
+    gap = (filled["accuracy"] - filled["confidence"]).abs()
+    return float((filled["count"] * gap).sum() / filled["count"].sum())

@@ -234,26 +234,6 @@ def condition_scores(y_true: Sequence[int], probs: np.ndarray, n_bins: int = 15)
             "ece": expected_calibration_error(y, probs, n_bins), "mean_confidence": float(probs.max(axis=1).mean())}
 
 
-def reliability_table(y_true: Sequence[int], probs: np.ndarray, n_bins: int = 15) -> pd.DataFrame:
-    """Reliability diagram data: per confidence bin, ``count``, mean ``confidence`` and ``accuracy``.
-
-    The same equal-width bins as :func:`~xai_helpers.evaluation.expected_calibration_error`;
-    the count-weighted mean of ``|accuracy - confidence|`` is the ECE.
-    """
-    probs = np.asarray(probs, dtype=np.float64)
-    conf = probs.max(axis=1)
-    correct = probs.argmax(axis=1) == np.asarray(y_true)
-    edges = np.linspace(0, 1, n_bins + 1)
-    bins = np.clip(np.digitize(conf, edges[1:-1], right=True), 0, n_bins - 1)
-    rows = []
-    for b in range(n_bins):
-        sel = bins == b
-        rows.append({"bin": b, "bin_low": edges[b], "bin_high": edges[b + 1], "count": int(sel.sum()),
-                     "confidence": float(conf[sel].mean()) if sel.any() else np.nan,
-                     "accuracy": float(correct[sel].mean()) if sel.any() else np.nan})
-    return pd.DataFrame(rows)
-
-
 def generalization_conditions(severities: Sequence[int]) -> list[tuple[str, int]]:
     """``[('clean', 0), (corruption, severity), ...]`` in a fixed order."""
     return [("clean", 0)] + [(name, int(s)) for name in CORRUPTIONS for s in sorted(severities)]
@@ -363,6 +343,7 @@ def run_generalization(data, params: dict[str, Any], n_bins: int = 15, cam_image
 
     from .cam_metrics import spearman_rows
     from .cams import compute_cams, resolve_target_layer
+    from .evaluation import reliability_table
     from .runfolder import RunFolder, write_text_atomic
     from .study import explanation_sample
     from .training import load_checkpoint, resolve_device

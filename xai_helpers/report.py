@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from .runfolder import RunFolder, write_text_atomic
-from .stats import significance_mark
+from .stats import pair_p_adjusted, significance_mark
 
 #: What the study reports and this toolkit can be compared with (the numbers quoted in its text).
 PUBLISHED = pd.DataFrame([
@@ -103,12 +103,8 @@ def _mean_std(values: pd.Series, digits: int = 4) -> str:
 
 
 def _mark(tests: pd.DataFrame, comparison: str, group: str, metric: str, test: str, a: str, b: str) -> str:
-    if tests.empty:
-        return ""
-    sel = tests[(tests["comparison"] == comparison) & (tests["group"].astype(str) == group)
-                & (tests["metric"] == metric) & (tests["test"] == test)
-                & (((tests["a"] == a) & (tests["b"] == b)) | ((tests["a"] == b) & (tests["b"] == a)))]
-    return significance_mark(float(sel["p_adjusted"].iloc[0])) if len(sel) else ""
+    p = pair_p_adjusted(tests, comparison, group, metric, test, a, b)
+    return "" if p is None else significance_mark(p)
 
 
 def performance_table(runs: list[DatasetRun], metric_names=("accuracy", "f1_macro"),

@@ -208,10 +208,14 @@ def mcnemar_test(correct_a: Sequence[bool], correct_b: Sequence[bool], exact: bo
             "effect_size": diff, "mean_diff": diff}
 
 
+def _bootstrap_indices(n: int, n_boot: int, random_state: int) -> np.ndarray:
+    """Indices ``(n_boot, n)`` of ``n_boot`` paired resamples of ``n`` items."""
+    return np.random.default_rng(random_state).integers(0, n, (n_boot, n))
+
+
 def _bootstrap_weights(n: int, n_boot: int, random_state: int) -> np.ndarray:
     """Count weights of ``n_boot`` paired resamples of ``n`` items; row 0 is the observed sample."""
-    rng = np.random.default_rng(random_state)
-    idx = rng.integers(0, n, (n_boot, n))
+    idx = _bootstrap_indices(n, n_boot, random_state)
     weights = np.zeros((n_boot + 1, n))
     np.add.at(weights, (np.repeat(np.arange(1, n_boot + 1), n), idx.ravel()), 1.0)
     weights[0] = 1.0
@@ -258,8 +262,7 @@ def paired_bootstrap(statistic, *samples: Sequence[float], n_boot: int = 2000, a
         raise ValueError(f"samples: expected non-empty arrays of equal length, got lengths "
                          f"{[len(a) for a in arrays]}")
     n = len(arrays[0])
-    rng = np.random.default_rng(random_state)
-    idx = np.vstack([np.arange(n)[None], rng.integers(0, n, (n_boot, n))])
+    idx = np.vstack([np.arange(n)[None], _bootstrap_indices(n, n_boot, random_state)])
     values = np.asarray(statistic(*[a[idx] for a in arrays]), dtype=np.float64)
     dist = values[1:]
     lo, hi = np.quantile(dist, [alpha / 2, 1 - alpha / 2])
@@ -470,6 +473,18 @@ def significance_mark(p: float) -> str:
     return "***" if p < 0.001 else "**" if p < 0.01 else "*" if p < 0.05 else "ns"
 
 
+def pair_p_adjusted(tests: pd.DataFrame, comparison: str, group: str, metric: str, test: str,
+                    a: str, b: str) -> float | None:
+    """The adjusted p of ``test`` between ``a`` and ``b`` (either order) in a paired-tests table,
+    or None when the table has no such row."""
+    if tests.empty:
+        return None
+    sel = tests[(tests["comparison"] == comparison) & (tests["group"].astype(str) == group)
+                & (tests["metric"] == metric) & (tests["test"] == test)
+                & (((tests["a"] == a) & (tests["b"] == b)) | ((tests["a"] == b) & (tests["b"] == a)))]
+    return float(sel["p_adjusted"].iloc[0]) if len(sel) else None
+
+
 def summary_table(metrics: pd.DataFrame, tests: pd.DataFrame, metric_names: Sequence[str] = ("accuracy", "f1_macro"),
                   test: str = "corrected_t", reference: str | None = None) -> pd.DataFrame:
     """Paper-style table: mean ± std over folds per model and metric, marked against ``reference``.
@@ -490,12 +505,9 @@ def summary_table(metrics: pd.DataFrame, tests: pd.DataFrame, metric_names: Sequ
             if model == reference:
                 cell += " (ref)"
             else:
-                sel = tests[(tests["comparison"] == "models") & (tests["group"] == "all") & (tests["metric"] == metric)
-                            & (tests["test"] == test)
-                            & (((tests["a"] == model) & (tests["b"] == reference))
-                               | ((tests["a"] == reference) & (tests["b"] == model)))]
-                if len(sel):
-                    cell += " " + significance_mark(float(sel["p_adjusted"].iloc[0]))
+                p = pair_p_adjusted(tests, "models", "all", metric, test, model, reference)
+                if p is not None:
+                    cell += " " + significance_mark(p)
             cells.append(cell)
         table[metric] = cells
     table.index.name = "model"
