@@ -8,10 +8,10 @@ from scipy import stats as st
 from statsmodels.stats.contingency_tables import mcnemar as sm_mcnemar
 from statsmodels.stats.multitest import multipletests
 
-from xai_helpers.stats import (adjust_pvalues, cohens_dz, compare_methods, compare_models, compare_predictions,
-                               corrected_resampled_t_test, mcnemar_test, paired_bootstrap, paired_bootstrap_ci,
-                               paired_t_test,
-                               summary_table, wilcoxon_min_p, wilcoxon_test)
+from xai_helpers.stats import (adjust_pvalues, bootstrap_p_value, cohens_dz, compare_methods, compare_models,
+                               compare_predictions, corrected_resampled_t_test, image_bootstrap_test, mcnemar_test,
+                               paired_bootstrap, paired_bootstrap_ci, paired_t_test, signed_rank_ci,
+                               signed_rank_null_distribution, summary_table, wilcoxon_min_p, wilcoxon_test)
 
 # Student (1908) / Cushny & Peebles (1905) sleep data, as in R's `t.test(extra ~ group, data = sleep,
 # paired = TRUE)`: t = -4.0621, df = 9, p-value = 0.002833, 95% CI (-2.4598858, -0.7001142).
@@ -190,7 +190,7 @@ def _metrics():
     for m, base in (("resnet50", 0.85), ("vgg16", 0.80), ("densenet121", 0.85)):
         for f in range(3):
             rows.append({"model": m, "fold": f, "accuracy": base + 0.01 * f, "f1_macro": base - 0.02 + 0.01 * f,
-                         "n_train": 200, "n_test": 100})
+                         "n_train": 200, "n_val": 100, "n_test": 50})
     return pd.DataFrame(rows)
 
 
@@ -223,3 +223,157 @@ def test_compare_predictions_and_methods():
                               for m, v in (("gradcam", 0.1), ("layercam", 0.1 + 0.01 * int(p[0])))])
     cams = compare_methods(per_image, ["confidence_increase"])
     assert set(cams["group"]) == {"all", "a", "b", "c"} and set(cams["comparison"]) == {"cams"}
+
+
+# --- issue 12: the unit of analysis, the families, the sizes, the intervals ---------------------------------
+
+
+def _per_image_table(n_images=40, folds=(0,), seed=0):
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n_images):
+        base = rng.normal()
+        for m, shift in (("gradcam", 0.0), ("xgradcam", 0.3), ("layercam", 0.1)):
+            value = base + shift + rng.normal(0, 0.5)
+            masked = np.nan if (m == "layercam" and i % 4 == 0) else value  # a metric missing for some images
+            for f in folds:
+                rows.append({"model": "resnet50", "fold": f, "layer": "layer2", "path": f"img{i}.png",
+                             "class": "ab"[i % 2], "method": m, "confidence_increase": value, "iou": masked})
+    return pd.DataFrame(rows)
+
+
+def test_cam_comparisons_count_each_image_once():
+    one = compare_methods(_per_image_table(folds=(0,)), ["confidence_increase", "iou"])
+    five = compare_methods(_per_image_table(folds=(0, 1, 2, 3, 4)), ["confidence_increase", "iou"])
+    assert len(one) == len(five) > 0
+    key = ["group", "a", "b", "metric", "test"]
+    merged = one.merge(five, on=key, suffixes=("_1", "_5"))
+    assert len(merged) == len(one)
+    np.testing.assert_allclose(merged["p_value_5"], merged["p_value_1"], rtol=1e-12)
+    np.testing.assert_allclose(merged["p_adjusted_5"], merged["p_adjusted_1"], rtol=1e-12)
+    assert (merged["n_5"] == merged["n_1"]).all()
+    # n is the number of distinct images with a finite value for both methods; p is scipy's on those images
+    table = _per_image_table(folds=(0, 1, 2))
+    wide = table[table.fold == 0].pivot(index="path", columns="method", values="iou")
+    row = five[(five.group == "all") & (five.metric == "iou") & (five.a == "gradcam") & (five.b == "layercam")
+               & (five.test == "paired_t")].iloc[0]
+    both = wide[["gradcam", "layercam"]].dropna()
+    assert row["n"] == len(both) == 30
+    assert row["p_value"] == pytest.approx(st.ttest_rel(both["gradcam"], both["layercam"]).pvalue)
+
+
+def test_mcnemar_variants_are_one_holm_family():
+    # 4 models on 200 images, discordant counts chosen so that some pairs use the exact test and some chi-square
+    truth = ["x"] * 200
+    paths = [f"{i}.png" for i in range(200)]
+    wrong = {"m1": set(range(0, 10)), "m2": set(range(5, 45)), "m3": set(range(100, 104)), "m4": set(range(0, 60))}
+    preds = {(m, 0): pd.DataFrame({"path": paths, "true": truth, "pred": ["y" if i in w else "x" for i in range(200)]})
+             for m, w in wrong.items()}
+    tests = compare_predictions(preds, n_boot=50, n_boot_images=99)
+    mc = tests[tests.test.str.startswith("mcnemar")]
+    assert len(mc) == 6 and set(mc.test) == {"mcnemar_exact", "mcnemar_chi2"}
+    assert mc["holm_family"].nunique() == 1
+    np.testing.assert_allclose(mc["p_adjusted"], multipletests(mc["p_value"], method="holm")[1])
+    # each p against statsmodels' McNemar on the pair's 2x2 table
+    for r in mc.itertuples():
+        ca, cb = [np.array([i not in wrong[m] for i in range(200)]) for m in (r.a, r.b)]
+        table = [[int((ca & cb).sum()), int((ca & ~cb).sum())], [int((~ca & cb).sum()), int((~ca & ~cb).sum())]]
+        ref = sm_mcnemar(table, exact=r.test == "mcnemar_exact", correction=True)
+        assert r.p_value == pytest.approx(ref.pvalue)
+        assert r.effect_size == pytest.approx(ca.mean() - cb.mean())  # acc(a) - acc(b), as the docstring says
+
+
+def test_corrected_t_uses_validation_and_training_sizes():
+    metrics = _metrics()
+    metrics.loc[metrics.model == "vgg16", "n_val"] = 110  # the two models' rows are averaged
+    metrics.loc[metrics.model == "vgg16", "accuracy"] = [0.80, 0.84, 0.81]
+    tests = compare_models(metrics, ("accuracy",))
+    row = tests[(tests.test == "corrected_t") & (tests.a == "resnet50") & (tests.b == "vgg16")].iloc[0]
+    va = metrics[metrics.model == "resnet50"].accuracy.to_numpy()
+    vb = metrics[metrics.model == "vgg16"].accuracy.to_numpy()
+    # the scikit-learn-validated test with n_test = mean(n_val), not the test split's size
+    ref = corrected_resampled_t_test(va, vb, n_train=200, n_test=105)
+    assert row["statistic"] == pytest.approx(ref["statistic"]) and row["p_value"] == pytest.approx(ref["p_value"])
+    assert row["statistic"] != pytest.approx(corrected_resampled_t_test(va, vb, 200, 50)["statistic"])
+
+
+def test_signed_rank_null_distribution_by_enumerating_every_sign_pattern():
+    for n in range(1, 11):
+        signs = (np.arange(2 ** n)[:, None] >> np.arange(n)[None]) & 1
+        t_plus = signs @ np.arange(1, n + 1)
+        brute = np.bincount(t_plus, minlength=n * (n + 1) // 2 + 1) / 2 ** n
+        np.testing.assert_allclose(signed_rank_null_distribution(n), brute, atol=1e-15)
+    # and scipy's exact two-sided p of the signed-rank test on an untied sample
+    d = np.array([0.3, -0.1, 0.7, 0.45, 1.2, -0.25, 0.9])
+    ranks = st.rankdata(np.abs(d))
+    t = ranks[d > 0].sum()
+    pmf = signed_rank_null_distribution(7)
+    m = len(pmf) - 1
+    p = min(1.0, 2 * min(pmf[:int(t) + 1].sum(), pmf[int(t):].sum()))
+    assert p == pytest.approx(st.wilcoxon(d, method="exact").pvalue) and m == 28
+
+
+def test_signed_rank_interval_level_and_coverage():
+    # the brute-force coverage of [W(k), W(M+1-k)] at the true shift, over every sign pattern of fixed ranks
+    lo, hi, level = signed_rank_ci([0.4, -0.1, 0.2])
+    assert level == pytest.approx(0.75) and (lo, hi) == (-0.1, 0.4)  # k = 1: the range of the Walsh averages
+    lo, hi, level = signed_rank_ci(np.arange(1, 11) / 10)
+    assert 0.95 <= level < 0.96  # n = 10: k = 9, coverage 1 - 2 * 21 / 1024
+    assert level == pytest.approx(1 - 2 * signed_rank_null_distribution(10)[:9].sum())
+    rng = np.random.default_rng(0)
+    for n, reps in ((6, 3000), (15, 2000)):
+        hits, levels = 0, set()
+        for _ in range(reps):
+            d = 0.3 + rng.standard_t(4, n)  # symmetric about 0.3, heavy tails
+            lo, hi, level = signed_rank_ci(d)
+            hits += lo <= 0.3 <= hi
+            levels.add(round(level, 12))
+        assert len(levels) == 1
+        level = levels.pop()
+        assert hits / reps == pytest.approx(level, abs=3.5 * np.sqrt(level * (1 - level) / reps))
+    r = wilcoxon_test([0.9, 0.8, 0.85], [0.7, 0.6, 0.65])
+    assert r["ci_level"] == pytest.approx(0.75) and "covers 75.0%" in r["note"]
+
+
+def test_bootstrap_p_value_is_never_zero():
+    y = np.zeros(100, int)
+    a, b = y.copy(), y.copy()
+    b[:60] = 1
+    r = paired_bootstrap_ci(y, a, b, "accuracy", n_boot=999)
+    assert r["p_value"] == pytest.approx(2 / 1000) and r["p_value"] > 0
+    assert bootstrap_p_value(np.r_[np.ones(98), -1.0]) == pytest.approx(2 * 2 / 100)
+
+
+def test_image_level_mark_sees_a_large_gap_the_fold_test_cannot():
+    truth = ["x"] * 99
+    paths = [f"{i}.png" for i in range(99)]
+    preds = {}
+    for fold in range(3):
+        preds[("a", fold)] = pd.DataFrame({"path": paths, "true": truth, "pred": ["x"] * 99})
+        preds[("b", fold)] = pd.DataFrame({"path": paths, "true": truth, "pred": ["y"] * 50 + ["x"] * 49})
+    tests = compare_predictions(preds, n_boot=100)
+    row = tests[(tests.test == "bootstrap_images") & (tests.metric == "accuracy")].iloc[0]
+    assert row["n"] == 99 and row["statistic"] == pytest.approx(50 / 99)
+    assert row["p_adjusted"] < 0.001
+    # the same gap, in fold scores that vary a little: three folds give the corrected t almost no power
+    metrics = pd.DataFrame({"model": ["a"] * 3 + ["b"] * 3, "fold": [0, 1, 2] * 2,
+                            "accuracy": [0.99, 0.60, 0.99, 0.44, 0.49, 0.39], "f1_macro": 0.5,
+                            "n_train": 200, "n_val": 100})
+    both = pd.concat([compare_models(metrics, ("accuracy",)), tests], ignore_index=True)
+    table = summary_table(metrics, both, ("accuracy",))
+    assert table.loc["b", "accuracy"].endswith("***")
+    assert table.loc["b", "accuracy (corrected_t)"] == "ns"
+
+
+def test_image_bootstrap_agrees_with_scipy_on_fold_averaged_correctness():
+    rng = np.random.default_rng(4)
+    y = rng.integers(0, 3, 150)
+    pa = np.where(rng.random((3, 150)) < 0.8, y, (y + 1) % 3)
+    pb = np.where(rng.random((3, 150)) < 0.7, y, (y + 2) % 3)
+    r = image_bootstrap_test(y, pa, pb, "accuracy", n_boot=4000, random_state=1)
+    d = (pa == y).mean(axis=0) - (pb == y).mean(axis=0)
+    assert r["statistic"] == pytest.approx(d.mean())
+    ref = st.bootstrap((d,), np.mean, n_resamples=4000, method="percentile", rng=np.random.default_rng(2))
+    se = ref.standard_error
+    assert r["ci_low"] == pytest.approx(ref.confidence_interval.low, abs=0.25 * se)
+    assert r["ci_high"] == pytest.approx(ref.confidence_interval.high, abs=0.25 * se)

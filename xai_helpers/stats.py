@@ -14,13 +14,20 @@ What the tests assume, in short:
 * paired t-test (as in the study): the differences are roughly normal and independent. On
   cross-validation folds they are not independent (the training sets overlap), so it is
   anti-conservative;
-* Nadeau-Bengio corrected resampled t-test: inflates the variance by ``1/k + n_test/n_train``
-  to account for that overlap (Nadeau & Bengio 2003; Bouckaert & Frank 2004);
+* Nadeau-Bengio corrected resampled t-test: inflates the variance by ``1/k + n_val/n_train``
+  (the held-out and training sizes of each fold) to account for that overlap (Nadeau & Bengio
+  2003; Bouckaert & Frank 2004). Every fold model is scored on the *same* test split, so these
+  fold-level tests are conditional on that test set: they say nothing about test-set sampling;
 * Wilcoxon signed-rank: no normality, only symmetry of the differences; with ``n`` pairs the
   exact two-sided p-value cannot go below ``2 / 2**n`` (0.25 for n = 3);
 * McNemar: paired correct/incorrect outcomes of two models on the same test images (exact
   binomial when fewer than 25 discordant pairs);
-* Holm (default) or Bonferroni correction across the pairs compared together.
+* image-level bootstrap (``bootstrap_images``): each test image's correctness averaged over the
+  fold models, resampled over images; the unit that carries the evidence is the test image, and
+  the fold models enter through their average (:func:`image_bootstrap_test`);
+* Holm (default) or Bonferroni correction within each family of tests (``holm_family``): one
+  comparison (models or CAM methods), one group (all images, one fold or one class), one metric
+  and one test family (both McNemar variants form one family), across every pair compared.
 """
 from __future__ import annotations
 
@@ -31,10 +38,14 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 from scipy import stats as st
+from statsmodels.stats.multitest import multipletests
 
 COLUMNS = ["comparison", "group", "a", "b", "metric", "test", "n", "statistic", "p_value", "p_adjusted",
-           "correction", "effect_size", "ci_low", "ci_high", "mean_a", "mean_b", "mean_diff",
-           "normality_p", "min_p_possible", "note"]
+           "correction", "holm_family", "effect_size", "ci_low", "ci_high", "ci_level", "mean_a", "mean_b",
+           "mean_diff", "normality_p", "min_p_possible", "note"]
+
+#: Tests whose rows are corrected together as one family (a test not listed is its own family).
+TEST_FAMILIES = {"mcnemar_exact": "mcnemar", "mcnemar_chi2": "mcnemar"}
 
 
 def _clean_pairs(a: Sequence[float], b: Sequence[float]) -> tuple[np.ndarray, np.ndarray, str]:
@@ -49,9 +60,10 @@ def _clean_pairs(a: Sequence[float], b: Sequence[float]) -> tuple[np.ndarray, np
 
 def _result(test: str, n: int, statistic: float, p: float, d: np.ndarray | None = None,
             ci: tuple[float, float] = (math.nan, math.nan), effect: float = math.nan,
-            note: str = "", min_p: float = 0.0) -> dict[str, Any]:
+            note: str = "", min_p: float = 0.0, ci_level: float = math.nan) -> dict[str, Any]:
     return {"test": test, "n": int(n), "statistic": float(statistic), "p_value": float(p),
             "effect_size": float(effect), "ci_low": float(ci[0]), "ci_high": float(ci[1]),
+            "ci_level": float(ci_level) if np.isfinite(ci[0]) else math.nan,
             "mean_diff": float(d.mean()) if d is not None and len(d) else math.nan,
             "min_p_possible": float(min_p), "note": note}
 
@@ -84,15 +96,17 @@ def _t_based(test: str, d: np.ndarray, var_factor: float, note: str, alpha: floa
         sd = 0.0
     se = math.sqrt(var_factor) * sd
     effect = cohens_dz(d, np.zeros_like(d)) if sd > 0 else (0.0 if mean == 0 else math.copysign(math.inf, mean))
+    level = 1 - alpha
     if sd == 0:
         if mean == 0:
-            return _result(test, n, 0.0, 1.0, d, (0.0, 0.0), 0.0, _join("all differences are zero", note))
+            return _result(test, n, 0.0, 1.0, d, (0.0, 0.0), 0.0, _join("all differences are zero", note),
+                           ci_level=level)
         return _result(test, n, math.copysign(math.inf, mean), 0.0, d, (mean, mean), effect,
-                       _join("differences are constant (zero variance)", note))
+                       _join("differences are constant (zero variance)", note), ci_level=level)
     t = mean / se
     p = 2 * st.t.sf(abs(t), df=n - 1)
     half = st.t.ppf(1 - alpha / 2, df=n - 1) * se
-    return _result(test, n, t, p, d, (mean - half, mean + half), effect, note)
+    return _result(test, n, t, p, d, (mean - half, mean + half), effect, note, ci_level=level)
 
 
 def paired_t_test(a: Sequence[float], b: Sequence[float], alpha: float = 0.05) -> dict[str, Any]:
@@ -110,19 +124,29 @@ def paired_t_test(a: Sequence[float], b: Sequence[float], alpha: float = 0.05) -
     return _t_based("paired_t", a - b, 1.0 / max(len(a), 1), note, alpha)
 
 
-def corrected_resampled_t_test(a: Sequence[float], b: Sequence[float], n_train: int, n_test: int,
+def corrected_resampled_t_test(a: Sequence[float], b: Sequence[float], n_train: float, n_test: float,
                                alpha: float = 0.05) -> dict[str, Any]:
-    """Nadeau-Bengio corrected resampled t-test of per-fold scores (two-sided).
+    """Nadeau-Bengio corrected resampled t-test of per-resample scores (two-sided).
 
     ``t = mean(d) / sqrt((1/k + n_test/n_train) * var(d))`` with ``k - 1`` degrees of freedom,
-    where ``k`` is the number of folds, ``n_train`` the training images per fold and ``n_test``
-    the images each score was measured on (Nadeau & Bengio 2003, Machine Learning 52:239).
+    where ``k`` is the number of resamples, ``n_train`` the training size of each and ``n_test``
+    its held-out size (Nadeau & Bengio 2003, Machine Learning 52:239). For k-fold
+    cross-validation the held-out part is the validation fold, so ``n_test`` is ``n_val``
+    (Bouckaert & Frank 2004): the factor is about ``1/k + 1/(k - 1)``.
+
+    Examples
+    --------
+    >>> r = corrected_resampled_t_test([0.86, 0.84, 0.88], [0.83, 0.84, 0.85], n_train=200, n_test=100)
+    >>> r["n"], round(r["statistic"], 3)
+    (3, 1.265)
     """
     a, b, note = _clean_pairs(a, b)
-    if n_train <= 0 or n_test <= 0:
+    if not (n_train > 0 and n_test > 0):
         raise ValueError(f"n_train, n_test: expected positive sizes, got {n_train}, {n_test}")
     k = max(len(a), 1)
-    return _t_based("corrected_t", a - b, 1.0 / k + n_test / n_train, note, alpha)
+    factor = 1.0 / k + n_test / n_train
+    return _t_based("corrected_t", a - b, factor, _join(note, f"variance factor 1/k + n_val/n_train = {factor:.6g}"),
+                    alpha)
 
 
 def wilcoxon_min_p(n: int) -> float:
@@ -130,10 +154,18 @@ def wilcoxon_min_p(n: int) -> float:
     return min(1.0, 2.0 / 2 ** n) if n > 0 else 1.0
 
 
-def wilcoxon_test(a: Sequence[float], b: Sequence[float]) -> dict[str, Any]:
+def wilcoxon_test(a: Sequence[float], b: Sequence[float], alpha: float = 0.05) -> dict[str, Any]:
     """Wilcoxon signed-rank test of ``a - b`` (two-sided, scipy's defaults; exact for small n).
 
-    The effect size is the matched-pairs rank-biserial correlation ``(W+ - W-) / (W+ + W-)``.
+    The effect size is the matched-pairs rank-biserial correlation ``(W+ - W-) / (W+ + W-)``; the
+    interval is the distribution-free interval of the median difference of Hollander & Wolfe
+    (:func:`signed_rank_ci`), with the level it actually achieves in ``ci_level``.
+
+    Examples
+    --------
+    >>> r = wilcoxon_test([0.9, 0.8, 0.85], [0.7, 0.6, 0.65])
+    >>> r["p_value"], r["ci_level"]
+    (0.25, 0.75)
     """
     a, b, note = _clean_pairs(a, b)
     d = a - b
@@ -143,7 +175,8 @@ def wilcoxon_test(a: Sequence[float], b: Sequence[float]) -> dict[str, Any]:
     if n < 2:
         return _result("wilcoxon", n, math.nan, math.nan, d, note=_join(f"not testable: n = {n}", note))
     if len(nz) == 0:
-        return _result("wilcoxon", n, 0.0, 1.0, d, (0.0, 0.0), 0.0, _join("all differences are zero", note), 1.0)
+        return _result("wilcoxon", n, 0.0, 1.0, d, (0.0, 0.0), 0.0, _join("all differences are zero", note), 1.0,
+                       ci_level=signed_rank_ci(d, alpha)[2])
     res = st.wilcoxon(a, b)
     ranks = st.rankdata(np.abs(nz))
     w_plus, w_minus = ranks[nz > 0].sum(), ranks[nz < 0].sum()
@@ -153,17 +186,79 @@ def wilcoxon_test(a: Sequence[float], b: Sequence[float]) -> dict[str, Any]:
         extra = f"{n - len(nz)} zero difference(s) dropped (Wilcoxon's zero_method)"
     if min_p > 0.05:
         extra = _join(extra, f"with {len(nz)} non-zero pairs p cannot go below {min_p:.3g}")
-    lo, hi = _hodges_lehmann_ci(nz)
+    lo, hi, level = signed_rank_ci(d, alpha)
+    if level < 1 - alpha - 1e-12:
+        extra = _join(extra, f"with {n} pairs the interval covers {level:.1%}, not {1 - alpha:.0%}")
     return _result("wilcoxon", n, float(res.statistic), float(res.pvalue), d, (lo, hi), rbc,
-                   _join(extra, note), min_p)
+                   _join(extra, note), min_p, ci_level=level)
 
 
-def _hodges_lehmann_ci(d: np.ndarray) -> tuple[float, float]:
-    """Range of the Walsh averages (a simple, honest interval for tiny n; NaN for n < 2)."""
-    if len(d) < 2:
-        return math.nan, math.nan
-    walsh = [(d[i] + d[j]) / 2 for i in range(len(d)) for j in range(i, len(d))]
-    return float(np.min(walsh)), float(np.max(walsh))
+#: Above this many pairs the signed-rank interval uses the normal approximation of its null.
+SIGNED_RANK_EXACT_MAX_N = 1000
+
+
+def signed_rank_null_distribution(n: int) -> np.ndarray:
+    """Exact null distribution of the Wilcoxon signed-rank statistic ``T+`` for ``n`` untied pairs.
+
+    ``T+`` is the sum of the ranks of the positive differences; under the null each of the
+    ``2**n`` sign patterns is equally likely. Returns ``P(T+ = t)`` for ``t = 0 .. n(n+1)/2``.
+
+    Examples
+    --------
+    >>> (signed_rank_null_distribution(3) * 8).round().astype(int).tolist()
+    [1, 1, 1, 2, 1, 1, 1]
+    """
+    if n < 0:
+        raise ValueError(f"n: expected a non-negative number of pairs, got {n}")
+    pmf = np.zeros(n * (n + 1) // 2 + 1)
+    pmf[0] = 1.0
+    for r in range(1, n + 1):  # add rank r with probability 1/2 (vectorised over every partial sum)
+        shifted = np.zeros_like(pmf)
+        shifted[r:] = pmf[:-r]
+        pmf = 0.5 * (pmf + shifted)
+    return pmf
+
+
+def signed_rank_ci(d: Sequence[float], alpha: float = 0.05) -> tuple[float, float, float]:
+    """Distribution-free confidence interval of the median difference (Hollander & Wolfe 1973, 3.3).
+
+    With the ``M = n(n+1)/2`` Walsh averages ``(d_i + d_j) / 2`` (``i <= j``) sorted,
+    ``W(1) <= ... <= W(M)``, the interval is ``[W(k), W(M + 1 - k)]`` with the largest ``k >= 1``
+    such that ``P(T+ <= k - 1) <= alpha / 2`` under the exact null distribution of the signed-rank
+    statistic; its coverage is ``1 - 2 P(T+ <= k - 1)``. With few pairs the nominal level is
+    unreachable (``k = 1``: the whole range of the Walsh averages, coverage ``1 - 2**(1 - n)``, 75 %
+    at ``n = 3``); the level achieved is returned with the interval. Above
+    :data:`SIGNED_RANK_EXACT_MAX_N` pairs ``k`` comes from the normal approximation.
+
+    Returns
+    -------
+    (low, high, level) : tuple of float
+        NaN for fewer than two finite differences.
+
+    Examples
+    --------
+    >>> lo, hi, level = signed_rank_ci([0.2, 0.2, 0.2])
+    >>> float(lo), float(hi), float(level)
+    (0.2, 0.2, 0.75)
+    """
+    d = np.asarray(d, dtype=np.float64)
+    d = d[np.isfinite(d)]
+    n = len(d)
+    if n < 2:
+        return math.nan, math.nan, math.nan
+    i, j = np.triu_indices(n)
+    walsh = np.sort((d[i] + d[j]) / 2)
+    m = len(walsh)
+    if n <= SIGNED_RANK_EXACT_MAX_N:
+        cdf = np.cumsum(signed_rank_null_distribution(n))
+        # cdf[k - 1] = P(T+ <= k - 1); k = number of values of k - 1 in 0.. with 2 * cdf <= alpha
+        k = max(1, int(np.searchsorted(cdf, alpha / 2, side="right")))
+        level = 1.0 - 2.0 * cdf[k - 1]
+    else:
+        mu, sigma = m / 2, math.sqrt(n * (n + 1) * (2 * n + 1) / 24)
+        k = max(1, int(math.floor(mu - st.norm.ppf(1 - alpha / 2) * sigma + 0.5)))
+        level = 1.0 - 2.0 * float(st.norm.cdf((k - 1 + 0.5 - mu) / sigma))
+    return float(walsh[k - 1]), float(walsh[m - k]), float(level)
 
 
 def shapiro_p(d: Sequence[float]) -> float:
@@ -180,7 +275,14 @@ def mcnemar_test(correct_a: Sequence[bool], correct_b: Sequence[bool], exact: bo
 
     With ``exact`` None, the exact binomial test is used when there are fewer than 25 discordant
     pairs, otherwise the chi-square statistic with continuity correction (as statsmodels'
-    ``mcnemar``). The effect size is the difference in accuracy ``(b01 - b10) / n``.
+    ``mcnemar``). With ``b10`` the images only ``a`` gets right and ``b01`` those only ``b``
+    gets right, the effect size is the difference in accuracy ``acc(a) - acc(b) = (b10 - b01) / n``.
+
+    Examples
+    --------
+    >>> r = mcnemar_test([True, True, True, False], [False, True, True, False])
+    >>> r["test"], r["effect_size"]
+    ('mcnemar_exact', 0.25)
     """
     ca = np.asarray(correct_a, dtype=bool)
     cb = np.asarray(correct_b, dtype=bool)
@@ -211,6 +313,23 @@ def mcnemar_test(correct_a: Sequence[bool], correct_b: Sequence[bool], exact: bo
 def _bootstrap_indices(n: int, n_boot: int, random_state: int) -> np.ndarray:
     """Indices ``(n_boot, n)`` of ``n_boot`` paired resamples of ``n`` items."""
     return np.random.default_rng(random_state).integers(0, n, (n_boot, n))
+
+
+def _weighted_scores(weights: np.ndarray, y: np.ndarray, pred: np.ndarray, metric: str) -> np.ndarray:
+    """``metric`` of ``pred`` against ``y`` on each resample given by a row of count ``weights``.
+
+    'accuracy', or 'f1_macro' over the classes present in ``y`` (0 for a class neither present nor
+    predicted in a resample, as scikit-learn's ``zero_division=0``).
+    """
+    if metric == "accuracy":
+        return weights @ (pred == y).astype(float) / len(y)
+    labels = np.unique(y)
+    onehot_y = (y[:, None] == labels[None]).astype(float)
+    onehot_p = (pred[:, None] == labels[None]).astype(float)
+    tp = weights @ (onehot_y * onehot_p)
+    denom = weights @ onehot_y + weights @ onehot_p
+    f1 = np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0)
+    return f1.mean(axis=1)
 
 
 def _bootstrap_weights(n: int, n_boot: int, random_state: int) -> np.ndarray:
@@ -277,8 +396,9 @@ def paired_bootstrap_ci(y_true: Sequence[int], pred_a: Sequence[int], pred_b: Se
 
     ``metric``: 'accuracy' or 'f1_macro' (macro over the classes present in ``y_true``, 0 for a
     class never predicted nor present in a resample, as scikit-learn's ``zero_division=0``). The
-    p-value is the two-sided bootstrap p (twice the share of resamples on the other side of 0).
-    All resamples are evaluated at once from per-image count weights.
+    p-value is the two-sided bootstrap p, ``min(1, 2 (1 + #) / (B + 1))`` with ``#`` the resamples on
+    the far side of 0 (never 0: the observed sample counts as one resample; Davison & Hinkley
+    1997, eq. 4.11). All resamples are evaluated at once from per-image count weights.
     """
     if metric not in ("accuracy", "f1_macro"):
         raise ValueError(f"metric: unknown value {metric!r}; accepted values: accuracy, f1_macro")
@@ -288,27 +408,99 @@ def paired_bootstrap_ci(y_true: Sequence[int], pred_a: Sequence[int], pred_b: Se
     if n == 0:
         return _result(f"bootstrap_{metric}", 0, math.nan, math.nan, note="not testable: n = 0")
     weights = _bootstrap_weights(n, n_boot, random_state)  # row 0: the observed sample
-
-    def scores(p: np.ndarray) -> np.ndarray:
-        if metric == "accuracy":
-            return weights @ (p == y).astype(float) / n
-        labels = np.unique(y)
-        onehot_y = (y[:, None] == labels[None]).astype(float)
-        onehot_p = (p[:, None] == labels[None]).astype(float)
-        tp = weights @ (onehot_y * onehot_p)
-        denom = weights @ onehot_y + weights @ onehot_p
-        f1 = np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0)
-        return f1.mean(axis=1)
-
-    all_diffs = scores(pa) - scores(pb)
+    all_diffs = _weighted_scores(weights, y, pa, metric) - _weighted_scores(weights, y, pb, metric)
     observed, diffs = float(all_diffs[0]), all_diffs[1:]
     lo, hi = np.quantile(diffs, [alpha / 2, 1 - alpha / 2])
-    if np.all(diffs == 0):
-        p = 1.0
-    else:
-        p = min(1.0, 2 * min((diffs <= 0).mean(), (diffs >= 0).mean()))
+    p = bootstrap_p_value(diffs)
     return _result(f"bootstrap_{metric}", n, observed, p, np.array([observed]), (lo, hi), observed,
-                   note=f"{n_boot} paired bootstrap resamples")
+                   note=f"{n_boot} paired bootstrap resamples", ci_level=1 - alpha)
+
+
+def bootstrap_p_value(distribution: Sequence[float]) -> float:
+    """Two-sided bootstrap p of "the difference is 0": ``min(1, 2 (1 + #) / (B + 1))``, where ``#``
+    counts the ``B`` resampled differences on the far side of 0 (at or beyond it); 1 when every
+    resampled difference is 0.
+
+    Examples
+    --------
+    >>> round(bootstrap_p_value(np.ones(999)), 4), bootstrap_p_value(np.zeros(10))
+    (0.002, 1.0)
+    """
+    dist = np.asarray(distribution, dtype=np.float64)
+    if len(dist) == 0 or np.all(dist == 0):
+        return 1.0
+    far = min(int((dist <= 0).sum()), int((dist >= 0).sum()))
+    return min(1.0, 2.0 * (1 + far) / (len(dist) + 1))
+
+
+def image_bootstrap_test(y_true: Sequence[int], preds_a: np.ndarray, preds_b: np.ndarray,
+                         metric: str = "accuracy", n_boot: int = 9999, alpha: float = 0.05,
+                         random_state: int = 0, chunk: int = 500) -> dict[str, Any]:
+    """Paired bootstrap over test images of the difference between two models' fold models.
+
+    Every fold's model of ``a`` and of ``b`` classified the same ``n`` test images. On each
+    resample of the images (the same resample for every model, so pairs stay together),
+    ``metric`` is computed for every fold model and averaged over the folds; the statistic is
+    ``a``'s average minus ``b``'s. For accuracy this is the mean over images of the share of
+    folds that got each image right. The test image is the unit that carries the evidence (it is
+    what a new test set would change), and the fold models enter through their average. The
+    p-value is :func:`bootstrap_p_value`.
+
+    Parameters
+    ----------
+    y_true : (n,) int array
+    preds_a, preds_b : (k, n) int arrays
+        Predicted class of each fold model (rows) on each test image (columns).
+    metric : {'accuracy', 'f1_macro'}
+    n_boot : int
+    alpha : float
+    random_state : int
+    chunk : int
+        Resamples evaluated at once (bounds the memory to ``chunk * n`` floats).
+
+    Returns
+    -------
+    dict
+        The common result keys, ``test`` = 'bootstrap_images', ``statistic`` = ``mean_diff`` =
+        the observed difference, ``mean_a``/``mean_b`` the fold-averaged scores.
+
+    Examples
+    --------
+    >>> y = np.zeros(40, int); a = np.zeros((3, 40), int); b = a.copy(); b[:, :20] = 1
+    >>> r = image_bootstrap_test(y, a, b, n_boot=999)
+    >>> r["statistic"], r["p_value"] < 0.01
+    (0.5, True)
+    """
+    if metric not in ("accuracy", "f1_macro"):
+        raise ValueError(f"metric: unknown value {metric!r}; accepted values: accuracy, f1_macro")
+    y = np.asarray(y_true)
+    pa, pb = np.atleast_2d(np.asarray(preds_a)), np.atleast_2d(np.asarray(preds_b))
+    n = len(y)
+    if pa.shape[1] != n or pb.shape[1] != n:
+        raise ValueError(f"preds_a, preds_b: expected one column per test image ({n}), got {pa.shape} and {pb.shape}")
+    if n < 2:
+        return _result("bootstrap_images", n, math.nan, math.nan, note=f"not testable: n = {n}")
+
+    def difference(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        sa = np.mean([_weighted_scores(weights, y, p, metric) for p in pa], axis=0)
+        sb = np.mean([_weighted_scores(weights, y, p, metric) for p in pb], axis=0)
+        return sa - sb, sa, sb
+
+    obs, obs_a, obs_b = difference(np.ones((1, n)))
+    rng = np.random.default_rng(random_state)
+    dist = []
+    for start in range(0, n_boot, chunk):
+        idx = rng.integers(0, n, (min(chunk, n_boot - start), n))
+        offsets = (np.arange(len(idx))[:, None] * n + idx).ravel()
+        weights = np.bincount(offsets, minlength=len(idx) * n).reshape(len(idx), n).astype(np.float64)
+        dist.append(difference(weights)[0])
+    dist = np.concatenate(dist)
+    lo, hi = np.quantile(dist, [alpha / 2, 1 - alpha / 2])
+    folds = f"{len(pa)} and {len(pb)}" if len(pa) != len(pb) else f"{len(pa)}"
+    return {**_result("bootstrap_images", n, float(obs[0]), bootstrap_p_value(dist), obs, (lo, hi), float(obs[0]),
+                      f"{n_boot} resamples of the test images; {metric} averaged over {folds} fold models",
+                      ci_level=1 - alpha),
+            "mean_a": float(obs_a[0]), "mean_b": float(obs_b[0])}
 
 
 def adjust_pvalues(p: Sequence[float], method: str = "holm") -> np.ndarray:
@@ -319,25 +511,13 @@ def adjust_pvalues(p: Sequence[float], method: str = "holm") -> np.ndarray:
     >>> adjust_pvalues([0.01, 0.04, 0.03], "holm").round(3).tolist()
     [0.03, 0.06, 0.06]
     """
+    if method not in ("holm", "bonferroni"):
+        raise ValueError(f"method: unknown correction {method!r}; accepted values: holm, bonferroni")
     p = np.asarray(p, dtype=np.float64)
     out = np.full_like(p, np.nan)
     ok = np.isfinite(p)
-    m = int(ok.sum())
-    if m == 0:
-        return out
-    pv = p[ok]
-    if method == "bonferroni":
-        out[ok] = np.minimum(1.0, pv * m)
-        return out
-    if method != "holm":
-        raise ValueError(f"method: unknown correction {method!r}; accepted values: holm, bonferroni")
-    order = np.argsort(pv, kind="stable")
-    adj = np.empty(m)
-    running = 0.0
-    for rank, i in enumerate(order):
-        running = max(running, (m - rank) * pv[i])
-        adj[i] = min(1.0, running)
-    out[ok] = adj
+    if ok.any():
+        out[ok] = multipletests(p[ok], method=method)[1]
     return out
 
 
@@ -349,10 +529,18 @@ def compare_models(metrics: pd.DataFrame, metric_names: Sequence[str] = ("accura
     ----------
     metrics : pandas.DataFrame
         ``metrics.csv``: one row per model and fold (``model``, ``fold``, the metrics, and
-        ``n_train``/``n_test`` for the corrected t-test).
+        ``n_train``/``n_val`` for the corrected t-test, whose variance factor is
+        ``1/k + mean(n_val)/mean(n_train)`` over the two models' rows).
     metric_names : sequence of str
     correction : {'holm', 'bonferroni'}
         Applied across the model pairs, per metric and test.
+
+    Examples
+    --------
+    >>> m = pd.DataFrame({"model": ["a"] * 3 + ["b"] * 3, "fold": [0, 1, 2] * 2,
+    ...                   "accuracy": [.90, .92, .91, .80, .83, .80], "n_train": 200, "n_val": 100})
+    >>> compare_models(m, ["accuracy"])["test"].tolist()
+    ['paired_t', 'corrected_t', 'wilcoxon']
 
     Returns
     -------
@@ -374,29 +562,44 @@ def compare_models(metrics: pd.DataFrame, metric_names: Sequence[str] = ("accura
                     "mean_b": float(np.nanmean(vb)) if np.isfinite(vb).any() else math.nan,
                     "normality_p": shapiro_p(va - vb)}
             tests = [paired_t_test(va, vb), wilcoxon_test(va, vb)]
-            if {"n_train", "n_test"} <= set(metrics.columns):
+            if {"n_train", "n_val"} <= set(metrics.columns):
                 sub = metrics[metrics["model"].isin([a, b])]
-                tests.insert(1, corrected_resampled_t_test(va, vb, int(sub["n_train"].mean()),
-                                                           int(sub["n_test"].mean())))
+                tests.insert(1, corrected_resampled_t_test(va, vb, float(sub["n_train"].mean()),
+                                                           float(sub["n_val"].mean())))
             for r in tests:
                 rows.append({**base, **r})
     return _finish(rows, correction)
 
 
 def compare_predictions(predictions: dict[tuple[str, int], pd.DataFrame], correction: str = "holm",
-                        n_boot: int = 1000, random_state: int = 0) -> pd.DataFrame:
-    """McNemar and paired bootstrap tests between models on the same test images, per fold.
+                        n_boot: int = 1000, random_state: int = 0, n_boot_images: int = 9999) -> pd.DataFrame:
+    """Tests between models on the same test images: per fold, and over the fold models together.
 
     Parameters
     ----------
     predictions : dict
         ``(model, fold)`` -> predictions frame (``path``, ``true``, ``pred``).
+    correction : {'holm', 'bonferroni'}
+    n_boot : int
+        Resamples of the per-fold bootstraps.
+    random_state : int
+    n_boot_images : int
+        Resamples of the image-level test over all folds (:func:`image_bootstrap_test`).
 
     Returns
     -------
     pandas.DataFrame
-        ``comparison`` = 'models', ``group`` = 'fold<k>', tests ``mcnemar_*`` (metric
-        'accuracy') and ``bootstrap_accuracy`` / ``bootstrap_f1_macro``.
+        ``comparison`` = 'models'. Per fold (``group`` = 'fold<k>'): ``mcnemar_*`` (metric
+        'accuracy') and ``bootstrap_accuracy`` / ``bootstrap_f1_macro``. Over every fold
+        (``group`` = 'all', metrics 'accuracy' and 'f1_macro'): ``bootstrap_images``
+        (:func:`image_bootstrap_test`), the test the summary tables mark with.
+
+    Examples
+    --------
+    >>> t = pd.DataFrame({"path": list("pqrs"), "true": list("xyxy")})
+    >>> preds = {("a", 0): t.assign(pred=list("xyxy")), ("b", 0): t.assign(pred=list("xxxx"))}
+    >>> compare_predictions(preds, n_boot=99, n_boot_images=99)["test"].tolist()
+    ['mcnemar_exact', 'bootstrap_accuracy', 'bootstrap_f1_macro', 'bootstrap_images', 'bootstrap_images']
     """
     rows = []
     folds = sorted({f for _, f in predictions})
@@ -420,39 +623,92 @@ def compare_predictions(predictions: dict[tuple[str, int], pd.DataFrame], correc
             for metric in ("accuracy", "f1_macro"):
                 r = paired_bootstrap_ci(y, ya, yb, metric, n_boot=n_boot, random_state=random_state)
                 rows.append({**base, "metric": metric, "mean_a": math.nan, "mean_b": math.nan, **r})
+    rows += _image_level_rows(predictions, models, n_boot_images, random_state)
     return _finish(rows, correction)
+
+
+def _image_level_rows(predictions: dict[tuple[str, int], pd.DataFrame], models: list[str], n_boot: int,
+                      random_state: int) -> list[dict[str, Any]]:
+    """``bootstrap_images`` rows (accuracy and macro-F1) for every model pair, over all fold models."""
+    by_model: dict[str, list[pd.DataFrame]] = {}
+    for (model, fold) in sorted(predictions, key=lambda k: k[1]):
+        by_model.setdefault(model, []).append(predictions[(model, fold)].set_index("path"))
+    rows = []
+    for a, b in itertools.combinations([m for m in models if m in by_model], 2):
+        images = by_model[a][0].index
+        frames = by_model[a] + by_model[b]
+        if any(set(f.index) != set(images) for f in frames):
+            raise ValueError(f"predictions of {a} and {b}: the folds are not on the same test images")
+        classes = sorted(set(images.map(by_model[a][0]["true"])) | set().union(*(set(f["pred"]) for f in frames)))
+        code = {c: i for i, c in enumerate(classes)}
+        y = by_model[a][0]["true"].map(code).to_numpy()
+        pred = {m: np.vstack([f["pred"].reindex(images).map(code).to_numpy() for f in by_model[m]]) for m in (a, b)}
+        for metric in ("accuracy", "f1_macro"):
+            rows.append({"comparison": "models", "group": "all", "a": a, "b": b, "metric": metric,
+                         "normality_p": math.nan,
+                         **image_bootstrap_test(y, pred[a], pred[b], metric, n_boot, random_state=random_state)})
+    return rows
 
 
 def compare_methods(per_image: pd.DataFrame, metric_names: Sequence[str], correction: str = "holm",
                     by_class: bool = True) -> pd.DataFrame:
     """Paired t-test and Wilcoxon between every pair of CAM methods on the same images.
 
-    Pairs are matched on (``model``, ``fold``, ``layer``, ``path``); each metric is tested over
-    all images (``group`` 'all') and, with ``by_class``, within each true class.
+    The unit of analysis is the image: every fold's model explains the same test images, so each
+    image's metric is first averaged over the fold models (``model``, ``layer``, ``path``), and the
+    methods are paired on those averages. ``n`` is the number of distinct images with a finite
+    value for both methods (some metrics exist only on a subsample, or where a mask exists). Each
+    metric is tested over all images (``group`` 'all') and, with ``by_class``, within each true class.
+
+    Examples
+    --------
+    >>> per_image = pd.DataFrame({"model": "r", "fold": [0, 0, 1, 1] * 3, "layer": "l",
+    ...     "path": ["p", "p", "p", "p", "q", "q", "q", "q", "s", "s", "s", "s"], "class": "c",
+    ...     "method": ["g", "x"] * 6, "score": [.1, .2, .1, .2, .3, .5, .3, .5, .2, .3, .2, .3]})
+    >>> compare_methods(per_image, ["score"], by_class=False)["n"].tolist()
+    [3, 3]
     """
     rows = []
-    keys = ["model", "fold", "layer", "path"]
+    keys = ["model", "layer", "path"]
     methods = list(dict.fromkeys(per_image["method"]))
+    metric_names = [m for m in metric_names if m in per_image.columns]
+    # one value per image and method: the mean over the fold models that explained it
+    per_image = (per_image.groupby(keys + ["class", "method"], sort=False, dropna=False)[metric_names]
+                 .mean().reset_index())
     groups: list[tuple[str, pd.DataFrame]] = [("all", per_image)]
     if by_class:
         groups += [(str(c), part) for c, part in per_image.groupby("class", sort=True)]
     for metric in metric_names:
-        if metric not in per_image.columns:
-            continue
         for group, part in groups:
             wide = part.pivot_table(index=keys, columns="method", values=metric, aggfunc="mean", dropna=False)
             for a, b in itertools.combinations(methods, 2):
                 if a not in wide or b not in wide:
                     continue
                 va, vb = wide[a].to_numpy(), wide[b].to_numpy()
-                if not (np.isfinite(va) & np.isfinite(vb)).any():
+                both = np.isfinite(va) & np.isfinite(vb)
+                if not both.any():
                     continue  # metric not computed for these images (e.g. no mask)
+                va, vb = va[both], vb[both]
                 base = {"comparison": "cams", "group": group, "a": a, "b": b, "metric": metric,
-                        "mean_a": float(np.nanmean(va)), "mean_b": float(np.nanmean(vb)),
+                        "mean_a": float(va.mean()), "mean_b": float(vb.mean()),
                         "normality_p": shapiro_p(va - vb)}
                 for r in (paired_t_test(va, vb), wilcoxon_test(va, vb)):
                     rows.append({**base, **r})
     return _finish(rows, correction)
+
+
+def holm_family(comparison: str, group: str, metric: str, test: str) -> str:
+    """The family a test's p-value is corrected in: ``comparison/group/metric/test family``.
+
+    Both McNemar variants (exact and chi-square, chosen per pair by the number of discordant
+    pairs) are one family (:data:`TEST_FAMILIES`); every other test is its own.
+
+    Examples
+    --------
+    >>> holm_family("models", "fold0", "accuracy", "mcnemar_chi2")
+    'models/fold0/accuracy/mcnemar'
+    """
+    return f"{comparison}/{group}/{metric}/{TEST_FAMILIES.get(test, test)}"
 
 
 def _finish(rows: list[dict[str, Any]], correction: str) -> pd.DataFrame:
@@ -460,8 +716,10 @@ def _finish(rows: list[dict[str, Any]], correction: str) -> pd.DataFrame:
     if df.empty:
         return pd.DataFrame(columns=COLUMNS)
     df["correction"] = correction
+    df["holm_family"] = [holm_family(*k) for k in zip(df["comparison"], df["group"].astype(str), df["metric"],
+                                                      df["test"])]
     df["p_adjusted"] = np.nan
-    for _, idx in df.groupby(["comparison", "group", "metric", "test"], sort=False).groups.items():
+    for _, idx in df.groupby("holm_family", sort=False).groups.items():
         df.loc[idx, "p_adjusted"] = adjust_pvalues(df.loc[idx, "p_value"].to_numpy(), correction)
     return df[COLUMNS + [c for c in df.columns if c not in COLUMNS]]
 
@@ -485,12 +743,30 @@ def pair_p_adjusted(tests: pd.DataFrame, comparison: str, group: str, metric: st
     return float(sel["p_adjusted"].iloc[0]) if len(sel) else None
 
 
+#: The test behind the summary tables' marks, and the fold-level test shown beside it.
+HEADLINE_TEST = "bootstrap_images"
+FOLD_TEST = "corrected_t"
+
+
 def summary_table(metrics: pd.DataFrame, tests: pd.DataFrame, metric_names: Sequence[str] = ("accuracy", "f1_macro"),
-                  test: str = "corrected_t", reference: str | None = None) -> pd.DataFrame:
+                  test: str = HEADLINE_TEST, reference: str | None = None,
+                  second_test: str | None = FOLD_TEST) -> pd.DataFrame:
     """Paper-style table: mean ± std over folds per model and metric, marked against ``reference``.
 
     The mark after each value is the Holm-adjusted significance of ``test`` between that model
-    and ``reference`` (default: the model with the best mean of the first metric).
+    and ``reference`` (default: the model with the best mean of the first metric). The default
+    test, ``bootstrap_images``, resamples the test images with every fold model's predictions
+    (:func:`image_bootstrap_test`): the images carry the evidence. With ``second_test`` (default
+    the corrected resampled t-test over the fold scores, which has little power with few folds)
+    a column ``<metric> (<second_test>)`` gives its mark too.
+
+    Examples
+    --------
+    >>> m = pd.DataFrame({"model": ["a"] * 3 + ["b"] * 3, "fold": [0, 1, 2] * 2,
+    ...                   "accuracy": [.90, .92, .91, .80, .83, .80], "n_train": 200, "n_val": 100})
+    >>> summary_table(m, compare_models(m, ["accuracy"]), ["accuracy"], test="corrected_t",
+    ...               second_test=None)["accuracy"].tolist()
+    ['0.9100 ± 0.0100 (ref)', '0.8100 ± 0.0173 **']
     """
     grouped = metrics.groupby("model", sort=False)
     means = grouped[list(metric_names)].mean()
@@ -498,17 +774,23 @@ def summary_table(metrics: pd.DataFrame, tests: pd.DataFrame, metric_names: Sequ
     reference = reference or str(means[metric_names[0]].idxmax())
     table = pd.DataFrame(index=means.index)
     for metric in metric_names:
-        cells = []
+        cells, second = [], []
         for model in means.index:
             cell = f"{means.loc[model, metric]:.4f} ± {stds.loc[model, metric]:.4f}" if np.isfinite(
                 stds.loc[model, metric]) else f"{means.loc[model, metric]:.4f}"
             if model == reference:
                 cell += " (ref)"
+                second.append("ref")
             else:
                 p = pair_p_adjusted(tests, "models", "all", metric, test, model, reference)
                 if p is not None:
                     cell += " " + significance_mark(p)
+                p2 = pair_p_adjusted(tests, "models", "all", metric, second_test, model, reference) \
+                    if second_test else None
+                second.append("" if p2 is None else significance_mark(p2))
             cells.append(cell)
         table[metric] = cells
+        if second_test:
+            table[f"{metric} ({second_test})"] = second
     table.index.name = "model"
     return table
