@@ -144,3 +144,33 @@ def test_frozen_backbone_epochs_train_only_the_head(tiny, tmp_path):
     assert all(torch.equal(trained[k], p) for k, p in initial.items() if k not in head)
     assert not torch.equal(trained["classifier.1.weight"], initial["classifier.1.weight"])
     assert r.history["frozen_backbone"].tolist() == [True]
+
+
+def test_batchnorm_recalibration_sees_every_class_in_its_share(tiny, tmp_path, monkeypatch):
+    """The splits are sorted by class: the calibration sample must not be the first rows."""
+    import xai_helpers.training as training
+
+    images, _ = tiny
+    labels = np.repeat([0, 1, 2], [12, 8, 4])  # sorted by class, as splits.csv is
+    seen = []
+    real = training.recalibrate_batchnorm
+
+    def spy(model, pipeline, rows, batch_size, amp=True):
+        seen.append(np.asarray(rows).copy())
+        return real(model, pipeline, rows, batch_size, amp)
+
+    monkeypatch.setattr(training, "recalibrate_batchnorm", spy)
+    config = TrainConfig(epochs=1, batch_size=8, seed=3, bn_calibration_images=10, resume_every_seconds=0)
+    train_rows = np.arange(20)  # classes 0 (12 rows) and 1 (8 rows); the first 10 rows are all class 0
+    fit("resnet50", BatchPipeline(images, torch.device("cpu")), labels, train_rows, np.arange(20, 24),
+        ["a", "b", "c"], tmp_path, config, progress=False)
+    assert len(seen) == 1 and len(seen[0]) == 10 and set(seen[0]) <= set(train_rows)
+    share = np.bincount(labels[seen[0]], minlength=3) / len(seen[0])
+    expected = np.bincount(labels[train_rows], minlength=3) / len(train_rows)
+    assert np.abs(share - expected).max() <= 0.05
+    # at the real data's scale: 1,024 of 3,000 rows sorted by class, 4 unequal classes
+    big_labels = np.repeat([0, 1, 2, 3], [900, 800, 1000, 300])
+    sample = training.stratified_sample(np.arange(3000), big_labels, 1024, seed=0)
+    assert len(sample) == len(set(sample)) == 1024
+    share = np.bincount(big_labels[sample], minlength=4) / 1024
+    assert np.abs(share - np.bincount(big_labels) / 3000).max() <= 0.05

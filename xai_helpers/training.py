@@ -77,7 +77,8 @@ class TrainConfig:
         Mixed precision on CUDA (bf16 where supported, else fp16 with loss scaling).
     recalibrate_bn : bool
         Before each validation, re-estimate the BatchNorm running statistics as a plain average
-        over the training images (no augmentation, at most ``bn_calibration_images``): "precise
+        over the training images (no augmentation; at most ``bn_calibration_images``, a seeded
+        sample stratified by class, :func:`stratified_sample`): "precise
         BN" (Wu & Johnson 2021). The running averages of a network trained from scratch keep
         traces of its first steps, when activations are huge; EfficientNet-B0's depthwise layers
         were seen 10-1000x too large after 6 short epochs, which made eval-mode predictions
@@ -276,6 +277,41 @@ def recalibrate_batchnorm(model: nn.Module, pipeline: BatchPipeline, rows: np.nd
     return True
 
 
+def stratified_sample(rows: np.ndarray, labels: np.ndarray, size: int, seed: int) -> np.ndarray:
+    """At most ``size`` of ``rows``, drawn without replacement so each class keeps its share (seeded).
+
+    Each class gets ``size`` times its share of ``rows``, rounded by largest remainder so the
+    total is ``size``; all rows when there are no more than ``size``. Returned in ascending order.
+
+    Parameters
+    ----------
+    rows : (N,) int array
+    labels : (N,) int array
+        The class of each row.
+    size : int
+    seed : int
+
+    Examples
+    --------
+    >>> rows = np.arange(100); labels = np.repeat([0, 1, 2], [50, 30, 20])
+    >>> np.bincount(labels[stratified_sample(rows, labels, 10, seed=0)]).tolist()
+    [5, 3, 2]
+    """
+    rows, labels = np.asarray(rows), np.asarray(labels)
+    if len(rows) != len(labels):
+        raise ValueError(f"labels: expected one per row ({len(rows)}), got {len(labels)}")
+    if len(rows) <= size:
+        return np.sort(rows)
+    classes, counts = np.unique(labels, return_counts=True)
+    quota = counts * size / len(rows)
+    take = np.floor(quota).astype(int)
+    order = np.argsort(-(quota - take), kind="stable")
+    take[order[:size - take.sum()]] += 1
+    rng = np.random.default_rng(seed)
+    chosen = [rng.choice(rows[labels == c], size=k, replace=False) for c, k in zip(classes, take)]
+    return np.sort(np.concatenate(chosen))
+
+
 def _save_atomic(obj: Any, path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
     torch.save(obj, tmp)
@@ -376,6 +412,9 @@ def fit(arch: str, pipeline: BatchPipeline, labels: np.ndarray, train_rows: np.n
     use_scaler = device.type == "cuda" and config.amp and not torch.cuda.is_bf16_supported()
     scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
 
+    # BatchNorm statistics from a class-stratified sample of the training images (the rows are
+    # sorted by class: their first rows would hold one or two classes only)
+    bn_rows = stratified_sample(train_rows, labels_t[train_rows].numpy(), config.bn_calibration_images, config.seed)
     history: list[dict[str, Any]] = []
     start_epoch, best_f1, best_epoch, bad_epochs = 0, -1.0, -1, 0
     resume_file, best_file, last_file = out_dir / "resume.pt", out_dir / "best.pt", out_dir / "last.pt"
@@ -425,8 +464,7 @@ def fit(arch: str, pipeline: BatchPipeline, labels: np.ndarray, train_rows: np.n
                 f"{arch}: training loss became {train_loss} in epoch {epoch + 1}; lower the learning "
                 f"rate (lr={config.lr}). The last good checkpoints are kept in {out_dir}")
         if config.recalibrate_bn:
-            recalibrate_batchnorm(model, pipeline, train_rows[:config.bn_calibration_images],
-                                  config.batch_size, config.amp)
+            recalibrate_batchnorm(model, pipeline, bn_rows, config.batch_size, config.amp)
         probs = predict_proba(model, pipeline, val_rows, batch_size=max(64, config.batch_size), amp=config.amp)
         y_val = labels_t[val_rows].numpy()
         val = classification_metrics(y_val, probs, class_names, per_class=False)
