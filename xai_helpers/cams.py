@@ -89,31 +89,45 @@ def layercam(A: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
 def first_component_projection(X: torch.Tensor, sign_correction: bool = False) -> torch.Tensor:
     """Project each image's ``(C, h, w)`` features on their first principal component.
 
-    The features are centred over positions, as pytorch-grad-cam's ``get_2d_projection`` does.
-    The sign of a singular vector is arbitrary; with ``sign_correction`` the map is flipped when
-    ``|min| > |max|`` (the library's ``get_2d_projection_with_sign_correction``, Chung & Ying 2025).
+    Exactly pytorch-grad-cam's ``get_2d_projection``: the features are centred over positions and
+    decomposed with numpy's float32 SVD (``full_matrices=True``), so the sign of the singular
+    vector, which an SVD leaves arbitrary, is the one LAPACK gives the library. With
+    ``sign_correction`` the map is then flipped when ``|min| > |max|`` (the library's
+    ``get_2d_projection_with_sign_correction``, Chung & Ying 2025), which makes the salient
+    region positive whatever LAPACK returned.
+
+    Examples
+    --------
+    >>> X = torch.zeros(1, 2, 2, 2); X[0, 0, 0, 0] = 4.0
+    >>> first_component_projection(X, sign_correction=True).amax().item() > 0
+    True
     """
     b, c, h, w = X.shape
-    flat = torch.nan_to_num(X).reshape(b, c, h * w).transpose(1, 2)  # (B, hw, C)
-    flat = flat - flat.mean(dim=1, keepdim=True)
-    # float64 SVD: the first singular vector of a near-degenerate matrix is unstable in float32
-    _, _, vh = torch.linalg.svd(flat.double(), full_matrices=False)
-    proj = (flat.double() @ vh[:, 0, :, None]).squeeze(-1).float().reshape(b, h, w)
+    flat = np.nan_to_num(X.detach().cpu().numpy()).reshape(b, c, h * w).transpose(0, 2, 1)  # (B, hw, C)
+    proj = np.empty((b, h * w), dtype=np.float32)
+    for i, acts in enumerate(flat):
+        centred = acts - acts.mean(axis=0)
+        _, _, vt = np.linalg.svd(centred, full_matrices=True)
+        proj[i] = centred @ vt[0, :]
+    out = torch.from_numpy(proj.reshape(b, h, w)).to(X.device)
     if sign_correction:
-        flip = proj.amin(dim=(1, 2)).abs() > proj.amax(dim=(1, 2)).abs()
-        proj = torch.where(flip[:, None, None], -proj, proj)
-    return proj
+        flip = out.amin(dim=(1, 2)).abs() > out.amax(dim=(1, 2)).abs()
+        out = torch.where(flip[:, None, None], -out, out)
+    return out
 
 
 @register_method("eigengradcam")
 def eigengradcam(A: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
-    """EigenGradCAM: first principal component of ``G * A`` (sign as the SVD returns it)."""
+    """EigenGradCAM, pytorch-grad-cam's map: first principal component of ``G * A``, its sign as
+    the library's numpy SVD returns it (the salient region may come out negative and vanish in
+    the ReLU; ``eigengradcam_signed`` corrects that)."""
     return first_component_projection(G * A)
 
 
 @register_method("eigengradcam_signed")
 def eigengradcam_signed(A: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
-    """EigenGradCAM with the library's sign correction (salient region made positive)."""
+    """EigenGradCAM with the library's sign correction (salient region made positive): the
+    documented corrected variant, not the study's map."""
     return first_component_projection(G * A, sign_correction=True)
 
 
@@ -275,8 +289,11 @@ def compute_cams(model: nn.Module, images: torch.Tensor | np.ndarray,
     if unknown:
         raise ValueError(f"methods: unknown method(s) {unknown}; accepted values: {', '.join(available_methods())}")
     layer, _ = resolve_target_layer(model, target_layer)
-    device = next(model.parameters()).device
-    x_all = torch.as_tensor(images, dtype=torch.float32)
+    first = next(model.parameters())
+    device = first.device
+    # a float64 model (a numerical check) keeps float64 through the methods; anything else is float32
+    dtype = torch.float64 if first.dtype == torch.float64 else torch.float32
+    x_all = torch.as_tensor(images, dtype=dtype)
     if x_all.ndim != 4:
         raise ValueError(f"images: expected a (B, C, H, W) batch, got shape {tuple(x_all.shape)}")
     if targets is not None:
@@ -297,7 +314,7 @@ def compute_cams(model: nn.Module, images: torch.Tensor | np.ndarray,
             A, G, logits, t = forward_with_layer(model, x, layer, t, need_gradients=bool(own))
             probs.append(torch.softmax(logits.float(), dim=1))
             for m in own:
-                out[m].append(scale_maps(_METHODS[m](A.float(), G.float()).clamp(min=0), size))
+                out[m].append(scale_maps(_METHODS[m](A.to(dtype), G.to(dtype)).clamp(min=0), size))
             del A, G
             for m in delegated:
                 out[m].append(torch.as_tensor(_library_cam(model, x, layer, m, t), device=device))
