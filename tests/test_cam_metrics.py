@@ -89,7 +89,9 @@ def test_aggregate_counts_and_means():
     assert agg.loc[("a", "x"), "n_pointing_game"] == 1 and agg.loc[("a", "x"), "pointing_game"] == 1
 
 
-def test_road_equals_the_library_without_noise(setup):
+def test_road_equals_the_library_without_noise_on_maps_without_ties(setup):
+    """On maps whose values are all distinct the library's percentile threshold removes exactly what
+    our ranking removes, so the averages over symmetric percentiles agree."""
     from pytorch_grad_cam.metrics.perturbation_confidence import (PerturbationConfidenceMetric,
                                                                   RemoveLeastRelevantFirst, RemoveMostRelevantFirst)
     from pytorch_grad_cam.metrics.road import NoisyLinearImputer
@@ -97,6 +99,12 @@ def test_road_equals_the_library_without_noise(setup):
     from xai_helpers.cam_metrics import road
 
     model, x, maps, t = setup
+    from scipy.stats import rankdata
+
+    # the same ranking with every value distinct: ordinal ranks (ties, e.g. the ReLU's zeros, by position)
+    maps = {m: np.stack([rankdata(v[i], method="ordinal").reshape(v[i].shape) / v[i].size for i in range(len(v))])
+            .astype(np.float32) for m, v in maps.items()}
+    assert all(len(np.unique(v[i])) == v[i].size for v in maps.values() for i in range(2))
     percentiles = (20, 80)
     ours = road(model, x[:2], {m: v[:2] for m, v in maps.items()}, t[:2], percentiles=percentiles, noise=0.0)
     targets = [ClassifierOutputSoftmaxTarget(int(c)) for c in t[:2]]
@@ -138,3 +146,28 @@ def test_spearman_of_constant_maps_is_defined():
     flat = np.zeros((2, 4, 4))
     assert spearman_rows(a, flat).tolist() == [0.0, 0.0]
     assert spearman_rows(flat, flat).tolist() == [1.0, 1.0]
+
+
+def test_road_removes_exactly_p_percent_of_a_map_with_a_zero_plateau():
+    from pytorch_grad_cam.metrics.perturbation_confidence import RemoveLeastRelevantFirst
+
+    from xai_helpers.cam_metrics import ROAD_PERCENTILES, road_removal_masks
+
+    rng = np.random.default_rng(0)
+    cam = rng.random((20, 20))
+    cam[rng.random((20, 20)) < 0.53] = 0.0  # a ReLU'd map: about 53 % zeros
+    zeros = cam == 0
+    masks = road_removal_masks(cam, ROAD_PERCENTILES, seed=1)
+    for k, p in enumerate(ROAD_PERCENTILES):
+        for order in ("morf", "lerf"):
+            removed = masks[order][k]
+            assert removed.sum() == round(p / 100 * 400), (order, p)
+        # MoRF removes the most relevant pixels: nothing kept is more relevant than anything removed
+        assert cam[masks["morf"][k]].min() >= cam[~masks["morf"][k]].max()
+        assert cam[masks["lerf"][k]].max() <= cam[~masks["lerf"][k]].min()
+    # the ties are broken by the seed, not by position
+    other = road_removal_masks(cam, (10,), seed=2)["lerf"][0]
+    assert not np.array_equal(other, masks["lerf"][0]) and other.sum() == masks["lerf"][0].sum()
+    # the library's threshold (LeRF at 50 keeps 1 - map < its median) removes every tied zero at once: 53 %
+    kept = RemoveLeastRelevantFirst(50, lambda img, m: m)(torch.zeros(1, 20, 20), torch.from_numpy(cam).float())
+    assert (kept.numpy() == 0).mean() == zeros.mean() > 0.5

@@ -172,25 +172,69 @@ def deletion_insertion(model: nn.Module, images, maps: dict[str, np.ndarray], ta
     return out
 
 
+def road_removal_masks(cam: np.ndarray, percentiles: Sequence[int] = ROAD_PERCENTILES,
+                       seed: int = 0) -> dict[str, np.ndarray]:
+    """Which pixels ROAD removes at each percentile: exactly ``p`` % of them, ties broken at random.
+
+    Pixels are ranked by relevance, highest first; pixels of equal relevance (a map with a zero
+    plateau after the ReLU, say) are ordered by a seeded random permutation, as Rong et al.'s
+    reference code does by adding tiny noise to the map. At percentile ``p`` MoRF removes the
+    ``round(p / 100 * H * W)`` most relevant pixels and LeRF the same number of least relevant ones.
+    (pytorch-grad-cam instead thresholds at ``np.percentile``, which removes every tied pixel: a map
+    with 53 % zeros loses all of its pixels in its LeRF steps.)
+
+    Parameters
+    ----------
+    cam : (H, W) array
+    percentiles : sequence of int
+    seed : int
+
+    Returns
+    -------
+    dict
+        ``morf``, ``lerf`` -> ``(len(percentiles), H, W)`` bool arrays, True where removed.
+
+    Examples
+    --------
+    >>> cam = np.zeros((4, 5)); cam[0, :3] = 1.0      # 85 % of the pixels tie at 0
+    >>> masks = road_removal_masks(cam, percentiles=(10, 50))
+    >>> masks["morf"].sum(axis=(1, 2)).tolist(), masks["lerf"].sum(axis=(1, 2)).tolist()
+    ([2, 10], [2, 10])
+    """
+    cam = np.asarray(cam, dtype=np.float64)
+    h, w = cam.shape
+    n = h * w
+    tie_break = np.random.default_rng(seed).permutation(n)
+    order = np.lexsort((tie_break, -cam.ravel()))  # most relevant first, ties in random order
+    rank = np.empty(n, dtype=np.int64)
+    rank[order] = np.arange(n)
+    counts = np.array([int(round(p / 100 * n)) for p in percentiles])
+    morf = rank[None, :] < counts[:, None]
+    lerf = rank[None, :] >= n - counts[:, None]
+    return {"morf": morf.reshape(-1, h, w), "lerf": lerf.reshape(-1, h, w)}
+
+
 def road(model: nn.Module, images, maps: dict[str, np.ndarray], targets: Sequence[int],
          percentiles: Sequence[int] = ROAD_PERCENTILES, noise: float = 0.01, batch_size: int = 16,
          random_state: int = 0) -> dict[str, dict[str, np.ndarray]]:
     """ROAD scores (Rong et al. 2022, "A consistent and efficient evaluation strategy for attribution
-    methods") for every method, as pytorch-grad-cam's ``ROADMostRelevantFirstAverage``,
-    ``ROADLeastRelevantFirstAverage`` and ``ROADCombined``.
+    methods") for every method, with pytorch-grad-cam's noisy linear imputer.
 
-    For each percentile ``p``, MoRF keeps the pixels whose map value is below the ``p``-th
-    percentile and imputes the others (the most relevant) with the library's noisy linear imputer;
-    LeRF does the same with ``1 - map``. The score is the change of the target's softmax score,
-    averaged over the percentiles. The imputation noise comes from ``random_state`` (the library
-    draws it from the global generator). All perturbed images of all methods share batched forwards.
+    For each percentile ``p``, MoRF removes exactly ``p`` % of the pixels, the most relevant
+    first, and LeRF the least relevant first (:func:`road_removal_masks`: ties broken at random,
+    as the paper's reference code does); the removed pixels are imputed by noisy linear
+    imputation. The score is the change of the target's softmax score, averaged over the
+    percentiles; ``road_combined = (road_lerf - road_morf) / 2`` as the library's ``ROADCombined``.
+    Over the symmetric default percentiles this equals the library's averages on maps without
+    ties (the library's MoRF at ``p`` removes ``100 - p`` %). The imputation noise and the tie
+    break come from ``random_state``. All perturbed images of all methods share batched forwards.
 
     Returns
     -------
     dict
         Method -> {``road_morf``, ``road_lerf``, ``road_combined``} -> (B,) arrays.
     """
-    from pytorch_grad_cam.metrics.road import NoisyLinearImputer
+    from pytorch_grad_cam.metrics.road import NoisyLinearImputer  # noqa: PLC0415 - its import pulls in cv2
 
     device = next(model.parameters()).device
     x = _as_tensor(images, device)
@@ -201,13 +245,13 @@ def road(model: nn.Module, images, maps: dict[str, np.ndarray], targets: Sequenc
     perturbed, keys = [], []
     for m, cam in maps.items():
         cam = np.asarray(cam, dtype=np.float32)
-        for order, relevance in (("morf", cam), ("lerf", 1 - cam)):
-            for p in percentiles:
-                for i in range(x.shape[0]):
-                    keep = relevance[i] < np.percentile(relevance[i], p)
-                    img = imputer(x_cpu[i], torch.from_numpy(keep.astype(np.float32)))
-                    removed = torch.from_numpy(~keep)
-                    img = img + noise * torch.randn(img.shape, generator=gen) * removed
+        for i in range(x.shape[0]):
+            removal = road_removal_masks(cam[i], percentiles, seed=random_state + i)
+            for order in ("morf", "lerf"):
+                for removed in removal[order]:
+                    img = imputer(x_cpu[i], torch.from_numpy((~removed).astype(np.float32)))
+                    removed_t = torch.from_numpy(removed)
+                    img = img + noise * torch.randn(img.shape, generator=gen) * removed_t
                     perturbed.append(img)
                     keys.append((m, order, i))
     was_training = model.training
