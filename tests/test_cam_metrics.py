@@ -171,3 +171,30 @@ def test_road_removes_exactly_p_percent_of_a_map_with_a_zero_plateau():
     # the library's threshold (LeRF at 50 keeps 1 - map < its median) removes every tied zero at once: 53 %
     kept = RemoveLeastRelevantFirst(50, lambda img, m: m)(torch.zeros(1, 20, 20), torch.from_numpy(cam).float())
     assert (kept.numpy() == 0).mean() == zeros.mean() > 0.5
+
+
+@pytest.mark.parametrize("arch", ["resnet50", "densenet121", "vgg16", "efficientnet_b0"])
+def test_randomisation_cascade_reinitialises_every_parameter(arch):
+    from xai_helpers.cam_metrics import RANDOMISATION_CASCADE, cascade_steps, cascading_randomisation
+
+    torch.manual_seed(0)
+    model = build_model(arch, 3)
+    with torch.no_grad():  # a "trained" state: no parameter at its initial value (BatchNorm weights 1, biases 0)
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05 + 0.01)
+    trained = {n: p.detach().clone() for n, p in model.named_parameters()}
+    steps = cascade_steps(model, arch)
+    assert len(steps) <= 10 and steps == RANDOMISATION_CASCADE[arch]
+    final = None
+    for done, rnd in cascading_randomisation(model, arch, seed=1):
+        final = rnd
+    assert len(done) == len(steps)
+    unchanged = [n for n, p in final.named_parameters() if torch.equal(p, trained[n])]
+    assert unchanged == []
+    assert all(torch.equal(p, trained[n]) for n, p in model.named_parameters())  # the model itself is untouched
+    # a cascade that forgot a module is refused
+    broken = {**RANDOMISATION_CASCADE, arch: RANDOMISATION_CASCADE[arch][:-1]}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("xai_helpers.cam_metrics.RANDOMISATION_CASCADE", broken)
+        with pytest.raises(ValueError, match="untouched"):
+            cascade_steps(model, arch)

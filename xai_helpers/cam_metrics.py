@@ -274,15 +274,46 @@ def road(model: nn.Module, images, maps: dict[str, np.ndarray], targets: Sequenc
     return out
 
 
-#: Cascading randomisation order (top of the network first) for the four CNNs.
-RANDOMISATION_CASCADE = {
-    "resnet50": ("fc", "layer4", "layer3", "layer2", "layer1", "conv1"),
-    "densenet121": ("classifier", "features.denseblock4", "features.denseblock3", "features.denseblock2",
-                    "features.denseblock1", "features.conv0"),
-    "vgg16": ("classifier", "features.24", "features.17", "features.10", "features.5", "features.0"),
-    "efficientnet_b0": ("classifier", "features.8", "features.7", "features.6", "features.5", "features.4",
-                        "features.3", "features.2", "features.1", "features.0"),
+#: Cascading randomisation steps (top of the network first) for the four CNNs: each step re-initialises
+#: one group of modules, and together the steps cover every module with parameters (Adebayo et al.
+#: re-initialise every parameterised layer), at most 10 steps per network.
+RANDOMISATION_CASCADE: dict[str, tuple[tuple[str, ...], ...]] = {
+    "resnet50": (("fc",), ("layer4",), ("layer3",), ("layer2",), ("layer1",), ("conv1", "bn1")),
+    "densenet121": (("classifier", "features.norm5"), ("features.denseblock4",),
+                    ("features.transition3", "features.denseblock3"),
+                    ("features.transition2", "features.denseblock2"),
+                    ("features.transition1", "features.denseblock1"), ("features.conv0", "features.norm0")),
+    "vgg16": (("classifier",), ("features.24", "features.26", "features.28"), ("features.17", "features.19", "features.21"),
+              ("features.10", "features.12", "features.14"), ("features.5", "features.7"), ("features.0", "features.2")),
+    "efficientnet_b0": (("classifier",), ("features.8",), ("features.7",), ("features.6",), ("features.5",),
+                        ("features.4",), ("features.3",), ("features.2",), ("features.1",), ("features.0",)),
 }
+
+
+def cascade_steps(model: nn.Module, arch: str) -> tuple[tuple[str, ...], ...]:
+    """The randomisation cascade of ``arch``, checked to cover every parameter of ``model``.
+
+    Raises
+    ------
+    ValueError
+        For an architecture without a cascade, or when a parameter of ``model`` lies in no step
+        (the check would then leave part of the trained model in place).
+
+    Examples
+    --------
+    >>> import torchvision
+    >>> len(cascade_steps(torchvision.models.resnet50(num_classes=3), "resnet50"))
+    6
+    """
+    if arch not in RANDOMISATION_CASCADE:
+        raise ValueError(f"arch: no randomisation cascade for {arch!r}; known: {', '.join(RANDOMISATION_CASCADE)}")
+    steps = RANDOMISATION_CASCADE[arch]
+    covered = {id(p) for step in steps for name in step for p in model.get_submodule(name).parameters()}
+    missing = [n for n, p in model.named_parameters() if id(p) not in covered]
+    if missing:
+        raise ValueError(f"RANDOMISATION_CASCADE[{arch!r}] leaves {len(missing)} parameter(s) of the model "
+                         f"untouched, e.g. {missing[:3]}")
+    return steps
 
 
 def spearman_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -305,39 +336,59 @@ def spearman_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.divide((ra * rb).sum(axis=1), denom, out=fallback, where=denom > 0)
 
 
+def cascading_randomisation(model: nn.Module, arch: str, seed: int = 0):
+    """Yield ``(steps_done, randomised_copy)`` after each step of ``arch``'s cascade (top first).
+
+    One copy of ``model`` is re-initialised cumulatively: every module of the step with a
+    ``reset_parameters`` (convolutions, linear layers, BatchNorm's affine parameters) is reset,
+    and BatchNorm's running statistics too; ``model`` itself is never changed. The random
+    initialisation comes from ``seed`` (the global generator is restored afterwards).
+
+    Examples
+    --------
+    >>> import torchvision
+    >>> net = torchvision.models.resnet50(num_classes=3)
+    >>> [done[-1] for done, _ in cascading_randomisation(net, "resnet50")][-1]
+    'conv1+bn1'
+    """
+    import copy
+
+    steps = cascade_steps(model, arch)
+    rnd = copy.deepcopy(model)
+    done: list[str] = []
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for step in steps:
+            for block in step:
+                for mod in rnd.get_submodule(block).modules():
+                    if hasattr(mod, "reset_parameters"):
+                        mod.reset_parameters()
+                    if isinstance(mod, nn.modules.batchnorm._BatchNorm):
+                        mod.reset_running_stats()
+            done.append("+".join(step))
+            yield list(done), rnd
+
+
 def randomisation_check(model: nn.Module, arch: str, images, methods: Sequence[str], target_layer: str,
                         targets: Sequence[int], random_state: int = 0) -> pd.DataFrame:
     """Cascading model-parameter randomisation (Adebayo et al. 2018, "Sanity checks for saliency maps").
 
-    Re-initialises the model's blocks one by one from the top (see :data:`RANDOMISATION_CASCADE`) in a
+    Re-initialises the model's groups of layers one step at a time from the top (see
+    :data:`RANDOMISATION_CASCADE`; after the last step every parameterised module is re-initialised) in a
     copy of the model, and after each step computes every method's maps for the same images and
     targets. Returns one row per step, method and image with ``randomised`` (the blocks
     re-initialised so far) and ``spearman`` (rank correlation with the trained model's map).
     """
-    import copy
-
     from .cams import compute_cams
 
-    if arch not in RANDOMISATION_CASCADE:
-        raise ValueError(f"arch: no randomisation cascade for {arch!r}; known: {', '.join(RANDOMISATION_CASCADE)}")
     base, _ = compute_cams(model, images, methods, target_layer=target_layer, targets=targets)
-    rnd = copy.deepcopy(model)
     rows = []
-    done: list[str] = []
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(random_state)
-        for block in RANDOMISATION_CASCADE[arch]:
-            for mod in rnd.get_submodule(block).modules():
-                if hasattr(mod, "reset_parameters"):
-                    mod.reset_parameters()
-                if isinstance(mod, nn.modules.batchnorm._BatchNorm):
-                    mod.reset_running_stats()
-            done.append(block)
-            maps, _ = compute_cams(rnd, images, methods, target_layer=target_layer, targets=targets)
-            for m in methods:
-                for i, r in enumerate(spearman_rows(base[m], maps[m])):
-                    rows.append({"randomised": "+".join(done), "step": len(done), "method": m, "image": i,
-                                 "spearman": float(r)})
+    for done, rnd in cascading_randomisation(model, arch, seed=random_state):
+        maps, _ = compute_cams(rnd, images, methods, target_layer=target_layer, targets=targets)
+        for m in methods:
+            for i, r in enumerate(spearman_rows(base[m], maps[m])):
+                rows.append({"randomised": " > ".join(done), "step": len(done), "method": m, "image": i,
+                             "spearman": float(r)})
     return pd.DataFrame(rows)
 
 

@@ -210,7 +210,7 @@ def plot_randomisation(curves: pd.DataFrame, run: RunFolder | None = None, name:
     fig, ax = plt.subplots(figsize=(7, 3.5))
     steps = curves.groupby("step")["randomised"].first()
     sns.lineplot(data=curves, x="step", y="spearman", hue="method", marker="o", ax=ax)
-    ax.set_xticks(steps.index, [r.split("+")[-1] for r in steps], rotation=20)
+    ax.set_xticks(steps.index, [r.split(" > ")[-1] for r in steps], rotation=20)
     ax.set_xlabel("re-initialised down to")
     ax.set_ylabel("Spearman with trained map")
     ax.axhline(0, color="black", lw=0.8)
