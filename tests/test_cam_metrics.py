@@ -8,7 +8,7 @@ from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget
 from xai_helpers.cam_metrics import (aggregate_per_class, confidence_metrics, deletion_insertion,
                                      localisation_metrics)
 from xai_helpers.cams import compute_cams
-from xai_helpers.models import build_model
+from xai_helpers.models import IMAGENET_MEAN, IMAGENET_STD, build_model
 
 
 @pytest.fixture(scope="module")
@@ -27,20 +27,58 @@ def test_confidence_increase_is_the_librarys_softmax_cam_mult_change(setup):
     for m in maps:
         ref = CamMultImageConfidenceChange()(x, maps[m], targets, model)
         np.testing.assert_allclose(ours[m]["confidence_increase"], ref, atol=1e-6)
-        # the library's DropInConfidence is the absolute drop; Chattopadhay's is relative, x100
-        drop = DropInConfidence()(x, maps[m], targets, model)
-        np.testing.assert_allclose(ours[m]["average_drop_pct"], 100 * drop / ours[m]["score"], rtol=1e-5, atol=1e-5)
-        inc = IncreaseInConfidence()(x, maps[m], targets, model)
-        np.testing.assert_allclose(ours[m]["increase_in_confidence_pct"], 100 * inc)
 
 
-def test_confidence_metrics_by_hand(setup):
+class _OnImages(torch.nn.Module):
+    """The model as a function of the image in [0, 1] (normalisation inside), as Chattopadhay et al. see it."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
+
+    def forward(self, image):
+        return self.model((image - self.mean) / self.std)
+
+
+def test_average_drop_and_increase_multiply_the_image_not_the_tensor(setup):
+    """Chattopadhay et al. (2018): the map masks the image in [0, 1]. The library's DropInConfidence and
+    IncreaseInConfidence, applied to the image and a model that normalises inside, give the reference."""
     model, x, maps, t = setup
-    ours = confidence_metrics(model, x, {"gradcam": maps["gradcam"]}, t)["gradcam"]
-    with torch.no_grad():
-        y = torch.softmax(model(x), 1)[range(4), t].numpy()
-        o = torch.softmax(model(x * torch.from_numpy(maps["gradcam"])[:, None]), 1)[range(4), t].numpy()
-    np.testing.assert_allclose(ours["average_drop_pct"], 100 * np.maximum(0, y - o) / y, rtol=1e-5)
+    ours = confidence_metrics(model, x, maps, t)
+    image = x * torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) + torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    on_images = _OnImages(model).eval()
+    targets = [ClassifierOutputSoftmaxTarget(int(c)) for c in t]
+    for m in maps:
+        # the library's DropInConfidence is the absolute drop; Chattopadhay's is relative, x100
+        drop = DropInConfidence()(image, maps[m], targets, on_images)
+        np.testing.assert_allclose(ours[m]["average_drop_pct"], 100 * drop / ours[m]["score"], rtol=1e-4, atol=1e-4)
+        inc = IncreaseInConfidence()(image, maps[m], targets, on_images)
+        np.testing.assert_allclose(ours[m]["increase_in_confidence_pct"], 100 * inc)
+        # and this differs from masking the normalised tensor (where 0 is the mean colour, not black)
+        tensor_drop = DropInConfidence()(x, maps[m], targets, model)
+        assert not np.allclose(100 * tensor_drop / ours[m]["score"], ours[m]["average_drop_pct"], atol=1e-3)
+
+
+def test_pointing_game_tolerance_of_zhang_et_al():
+    masks = np.zeros((3, 64, 64), bool)
+    masks[:, 20:30, 20:30] = True
+    maps = np.zeros((3, 64, 64))
+    maps[0, 25, 33] = 1.0  # 4 px right of the mask: within 15 * 64 / 224 = 4.29 px
+    maps[1, 25, 35] = 1.0  # 6 px away: outside
+    maps[2, 33, 33] = 1.0  # 4 px diagonally both ways: sqrt(32) = 5.66 px, outside
+    assert localisation_metrics(maps, masks)["pointing_game"].tolist() == [1.0, 0.0, 0.0]
+    assert localisation_metrics(maps, masks, tolerance=0)["pointing_game"].tolist() == [0.0, 0.0, 0.0]
+    assert localisation_metrics(maps, masks, tolerance=6)["pointing_game"].tolist() == [1.0, 1.0, 1.0]
+    # at 224 px the tolerance is Zhang et al.'s 15 pixels
+    big_mask = np.zeros((1, 224, 224), bool)
+    big_mask[0, 100:110, 100:110] = True
+    peak = np.zeros((1, 224, 224))
+    peak[0, 105, 124] = 1.0  # 15 px right of the mask
+    assert localisation_metrics(peak, big_mask)["pointing_game"].tolist() == [1.0]
+    peak[0, 105, 124], peak[0, 105, 125] = 0.0, 1.0  # 16 px
+    assert localisation_metrics(peak, big_mask)["pointing_game"].tolist() == [0.0]
 
 
 def test_deletion_insertion_equal_a_naive_loop(setup):

@@ -183,11 +183,11 @@ def explain_test_images(data: PreparedData, params: dict[str, Any], costly_per_c
         raise FileNotFoundError(f"{run.metrics_file}: no trained {model_name}; run notebook 02 with "
                                 f"{model_name} in models first")
     for fold in tqdm(folds, desc=f"explaining {model_name}", disable=not progress):
-        net, _ = load_checkpoint(run.checkpoint_dir(model_name, int(fold)) / "best.pt", device)
+        net, meta = load_checkpoint(run.checkpoint_dir(model_name, int(fold)) / "best.pt", device)
         _, layer_name = resolve_target_layer(net, params["cam_layer"])
         maps, probs = compute_cams(net, x, params["cam_methods"], target_layer=layer_name)
         targets = probs.argmax(axis=1)
-        conf = confidence_metrics(net, x, maps, targets, probs=probs)
+        conf = confidence_metrics(net, x, maps, targets, probs=probs, mean=meta["mean"], std=meta["std"])
         sel = np.flatnonzero(is_costly)
         sub_maps = {m: v[sel] for m, v in maps.items()}
         perturb = deletion_insertion(net, x[sel], sub_maps, targets[sel], n_steps=n_steps)
