@@ -150,3 +150,49 @@ def test_external_set_is_mapped_and_unmapped_classes_are_reported(tmp_path):
         load_external({**params, "class_map": {}}, ["benign", "malignant"], grey=True, progress=False)
     # a real dataset without an external set: none, and nothing is generated
     assert load_external({**params, "external_data_root": None}, ["a", "b"], grey=True) is None
+
+
+def test_external_copies_of_training_images_are_counted_and_left_out(tmp_path):
+    """Byte copies and re-encoded copies of training images in an external set are found, whatever their
+    class folder or name, before any per-class cap; `<class>_tumor` folders map onto the brain classes."""
+    import shutil
+    from types import SimpleNamespace
+
+    import pandas as pd
+    from PIL import Image
+
+    from xai_helpers.data.cache import build_cache
+    from xai_helpers.generalization import load_external, training_fingerprints
+
+    train_root = _external_folder(tmp_path / "train", ["glioma", "meningioma", "no_tumor", "pituitary"], n=4)
+    train_paths = sorted(str(p) for p in train_root.rglob("*.png"))
+    cache = build_cache(train_paths, 64, grey=True, cache_dir=tmp_path / "cache", progress=False)
+    data = SimpleNamespace(splits=pd.DataFrame({"path": train_paths, "split": "train"}),
+                           images=cache.images[cache.rows(train_paths)])
+    ext = tmp_path / "site_b"
+    for folder in ("glioma_tumor", "meningioma_tumor", "no_tumor", "pituitary_tumor"):
+        (ext / folder).mkdir(parents=True)
+        for i in range(3):  # unrelated images: smooth random fields, nothing like the training slices
+            field = np.random.default_rng([77, len(folder), i]).integers(0, 256, (4, 4), dtype=np.uint8)
+            Image.fromarray(field).resize((64, 64), Image.Resampling.BICUBIC).save(ext / folder / f"new_{i}.png")
+    shutil.copy(train_paths[0], ext / "glioma_tumor" / "renamed_copy.png")                # byte copy
+    with Image.open(train_paths[5]) as im:
+        im.convert("L").save(ext / "no_tumor" / "reencoded.jpg", quality=85)              # re-encoded
+        im.resize((96, 96)).save(ext / "pituitary_tumor" / "resized.png")                  # resized
+    params = {"external_data_root": str(ext), "external_dataset": "imagefolder", "dataset": "brain_tumor_mri",
+              "class_map": {}, "generalization_per_class": 2, "image_size": 64, "seed": 0}
+    classes = ["glioma", "meningioma", "no_tumor", "pituitary"]
+    images, labels, report = load_external(params, classes, grey=True, training=training_fingerprints(data),
+                                           progress=False)
+    overlap = report["training_overlap"]
+    assert (overlap["exact"], overlap["near"]) == (1, 2)
+    assert sorted(p.rsplit("/", 1)[-1] for p in overlap["paths"]) == ["reencoded.jpg", "renamed_copy.png",
+                                                                       "resized.png"]
+    assert report["unmapped_classes"] == {}
+    assert report["class_mapping"] == {"glioma_tumor": "glioma", "meningioma_tumor": "meningioma",
+                                       "no_tumor": "no_tumor", "pituitary_tumor": "pituitary"}
+    assert report["classes_evaluated"] == classes
+    # the cap comes after the check: 2 per class of the 3 new images each, no copy among them
+    assert report["images_used"] == 8 and sorted(np.bincount(labels).tolist()) == [2, 2, 2, 2]
+    train_images = data.images.reshape(len(data.images), -1).astype(int)
+    assert all(np.abs(train_images - img.reshape(-1)).mean(axis=1).min() > 10 for img in images)

@@ -28,6 +28,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 
+from .data.layouts import canonical_class_name
+
 #: Parameters of each corruption at severities 1..5.
 SEVERITY_LEVELS: dict[str, tuple] = {
     "gaussian_noise": (0.02, 0.04, 0.08, 0.12, 0.18),   # noise sd, fraction of the intensity range
@@ -162,7 +164,9 @@ def map_classes(external_classes: Sequence[str], training_classes: Sequence[str]
     """Map an external set's class names onto the training classes.
 
     A class maps through ``class_map`` when it is a key there, else onto the training class of
-    the same name. Nothing is guessed beyond that.
+    the same canonical name (:func:`~xai_helpers.data.layouts.canonical_class_name`: the layouts'
+    vocabulary, so ``glioma_tumor`` maps onto ``glioma`` and ``NORMAL`` onto ``normal``). Nothing
+    is guessed beyond that.
 
     Parameters
     ----------
@@ -187,6 +191,8 @@ def map_classes(external_classes: Sequence[str], training_classes: Sequence[str]
     --------
     >>> map_classes(["glioma", "normal"], ["glioma", "no_tumor"], {"normal": "no_tumor"})
     ({'glioma': 0, 'normal': 1}, [])
+    >>> map_classes(["glioma_tumor", "no_tumor", "other"], ["glioma", "no_tumor"])
+    ({'glioma_tumor': 0, 'no_tumor': 1}, ['other'])
     """
     class_map = dict(class_map or {})
     training = list(training_classes)
@@ -197,11 +203,15 @@ def map_classes(external_classes: Sequence[str], training_classes: Sequence[str]
             "class_map: " + "; ".join(
                 ([f"{', '.join(bad_keys)} not among the external classes {list(external_classes)}"] if bad_keys else [])
                 + ([f"{', '.join(bad_values)} not among the training classes {training}"] if bad_values else [])))
+    canonical = {canonical_class_name(t): i for i, t in enumerate(training)}
     mapping, unmapped = {}, []
     for c in external_classes:
-        target = class_map.get(c, c)
-        if target in training:
-            mapping[c] = training.index(target)
+        if c in class_map:
+            mapping[c] = training.index(class_map[c])
+        elif c in training:
+            mapping[c] = training.index(c)
+        elif canonical_class_name(c) in canonical:
+            mapping[c] = canonical[canonical_class_name(c)]
         else:
             unmapped.append(c)
     if not mapping:
@@ -249,17 +259,38 @@ def synthetic_external_root(params: dict[str, Any]) -> Path:
 SYNTHETIC_EXTERNAL = {"seed": 1, "brightness": 0.08, "noise": 0.08}
 
 
+def training_fingerprints(data) -> dict[str, Any]:
+    """SHA-1 digests and perceptual hashes of a run's training pool (every image not in the test split).
+
+    What :func:`load_external` checks an external set against: byte copies by digest, re-encoded or
+    resized copies by the audit's perceptual hash (at the cache's image size, as the audit computes it).
+    """
+    from .data.audit import perceptual_hash
+    from .data.cache import file_digest
+
+    pool = np.flatnonzero(data.splits["split"].to_numpy() != "test")
+    return {"sha1": {file_digest(p) for p in data.splits["path"].to_numpy()[pool]},
+            "phash": perceptual_hash(data.images[pool])}
+
+
 def load_external(params: dict[str, Any], class_names: Sequence[str], grey: bool,
+                  training: dict[str, Any] | None = None,
                   progress: bool = True) -> tuple[np.ndarray, np.ndarray, dict[str, Any]] | None:
     """Images, training-class labels and a report of the external test set, or None without one.
 
     ``external_data_root`` names the folder (any layout, detected or named by
     ``external_dataset``); for the embedded synthetic dataset without one, a second synthetic set
     with a shifted acquisition profile (:data:`SYNTHETIC_EXTERNAL`) is generated beside
-    ``data_root``. Every split of the external folder is used (it is all unseen data), capped at
+    ``data_root``. Every split of the external folder is used (it is all unseen data). Every image
+    of a mapped class is first checked against the training pool (``training``, from
+    :func:`training_fingerprints`): byte copies (same SHA-1) and near duplicates (perceptual hash
+    within the audit's threshold) are left out and counted in the report's ``training_overlap``
+    (an external set that holds training images measures memory, not generalization; Nickparvar's
+    brain dataset contains Bhuvaji's images, for one). Only then is the set capped at
     ``generalization_per_class`` images per class (seeded). Unreadable files are reported.
     """
-    from .data.cache import build_cache
+    from .data.audit import NEAR_DUPLICATE_THRESHOLD, cross_near_duplicates, perceptual_hash
+    from .data.cache import build_cache, file_digest
     from .data.layouts import scan_dataset
     from .data.synthetic import make_synthetic_dataset
 
@@ -276,22 +307,34 @@ def load_external(params: dict[str, Any], class_names: Sequence[str], grey: bool
     mapping, unmapped = map_classes(list(index.attrs["classes"]), class_names, params.get("class_map"))
     counts = index.groupby("class").size().to_dict()
     used = index[index["class"].isin(mapping)]
+    digests = [file_digest(p) if Path(p).stat().st_size else "empty" for p in used["path"]]
+    cache = build_cache(used["path"], params["image_size"], grey, digests=digests, progress=progress)
+    readable = used[used["path"].isin(set(cache.paths))]
+    overlap = {"exact": 0, "near": 0, "paths": [], "near_threshold": NEAR_DUPLICATE_THRESHOLD}
+    if training is not None and len(readable):
+        digest_of = dict(zip(used["path"], digests))
+        exact = readable["path"].map(digest_of).isin(training["sha1"]).to_numpy()
+        near = cross_near_duplicates(perceptual_hash(cache.images[cache.rows(readable["path"])]),
+                                     training["phash"]) & ~exact
+        overlap.update(exact=int(exact.sum()), near=int(near.sum()),
+                       paths=readable["path"][exact | near].tolist())
+        readable = readable[~(exact | near)]
     cap = params.get("generalization_per_class")
     if cap is not None:
         rng = np.random.default_rng(params["seed"])
-        keep = [i for _, g in used.groupby("class", sort=True)
+        keep = [i for _, g in readable.groupby("class", sort=True)
                 for i in rng.choice(g.index.to_numpy(), size=min(cap, len(g)), replace=False)]
-        used = used.loc[sorted(keep)]
-    cache = build_cache(used["path"], params["image_size"], grey, progress=progress)
-    ok = used[used["path"].isin(set(cache.paths))]
-    images = cache.images[cache.rows(ok["path"])]
-    labels = ok["class"].map(mapping).to_numpy().astype(np.int64)
+        readable = readable.loc[sorted(keep)]
+    images = cache.images[cache.rows(readable["path"])]
+    labels = readable["class"].map(mapping).to_numpy().astype(np.int64)
     name = Path(root).name
     report = {"name": name, "root": str(root), "layout": index.attrs["layout"],
               "class_mapping": {c: class_names[i] for c, i in mapping.items()},
               "unmapped_classes": {c: int(counts[c]) for c in unmapped},
-              "images_per_class": {c: int(n) for c, n in ok.groupby("class").size().items()},
-              "unreadable": cache.unreadable, "images_used": int(len(ok))}
+              "classes_evaluated": sorted({class_names[i] for i in labels}),
+              "images_per_class": {c: int(n) for c, n in readable.groupby("class").size().items()},
+              "training_overlap": overlap, "checked_against_training": training is not None,
+              "unreadable": cache.unreadable, "images_used": int(len(readable))}
     return images, labels, report
 
 
@@ -336,7 +379,8 @@ def run_generalization(data, params: dict[str, Any], n_bins: int = 15, cam_image
     -------
     pandas.DataFrame
         ``generalization.csv``: ``model, fold, condition, severity, n, accuracy, f1_macro, ece,
-        mean_confidence``.
+        mean_confidence, classes`` (the classes evaluated, ``;``-separated: an external set
+        whose classes could not all be mapped is scored on fewer classes than the clean test set).
     """
     import torch
     from tqdm.auto import tqdm
@@ -358,7 +402,8 @@ def run_generalization(data, params: dict[str, Any], n_bins: int = 15, cam_image
     image_sets = {}
     for k, (name, sev) in enumerate(tqdm(conditions, desc="corrupting test images", disable=not progress)):
         image_sets[(name, sev)] = clean if name == "clean" else corrupt(clean, name, sev, params["seed"] + k)
-    external = load_external(params, data.class_names, bool(data.info.get("grey")), progress=progress)
+    external = load_external(params, data.class_names, bool(data.info.get("grey")),
+                             training=training_fingerprints(data), progress=progress)
     if external is not None:
         ext_images, ext_labels, ext_report = external
         ext_key = (f"external:{ext_report['name']}", 0)
@@ -378,7 +423,8 @@ def run_generalization(data, params: dict[str, Any], n_bins: int = 15, cam_image
         for (name, sev), imgs, labels in sets:
             probs = predict_images(net, imgs, device, batch, mean, std)
             records.append({"model": model_name, "fold": fold, "condition": name, "severity": sev,
-                            **condition_scores(labels, probs, n_bins)})
+                            **condition_scores(labels, probs, n_bins),
+                            "classes": ";".join(data.class_names[c] for c in sorted(np.unique(labels)))})
             if sev in (0, max(params["corruption_severities"])):
                 rel = reliability_table(labels, probs, n_bins)
                 rel.insert(0, "severity", sev)

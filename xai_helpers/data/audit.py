@@ -59,6 +59,27 @@ def near_duplicate_pairs(hashes: np.ndarray, threshold: int = NEAR_DUPLICATE_THR
     return pairs
 
 
+def cross_near_duplicates(hashes: np.ndarray, reference: np.ndarray, threshold: int = NEAR_DUPLICATE_THRESHOLD,
+                          block: int = 2048) -> np.ndarray:
+    """Which of ``hashes`` lie within ``threshold`` bits of any of the ``reference`` hashes.
+
+    Examples
+    --------
+    >>> cross_near_duplicates(np.array([0b1111, 1 << 40], np.uint64), np.array([0b0111], np.uint64)).tolist()
+    [True, False]
+    """
+    hashes = np.asarray(hashes, dtype=np.uint64)
+    reference = np.asarray(reference, dtype=np.uint64)
+    near = np.zeros(len(hashes), dtype=bool)
+    if len(reference) == 0:
+        return near
+    for s in range(0, len(hashes), block):
+        for r in range(0, len(reference), block):
+            d = _popcount(hashes[s:s + block, None] ^ reference[None, r:r + block])
+            near[s:s + block] |= (d <= threshold).any(axis=1)
+    return near
+
+
 def connected_groups(n: int, pairs: Sequence[tuple[int, int]]) -> list[list[int]]:
     """Connected components of ``n`` items linked by ``pairs``, as sorted index lists of 2 or more."""
     parent = list(range(n))

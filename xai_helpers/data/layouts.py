@@ -99,6 +99,32 @@ HAM10000_CLASSES = {"akiec": "actinic_keratosis", "bcc": "basal_cell_carcinoma",
                     "bkl": "benign_keratosis", "df": "dermatofibroma", "mel": "melanoma",
                     "nv": "melanocytic_nevus", "vasc": "vascular_lesion"}
 
+#: Folder name (lower case) -> canonical class name, over every layout (and the canonical names themselves).
+CANONICAL_CLASS_NAMES: dict[str, str] = {
+    **{v: v for layout in LAYOUTS.values() for v in layout.classes.values()},
+    **{v: v for v in HAM10000_CLASSES.values()},
+    **{k: v for layout in LAYOUTS.values() for k, v in layout.classes.items()},
+    **HAM10000_CLASSES,
+}
+
+
+def canonical_class_name(name: str) -> str:
+    """The canonical name of a class folder name, as the published layouts name their classes.
+
+    Every layout's folder names map onto one vocabulary (Bhuvaji's ``glioma_tumor`` and
+    Nickparvar's ``glioma`` are both ``glioma``; ``NORMAL`` is ``normal``; HAM10000's ``mel`` is
+    ``melanoma``). A name no layout knows is returned lower-cased, spaces and hyphens as ``_``.
+
+    Examples
+    --------
+    >>> [canonical_class_name(c) for c in ["Glioma_Tumor", "notumor", "PNEUMONIA", "mel", "My Class"]]
+    ['glioma', 'no_tumor', 'pneumonia', 'melanoma', 'my_class']
+    """
+    key = str(name).strip().lower()
+    if key in CANONICAL_CLASS_NAMES:
+        return CANONICAL_CLASS_NAMES[key]
+    return key.replace(" ", "_").replace("-", "_")
+
 
 def _subdirs(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
