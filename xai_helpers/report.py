@@ -17,7 +17,11 @@ import numpy as np
 import pandas as pd
 
 from .runfolder import RunFolder, write_text_atomic
-from .stats import pair_p_adjusted, significance_mark
+from .stats import FOLD_TEST, HEADLINE_TEST, pair_p_adjusted, significance_mark
+
+#: Where every published number comes from.
+PUBLISHED_SOURCE = ("Chaddad et al. (2025), Generalizable and explainable deep learning for medical image "
+                    "computing, arXiv:2503.08420, abstract")
 
 #: What the study reports and this toolkit can be compared with (the numbers quoted in its text).
 PUBLISHED = pd.DataFrame([
@@ -30,6 +34,8 @@ PUBLISHED = pd.DataFrame([
     {"quantity": "confidence_increase", "dataset": "brain_tumor_mri", "model": "resnet50", "method": "layercam",
      "class": "glioma", "published": 0.08},
 ])
+
+PUBLISHED["source"] = PUBLISHED_SOURCE
 
 #: The study's setting as far as it is known, for the "why the numbers differ" section.
 PUBLISHED_SETTING = ("ImageNet-pretrained CNNs at 224 px on the datasets' published train/test splits "
@@ -48,6 +54,8 @@ class DatasetRun:
     xai: pd.DataFrame = field(default_factory=pd.DataFrame)
     audit: dict[str, Any] = field(default_factory=dict)
     generalization: pd.DataFrame = field(default_factory=pd.DataFrame)
+    external: dict[str, Any] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)
 
     @property
     def dataset(self) -> str:
@@ -88,9 +96,39 @@ def load_study(study_dir: str | Path) -> list[DatasetRun]:
         run = RunFolder(folder)
         config = json.loads(run.config_file.read_text()) if run.config_file.is_file() else {}
         audit = json.loads(run.audit_file.read_text()) if run.audit_file.is_file() else {}
-        runs.append(DatasetRun(folder.name, folder, config, run.read_metrics(), _read_csv(run.paired_tests_file),
-                               _read_csv(run.xai_metrics_file), audit, _read_csv(folder / "generalization.csv")))
+        metrics = run.read_metrics()
+        external_file = folder / "generalization_external.json"
+        external = json.loads(external_file.read_text()) if external_file.is_file() else {}
+        runs.append(DatasetRun(folder.name, folder, config, metrics, _read_csv(run.paired_tests_file),
+                               _read_csv(run.xai_metrics_file), audit, _read_csv(folder / "generalization.csv"),
+                               external, training_settings(run, metrics)))
     return runs
+
+
+def training_settings(run: RunFolder, metrics: pd.DataFrame) -> dict[str, Any]:
+    """The training settings the fits actually used, read from their checkpoints (``last.pt``).
+
+    Returns the ``TrainConfig`` fields that change results (schedule, optimizer, BatchNorm
+    recalibration, minimum epochs, augmentation, ...), each as the set of values seen over the
+    fits (one value when every fit agrees); empty when no checkpoint is there.
+    """
+    import torch  # noqa: PLC0415 - only the report's protocol table needs it
+
+    seen: dict[str, set] = {}
+    for r in metrics[["model", "fold"]].drop_duplicates().itertuples(index=False):
+        path = run.checkpoint_dir(r.model, int(r.fold)) / "last.pt"
+        if not path.is_file():
+            continue
+        # mmap: the weights are not read, only the settings beside them
+        config = torch.load(path, map_location="cpu", weights_only=True, mmap=True).get("config", {})
+        epochs = config.get("epochs")
+        if config.get("min_epochs") is None and epochs is not None:
+            config = {**config, "min_epochs": f"{epochs // 2} (half of epochs)"}
+        for key in ("optimizer", "schedule", "weight_decay", "augment", "recalibrate_bn", "bn_calibration_images",
+                    "min_epochs", "patience", "class_weighted", "freeze_epochs", "amp"):
+            if key in config:
+                seen.setdefault(key, set()).add(str(config[key]))
+    return {k: ", ".join(sorted(v)) for k, v in seen.items()}
 
 
 def _mean_std(values: pd.Series, digits: int = 4) -> str:
@@ -108,11 +146,13 @@ def _mark(tests: pd.DataFrame, comparison: str, group: str, metric: str, test: s
 
 
 def performance_table(runs: list[DatasetRun], metric_names=("accuracy", "f1_macro"),
-                      test: str = "corrected_t") -> pd.DataFrame:
+                      test: str = HEADLINE_TEST, second_test: str | None = FOLD_TEST) -> pd.DataFrame:
     """Mean ± std over folds per dataset and model, marked against the dataset's best model.
 
-    The mark is the Holm-adjusted significance of ``test`` (default: the Nadeau-Bengio corrected
-    t-test) between the model and the best one by mean of the first metric ("ref").
+    The mark is the Holm-adjusted significance of ``test`` between the model and the best one by
+    mean of the first metric ("ref"): by default the paired bootstrap over test images of the fold
+    models' results (``bootstrap_images``). With ``second_test`` (default the corrected resampled
+    t-test over the fold scores) a column ``<metric> <second_test>`` gives its mark too.
     """
     rows = []
     for r in runs:
@@ -125,6 +165,9 @@ def performance_table(runs: list[DatasetRun], metric_names=("accuracy", "f1_macr
             for metric in metric_names:
                 mark = "ref" if model == best else _mark(r.tests, "models", "all", metric, test, model, best)
                 row[metric] = _mean_std(part[metric]) + (f" {mark}" if mark else "")
+                if second_test:
+                    row[f"{metric} {second_test}"] = "ref" if model == best else \
+                        _mark(r.tests, "models", "all", metric, second_test, model, best)
             rows.append(row)
     return pd.DataFrame(rows)
 
@@ -153,20 +196,47 @@ def published_comparison(runs: list[DatasetRun]) -> pd.DataFrame:
     by_dataset = {r.dataset: r for r in runs}
     for pub in PUBLISHED.to_dict("records"):
         r = by_dataset.get(pub["dataset"])
-        ours, spread, n = np.nan, np.nan, 0
+        ours, spread, n, n_test = np.nan, np.nan, 0, 0
+        lo = hi = np.nan
         if r is not None and pub["quantity"] == "accuracy":
-            vals = r.metrics.loc[r.metrics["model"] == pub["model"], "accuracy"].dropna()
+            part = r.metrics.loc[r.metrics["model"] == pub["model"]]
+            vals = part["accuracy"].dropna()
             if len(vals):
                 ours, n = float(vals.mean()), len(vals)
-                spread = float(vals.std(ddof=1)) if n > 1 else np.nan
+                n_test = int(part["n_test"].median()) if "n_test" in part else 0
+                spread = float(vals.std(ddof=1)) if len(vals) > 1 else np.nan
+                lo, hi = wilson_interval(ours, n_test)
         elif r is not None and not r.xai.empty:
             x = r.xai
             sel = x[(x["model"] == pub["model"]) & (x["method"] == pub["method"]) & (x["class"] == pub["class"])]
             if len(sel):
                 ours, n = float(sel[pub["quantity"]].iloc[0]), int(sel["n"].iloc[0])
-        rows.append({**pub, "ours": ours, "ours_std": spread, "n": n,
-                     "difference": ours - pub["published"] if np.isfinite(ours) else np.nan})
+        rows.append({**{k: v for k, v in pub.items() if k != "source"}, "ours": ours, "ours_std": spread,
+                     "ours_ci_low": lo, "ours_ci_high": hi, "n": n, "n_test": n_test,
+                     "difference": ours - pub["published"] if np.isfinite(ours) else np.nan,
+                     "difference_ci": (f"[{lo - pub['published']:+.4f}, {hi - pub['published']:+.4f}]"
+                                       if np.isfinite(lo) else ""),
+                     "source": pub["source"]})
     return pd.DataFrame(rows)
+
+
+def wilson_interval(accuracy: float, n: int, alpha: float = 0.05) -> tuple[float, float]:
+    """Wilson score interval of an accuracy measured on ``n`` test images (Wilson 1927).
+
+    For a mean over fold models on the same ``n`` images this is the interval of one model's
+    accuracy at that value: it covers test-set sampling, not the variation between folds.
+
+    Examples
+    --------
+    >>> [round(v, 4) for v in wilson_interval(0.8, 100)]
+    [0.7112, 0.8666]
+    """
+    if n <= 0 or not np.isfinite(accuracy):
+        return np.nan, np.nan
+    from statsmodels.stats.proportion import proportion_confint  # noqa: PLC0415 - slow import, one caller
+
+    lo, hi = proportion_confint(accuracy * n, n, alpha=alpha, method="wilson")
+    return float(lo), float(hi)
 
 
 def protocol_table(runs: list[DatasetRun]) -> pd.DataFrame:
@@ -184,6 +254,17 @@ def protocol_table(runs: list[DatasetRun]) -> pd.DataFrame:
             "exact duplicate groups": a.get("exact_duplicate_groups"),
             "near duplicate groups": a.get("near_duplicate_groups"),
             "train images dropped as test copies": len(a.get("splits", {}).get("dropped_train_images", [])),
+            "optimizer": r.training.get("optimizer"),
+            "learning-rate schedule": r.training.get("schedule"),
+            "minimum epochs (before early stopping)": r.training.get("min_epochs"),
+            "early-stopping patience": r.training.get("patience"),
+            "augmentation (flips, affine, brightness/contrast)": r.training.get("augment"),
+            "BatchNorm recalibrated before each validation (images, class-stratified)":
+                (f"{r.training.get('recalibrate_bn')} ({r.training.get('bn_calibration_images')})"
+                 if r.training else None),
+            "class-weighted loss": r.training.get("class_weighted"),
+            "explained model": c.get("cam_model"),
+            "explained class": "the predicted class" if c.get("cam_model") else None,
             "explained images / class / fold": c.get("explain_per_class") or "all",
             "CAM layer": c.get("cam_layer"),
             "training time (s)": round(float(m["train_seconds"].sum()), 0) if "train_seconds" in m else None,
@@ -213,8 +294,28 @@ def generalization_summary(runs: list[DatasetRun]) -> pd.DataFrame:
             ext = part[part["condition"].str.startswith("external:")]
             if len(ext):
                 row["ece external"] = ext["ece"].mean()
+                row["external: what was scored"] = external_note(r)
             rows.append(row)
     return pd.DataFrame(rows)
+
+
+def external_note(run: DatasetRun) -> str:
+    """What an external accuracy stands on: the classes scored, those left unmapped, and the
+    training images found in the external set and left out."""
+    e = run.external
+    if not e:
+        return ""
+    parts = [f"classes scored: {', '.join(e.get('classes_evaluated', [])) or 'none'}"]
+    unmapped = e.get("unmapped_classes") or {}
+    if unmapped:
+        parts.append("NOT scored (no matching class): " + ", ".join(f"{c} ({n} images)" for c, n in unmapped.items()))
+    overlap = e.get("training_overlap")
+    if overlap:
+        parts.append(f"training images found and left out: {overlap.get('exact', 0)} byte copies, "
+                     f"{overlap.get('near', 0)} near copies")
+    elif e.get("checked_against_training") is False or "training_overlap" not in e:
+        parts.append("not checked against the training images")
+    return "; ".join(parts)
 
 
 def difference_notes(runs: list[DatasetRun]) -> list[str]:
@@ -256,6 +357,20 @@ def _markdown(df: pd.DataFrame, floatfmt: str = ".4f") -> str:
         return "```\n" + df.to_string(index=False) + "\n```"
 
 
+def explanation_notes(runs: list[DatasetRun]) -> list[str]:
+    """What the confidence increase measures in these runs, and where two methods coincide."""
+    notes = ["The explained class is the model's predicted class; the confidence score is the softmax "
+             "probability of that class. `confidence_increase` is the mean change of that probability when the "
+             "normalised input is multiplied by the map (pytorch-grad-cam's `CamMultImageConfidenceChange`)."]
+    for r in runs:
+        model, layer = r.config.get("cam_model"), r.config.get("cam_layer")
+        if model == "resnet50" and layer in ("layer4", "default"):
+            notes.append(f"**{r.dataset}**: at ResNet50's `layer4` the gradient is spatially constant (global average "
+                         f"pooling, then one linear layer), so GradCAM and XGradCAM give the same map and the same "
+                         f"numbers there.")
+    return notes
+
+
 def write_report(study_dir: str | Path, runs: list[DatasetRun] | None = None) -> Path:
     """Write ``<study_dir>/report.md``: protocol, performance, explanations, published values,
     generalization and the reasons for the differences. Returns its path."""
@@ -265,16 +380,22 @@ def write_report(study_dir: str | Path, runs: list[DatasetRun] | None = None) ->
     conf = confidence_table(runs)
     pub = published_comparison(runs)
     gen = generalization_summary(runs)
+    explained = sorted({str(r.config.get("cam_model")) for r in runs if r.config.get("cam_model")}) or ["?"]
     lines = ["# Study report", "",
              f"Datasets: {', '.join(r.dataset for r in runs)} (run folders under `{study_dir}`).", "",
              "## Protocol", "", _markdown(protocol_table(runs).set_index("dataset").T.rename_axis("").reset_index()), "",
              "## Classification (mean ± std over folds)", "",
-             "Marks: Holm-adjusted Nadeau–Bengio corrected t-test against the dataset's best model (`ref`): "
-             "`*` p < 0.05, `**` p < 0.01, `***` p < 0.001, `ns` not significant.", "",
+             f"Marks: Holm-adjusted paired bootstrap over the test images (`{HEADLINE_TEST}`: each image's "
+             "result averaged over the fold models, resampled by image) against the dataset's best model (`ref`): "
+             "`*` p < 0.05, `**` p < 0.01, `***` p < 0.001, `ns` not significant. The test images carry the "
+             "evidence; the columns marked `corrected_t` give the Nadeau–Bengio corrected resampled t-test over "
+             "the fold scores, which every fold scores on the same test split, so it is conditional on that split "
+             "and has little power with few folds.", "",
              _markdown(perf), "",
-             "## Confidence increase per CAM method and class (ResNet50)", "",
-             "Mean over explained test images and folds; marks: Holm-adjusted paired t-test on the same images "
-             "against the class's best method (`ref`).", ""]
+             f"## Confidence increase per CAM method and class ({', '.join(explained)})", "",
+             "Mean over explained test images (each image's value averaged over the fold models); marks: "
+             "Holm-adjusted paired t-test over images against the class's best method (`ref`).", ""]
+    lines += [f"- {n}" for n in explanation_notes(runs)] + [""]
     if conf.empty:
         lines.append("_(notebook 05 has not run)_")
     else:
@@ -282,12 +403,16 @@ def write_report(study_dir: str | Path, runs: list[DatasetRun] | None = None) ->
         wide = wide.pivot_table(index=["dataset", "method"], columns="class", values="cell", aggfunc="first")
         lines.append(_markdown(wide.reset_index()))
     lines += ["", "## Next to the published numbers", "", _markdown(pub), "",
-              "Rows with `nan` under `ours`: that dataset is not in this study folder.", "",
+              f"Source of every published number: {PUBLISHED_SOURCE}. `ours_ci_low`/`ours_ci_high`: Wilson 95 % "
+              "interval of our accuracy on the `n_test` test images (test-set sampling only; `n`: folds, or explained images); `difference_ci`: the same "
+              "interval minus the published value. Rows with `nan` under `ours`: that dataset is not in this study "
+              "folder.", "",
               "## Why the numbers differ", ""]
     lines += [f"- {n}" for n in difference_notes(runs)]
     lines += ["", "## Generalization (accuracy; mean over folds)", "",
               "Clean test images, each corruption at its highest severity run, and the external set "
-              "(see notebook 07 for the curves, calibration and explanation stability).", "",
+              "(see notebook 07 for the curves, calibration and explanation stability). The last column says "
+              "which classes the external accuracy stands on and which training images were found in it.", "",
               _markdown(gen) if not gen.empty else "_(notebook 07 has not run)_", ""]
     path = study_dir / "report.md"
     write_text_atomic(path, "\n".join(lines))

@@ -38,7 +38,6 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 from scipy import stats as st
-from statsmodels.stats.multitest import multipletests
 
 COLUMNS = ["comparison", "group", "a", "b", "metric", "test", "n", "statistic", "p_value", "p_adjusted",
            "correction", "holm_family", "effect_size", "ci_low", "ci_high", "ci_level", "mean_a", "mean_b",
@@ -513,11 +512,23 @@ def adjust_pvalues(p: Sequence[float], method: str = "holm") -> np.ndarray:
     """
     if method not in ("holm", "bonferroni"):
         raise ValueError(f"method: unknown correction {method!r}; accepted values: holm, bonferroni")
+    # statsmodels' multipletests gives the same numbers (the tests check it) but runs gc.collect() on
+    # every call: 0.17 s per family, tens of seconds over the hundreds of families of a CAM comparison
     p = np.asarray(p, dtype=np.float64)
     out = np.full_like(p, np.nan)
     ok = np.isfinite(p)
-    if ok.any():
-        out[ok] = multipletests(p[ok], method=method)[1]
+    m = int(ok.sum())
+    if m == 0:
+        return out
+    pv = p[ok]
+    if method == "bonferroni":
+        out[ok] = np.minimum(1.0, pv * m)
+        return out
+    order = np.argsort(pv, kind="stable")
+    steps = np.maximum.accumulate((m - np.arange(m)) * pv[order])  # step-down: monotone in rank
+    adjusted = np.empty(m)
+    adjusted[order] = np.minimum(1.0, steps)
+    out[ok] = adjusted
     return out
 
 
