@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import nbformat
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -127,3 +128,31 @@ def test_a_notebook_reruns_alone_on_an_existing_run_folder(quick_run):
     before = (run / "stats" / "paired_tests.csv").stat().st_mtime_ns
     execute(quick_run, list_notebooks(["03"]), progress=False)
     assert (run / "stats" / "paired_tests.csv").stat().st_mtime_ns > before
+
+
+@pytest.mark.slow
+def test_quick_run_paired_tests_count_images_use_fold_sizes_and_one_mcnemar_family(quick_run):
+    """The acceptance checks of the statistics on a real run folder, recomputed from its own artefacts."""
+    from statsmodels.stats.multitest import multipletests
+
+    run = Path(quick_run["run_dir"])
+    tests = pd.read_csv(run / "stats" / "paired_tests.csv", keep_default_na=False, na_values=[""])
+    per_image = pd.read_csv(run / "xai_per_image.csv")
+    metrics = pd.read_csv(run / "metrics.csv")
+    assert {"holm_family", "ci_level"} <= set(tests.columns)
+    cams = tests[tests.comparison == "cams"]
+    assert len(cams)
+    for r in cams.itertuples():
+        part = per_image if r.group == "all" else per_image[per_image["class"] == r.group]
+        wide = part.groupby(["path", "method"])[r.metric].mean().unstack("method")
+        assert r.n == int(wide[[r.a, r.b]].notna().all(axis=1).sum()), (r.group, r.metric, r.a, r.b)
+    k = metrics["fold"].nunique()
+    for r in tests[tests.test == "corrected_t"].itertuples():
+        pair = metrics[metrics.model.isin([r.a, r.b])]
+        factor = 1 / k + pair["n_val"].mean() / pair["n_train"].mean()
+        assert f"variance factor 1/k + n_val/n_train = {factor:.6g}" in r.note
+    mcnemar = tests[tests.test.str.startswith("mcnemar")]
+    for _, family in mcnemar.groupby(["comparison", "group", "metric"]):
+        assert family["holm_family"].nunique() == 1
+        np.testing.assert_allclose(family["p_adjusted"], multipletests(family["p_value"], method="holm")[1])
+    assert len(tests[tests.test == "bootstrap_images"]) == 2 * len(quick_run["models"]) * (len(quick_run["models"]) - 1) // 2

@@ -117,7 +117,16 @@ NOTEBOOKS["02_training.ipynb"] = notebook([
     code("display(model_overview(params['models'], params['image_size']))"),
     md("## Train and test every model on every fold\n"
        "Each fit writes its best checkpoint (by validation macro-F1) atomically; an interrupted run picks up where "
-       "it stopped when this cell is run again."),
+       "it stopped when this cell is run again.\n\n"
+       "**Protocol choices that change results** (all recorded with each checkpoint and shown in the report's "
+       "protocol table): Adam with a **cosine learning-rate schedule** over `epochs`; **augmentation** on the "
+       "training batches (horizontal flips, rotation within ±10°, scaling within ±10 %, shifts within ±5 %, "
+       "brightness and contrast within ±10 %); **early stopping** on validation macro-F1 after `patience` epochs "
+       "without improvement, but **never before half of `epochs`** (VGG16 and EfficientNet trained from scratch "
+       "often sit at chance for a few epochs before they learn); and, before each validation, **BatchNorm "
+       "recalibration**: the running statistics are re-estimated as a plain average over up to 1,024 training "
+       "images, a seeded sample stratified by class (\"precise BN\"), because the running averages of a network "
+       "trained from scratch keep traces of its first, unstable steps."),
     code("metrics = train_and_evaluate(data, params)\n"
          "display(metrics[['model', 'fold', 'accuracy', 'balanced_accuracy', 'f1_macro', 'roc_auc_ovr', "
          "'best_epoch', 'epochs_run', 'train_seconds']].round(4))"),
@@ -140,23 +149,41 @@ NOTEBOOKS["03_statistics.ipynb"] = notebook([
        "The study uses paired t-tests. With a handful of folds, and six model pairs, a plain t-test misleads, so "
        "this notebook runs the right test for each pairing, corrects for multiple comparisons and reports effect "
        "sizes and intervals.\n\n"
-       "**Which test for which pairing**\n\n"
+       "**Which test for which pairing, and what each assumes**\n\n"
+       "* *Same test images, every fold model* (`predictions/`): the **image-level paired bootstrap** "
+       "(`bootstrap_images`, the headline mark). The unit that carries the evidence is the test image: a new test "
+       "set would change the images, not the folds. For each image its correctness is averaged over the fold "
+       "models (the share of folds that got it right); the images are resampled in pairs (9,999 resamples) and the "
+       "difference of the two models' accuracy (and macro-F1, averaged over the fold models) is recomputed on "
+       "each resample. It assumes the test images are independent draws; its p-value is "
+       "`min(1, 2(1 + #)/(B + 1))`, never 0.\n"
        "* *Same folds* (`metrics.csv`): the **paired t-test** (as in the study) assumes the fold differences are "
        "independent and roughly normal. They are not independent: the training sets of the folds overlap, so its "
        "p-values are too small. The **Nadeau–Bengio corrected resampled t-test** inflates the variance by "
-       "`1/k + n_test/n_train` to account for that. The **Wilcoxon signed-rank** test drops normality, but with "
-       "*n* folds its two-sided p-value cannot go below `2/2^n` (0.25 for three folds): with three folds it can "
-       "never be significant, and the table says so in its `note` and `min_p_possible` columns.\n"
-       "* *Same test images* (`predictions/`): **McNemar's test** compares two models' correct/incorrect outcomes "
-       "image by image (exact binomial for fewer than 25 disagreements), and a **paired bootstrap** gives an "
-       "interval of the accuracy and F1 differences.\n"
+       "`1/k + n_val/n_train` (the held-out fold against the training folds, about `1/k + 1/(k−1)`; Bouckaert & "
+       "Frank 2004) to account for that. The **Wilcoxon signed-rank** test drops normality and assumes only "
+       "symmetric differences, but with *n* folds its two-sided p-value cannot go below `2/2^n` (0.25 for three "
+       "folds); its interval (Hollander & Wolfe's, from the Walsh averages) cannot reach 95 % either, and "
+       "`ci_level` says what it reaches (75 % with three folds). **Every fold model is scored on the same test "
+       "split**, so these fold-level tests are *conditional on that test set*: they see how training varies, not "
+       "how the test images do. With three folds they have almost no power: a 55-point gap can come out `ns`. "
+       "That is why the summary table's mark is the image-level bootstrap, with the corrected t beside it.\n"
+       "* *Same test images, one fold* (`predictions/`): **McNemar's test** compares two models' correct/incorrect "
+       "outcomes image by image (exact binomial for fewer than 25 disagreements, chi-square with continuity "
+       "correction otherwise), and a **paired bootstrap** gives an interval of the accuracy and F1 differences.\n"
        "* *Same explained images* (`xai_per_image.csv`, after notebook 05): paired t and Wilcoxon between CAM "
-       "methods.\n\n"
-       "**How to read the table**: `p_value` is the raw p, `p_adjusted` the Holm-corrected one across the pairs "
-       "compared together (use this one), `effect_size` is Cohen's d_z for t-tests (the mean difference in units of "
-       "its standard deviation), the rank-biserial correlation for Wilcoxon and the accuracy difference for "
-       "McNemar; `ci_low`/`ci_high` bound the mean difference; `normality_p` is a Shapiro–Wilk check of the "
-       "differences. Identical results give p = 1; a single fold gives 'not testable'."),
+       "methods, with **one value per image**: every fold's model explains the same images, so each image's metric "
+       "is averaged over the fold models first, and `n` is the number of distinct images.\n\n"
+       "**Which family Holm corrects over** (`holm_family`): one comparison (models or CAM methods), one group "
+       "(all images, one fold, or one true class), one metric and one test family, across every pair compared "
+       "there. Both McNemar variants (exact and chi-square, chosen per pair) are one family; each other test is its "
+       "own.\n\n"
+       "**How to read the table**: `p_value` is the raw p, `p_adjusted` the Holm-corrected one in its "
+       "`holm_family` (use this one), `effect_size` is Cohen's d_z for t-tests (the mean difference in units of "
+       "its standard deviation), the rank-biserial correlation for Wilcoxon and the accuracy difference "
+       "`acc(a) − acc(b)` for McNemar and the bootstraps; `ci_low`/`ci_high` bound the difference at the level "
+       "`ci_level`; `normality_p` is a Shapiro–Wilk check of the differences. Identical results give p = 1; a "
+       "single fold gives 'not testable'."),
     parameters_cell(),
     md("## Setup"),
     setup_cell("03 · Statistics",
@@ -169,23 +196,27 @@ NOTEBOOKS["03_statistics.ipynb"] = notebook([
     code("metrics = run.read_metrics()\n"
          "tests = paired_tests_for_run(params)\n"
          "cols = ['comparison', 'group', 'a', 'b', 'metric', 'test', 'n', 'statistic', 'p_value', 'p_adjusted',\n"
-         "        'effect_size', 'ci_low', 'ci_high', 'note']\n"
+         "        'holm_family', 'effect_size', 'ci_low', 'ci_high', 'ci_level', 'note']\n"
          "display(tests[(tests.comparison == 'models') & (tests.group == 'all')][cols].round(4))"),
     md("## The paper-style table\nMean ± standard deviation over folds; the mark compares each model with the best "
-       "one by the corrected t-test, Holm-adjusted (`*` p < 0.05, `**` p < 0.01, `***` p < 0.001, `ns` not "
-       "significant)."),
-    code("table = summary_table(metrics, tests, ('accuracy', 'f1_macro'), test='corrected_t')\n"
+       "one by the image-level bootstrap, Holm-adjusted (`*` p < 0.05, `**` p < 0.01, `***` p < 0.001, `ns` not "
+       "significant). The columns `(corrected_t)` give the corrected resampled t-test's mark for the same pair."),
+    code("table = summary_table(metrics, tests, ('accuracy', 'f1_macro'))\n"
          "run.write_csv(table.reset_index(), run.stats_dir / 'summary_table.csv')\n"
          "display(table)"),
-    md("## Figures\nAdjusted p-values per pair, and the fold-wise values joined per fold (the pairing the tests use)."),
+    md("## Figures\nAdjusted p-values per pair (image-level bootstrap, then the corrected t), and the fold-wise "
+       "values joined per fold."),
     code("for metric in ('accuracy', 'f1_macro'):\n"
+         "    plot_pvalue_heatmap(tests, metric, 'bootstrap_images', run=run)\n"
          "    plot_pvalue_heatmap(tests, metric, 'corrected_t', run=run)\n"
          "    plot_paired_lines(metrics, metric, run=run)"),
-    md("## Same test images: McNemar and bootstrap\nOne row per fold and model pair."),
+    md("## Same test images, one fold: McNemar and bootstrap\nOne row per fold and model pair."),
     code("display(tests[tests.group.str.startswith('fold')][cols].round(4).head(24))"),
-    md("## What the data can and cannot show\nWith few folds, a non-significant result is *not* evidence that "
-       "two models are equally good: look at the interval of the difference. A significant plain t-test that the "
-       "corrected test does not confirm is most likely an artefact of overlapping training sets."),
+    md("## What the data can and cannot show\nA non-significant result is *not* evidence that two models are "
+       "equally good: look at the interval of the difference. A significant plain t-test that the corrected test "
+       "does not confirm is most likely an artefact of overlapping training sets; a significant image-level test "
+       "that the corrected t does not confirm says the gap holds on these test images for these fold models, "
+       "while three folds are too few to say how much it varies with the training data."),
 ])
 
 NOTEBOOKS["04_explanations.ipynb"] = notebook([
@@ -238,9 +269,11 @@ NOTEBOOKS["04_explanations.ipynb"] = notebook([
          "    diffs[name] = float(np.abs(m['gradcam'] - m['xgradcam']).max())\n"
          "display(pd.Series(diffs, name='max |GradCAM - XGradCAM|').to_frame())"),
     md("## EigenGradCAM's sign\nEigenGradCAM projects `G·A` on its first principal component. The sign of a "
-       "singular vector is arbitrary (pytorch-grad-cam leaves it to LAPACK); after the ReLU a flipped sign shows "
-       "the *complement* of the lesion. `eigengradcam_signed` applies the library's own correction "
-       "(`get_2d_projection_with_sign_correction`: flip when |min| > |max|)."),
+       "singular vector is arbitrary: pytorch-grad-cam leaves it to LAPACK, and `eigengradcam` here is exactly the "
+       "library's map (the same float32 numpy SVD, so the same sign). After the ReLU a flipped sign shows the "
+       "*complement* of the lesion. `eigengradcam_signed` is the documented corrected variant: it applies the "
+       "library's own correction (`get_2d_projection_with_sign_correction`: flip when |min| > |max|). The study's "
+       "numbers are for the uncorrected map."),
     code("eig, _ = compute_cams(model, x, ['eigengradcam', 'eigengradcam_signed'], target_layer=layer)\n"
          "flipped = [i for i in range(len(rows)) if not np.allclose(eig['eigengradcam'][i], eig['eigengradcam_signed'][i])]\n"
          "print(f'sign flipped by the correction on {len(flipped)} of {len(rows)} images')\n"
@@ -263,10 +296,16 @@ NOTEBOOKS["05_explanation_metrics.ipynb"] = notebook([
        "`softmax(f(x ⊙ cam))[c] − softmax(f(x))[c]` (pytorch-grad-cam's `CamMultImageConfidenceChange` with a "
        "softmax target). A map that keeps what the model needs raises (or keeps) the score.\n\n"
        "One metric is not enough to compare methods honestly, so this notebook also reports Chattopadhay et al.'s "
-       "**average drop %** and **increase in confidence %**, Petsiuk et al.'s **deletion** and **insertion** AUC, "
-       "Rong et al.'s **ROAD** (remove and debias) and Adebayo et al.'s **randomisation sanity check** (the costly "
-       "ones on a subsample of images per class, as each costs many forwards per image), and, where lesion masks exist (the synthetic dataset), "
-       "the **pointing game**, the **energy inside the mask** and the **IoU** at 0.5: a check against ground truth.\n\n"
+       "**average drop %** and **increase in confidence %** (as the paper defines them: the *image* in [0, 1] is "
+       "multiplied by the map, black where the map is 0, then normalised), Petsiuk et al.'s **deletion** and "
+       "**insertion** AUC, Rong et al.'s **ROAD** (remove and debias; exactly *p* % of the pixels removed at each "
+       "percentile, ties broken at random as in their reference code) and Adebayo et al.'s **randomisation sanity "
+       "check** (every parameterised layer re-initialised, top to bottom; the costly "
+       "ones on a subsample of images per class, as each costs many forwards per image), and, where lesion masks "
+       "exist (the synthetic dataset), the **pointing game** (Zhang et al.'s 15-pixel tolerance, scaled to the "
+       "image size), the **energy inside the mask** and the **IoU** at 0.5: a check against ground truth.\n\n"
+       "Each map explains the model's **predicted** class, and every score is the **softmax** probability of that "
+       "class.\n\n"
        "Writes `xai_per_image.csv` (one row per model, fold, method and image), `xai_metrics.csv` (mean per model, "
        "method and true class) and adds the CAM method pairs to `stats/paired_tests.csv`."),
     parameters_cell(),
@@ -305,7 +344,9 @@ NOTEBOOKS["05_explanation_metrics.ipynb"] = notebook([
          "else:\n"
          "    print('no lesion masks in this dataset: localisation metrics are not available')"),
     md("## Ranking of the methods, with its paired tests\nMethods are ranked by mean confidence increase; the paired "
-       "tests (same images, Holm-corrected across the method pairs) say which gaps in the ranking are real."),
+       "tests say which gaps in the ranking are real. The unit is the image: each image's value is averaged over "
+       "the fold models before the methods are paired, so `n` is the number of distinct images (Holm-corrected "
+       "across the method pairs; notebook 03 explains the families)."),
     code("tests = paired_tests_for_run(params)\n"
          "ranking = overall['confidence_increase'].sort_values(ascending=False)\n"
          "display(ranking.rename('mean confidence increase').to_frame())\n"
@@ -341,8 +382,9 @@ NOTEBOOKS["06_study_summary.ipynb"] = notebook([
          "print(f\"{len(runs)} dataset run(s): {', '.join(r.dataset for r in runs)}\")\n"
          "display(protocol_table(runs).set_index('dataset').T)"),
     md("## Accuracy and F1 per CNN and dataset\nMean ± standard deviation over the fold models, each tested on the "
-       "same held-out test split; the mark compares each model with the dataset's best one by the corrected "
-       "resampled t-test, Holm-adjusted (notebook 03 explains why not the plain t-test)."),
+       "same held-out test split; the mark compares each model with the dataset's best one by the paired bootstrap "
+       "over the test images (every fold model's results averaged per image), Holm-adjusted, and the `corrected_t` "
+       "columns by the corrected resampled t-test over the folds (notebook 03 explains both)."),
     code("display(performance_table(runs))\n"
          "metrics = pd.concat([r.metrics for r in runs], ignore_index=True)\n"
          "fig = plot_study_metric(metrics, 'accuracy', run=run)\n"
@@ -373,8 +415,11 @@ NOTEBOOKS["07_generalization.ipynb"] = notebook([
        "compression, lower resolution and a simulated scanner intensity shift, at graded severities (1 mild … 5 "
        "severe, the same corrupted images for every model)?\n"
        "2. **Another site**: how does it do on an external test set (`external_data_root`, any supported layout, "
-       "its classes mapped onto ours by name or by `class_map`; classes without a match are reported, not "
-       "dropped silently)? The embedded synthetic dataset brings its own: a second synthetic set with brighter "
+       "its classes mapped onto ours by canonical name, so `glioma_tumor` is `glioma`, or by `class_map`; classes "
+       "without a match are reported, not dropped silently)? Every external image is first checked against the "
+       "training images (identical bytes, or a perceptual hash within the audit's threshold): copies are left out "
+       "and counted, since a public 'external' set often holds the training images (Nickparvar's brain MRI set "
+       "contains Bhuvaji's). The embedded synthetic dataset brings its own: a second synthetic set with brighter "
        "tissue and twice the noise.\n"
        "3. **Calibration**: is its confidence still honest there (expected calibration error, 15 bins; "
        "reliability diagrams)?\n"
@@ -407,8 +452,15 @@ NOTEBOOKS["07_generalization.ipynb"] = notebook([
          "ext_file = run.root / 'generalization_external.json'\n"
          "if ext_file.is_file():\n"
          "    ext = json.loads(ext_file.read_text())\n"
+         "    overlap = ext['training_overlap']\n"
          "    print(f\"external set {ext['name']} ({ext['layout']}): {ext['images_used']} images; classes mapped \"\n"
-         "          f\"{ext['class_mapping']}; unmapped (left out) {ext['unmapped_classes'] or 'none'}\")\n"
+         "          f\"{ext['class_mapping']}\")\n"
+         "    print(f\"classes scored: {', '.join(ext['classes_evaluated'])}\")\n"
+         "    if ext['unmapped_classes']:\n"
+         "        print(f\"WARNING: classes with no training class are NOT scored: {ext['unmapped_classes']} \"\n"
+         "              f\"(name them with class_map); the external accuracy covers the classes above only\")\n"
+         "    print(f\"training images found in the external set and left out: {overlap['exact']} byte copies, \"\n"
+         "          f\"{overlap['near']} near copies (perceptual hash within {overlap['near_threshold']} bits)\")\n"
          "else:\n"
          "    print('no external set: pass external_data_root=<folder> (and class_map if names differ)')\n"
          "display(table.groupby(['model', 'condition', 'severity'], sort=False)[['accuracy', 'f1_macro', 'ece']]\n"
