@@ -2,10 +2,12 @@ import hashlib
 import json
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from xai_helpers.data.layouts import detect_layout, scan_dataset
-from xai_helpers.data.synthetic import SYNTHETIC_CLASSES, draw_slice, make_synthetic_dataset
+from xai_helpers.data.synthetic import (GENERATOR, SYNTHETIC_CLASSES, GeneratedDataError, draw_slice,
+                                        make_synthetic_dataset)
 
 
 def _digest(root):
@@ -25,7 +27,7 @@ def test_same_seed_same_bytes_other_seed_other_images(tmp_path):
 
 def test_layout_masks_beside_images_and_class_decided_by_lesion(tmp_path):
     root = make_synthetic_dataset(tmp_path / "syn", n_per_class=4, n_test_per_class=2, progress=False)
-    assert json.loads((root / "synthetic.json").read_text())["n_per_class"] == 4
+    assert json.loads((root / "synthetic.json").read_text())["settings"]["n_per_class"] == 4
     assert detect_layout(root) == "synthetic"
     index = scan_dataset(root)
     assert index.attrs["classes"] == sorted(SYNTHETIC_CLASSES)
@@ -69,3 +71,64 @@ def test_other_settings_replace_the_old_images_and_foreign_folders_are_refused(t
     with pytest.raises(FileExistsError, match="is not empty and holds no synthetic dataset"):
         make_synthetic_dataset(foreign, n_per_class=2, progress=False)
     assert (foreign / "notes.txt").exists()
+
+
+
+def _user_dataset(folder):
+    """A user's own dataset that happens to sit beside a file named synthetic.json."""
+    for split in ("train", "test", "masks"):
+        (folder / split / "scans").mkdir(parents=True)
+        (folder / split / "scans" / "patient1.png").write_bytes(b"precious")
+    return folder
+
+
+@pytest.mark.parametrize("marker_text", ["{not json", '{"n_per_class": 2}', "[1, 2]",
+                                         '{"generator": "someone else", "files": {}}'])
+def test_a_foreign_or_unreadable_marker_never_deletes_anything(tmp_path, marker_text):
+    root = _user_dataset(tmp_path / "data")
+    (root / "synthetic.json").write_text(marker_text)
+    with pytest.raises(GeneratedDataError, match="nothing was deleted"):
+        make_synthetic_dataset(root, n_per_class=2, progress=False)
+    assert all((root / split / "scans" / "patient1.png").read_bytes() == b"precious"
+               for split in ("train", "test", "masks"))
+    assert (root / "synthetic.json").read_text() == marker_text
+
+
+def test_regeneration_removes_only_what_the_generator_wrote(tmp_path):
+    root = make_synthetic_dataset(tmp_path / "syn", n_per_class=3, progress=False)
+    record = json.loads((root / "synthetic.json").read_text())
+    assert record["generator"] == GENERATOR and record["settings"]["seed"] == 0
+    assert len(record["files"]) == 2 * 3 * (3 + 4) and len(record["content_digest"]) == 40
+    # a file of the user's among the generated ones stops the regeneration, naming it
+    mine = root / "train" / "no_lesion" / "my_scan.png"
+    mine.write_bytes(b"mine")
+    with pytest.raises(GeneratedDataError, match="my_scan.png"):
+        make_synthetic_dataset(root, n_per_class=2, progress=False)
+    assert mine.read_bytes() == b"mine" and len(list((root / "train" / "no_lesion").iterdir())) == 4
+    # a generated file edited since: also refused
+    mine.unlink()
+    edited = next((root / "test" / "ring_lesion").iterdir())
+    edited.write_bytes(b"edited")
+    with pytest.raises(GeneratedDataError, match="changed since"):
+        make_synthetic_dataset(root, n_per_class=2, progress=False)
+    assert edited.read_bytes() == b"edited"
+    # a tampered file list is refused too
+    tampered = {**record, "files": {**record["files"], "train/extra.png": "0" * 40}}
+    (root / "synthetic.json").write_text(json.dumps(tampered))
+    with pytest.raises(GeneratedDataError, match="content digest"):
+        make_synthetic_dataset(root, n_per_class=2, progress=False)
+
+
+def test_the_generated_external_set_is_protected_the_same_way(tmp_path):
+    from xai_helpers.generalization import SYNTHETIC_EXTERNAL, load_external
+
+    data_root = tmp_path / "synthetic"
+    external = _user_dataset(tmp_path / "synthetic_external")
+    (external / "synthetic.json").write_text("{}")
+    params = {"external_data_root": None, "external_dataset": "auto", "dataset": "synthetic",
+              "data_root": str(data_root), "synthetic_per_class": 6, "class_map": {}, "generalization_per_class": 2,
+              "image_size": 32, "seed": 0}
+    with pytest.raises(GeneratedDataError, match="nothing was deleted"):
+        load_external(params, list(SYNTHETIC_CLASSES), grey=True, progress=False)
+    assert (external / "train" / "scans" / "patient1.png").read_bytes() == b"precious"
+    assert SYNTHETIC_EXTERNAL["seed"] == 1

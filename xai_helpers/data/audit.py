@@ -65,7 +65,7 @@ def cross_near_duplicates(hashes: np.ndarray, reference: np.ndarray, threshold: 
 
     Examples
     --------
-    >>> cross_near_duplicates(np.array([0b1111, 1 << 40], np.uint64), np.array([0b0111], np.uint64)).tolist()
+    >>> cross_near_duplicates(np.array([0b1111, 0xFF00], np.uint64), np.array([0b0111], np.uint64)).tolist()
     [True, False]
     """
     hashes = np.asarray(hashes, dtype=np.uint64)

@@ -23,7 +23,9 @@ radius, large enough at 64 px for every CNN to learn the task from scratch in a 
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -166,32 +168,98 @@ def make_synthetic_dataset(root: str | Path, n_per_class: int = 150, n_test_per_
                 "size": size, "brightness": brightness, "noise": noise,
                 "classes": list(SYNTHETIC_CLASSES), "version": 2}  # bump when drawing changes
     marker = root / _MARKER
-    if marker.is_file():
-        try:
-            if json.loads(marker.read_text()) == settings:
-                return root
-        except json.JSONDecodeError:
-            pass
-        # another generation of ours: remove it, so no image of other settings stays behind
-        import shutil
-        for sub in ("train", "test", "masks"):
-            shutil.rmtree(root / sub, ignore_errors=True)
-        marker.unlink()
+    if marker.is_file() or marker.is_symlink():
+        recorded = _read_marker(marker)
+        if recorded.get("settings") == settings and _generated_files_intact(root, recorded):
+            return root
+        # a generation of ours with other settings (or damaged): remove exactly the files it wrote
+        _remove_generated(root, recorded)
     elif root.is_dir() and any(root.iterdir()):
         raise FileExistsError(f"data_root: {root} is not empty and holds no synthetic dataset "
                               f"({_MARKER} missing); choose an empty or new folder for dataset='synthetic'")
     jobs = [(split, c, i) for split, n in (("train", n_per_class), ("test", n_test_per_class))
             for c in range(len(SYNTHETIC_CLASSES)) for i in range(n)]
+    files: dict[str, str] = {}
     # one independent stream per image: the same image whatever n_per_class is
     for split, c, i in tqdm(jobs, desc="synthetic images", disable=not progress):
         child = np.random.default_rng([seed, {"train": 0, "test": 1}[split], c, i])
         img, mask = draw_slice(child, c, size, brightness, noise)
         rel = Path(split) / SYNTHETIC_CLASSES[c] / f"{split}_{SYNTHETIC_CLASSES[c]}_{i:04d}.png"
-        for base, arr in ((root, img), (root / "masks", mask.astype(np.uint8) * 255)):
-            (base / rel).parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(arr).save(base / rel)
-    marker.write_text(json.dumps(settings, indent=2))
+        for base, arr in ((Path("."), img), (Path("masks"), mask.astype(np.uint8) * 255)):
+            path = root / base / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(arr).save(path)
+            files[(base / rel).as_posix()] = hashlib.sha1(path.read_bytes()).hexdigest()
+    content = hashlib.sha1(json.dumps(files, sort_keys=True).encode()).hexdigest()
+    record = {"generator": GENERATOR, "settings": settings, "content_digest": content, "files": files}
+    tmp = marker.with_name(f".{marker.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(record, indent=1))
+    os.replace(tmp, marker)
     return root
+
+
+#: Who wrote a synthetic dataset folder: checked before any file in it is removed.
+GENERATOR = "xai_helpers.data.synthetic.make_synthetic_dataset"
+
+
+class GeneratedDataError(RuntimeError):
+    """A folder's synthetic-dataset marker cannot prove that the toolkit generated its files."""
+
+
+def _read_marker(marker: Path) -> dict:
+    """The marker's record; an error (never a licence to delete) when it is not one of ours."""
+    try:
+        record = json.loads(marker.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise GeneratedDataError(f"{marker}: unreadable synthetic-dataset marker ({err}); nothing was deleted. "
+                                 f"If the folder holds a dataset of yours, point data_root elsewhere") from None
+    if not isinstance(record, dict) or record.get("generator") != GENERATOR or not isinstance(record.get("files"), dict):
+        raise GeneratedDataError(f"{marker}: not a marker written by {GENERATOR} (no generator and file list; an "
+                                 f"older version or another program); nothing was deleted. Point data_root at a "
+                                 f"new folder, or delete the folder yourself if it is a generated dataset")
+    content = hashlib.sha1(json.dumps(record["files"], sort_keys=True).encode()).hexdigest()
+    if record.get("content_digest") != content:
+        raise GeneratedDataError(f"{marker}: its file list does not match its content digest; nothing was deleted")
+    return record
+
+
+def _generated_files_intact(root: Path, record: dict) -> bool:
+    listed = record["files"]
+    return all((root / rel).is_file() for rel in listed) and not _foreign_files(root, listed)
+
+
+def _foreign_files(root: Path, listed: dict) -> list[Path]:
+    """Files under the generated sub-folders that the marker does not list (a user's, say)."""
+    out = []
+    for sub in ("train", "test", "masks"):
+        for p in sorted((root / sub).rglob("*")) if (root / sub).is_dir() else []:
+            if (p.is_file() or p.is_symlink()) and p.relative_to(root).as_posix() not in listed:
+                out.append(p)
+    return out
+
+
+def _remove_generated(root: Path, record: dict) -> None:
+    """Delete the files the marker lists, each only if its bytes are still the ones written, then
+    the empty folders and the marker; anything else stops the removal with the file's name."""
+    listed = record["files"]
+    foreign = _foreign_files(root, listed)
+    changed = [rel for rel, digest in listed.items()
+               if (root / rel).is_file() and hashlib.sha1((root / rel).read_bytes()).hexdigest() != digest]
+    if foreign or changed:
+        first = foreign[0] if foreign else root / changed[0]
+        raise GeneratedDataError(
+            f"{root}: holds {len(foreign)} file(s) the synthetic generator did not write and {len(changed)} it wrote "
+            f"but that have changed since (e.g. {first}); nothing was deleted. Move them away or point data_root at "
+            f"a new folder")
+    for rel in listed:
+        (root / rel).unlink(missing_ok=True)
+    for sub in ("masks", "test", "train"):
+        for d in sorted((root / sub).rglob("*"), reverse=True) if (root / sub).is_dir() else []:
+            if d.is_dir() and not any(d.iterdir()):
+                d.rmdir()
+        if (root / sub).is_dir() and not any((root / sub).iterdir()):
+            (root / sub).rmdir()
+    (root / _MARKER).unlink()
 
 
 def mask_path(image_path: str | Path, root: str | Path) -> Path:
