@@ -15,6 +15,7 @@ from typing import Any
 
 from .data.layouts import LAYOUTS
 from .models import MODEL_NAMES
+from .runfolder import RunFolderRefused, check_run_dir
 
 CAM_METHODS = ("gradcam", "gradcam++", "xgradcam", "eigengradcam", "layercam")
 
@@ -206,7 +207,14 @@ def resolve_params(values: dict[str, Any]) -> dict[str, Any]:
         raise ParameterError(
             f"data_root: folder {p['data_root']} does not exist; point it at the downloaded "
             f"dataset (dataset={p['dataset']!r})")
+    if p["run_dir"] is None or not str(p["run_dir"]).strip():
+        raise ParameterError("run_dir: a folder is required (a new or empty folder, or an earlier run folder), "
+                             "e.g. runs/<name>")
     p["run_dir"] = str(resolve_path(p["run_dir"]))
+    try:
+        check_run_dir(p["run_dir"], project_root())
+    except RunFolderRefused as err:
+        raise ParameterError(str(err)) from None
 
     models = p["models"]
     if isinstance(models, str):

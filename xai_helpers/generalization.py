@@ -393,6 +393,7 @@ def run_generalization(data, params: dict[str, Any], n_bins: int = 15, cam_image
     from .training import load_checkpoint, resolve_device
 
     run = RunFolder(params["run_dir"])
+    run.claim()
     metrics = run.read_metrics()
     device = resolve_device(params["device"])
     rows = explanation_sample(data, params["generalization_per_class"], params["seed"])

@@ -68,6 +68,10 @@ class WeightsUnavailableError(RuntimeError):
     """Pretrained weights could not be downloaded and no local copy was found."""
 
 
+class CorruptWeightsError(RuntimeError):
+    """A weights file in the torch hub folder exists but cannot be loaded."""
+
+
 class CheckpointMismatchError(ValueError):
     """A checkpoint does not fit the model it is loaded into."""
 
@@ -113,9 +117,14 @@ def _imagenet_state_dict(name: str) -> dict[str, torch.Tensor]:
     target = imagenet_weights_file(name)
     try:
         return weights.get_state_dict(progress=False)
-    except (URLError, OSError, RuntimeError) as err:
-        if isinstance(err, RuntimeError) and target.exists():
-            raise  # a corrupt local file: let the real error through
+    except Exception as err:  # noqa: BLE001 - sorted below: a broken local file, or no download
+        if target.exists() and not isinstance(err, URLError):
+            raise CorruptWeightsError(
+                f"{target}: the ImageNet weights file of {name} in the torch hub folder cannot be loaded "
+                f"({type(err).__name__}: {err}); it is probably truncated or corrupt. Delete it, and it is "
+                f"downloaded again (or put a good copy of {weights.url} there)") from err
+        if not isinstance(err, (URLError, OSError, RuntimeError)):
+            raise
         raise WeightsUnavailableError(
             f"ImageNet weights for {name} could not be downloaded ({type(err).__name__}: {err}). "
             f"Offline, download {weights.url} elsewhere and put it at {target} "

@@ -1,14 +1,44 @@
 """The setup every notebook runs first: validate parameters, seed, style, print the environment."""
 from __future__ import annotations
 
+import json
 import platform
 import random
 from typing import Any
 
 import numpy as np
 
-from .config import DEFAULTS, resolve_params
+from .config import DEFAULTS, ParameterError, resolve_params
 from .runfolder import RunFolder
+
+
+def check_against_prepared_data(run: RunFolder, params: dict[str, Any]) -> None:
+    """Refuse parameters that contradict the data notebook 01 prepared in ``run``.
+
+    The image size, the number of folds and the dataset (layout and folder) are fixed by the
+    prepared data; a later notebook run with other values would state a protocol that was never
+    run. Other parameters may differ (training another subset of models is allowed).
+
+    Raises
+    ------
+    ParameterError
+        Naming the parameter, both values, and how to proceed.
+    """
+    info_file = run.data_dir / "dataset.json"
+    if not info_file.is_file():
+        return
+    info = json.loads(info_file.read_text())
+    prepared = run.step_params("01") if run.config_file.is_file() else {}
+    checks = [("image_size", info.get("image_size"), params["image_size"]),
+              ("folds", prepared.get("folds"), params["folds"]),
+              ("data_root", info.get("root"), params["data_root"])]
+    if params["dataset"] != "auto":
+        checks.append(("dataset", info.get("layout"), params["dataset"]))
+    for name, have, asked in checks:
+        if have is not None and str(have) != str(asked):
+            raise ParameterError(f"{name}: the run folder {run.root} holds data prepared with {name}={have!r}, not "
+                                 f"{asked!r}; pass {name}={have!r}, or rerun notebook 01 (or use another run_dir) "
+                                 f"to prepare the data anew")
 
 
 def seed_everything(seed: int) -> None:
@@ -57,9 +87,14 @@ def setup_notebook(namespace: dict[str, Any], title: str) -> dict[str, Any]:
     from .figures import set_style
 
     params = resolve_params({k: namespace[k] for k in DEFAULTS if k in namespace})
+    step = title[:2] if title[:2].isdigit() else None
+    run = RunFolder(params["run_dir"])
+    if step not in (None, "01", "06"):
+        check_against_prepared_data(run, params)
     seed_everything(params["seed"])
     set_style()
-    RunFolder(params["run_dir"]).write_config(params)
+    run.claim()
+    run.write_config(params, step=step)
     print(title)
     for k, v in environment().items():
         print(f"  {k:<12} {v}")

@@ -94,7 +94,7 @@ def load_study(study_dir: str | Path) -> list[DatasetRun]:
     runs = []
     for folder in folders:
         run = RunFolder(folder)
-        config = json.loads(run.config_file.read_text()) if run.config_file.is_file() else {}
+        config = step_config(json.loads(run.config_file.read_text()) if run.config_file.is_file() else {})
         audit = json.loads(run.audit_file.read_text()) if run.audit_file.is_file() else {}
         metrics = run.read_metrics()
         external_file = folder / "generalization_external.json"
@@ -105,12 +105,41 @@ def load_study(study_dir: str | Path) -> list[DatasetRun]:
     return runs
 
 
+#: Which step's recorded parameters the report takes each parameter from (``config.json``'s ``steps``).
+STEP_PARAMETERS = {
+    "01": ("dataset", "data_root", "image_size", "folds", "seed", "max_per_class", "leak_policy",
+           "synthetic_per_class"),
+    "02": ("models", "weights", "epochs", "batch_size", "lr", "patience", "freeze_epochs", "class_weighted"),
+    "05": ("cam_model", "cam_layer", "cam_methods", "explain_per_class"),
+    "07": ("corruption_severities", "generalization_per_class", "external_data_root", "external_dataset", "class_map"),
+}
+
+
+def step_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The parameters each part of the run used: every parameter from the step that used it
+    (:data:`STEP_PARAMETERS`), so that a notebook rerun alone with other values does not rewrite
+    what an earlier step did; the latest values where a step left no record.
+
+    Examples
+    --------
+    >>> step_config({"image_size": 96, "steps": {"01": {"image_size": 64}}})["image_size"]
+    64
+    """
+    steps = config.get("steps", {}) if isinstance(config, dict) else {}
+    merged = {k: v for k, v in config.items() if k != "steps"}
+    for step, keys in STEP_PARAMETERS.items():
+        merged.update({k: steps[step][k] for k in keys if k in steps.get(step, {})})
+    return merged
+
+
 def training_settings(run: RunFolder, metrics: pd.DataFrame) -> dict[str, Any]:
     """The training settings the fits actually used, read from their checkpoints (``last.pt``).
 
-    Returns the ``TrainConfig`` fields that change results (schedule, optimizer, BatchNorm
-    recalibration, minimum epochs, augmentation, ...), each as the set of values seen over the
-    fits (one value when every fit agrees); empty when no checkpoint is there.
+    Returns the image size and the ``TrainConfig`` fields that change results (epochs, learning
+    rate per model, schedule, optimizer, BatchNorm recalibration, minimum epochs, augmentation,
+    ...), each as the values seen over the fits joined by ", " (one value when every fit agrees);
+    empty when no checkpoint is there. The report's protocol table shows these, not the latest
+    notebook parameters.
     """
     import torch  # noqa: PLC0415 - only the report's protocol table needs it
 
@@ -120,12 +149,18 @@ def training_settings(run: RunFolder, metrics: pd.DataFrame) -> dict[str, Any]:
         if not path.is_file():
             continue
         # mmap: the weights are not read, only the settings beside them
-        config = torch.load(path, map_location="cpu", weights_only=True, mmap=True).get("config", {})
+        meta = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        config = dict(meta.get("config", {}))
+        if "image_size" in meta:
+            config["image_size"] = meta["image_size"]
+        if "lr" in config:
+            config["lr"] = f"{r.model}: {config['lr']:g}"
         epochs = config.get("epochs")
         if config.get("min_epochs") is None and epochs is not None:
             config = {**config, "min_epochs": f"{epochs // 2} (half of epochs)"}
-        for key in ("optimizer", "schedule", "weight_decay", "augment", "recalibrate_bn", "bn_calibration_images",
-                    "min_epochs", "patience", "class_weighted", "freeze_epochs", "amp"):
+        for key in ("image_size", "epochs", "batch_size", "lr", "optimizer", "schedule", "weight_decay", "augment",
+                    "recalibrate_bn", "bn_calibration_images", "min_epochs", "patience", "class_weighted",
+                    "freeze_epochs", "amp"):
             if key in config:
                 seen.setdefault(key, set()).add(str(config[key]))
     return {k: ", ".join(sorted(v)) for k, v in seen.items()}
@@ -245,12 +280,15 @@ def protocol_table(runs: list[DatasetRun]) -> pd.DataFrame:
     for r in runs:
         c, m, a = r.config, r.metrics, r.audit
         weights = ", ".join(sorted(m["weights"].astype(str).unique())) if "weights" in m else str(c.get("weights"))
+        t = r.training
         rows.append({
-            "dataset": r.dataset, "run folder": r.name, "image_size": c.get("image_size"), "weights": weights,
-            "folds": int(m["fold"].nunique()), "max epochs": c.get("epochs"), "lr": str(c.get("lr")),
+            "dataset": r.dataset, "run folder": r.name, "image_size": t.get("image_size", c.get("image_size")),
+            "weights": weights, "folds": int(m["fold"].nunique()), "max epochs": t.get("epochs", c.get("epochs")),
+            "lr": t.get("lr", str(c.get("lr"))), "batch size": t.get("batch_size", c.get("batch_size")),
             "max_per_class": c.get("max_per_class"),
             "train images / fold": int(m["n_train"].median()) if "n_train" in m else None,
             "test images": int(m["n_test"].median()) if "n_test" in m else None,
+            "test split": a.get("splits", {}).get("test_split"),
             "exact duplicate groups": a.get("exact_duplicate_groups"),
             "near duplicate groups": a.get("near_duplicate_groups"),
             "train images dropped as test copies": len(a.get("splits", {}).get("dropped_train_images", [])),

@@ -32,7 +32,7 @@ import yaml
 
 from .config import (DEFAULTS, PROFILES, STUDY_DATASETS, ParameterError, profile_params, project_root,
                      resolve_params, resolve_path)
-from .runfolder import RunFolder
+from .runfolder import RunFolder, RunFolderRefused
 
 
 class NotebookFailed(RuntimeError):
@@ -173,11 +173,18 @@ def execute(params: dict[str, Any], notebooks: Sequence[Path], progress: bool = 
     from tqdm.auto import tqdm
 
     run = RunFolder(params["run_dir"])
+    try:
+        run.claim()
+    except RunFolderRefused as err:
+        raise ParameterError(str(err)) from None
     run.notebooks_dir.mkdir(parents=True, exist_ok=True)
     run.write_config(params)
     outputs = []
     for book in tqdm(notebooks, desc=f"notebooks ({Path(params['run_dir']).name})", disable=not progress):
         out = run.notebooks_dir / book.name
+        if out.resolve() == book.resolve() or out.parent.resolve() == notebook_dir().resolve():
+            raise ParameterError(f"run_dir: the executed copy of {book.name} would overwrite the source notebook "
+                                 f"{book}; choose another run_dir")
         started = time.perf_counter()
         try:
             pm.execute_notebook(str(book), str(out), parameters=params, cwd=str(book.parent),
@@ -200,6 +207,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         per_dataset, study = plan_runs(args.profile, parse_overrides(args.set))
+        if len(per_dataset) > 1 or per_dataset[0]["run_dir"] != study["run_dir"]:
+            try:  # the study folder holds the dataset folders: it is a run folder of its own
+                RunFolder(study["run_dir"]).claim()
+            except RunFolderRefused as err:
+                raise ParameterError(str(err)) from None
         books = list_notebooks(args.only.split(",") if args.only else None)
         dataset_books = [b for b in books if b.name[:2] not in STUDY_LEVEL_NOTEBOOKS]
         study_books = [b for b in books if b.name[:2] in STUDY_LEVEL_NOTEBOOKS]

@@ -7,7 +7,9 @@ tools and checks read; extend it, keep these:
 =====================================  =========================================================
 path                                   what
 =====================================  =========================================================
-``config.json``                        resolved parameters of the last notebook run
+``.xai-run.json``                      the marker that makes a folder a run folder (no absolute path)
+``config.json``                        resolved parameters of the last notebook run, and of every
+                                       step under ``steps`` (``"01"``, ``"02"``, ...)
 ``notebooks/``                         executed copies of the notebooks (written by the runner)
 ``data/splits.csv``                    ``path, split, class, group, fold`` of every image used
 ``data/audit.json``                    the data audit (counts, unreadable files, duplicates)
@@ -28,12 +30,101 @@ path                                   what
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import socket
+import time
+import uuid
+import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator, Sequence
 
 import pandas as pd
+
+#: The file that marks a folder as a run folder of this toolkit.
+RUN_MARKER = ".xai-run.json"
+#: The lock file held around each step's writes to shared tables.
+LOCK_FILE = ".lock"
+#: Seconds to wait for another run's lock before giving up (``XAI_HELPERS_LOCK_TIMEOUT`` overrides).
+LOCK_TIMEOUT = 300.0
+
+
+class RunFolderRefused(ValueError):
+    """The folder cannot be used as a run folder (it would write into the user's files)."""
+
+
+class RunFolderLocked(TimeoutError):
+    """Another live run held the run folder's lock for longer than the timeout."""
+
+
+def check_run_dir(path: str | os.PathLike, repository: str | os.PathLike | None = None) -> str:
+    """Whether ``path`` may be a run folder, and what it is now.
+
+    A run folder is a new or empty folder, or one that holds the marker :data:`RUN_MARKER`. A
+    folder an earlier version wrote (``config.json`` and ``notebooks/``, no marker) is adopted.
+    Anything else would mix the run's files with the user's, and is refused: the file system's
+    root, the home folder, the repository (``repository``) and every folder above it, and any
+    non-empty folder without the marker.
+
+    Returns
+    -------
+    str
+        'new', 'empty', 'run' or 'legacy' (adopt with a notice).
+
+    Raises
+    ------
+    RunFolderRefused
+        Naming the folder and why.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> check_run_dir(Path(tempfile.mkdtemp()) / "runs" / "demo")
+    'new'
+    """
+    folder = Path(path).expanduser().resolve()
+    if folder == Path(folder.anchor) or folder == Path.home().resolve():
+        raise RunFolderRefused(f"run_dir: {folder} is the {'root' if folder == Path(folder.anchor) else 'home'} "
+                               f"folder; a run folder must be a folder of its own, e.g. runs/<name>")
+    if repository is not None:
+        repo = Path(repository).resolve()
+        if folder == repo or repo.is_relative_to(folder):
+            raise RunFolderRefused(f"run_dir: {folder} is the repository or a folder above it; the runs would "
+                                   f"overwrite its files (notebooks/ among them). Use a folder of its own, e.g. "
+                                   f"runs/<name>")
+    if not folder.exists():
+        return "new"
+    if not folder.is_dir():
+        raise RunFolderRefused(f"run_dir: {folder} is a file, not a folder")
+    if (folder / RUN_MARKER).is_file():
+        return "run"
+    entries = [p for p in folder.iterdir() if p.name != LOCK_FILE]
+    if not entries:
+        return "empty"
+    if (folder / "config.json").is_file() and (folder / "notebooks").is_dir():
+        return "legacy"
+    raise RunFolderRefused(f"run_dir: {folder} is not empty and is not a run folder (no {RUN_MARKER}); the run "
+                           f"would mix its files with what is there. Choose a new or empty folder")
+
+
+def _tmp_name(path: Path) -> Path:
+    """A temporary name beside ``path``, unique to this process and call (two writers never share one)."""
+    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+#: Locks this process holds, by folder, with their depth (a step's writes may nest).
+_HELD: dict[str, int] = {}
 
 
 class RunFolderError(FileNotFoundError):
@@ -58,6 +149,7 @@ class RunFolder:
 
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
+        self._claimed = False
 
     def __repr__(self) -> str:
         return f"RunFolder({str(self.root)!r})"
@@ -121,6 +213,100 @@ class RunFolder:
         self.figures_dir.mkdir(parents=True, exist_ok=True)
         return self.figures_dir / (name if name.endswith(".png") else name + ".png")
 
+    @property
+    def marker_file(self) -> Path:
+        return self.root / RUN_MARKER
+
+    # --- ownership and locking ---------------------------------------------------------------
+    def claim(self, repository: str | os.PathLike | None = None) -> str:
+        """Make sure this is a run folder before anything is written (see :func:`check_run_dir`):
+        create it with its marker, or adopt a folder an earlier version wrote (with a warning).
+
+        Returns what it was: 'new', 'empty', 'run' or 'legacy'.
+        """
+        if repository is None:
+            repository = _repository()
+        state = check_run_dir(self.root, repository)
+        if state != "run":
+            self.root.mkdir(parents=True, exist_ok=True)
+            if state == "legacy":
+                warnings.warn(f"{self.root}: a run folder written by an earlier version (no {RUN_MARKER}); "
+                              f"adopted as it is", stacklevel=2)
+            record = {"kind": "xai_helpers run folder", "format": 1, "adopted": state == "legacy",
+                      "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+            write_text_atomic(self.marker_file, json.dumps(record, indent=2))
+        self._claimed = True
+        return state
+
+    def _ensure_claimed(self) -> None:
+        if not self._claimed:
+            self.claim()
+
+    @contextlib.contextmanager
+    def locked(self, timeout: float | None = None) -> Iterator[None]:
+        """Hold the run folder's exclusive lock (a file with the holder's pid and host).
+
+        Every read-modify-write of a shared table happens inside; the lock is held around one
+        step's writes, never for a kernel's lifetime. A lock left by a dead process on this host
+        is taken over with a warning; a live one is waited for at most ``timeout`` seconds
+        (default :data:`LOCK_TIMEOUT`), then :class:`RunFolderLocked` names its holder.
+        Re-entrant within one process.
+        """
+        self._ensure_claimed()
+        key = str(self.root.resolve())
+        if _HELD.get(key):
+            _HELD[key] += 1
+            try:
+                yield
+            finally:
+                _HELD[key] -= 1
+            return
+        timeout = float(os.environ.get("XAI_HELPERS_LOCK_TIMEOUT", LOCK_TIMEOUT)) if timeout is None else timeout
+        lock = self.root / LOCK_FILE
+        me = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                holder = self._lock_holder(lock)
+                if holder is None:  # being written right now, or unreadable for long: see below
+                    pass
+                elif holder.get("host") == me["host"] and not _pid_alive(int(holder.get("pid", -1))):
+                    warnings.warn(f"{lock}: stale lock of process {holder.get('pid')} (no longer running) "
+                                  f"taken over", stacklevel=3)
+                    lock.unlink(missing_ok=True)
+                    continue
+                if time.monotonic() > deadline:
+                    raise RunFolderLocked(
+                        f"{self.root}: locked by process {holder.get('pid') if holder else '?'} on "
+                        f"{holder.get('host') if holder else '?'} for more than {timeout:.0f} s; another run is "
+                        f"writing to this run folder. Wait for it, or delete {lock} if that process is gone"
+                    ) from None
+                time.sleep(0.05)
+                continue
+            with os.fdopen(fd, "w") as f:
+                json.dump(me, f)
+            break
+        _HELD[key] = 1
+        try:
+            yield
+        finally:
+            _HELD.pop(key, None)
+            lock.unlink(missing_ok=True)
+
+    @staticmethod
+    def _lock_holder(lock: Path) -> dict[str, Any] | None:
+        try:
+            return json.loads(lock.read_text())
+        except (OSError, ValueError):
+            try:  # a lock file that stays unreadable for 10 s was left half-written by a crash
+                if time.time() - lock.stat().st_mtime > 10:
+                    return {"pid": -1, "host": socket.gethostname()}
+            except OSError:
+                pass
+            return None
+
     # --- readers and writers -----------------------------------------------------------------
     def require(self, path: Path, made_by: str) -> Path:
         """``path`` if it exists, else a :class:`RunFolderError` saying which notebook makes it."""
@@ -128,9 +314,25 @@ class RunFolder:
             raise RunFolderError(f"{path} is missing: run {made_by} on run_dir={self.root} first")
         return path
 
-    def write_config(self, params: dict[str, Any]) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(self.config_file, json.dumps(params, indent=2, sort_keys=True, default=str))
+    def write_config(self, params: dict[str, Any], step: str | None = None) -> None:
+        """Record ``params`` as the latest parameters and, with ``step`` (``"02"``), as that step's.
+
+        ``config.json`` keeps the latest parameters at its top level and every step's under
+        ``steps``, so a notebook rerun alone with other parameters never hides what an earlier
+        step used.
+        """
+        with self.locked():
+            old = json.loads(self.config_file.read_text()) if self.config_file.is_file() else {}
+            steps = dict(old.get("steps", {})) if isinstance(old, dict) else {}
+            if step is not None:
+                steps[step] = {k: v for k, v in params.items() if k != "steps"}
+            record = {**{k: v for k, v in params.items() if k != "steps"}, "steps": steps}
+            write_text_atomic(self.config_file, json.dumps(record, indent=2, sort_keys=True, default=str))
+
+    def step_params(self, step: str) -> dict[str, Any]:
+        """The parameters step ``step`` (``"01"``...) last ran with, or the latest ones if unrecorded."""
+        config = self.read_config() if self.config_file.is_file() else {}
+        return config.get("steps", {}).get(step) or {k: v for k, v in config.items() if k != "steps"}
 
     def read_config(self) -> dict[str, Any]:
         return json.loads(self.require(self.config_file, "any notebook").read_text())
@@ -143,15 +345,52 @@ class RunFolder:
         return pd.read_csv(self.require(self.metrics_file, "notebook 02"))
 
     def write_csv(self, df: pd.DataFrame, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
+        """Write ``df`` to ``path`` atomically (unique temporary name, then rename), under the lock."""
+        with self.locked():
+            write_csv_atomic(df, path)
+
+    def update_csv(self, rows: pd.DataFrame, path: Path, keys: Sequence[str],
+                   sort: Sequence[str] | None = None) -> pd.DataFrame:
+        """Read-modify-write of a shared table under the lock: ``rows`` replace the table's rows with
+        the same ``keys`` and join the others (another run's rows are kept). Returns the table."""
+        with self.locked():
+            old = pd.read_csv(path) if path.is_file() else pd.DataFrame(columns=list(rows.columns))
+            if len(old):
+                mine = set(map(tuple, rows[list(keys)].astype(str).to_numpy()))
+                keep = [tuple(k) not in mine for k in old[list(keys)].astype(str).to_numpy()]
+                old = old[keep]
+            table = pd.concat([df for df in (old, rows) if len(df)], ignore_index=True) if len(old) else rows
+            if sort:
+                table = table.sort_values(list(sort), kind="stable").reset_index(drop=True)
+            write_csv_atomic(table, path)
+            return table
+
+
+def _repository() -> Path | None:
+    """The checkout this package runs from (None when installed elsewhere)."""
+    root = Path(__file__).resolve().parents[1]
+    return root if (root / "pyproject.toml").is_file() and (root / "xai_helpers").is_dir() else None
+
+
+def write_csv_atomic(df: pd.DataFrame, path: Path) -> None:
+    """Write a CSV through a temporary file of a unique name, so a crash never leaves half a file
+    and two writers never collide on the temporary file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp_name(path)
+    try:
         df.to_csv(tmp, index=False)
         os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file, so a crash never leaves half a file."""
+    """Write ``text`` to ``path`` through a temporary file of a unique name, so a crash never
+    leaves half a file and two writers never collide on the temporary file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    tmp = _tmp_name(path)
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -12,6 +12,8 @@ each fold's model, and every explanation metric, into ``xai_per_image.csv`` and 
 """
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Sequence
@@ -23,6 +25,7 @@ import torch
 from .cam_metrics import (aggregate_per_class, confidence_metrics, deletion_insertion, localisation_metrics,
                           randomisation_check, road)
 from .cams import compute_cams, resolve_target_layer
+from .data.cache import file_digest
 from .data.prepare import PreparedData
 from .evaluation import classification_metrics, predictions_frame
 from .models import MODEL_NAMES, check_image_size, resolve_weights
@@ -54,12 +57,49 @@ def train_config(params: dict[str, Any], model: str, fold: int) -> TrainConfig:
                        seed=fold_seed(params["seed"], model, fold), device=params["device"])
 
 
-def _done(ckpt_dir: Path, config: TrainConfig) -> bool:
+def fit_fingerprint(data: PreparedData, fold: int, params: dict[str, Any]) -> str:
+    """SHA-1 of everything a fit depends on besides its :class:`TrainConfig`.
+
+    The fold's training, validation and test rows (path and class of each, in order), the image
+    cache they come from (its file is keyed by the files' content, the size and the colour
+    mode), the image size and the weights asked for (a checkpoint file by its content). A fit is
+    reused only when this and its ``TrainConfig`` are unchanged.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> splits = pd.DataFrame({"path": ["a", "b", "c", "d"], "split": ["train"] * 3 + ["test"],
+    ...                        "class": list("xyxy"), "fold": [0, 1, 1, -1]})
+    >>> data = PreparedData(splits, np.zeros((4, 1, 8, 8), np.uint8), ["x", "y"], np.array([0, 1, 0, 1]),
+    ...                     {"cache_file": "cache/abc.npy", "image_size": 8})
+    >>> p = {"weights": "none", "image_size": 8}
+    >>> fit_fingerprint(data, 0, p) == fit_fingerprint(data, 0, p) != fit_fingerprint(data, 1, p)
+    True
+    """
+    train_rows, val_rows, test_rows = data.fold_rows(fold)
+    paths = data.splits["path"].to_numpy()
+    weights = str(params["weights"])
+    if weights not in ("none", "imagenet", "auto") and Path(weights).is_file():
+        weights = f"checkpoint:{file_digest(weights)}"
+    record = {part: [[str(paths[r]), int(data.labels[r])] for r in rows]
+              for part, rows in (("train", train_rows), ("val", val_rows), ("test", test_rows))}
+    record.update(cache=Path(str(data.info.get("cache_file", ""))).name, image_size=params["image_size"],
+                  weights=weights, classes=list(data.class_names))
+    return hashlib.sha1(json.dumps(record, sort_keys=True).encode()).hexdigest()
+
+
+def _reusable(ckpt_dir: Path, config: TrainConfig, fingerprint: str) -> tuple[bool, str]:
+    """Whether the fit in ``ckpt_dir`` can be reused, and if not (but one is there) what changed."""
     last = ckpt_dir / "last.pt"
     if not last.is_file() or not (ckpt_dir / "best.pt").is_file():
-        return False
-    meta = torch.load(last, map_location="cpu", weights_only=True)
-    return meta.get("config") == asdict(config)
+        return False, ""
+    meta = torch.load(last, map_location="cpu", weights_only=True, mmap=True)
+    if meta.get("fingerprint") != fingerprint:
+        return False, "its data (splits, cached images, image size) or weights changed since it was trained"
+    if meta.get("config") != asdict(config):
+        changed = sorted(k for k, v in asdict(config).items() if meta.get("config", {}).get(k) != v)
+        return False, f"its training parameters changed ({', '.join(changed)})"
+    return True, ""
 
 
 def train_and_evaluate(data: PreparedData, params: dict[str, Any], models: Sequence[str] | None = None,
@@ -85,25 +125,30 @@ def train_and_evaluate(data: PreparedData, params: dict[str, Any], models: Seque
     from tqdm.auto import tqdm
 
     run = RunFolder(params["run_dir"])
+    run.claim()
     models = list(models or params["models"])
     folds = list(folds if folds is not None else data.folds)
     for m in models:
         check_image_size(m, params["image_size"])
     device = resolve_device(params["device"])
     pipeline = BatchPipeline(data.images, device)
-    existing = pd.read_csv(run.metrics_file) if run.metrics_file.is_file() else pd.DataFrame()
-    rows = {(r["model"], int(r["fold"])): r for r in existing.to_dict("records")}
     jobs = [(m, f) for m in models for f in folds]
     weights_used: dict[str, str] = {}
     for model, fold in tqdm(jobs, desc="models x folds", disable=not progress):
         config = train_config(params, model, fold)
         ckpt_dir = run.checkpoint_dir(model, fold)
         train_rows, val_rows, test_rows = data.fold_rows(fold)
-        if (model, fold) in rows and _done(ckpt_dir, config) and run.predictions_file(model, fold).is_file():
+        fingerprint = fit_fingerprint(data, fold, params)
+        existing = pd.read_csv(run.metrics_file) if run.metrics_file.is_file() else pd.DataFrame()
+        has_row = len(existing) and ((existing["model"] == model) & (existing["fold"] == fold)).any()
+        reusable, why = _reusable(ckpt_dir, config, fingerprint)
+        if has_row and reusable and run.predictions_file(model, fold).is_file():
             continue
+        if why:
+            print(f"{model} fold {fold}: trained again, {why}", flush=True)
         weights = weights_used.setdefault(model, resolve_weights(model, params["weights"]))
         result = fit(model, pipeline, data.labels, train_rows, val_rows, data.class_names, ckpt_dir, config,
-                     weights=weights, image_size=params["image_size"], progress=progress)
+                     weights=weights, image_size=params["image_size"], progress=progress, fingerprint=fingerprint)
         net, _ = load_checkpoint(result.best_file, device)
         probs = predict_proba(net, pipeline, test_rows, batch_size=max(64, params["batch_size"]))
         y_test = data.labels[test_rows]
@@ -111,14 +156,18 @@ def train_and_evaluate(data: PreparedData, params: dict[str, Any], models: Seque
         scores.pop("confusion_matrix")
         run.write_csv(predictions_frame(data.splits["path"].iloc[test_rows], y_test, probs, data.class_names),
                       run.predictions_file(model, fold))
-        rows[(model, fold)] = {"dataset": data.info["layout"], "model": model, "fold": fold,
+        row = {"dataset": data.info["layout"], "model": model, "fold": fold,
                                "seed": config.seed, "weights": _weights_label(weights), **scores, "best_epoch": result.best_epoch,
                                "epochs_run": len(result.history), "n_train": len(train_rows),
                                "n_val": len(val_rows), "n_test": len(test_rows),
                                "train_seconds": float(result.history["train_seconds"].sum()),
                                "images_per_second": result.images_per_second}
-        order = sorted(rows, key=lambda k: (MODEL_NAMES.index(k[0]) if k[0] in MODEL_NAMES else 99, k[1]))
-        run.write_csv(pd.DataFrame([rows[k] for k in order]), run.metrics_file)
+        # read-modify-write under the run folder's lock: another run's rows (other models) are kept
+        with run.locked():
+            table = run.update_csv(pd.DataFrame([row]), run.metrics_file, keys=("model", "fold"))
+            rank = table["model"].map(lambda m: MODEL_NAMES.index(m) if m in MODEL_NAMES else 99)
+            order = sorted(range(len(table)), key=lambda i: (rank.iloc[i], int(table["fold"].iloc[i])))
+            run.write_csv(table.iloc[order].reset_index(drop=True), run.metrics_file)
         del net
     return pd.read_csv(run.metrics_file)
 
@@ -164,6 +213,7 @@ def explain_test_images(data: PreparedData, params: dict[str, Any], costly_per_c
     from tqdm.auto import tqdm
 
     run = RunFolder(params["run_dir"])
+    run.claim()
     model_name = params["cam_model"]
     device = resolve_device(params["device"])
     pipeline = BatchPipeline(data.images, device)
@@ -243,6 +293,7 @@ def paired_tests_for_run(params: dict[str, Any], correction: str = "holm") -> pd
     from .stats import COLUMNS, compare_methods, compare_models, compare_predictions
 
     run = RunFolder(params["run_dir"])
+    run.claim()
     metrics = run.read_metrics()
     parts = [compare_models(metrics, ("accuracy", "balanced_accuracy", "f1_macro"), correction)]
     preds = {}

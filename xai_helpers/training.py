@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 import os
 import time
+import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -34,6 +35,7 @@ from torch import nn
 
 from .evaluation import classification_metrics
 from .models import IMAGENET_MEAN, IMAGENET_STD, build_model, set_backbone_trainable
+from .runfolder import write_csv_atomic
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("cosine", "step", "none")
@@ -143,11 +145,17 @@ def resolve_device(device: str = "auto") -> torch.device:
     return dev
 
 
+#: Share of the GPU's free memory the uint8 image cache may take when it is copied there whole.
+GPU_CACHE_FRACTION = 0.5
+
+
 class BatchPipeline:
     """Turns rows of a uint8 image array into normalised float batches on the device.
 
-    The whole uint8 array goes to the GPU once when it fits (a few hundred MB at most for the
-    study's datasets), so batches never cross the bus; on the CPU it is used in place.
+    The whole uint8 array goes to the GPU once when it fits in :data:`GPU_CACHE_FRACTION` of the
+    free GPU memory (a few hundred MB for the study's datasets), so batches never cross the bus;
+    otherwise it stays in pinned host memory and is streamed by batches. On the CPU it is used
+    in place.
 
     Parameters
     ----------
@@ -164,10 +172,10 @@ class BatchPipeline:
         if data.dtype != torch.uint8 or data.ndim != 4 or data.shape[1] not in (1, 3):
             raise ValueError(f"images: expected a (N, 1|3, S, S) uint8 array, got {tuple(data.shape)} {data.dtype}")
         self.device = device
-        if device.type == "cuda" and data.numel() < 4 * 1024 ** 3:
-            data = data.to(device)
+        if device.type == "cuda" and data.numel() <= GPU_CACHE_FRACTION * torch.cuda.mem_get_info(device)[0]:
+            data = data.to(device)  # fits: batches never cross the bus
         elif device.type == "cuda":
-            data = data.pin_memory()
+            data = data.pin_memory()  # streamed by batches from pinned host memory
         self.data = data
         self.mean = torch.tensor(mean, device=device).view(1, 3, 1, 1)
         self.std = torch.tensor(std, device=device).view(1, 3, 1, 1)
@@ -313,9 +321,13 @@ def stratified_sample(rows: np.ndarray, labels: np.ndarray, size: int, seed: int
 
 
 def _save_atomic(obj: Any, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    """``torch.save`` through a temporary file of a unique name, then an atomic rename."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _rng_state(device: torch.device) -> dict[str, Any]:
@@ -335,7 +347,7 @@ def fit(arch: str, pipeline: BatchPipeline, labels: np.ndarray, train_rows: np.n
         val_rows: np.ndarray, class_names: Sequence[str], out_dir: str | os.PathLike,
         config: TrainConfig, weights: str = "none", image_size: int | None = None,
         on_epoch_end: Callable[[int, pd.DataFrame], None] | None = None,
-        progress: bool = True) -> FitResult:
+        progress: bool = True, fingerprint: str = "") -> FitResult:
     """Train ``arch`` on ``train_rows``, select the epoch by validation macro-F1 on ``val_rows``.
 
     Parameters
@@ -361,6 +373,9 @@ def fit(arch: str, pipeline: BatchPipeline, labels: np.ndarray, train_rows: np.n
         ``on_epoch_end(epoch, history)`` after each epoch's checkpoints are written.
     progress : bool
         tqdm bars per epoch and per batch.
+    fingerprint : str
+        What the fit's data and weights are (see :func:`xai_helpers.study.fit_fingerprint`):
+        recorded in the checkpoints; a ``resume.pt`` of another fingerprint is not resumed.
 
     Returns
     -------
@@ -386,7 +401,7 @@ def fit(arch: str, pipeline: BatchPipeline, labels: np.ndarray, train_rows: np.n
     meta = {"arch": arch, "class_names": list(class_names), "image_size": image_size,
             "mean": list(map(float, pipeline.mean.flatten().tolist())),
             "std": list(map(float, pipeline.std.flatten().tolist())),
-            "config": {k: v for k, v in cfg.items()}, "weights": str(weights)}
+            "config": {k: v for k, v in cfg.items()}, "weights": str(weights), "fingerprint": fingerprint}
 
     torch.manual_seed(config.seed)
     model = build_model(arch, num_classes, weights).to(device)
@@ -420,7 +435,8 @@ def fit(arch: str, pipeline: BatchPipeline, labels: np.ndarray, train_rows: np.n
     resume_file, best_file, last_file = out_dir / "resume.pt", out_dir / "best.pt", out_dir / "last.pt"
     if resume_file.is_file():
         state = torch.load(resume_file, map_location=device, weights_only=True)
-        if state.get("meta", {}).get("config") == meta["config"] and state["meta"]["arch"] == arch:
+        if (state.get("meta", {}).get("config") == meta["config"] and state["meta"]["arch"] == arch
+                and state["meta"].get("fingerprint", "") == fingerprint):
             model.load_state_dict(state["model_state"])
             opt.load_state_dict(state["optimizer_state"])
             sched.load_state_dict(state["scheduler_state"])
@@ -489,7 +505,7 @@ def fit(arch: str, pipeline: BatchPipeline, labels: np.ndarray, train_rows: np.n
                           "history": pd.DataFrame(history).to_dict("list")}, resume_file)
         epochs_bar.set_postfix(loss=f"{train_loss:.3f}", val_f1=f"{val['f1_macro']:.3f}")
         hist_df = pd.DataFrame(history)
-        hist_df.to_csv(out_dir / "history.csv", index=False)
+        write_csv_atomic(hist_df, out_dir / "history.csv")
         if on_epoch_end is not None:
             on_epoch_end(epoch + 1, hist_df)
         min_epochs = config.min_epochs if config.min_epochs is not None else config.epochs // 2
@@ -502,7 +518,7 @@ def fit(arch: str, pipeline: BatchPipeline, labels: np.ndarray, train_rows: np.n
                   "model_state": model.state_dict()}, last_file)
     resume_file.unlink(missing_ok=True)
     hist_df = pd.DataFrame(history)
-    hist_df.to_csv(out_dir / "history.csv", index=False)
+    write_csv_atomic(hist_df, out_dir / "history.csv")
     train_time = float(hist_df["train_seconds"].sum()) if len(hist_df) else 0.0
     return FitResult(hist_df, best_file, last_file, best_epoch, stopped_early, seconds,
                      images_per_second=(len(train_rows) * len(hist_df) / train_time) if train_time else 0.0)

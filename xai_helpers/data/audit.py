@@ -174,9 +174,17 @@ def audit_summary(audit: dict[str, Any]) -> pd.DataFrame:
             ("near-duplicate hash", audit.get("near_duplicate_hash")),
             ("near-duplicate threshold (Hamming bits)", audit.get("near_duplicate_threshold")),
             ("class imbalance (largest / smallest class)", round(audit.get("class_imbalance", {}).get("max_over_min", float("nan")), 2))]
+    conflicts = audit.get("label_conflicts", [])
+    rows.append(("label conflicts: identical files under different classes (left out)", len(conflicts)))
+    for c in conflicts[:20]:
+        rows.append(("label conflict", f"{', '.join(c['paths'])} ({' vs '.join(c['classes'])})"))
     for key, value in audit.get("splits", {}).items():
         if isinstance(value, (int, float)):
             rows.append((f"splits: {key.replace('_', ' ')}", value))
+    if "test_split" in audit.get("splits", {}):
+        rows.append(("test split", audit["splits"]["test_split"]))
+    for s in audit.get("skipped", [])[:20]:
+        rows.append(("skipped", f"{s['path']}: {s['reason']}"))
     for u in audit.get("unreadable", [])[:20]:
         rows.append(("unreadable", f"{u['path']}: {u['reason']}"))
     return pd.DataFrame(rows, columns=["item", "value"]).set_index("item")

@@ -14,7 +14,9 @@ import hashlib
 import json
 import os
 import warnings
+import shutil
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -99,6 +101,33 @@ def load_image(path: str | os.PathLike, grey: bool, size: int | None = None) -> 
         raise ImageReadError(f"{path}: image too large ({err})") from None
     except (OSError, SyntaxError, ValueError) as err:
         raise ImageReadError(f"{path}: cannot decode image ({err})") from None
+
+
+def cache_bytes(n_images: int, image_size: int, grey: bool) -> int:
+    """Bytes of the uint8 cache of ``n_images`` at ``image_size`` px (1 or 3 channels)."""
+    return int(n_images) * (1 if grey else 3) * int(image_size) ** 2
+
+
+def check_cache_fits(n_images: int, image_size: int, grey: bool, cache_dir: str | os.PathLike,
+                     reserve: float = 0.9) -> None:
+    """Refuse an image size whose cache would not fit in ``reserve`` of the free disk space.
+
+    Raises
+    ------
+    ValueError
+        Saying what the cache would take and what is free.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> check_cache_fits(10, 64, True, tempfile.gettempdir())  # 40 kB: fits
+    """
+    need = cache_bytes(n_images, image_size, grey)
+    free = shutil.disk_usage(cache_dir).free
+    if need > reserve * free:
+        raise ValueError(f"image_size: the image cache of {n_images} images at {image_size} px would take "
+                         f"{need / 1e9:.1f} GB, more than the {free / 1e9:.1f} GB free in {cache_dir}; lower "
+                         f"image_size (or max_per_class), or free disk space there (XAI_HELPERS_CACHE moves it)")
 
 
 def _header(path: str) -> tuple[int, int, str] | None:
@@ -221,16 +250,23 @@ def build_cache(paths: Sequence[str | os.PathLike], image_size: int, grey: bool,
                              for u in cached.unreadable]
         return cached
 
-    workers = workers or os.cpu_count() or 1
+    check_cache_fits(len(paths), image_size, grey, cache_dir)
+    workers = workers or int(os.environ.get("XAI_HELPERS_WORKERS", 0)) or os.cpu_count() or 1
     chunk = max(1, min(64, len(paths) // (workers * 4) or 1))
     chunks = [paths[i:i + chunk] for i in range(0, len(paths), chunk)]
     results: list[tuple[np.ndarray | None, str | None, Any]] = []
     bar = tqdm(total=len(paths), desc=f"decoding images ({image_size}px)", disable=not progress)
     if workers > 1 and len(chunks) > 1:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            for part in pool.map(_decode_chunk, [(c, grey, image_size) for c in chunks]):
-                results.extend(part)
-                bar.update(len(part))
+        try:
+            with ProcessPoolExecutor(max_workers=workers) as pool:
+                for part in pool.map(_decode_chunk, [(c, grey, image_size) for c in chunks]):
+                    results.extend(part)
+                    bar.update(len(part))
+        except BrokenProcessPool:
+            raise MemoryError(
+                f"a worker decoding the images was killed (most often for lack of memory: {workers} workers "
+                f"decoding {len(paths)} images to {image_size} px); lower image_size, or decode with fewer workers "
+                f"(XAI_HELPERS_WORKERS=1)") from None
     else:
         for c in chunks:
             part = _decode_chunk((c, grey, image_size))

@@ -168,12 +168,17 @@ def detect_layout(root: str | Path) -> str:
 
 
 def _files(folder: Path) -> tuple[list[Path], list[Path], list[Path]]:
-    """Image files, other files (reported) and ignorable system files below ``folder``."""
+    """Image files, other files (reported) and ignorable system files below ``folder``.
+
+    Hidden files and everything in hidden folders (``.DS_Store``, macOS's ``._img.png``
+    resource forks, ``.ipynb_checkpoints/``) are never images: they are ignored and listed.
+    """
     images, others, ignored = [], [], []
     for p in sorted(folder.rglob("*")):
         if not p.is_file() and not p.is_symlink():
             continue
-        if p.name.lower() in _SYSTEM_FILES:
+        hidden = any(part.startswith(".") for part in p.relative_to(folder).parts)
+        if p.name.lower() in _SYSTEM_FILES or hidden:
             ignored.append(p)
         elif p.suffix.lower() in IMAGE_EXTENSIONS:
             images.append(p)
@@ -254,7 +259,18 @@ def scan_dataset(root: str | Path, dataset: str = "auto") -> pd.DataFrame:
                     f"{root}: no split folders for layout {name!r}; expected some of "
                     f"{', '.join(n for names in layout.split_folders.values() for n in names)}")
             splits = {"train": root}  # <class>/* tree: everything is the training pool
-        class_sets = {s: {c.name for c in _subdirs(d) if c.name != "masks"} for s, d in splits.items()}
+        # a folder named masks holds lesion masks only where the layout has them (the synthetic one)
+        class_sets = {s: {c.name for c in _subdirs(d) if not (c.name == "masks" and name == "synthetic")}
+                      for s, d in splits.items()}
+        skipped_folders = [{"path": str(d), "reason": "hidden folder"}
+                           for sd in splits.values() for d in sorted(sd.iterdir()) if d.is_dir() and d.name.startswith(".")]
+        if splits.get("train") != root:
+            split_paths = set(splits.values())
+            skipped_folders += [{"path": str(d), "reason": ("lesion masks of the synthetic layout" if d.name == "masks"
+                                                            and name == "synthetic" else
+                                                            f"not a split folder of layout {name!r} (expected "
+                                                            f"{', '.join(n for ns in layout.split_folders.values() for n in ns)})")}
+                                for d in sorted(root.iterdir()) if d.is_dir() and d not in split_paths]
         all_classes = set().union(*class_sets.values())
         for s, cs in class_sets.items():
             if not cs:
@@ -286,7 +302,7 @@ def scan_dataset(root: str | Path, dataset: str = "auto") -> pd.DataFrame:
                         mask = str(root / "masks" / p.relative_to(root))
                     rows.append({"path": str(p), "split": s, "class": cname, "group": group, "mask": mask})
         df = pd.DataFrame(rows, columns=["path", "split", "class", "group", "mask"])
-        df.attrs["skipped"] = skipped
+        df.attrs["skipped"] = skipped_folders + skipped
         df.attrs["ignored"] = ignored
     if df.empty:
         raise DatasetError(f"{root}: no image files found for layout {name!r}")

@@ -17,7 +17,7 @@ import pandas as pd
 from ..runfolder import RunFolder, write_text_atomic
 from .audit import audit_dataset, connected_groups
 from .cache import ImageCache, build_cache, file_digest
-from .layouts import LAYOUTS, scan_dataset
+from .layouts import LAYOUTS, DatasetError, scan_dataset
 from .splits import fold_indices, make_splits
 from .synthetic import make_synthetic_dataset
 
@@ -97,18 +97,26 @@ def prepare_dataset(params: dict[str, Any], progress: bool = True) -> PreparedDa
     PreparedData
     """
     run = RunFolder(params["run_dir"])
+    run.claim()
     root = Path(params["data_root"])
     if params["dataset"] == "synthetic":
         make_synthetic_dataset(root, n_per_class=params["synthetic_per_class"], seed=SYNTHETIC_DATA_SEED,
                                progress=progress)
     index = scan_dataset(root, params["dataset"])
+    if len(index.attrs["classes"]) < 2:
+        raise DatasetError(f"{root}: only one class ({index.attrs['classes'][0]!r}, {len(index)} images) was found; "
+                           f"a classifier needs at least two. Check that data_root is the dataset's root folder "
+                           f"(with one folder per class, or <split>/<class>/ folders)")
     digests = [file_digest(p) if Path(p).stat().st_size else "empty" for p in index["path"]]
     index["sha1"] = digests
     cache = build_cache(index["path"], params["image_size"], index.attrs["grey"], digests=digests,
                         progress=progress)
     audit = audit_dataset(index, cache.unreadable, images=cache.images, image_paths=cache.paths,
                           sizes=cache.file_info)
-    usable = index[~index["path"].isin({u["path"] for u in cache.unreadable})].copy()
+    conflicts = label_conflicts(index)
+    audit["label_conflicts"] = conflicts
+    conflicting = {p for group in conflicts for p in group["paths"]}
+    usable = index[~index["path"].isin({u["path"] for u in cache.unreadable} | conflicting)].copy()
     usable.attrs = dict(index.attrs)
     usable = usable.drop(columns=["sha1"])
     # duplicates (byte-identical or near-identical) share a group: they never straddle splits or folds,
@@ -117,6 +125,14 @@ def prepare_dataset(params: dict[str, Any], progress: bool = True) -> PreparedDa
     splits = make_splits(usable, folds=params["folds"], seed=params["seed"],
                          max_per_class=params["max_per_class"], leak_policy=params["leak_policy"])
     audit["splits"] = {k: v for k, v in splits.attrs.get("report", {}).items()}
+    if "test_drawn_from_train" in audit["splits"]:
+        audit["splits"]["test_split"] = (f"drawn from the training data ({audit['splits']['test_drawn_from_train']} "
+                                         f"images, grouped and stratified): {root} has no test split")
+        if index.attrs["layout"] not in ("imagefolder", "ham10000"):
+            print(f"note: the published layout {index.attrs['layout']!r} has a test split, but {root} has none; "
+                  f"a test split was drawn from the training data instead (the report says so)")
+    else:
+        audit["splits"]["test_split"] = "the dataset's own test split"
     audit["splits"]["images_per_split_and_class"] = (
         splits.groupby(["split", "class"]).size()
         .rename("n").reset_index().to_dict("records"))
@@ -128,6 +144,26 @@ def prepare_dataset(params: dict[str, Any], progress: bool = True) -> PreparedDa
     _write_json(run.audit_file, audit)
     _write_json(run.data_dir / "dataset.json", info)
     return _assemble(splits, cache, info, audit)
+
+
+def label_conflicts(index: pd.DataFrame) -> list[dict[str, Any]]:
+    """Byte-identical files (same ``sha1``) filed under different classes.
+
+    Such an image teaches the model both answers and tests it on a coin flip; every copy is left
+    out of training and test, and the audit lists them.
+
+    Examples
+    --------
+    >>> idx = pd.DataFrame({"path": ["a", "b", "c"], "class": ["x", "y", "x"], "sha1": ["1", "1", "2"]})
+    >>> label_conflicts(idx)
+    [{'sha1': '1', 'classes': ['x', 'y'], 'paths': ['a', 'b']}]
+    """
+    out = []
+    for digest, group in index[index["sha1"] != "empty"].groupby("sha1", sort=True):
+        classes = sorted(group["class"].unique())
+        if len(classes) > 1:
+            out.append({"sha1": str(digest), "classes": classes, "paths": sorted(group["path"])})
+    return out
 
 
 def merge_groups(index: pd.DataFrame, duplicate_groups: list[list[str]]) -> list[str]:
