@@ -471,16 +471,20 @@ def localisation_metrics(maps: np.ndarray, masks: np.ndarray, threshold: float =
 
 
 def aggregate_per_class(per_image: pd.DataFrame, metrics: Sequence[str] = ALL_METRICS) -> pd.DataFrame:
-    """Mean of each metric per model, method and true class, with ``n`` images.
+    """Mean of each metric per model, method and true class, with ``n`` rows and ``n_images`` images.
 
-    NaNs (metrics computed on a subsample only, localisation without a mask) are left out of
-    each mean; ``n_<metric>`` says how many images each mean is over when that differs from ``n``.
+    Every fold's model explains the same images, so ``n`` (rows) is folds x ``n_images``; the
+    mean over the rows equals the mean over images of each image's fold average. NaNs (metrics
+    computed on a subsample only, localisation without a mask) are left out of each mean;
+    ``n_<metric>`` says how many rows each mean is over when that differs from ``n``.
     """
     metrics = [m for m in metrics if m in per_image.columns]
     keys = ["model", "method", "class"]
     g = per_image.groupby(keys, sort=True)
     agg = g[metrics].mean()
     agg.insert(0, "n", g.size())
+    if "path" in per_image.columns:
+        agg.insert(1, "n_images", g["path"].nunique())
     for m in metrics:
         counts = g[m].count()
         if (counts != agg["n"]).any():

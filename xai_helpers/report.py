@@ -245,7 +245,8 @@ def published_comparison(runs: list[DatasetRun]) -> pd.DataFrame:
             x = r.xai
             sel = x[(x["model"] == pub["model"]) & (x["method"] == pub["method"]) & (x["class"] == pub["class"])]
             if len(sel):
-                ours, n = float(sel[pub["quantity"]].iloc[0]), int(sel["n"].iloc[0])
+                ours = float(sel[pub["quantity"]].iloc[0])
+                n = int(sel["n_images"].iloc[0] if "n_images" in sel else sel["n"].iloc[0])
         rows.append({**{k: v for k, v in pub.items() if k != "source"}, "ours": ours, "ours_std": spread,
                      "ours_ci_low": lo, "ours_ci_high": hi, "n": n, "n_test": n_test,
                      "difference": ours - pub["published"] if np.isfinite(ours) else np.nan,
@@ -442,7 +443,7 @@ def write_report(study_dir: str | Path, runs: list[DatasetRun] | None = None) ->
         lines.append(_markdown(wide.reset_index()))
     lines += ["", "## Next to the published numbers", "", _markdown(pub), "",
               f"Source of every published number: {PUBLISHED_SOURCE}. `ours_ci_low`/`ours_ci_high`: Wilson 95 % "
-              "interval of our accuracy on the `n_test` test images (test-set sampling only; `n`: folds, or explained images); `difference_ci`: the same "
+              "interval of our accuracy on the `n_test` test images (test-set sampling only); `n`: folds (accuracy) or distinct explained images (confidence increase); `difference_ci`: the same "
               "interval minus the published value. Rows with `nan` under `ours`: that dataset is not in this study "
               "folder.", "",
               "## Why the numbers differ", ""]
