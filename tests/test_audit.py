@@ -75,3 +75,38 @@ def test_brain_tumor_audit_reports_the_published_cross_split_duplicates(tmp_path
     splits = {p: s for p, s in zip(index["path"], index["split"])}
     leak = next(g for g in audit["exact_duplicates"] if len({splits[p] for p in g}) > 1)
     assert len({open(p, "rb").read() for p in leak}) == 1  # really byte-identical
+
+
+@pytest.mark.parametrize("threshold", [0, 4, 6])
+def test_banded_near_duplicate_search_finds_exactly_the_exhaustive_pairs(threshold):
+    from xai_helpers.data.audit import near_duplicate_pairs_exhaustive
+
+    rng = np.random.default_rng(threshold)
+    base = rng.integers(0, 2**63, 3000, dtype=np.uint64) * np.uint64(2) + rng.integers(0, 2, 3000, dtype=np.uint64)
+    copies = []
+    for k in range(600):  # near copies at 0..threshold+2 flipped bits: some in, some just out
+        h = base[rng.integers(0, len(base))]
+        for bit in rng.choice(64, size=k % (threshold + 3), replace=False):
+            h ^= np.uint64(1) << np.uint64(int(bit))
+        copies.append(h)
+    hashes = np.concatenate([base, np.array(copies, dtype=np.uint64)])
+    rng.shuffle(hashes)
+    fast = near_duplicate_pairs(hashes, threshold)
+    exhaustive = near_duplicate_pairs_exhaustive(hashes, threshold)
+    assert len(exhaustive) > 100 and fast == exhaustive
+
+
+def test_banded_cross_search_agrees_with_comparing_every_pair():
+    from xai_helpers.data.audit import _popcount, cross_near_duplicates
+
+    rng = np.random.default_rng(9)
+    reference = rng.integers(0, 2**63, 2000, dtype=np.uint64)
+    queries = rng.integers(0, 2**63, 1500, dtype=np.uint64)
+    for k in range(0, 1500, 3):  # a third are copies of reference hashes with 0..6 flipped bits
+        h = reference[rng.integers(0, 2000)]
+        for bit in rng.choice(64, size=k % 7, replace=False):
+            h ^= np.uint64(1) << np.uint64(int(bit))
+        queries[k] = h
+    exhaustive = (_popcount(queries[:, None] ^ reference[None, :]) <= 4).any(axis=1)
+    assert 200 < exhaustive.sum() < 1500
+    np.testing.assert_array_equal(cross_near_duplicates(queries, reference, 4), exhaustive)

@@ -45,9 +45,61 @@ def _popcount(x: np.ndarray) -> np.ndarray:
     return np.array([bin(int(v)).count("1") for v in x.ravel()]).reshape(x.shape)
 
 
-def near_duplicate_pairs(hashes: np.ndarray, threshold: int = NEAR_DUPLICATE_THRESHOLD,
-                         block: int = 2048) -> list[tuple[int, int]]:
-    """Index pairs ``(i, j)``, ``i < j``, whose hashes differ in at most ``threshold`` bits."""
+def _bands(threshold: int) -> list[tuple[int, int]]:
+    """``threshold + 1`` disjoint bit ranges ``(shift, width)`` covering the 64 bits (pigeonhole)."""
+    n = threshold + 1
+    widths = [64 // n + (1 if i < 64 % n else 0) for i in range(n)]
+    shifts = np.cumsum([0] + widths[:-1]).tolist()
+    return list(zip(shifts, widths))
+
+
+def _candidate_pairs(hashes: np.ndarray, threshold: int) -> np.ndarray:
+    """Pairs ``(i, j)``, ``i < j``, that agree exactly on at least one band (every pair within
+    ``threshold`` bits does: ``threshold`` differing bits cannot touch all ``threshold + 1`` bands)."""
+    found = []
+    for shift, width in _bands(threshold):
+        key = (hashes >> np.uint64(shift)) & np.uint64((1 << width) - 1)
+        order = np.argsort(key, kind="stable")
+        sorted_key = key[order]
+        starts = np.flatnonzero(np.r_[True, sorted_key[1:] != sorted_key[:-1]])
+        ends = np.r_[starts[1:], len(key)]
+        for a, b in zip(starts, ends):
+            if b - a > 1:
+                members = np.sort(order[a:b])
+                ii, jj = np.triu_indices(len(members), k=1)
+                found.append(np.stack([members[ii], members[jj]], axis=1))
+    if not found:
+        return np.zeros((0, 2), dtype=np.int64)
+    return np.unique(np.concatenate(found), axis=0)
+
+
+def near_duplicate_pairs(hashes: np.ndarray, threshold: int = NEAR_DUPLICATE_THRESHOLD) -> list[tuple[int, int]]:
+    """Index pairs ``(i, j)``, ``i < j``, whose hashes differ in at most ``threshold`` bits.
+
+    Sub-quadratic: the 64 bits are cut into ``threshold + 1`` bands, and only pairs that agree
+    exactly on some band are compared (two hashes within ``threshold`` bits always do, by the
+    pigeonhole principle), so the pairs found are exactly those of the exhaustive comparison
+    (:func:`near_duplicate_pairs_exhaustive`) at a cost that grows with the number of images
+    sharing a band value instead of with the square of the number of images.
+
+    Examples
+    --------
+    >>> near_duplicate_pairs(np.array([0b1011, 0b1010, 0xFFFF0000], np.uint64), threshold=1)
+    [(0, 1)]
+    """
+    hashes = np.asarray(hashes, dtype=np.uint64)
+    if len(hashes) < 2:
+        return []
+    cand = _candidate_pairs(hashes, threshold)
+    if not len(cand):
+        return []
+    close = _popcount(hashes[cand[:, 0]] ^ hashes[cand[:, 1]]) <= threshold
+    return [(int(i), int(j)) for i, j in cand[close]]
+
+
+def near_duplicate_pairs_exhaustive(hashes: np.ndarray, threshold: int = NEAR_DUPLICATE_THRESHOLD,
+                                    block: int = 2048) -> list[tuple[int, int]]:
+    """The same pairs as :func:`near_duplicate_pairs` by comparing every pair (O(n^2); the reference)."""
     hashes = np.asarray(hashes, dtype=np.uint64)
     pairs = []
     for s in range(0, len(hashes), block):
@@ -56,12 +108,16 @@ def near_duplicate_pairs(hashes: np.ndarray, threshold: int = NEAR_DUPLICATE_THR
         ii = ii + s
         keep = ii < jj
         pairs.extend(zip(ii[keep].tolist(), jj[keep].tolist()))
-    return pairs
+    return sorted(pairs)
 
 
-def cross_near_duplicates(hashes: np.ndarray, reference: np.ndarray, threshold: int = NEAR_DUPLICATE_THRESHOLD,
-                          block: int = 2048) -> np.ndarray:
+def cross_near_duplicates(hashes: np.ndarray, reference: np.ndarray,
+                          threshold: int = NEAR_DUPLICATE_THRESHOLD) -> np.ndarray:
     """Which of ``hashes`` lie within ``threshold`` bits of any of the ``reference`` hashes.
+
+    Banded like :func:`near_duplicate_pairs`: only hashes that agree with a reference hash on
+    one of ``threshold + 1`` bands are compared, so the cost does not grow as ``len(hashes) *
+    len(reference)``.
 
     Examples
     --------
@@ -71,12 +127,26 @@ def cross_near_duplicates(hashes: np.ndarray, reference: np.ndarray, threshold: 
     hashes = np.asarray(hashes, dtype=np.uint64)
     reference = np.asarray(reference, dtype=np.uint64)
     near = np.zeros(len(hashes), dtype=bool)
-    if len(reference) == 0:
+    if len(reference) == 0 or len(hashes) == 0:
         return near
-    for s in range(0, len(hashes), block):
-        for r in range(0, len(reference), block):
-            d = _popcount(hashes[s:s + block, None] ^ reference[None, r:r + block])
-            near[s:s + block] |= (d <= threshold).any(axis=1)
+    for shift, width in _bands(threshold):
+        mask = np.uint64((1 << width) - 1)
+        ref_key = (reference >> np.uint64(shift)) & mask
+        order = np.argsort(ref_key, kind="stable")
+        ref_sorted = ref_key[order]
+        todo = np.flatnonzero(~near)
+        key = (hashes[todo] >> np.uint64(shift)) & mask
+        lo = np.searchsorted(ref_sorted, key, side="left")
+        hi = np.searchsorted(ref_sorted, key, side="right")
+        counts = hi - lo
+        if not counts.any():
+            continue
+        which = np.repeat(np.arange(len(todo)), counts)
+        starts = np.repeat(lo, counts)
+        offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+        partner = order[starts + offsets]
+        close = _popcount(hashes[todo[which]] ^ reference[partner]) <= threshold
+        near[todo[which[close]]] = True
     return near
 
 
