@@ -116,6 +116,24 @@ def test_fits_are_retrained_when_the_data_settings_changed(trained):
     assert (after["n_train"] + after["n_val"] < first["n_train"] + first["n_val"]).all()
 
 
+def test_fits_are_retrained_when_the_weights_changed(trained):
+    import shutil
+
+    from xai_helpers.data.prepare import load_prepared
+    from xai_helpers.study import train_and_evaluate
+
+    params, _ = trained
+    run = Path(params["run_dir"])
+    start = run.parent / "start_from.pt"  # a checkpoint of the same architecture and classes as initial weights
+    shutil.copy(run / "checkpoints" / "efficientnet_b0_fold0" / "best.pt", start)
+    data = load_prepared(params, progress=False)
+    before = train_and_evaluate(data, params, progress=False)  # (data may have changed in another test)
+    stamps = _mtimes(params)
+    after = train_and_evaluate(data, {**params, "weights": str(start)}, progress=False)
+    assert all(_mtimes(params)[f] != stamps[f] for f in (0, 1))
+    assert set(before["weights"]) == {"none"} and set(after["weights"]) == {"checkpoint:start_from.pt"}
+
+
 def test_fingerprint_changes_with_weights_and_folds(trained):
     from xai_helpers.data.prepare import load_prepared
     from xai_helpers.study import fit_fingerprint
