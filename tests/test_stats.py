@@ -377,3 +377,24 @@ def test_image_bootstrap_agrees_with_scipy_on_fold_averaged_correctness():
     se = ref.standard_error
     assert r["ci_low"] == pytest.approx(ref.confidence_interval.low, abs=0.25 * se)
     assert r["ci_high"] == pytest.approx(ref.confidence_interval.high, abs=0.25 * se)
+
+
+def test_sign_flip_p_equals_scipys_wilcoxon_with_ties_and_zeros():
+    from xai_helpers.stats import signed_rank_sign_flip_p
+
+    rng = np.random.default_rng(1)
+    checked = 0
+    for trial in range(40):  # scipy enumerates the sign flips: 0.5 s a call with ties
+        n = int(rng.integers(3, 14))
+        a = np.round(rng.normal(size=n), 1)  # rounding makes ties
+        b = np.round(rng.normal(size=n) + 0.3, 1)
+        if trial % 3 == 0:
+            b[:2] = a[:2]  # zero differences
+        if np.all(a == b):
+            continue
+        ref = st.wilcoxon(a, b)
+        assert signed_rank_sign_flip_p(a - b) == pytest.approx(ref.pvalue, abs=1e-12)
+        r = wilcoxon_test(a, b)
+        assert r["p_value"] == pytest.approx(ref.pvalue, abs=1e-12) and r["statistic"] == ref.statistic
+        checked += 1
+    assert checked > 30
