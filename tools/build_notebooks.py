@@ -202,7 +202,7 @@ NOTEBOOKS["03_statistics.ipynb"] = notebook([
        "one by the image-level bootstrap, Holm-adjusted (`*` p < 0.05, `**` p < 0.01, `***` p < 0.001, `ns` not "
        "significant). The columns `(corrected_t)` give the corrected resampled t-test's mark for the same pair."),
     code("table = summary_table(metrics, tests, ('accuracy', 'f1_macro'))\n"
-         "run.write_csv(table.reset_index(), run.stats_dir / 'summary_table.csv')\n"
+         "run.write_csv(table.reset_index(), run.summary_table_file)\n"
          "display(table)"),
     md("## Figures\nAdjusted p-values per pair (image-level bootstrap, then the corrected t), and the fold-wise "
        "values joined per fold."),
@@ -334,7 +334,7 @@ NOTEBOOKS["05_explanation_metrics.ipynb"] = notebook([
        "model block by block from the top and compare each map with the trained model's (Spearman rank "
        "correlation). A method whose maps barely change explains the architecture or the image, not the model. "
        "The correlation should fall as more of the network is randomised."),
-    code("curves = pd.read_csv(run.root / 'xai_randomisation.csv')\n"
+    code("curves = pd.read_csv(run.xai_randomisation_file)\n"
          "fig = plot_randomisation(curves, run=run)"),
     md("## Pointing game: does the map point at the lesion?\nOnly images with a lesion mask count (no-lesion images "
        "have nothing to point at)."),
@@ -449,7 +449,7 @@ NOTEBOOKS["07_generalization.ipynb"] = notebook([
     md("## Every model and fold under every condition\nThe test images are the test split (capped at "
        "`generalization_per_class` per class), identical for every model, so the rows are paired."),
     code("table = run_generalization(data, params)\n"
-         "ext_file = run.root / 'generalization_external.json'\n"
+         "ext_file = run.generalization_external_file\n"
          "if ext_file.is_file():\n"
          "    ext = json.loads(ext_file.read_text())\n"
          "    overlap = ext['training_overlap']\n"
@@ -474,11 +474,11 @@ NOTEBOOKS["07_generalization.ipynb"] = notebook([
     code("summary = table[(table.condition == 'clean') | table.condition.str.startswith('external:')]\n"
          "display(summary.groupby(['model', 'condition'], sort=False)[['accuracy', 'f1_macro', 'ece', 'mean_confidence']]\n"
          "       .agg(['mean', 'std']).round(3))\n"
-         "fig = plot_reliability(pd.read_csv(run.root / 'generalization_reliability.csv'), run=run)"),
+         "fig = plot_reliability(pd.read_csv(run.generalization_reliability_file), run=run)"),
     md("## Do the explanations stay put?\nSpearman rank correlation between each corrupted image's CAM and its clean "
        "CAM (same target class, the clean prediction), for the explained model (`cam_model`). 1 means the map did "
        "not move; a method whose maps collapse under mild noise explains the noise as much as the lesion."),
-    code("stability = pd.read_csv(run.root / 'generalization_cams.csv')\n"
+    code("stability = pd.read_csv(run.generalization_cams_file)\n"
          "if len(stability):\n"
          "    display(stability.groupby(['condition', 'severity', 'method'])['spearman_mean'].mean().unstack('method').round(3))\n"
          "    fig = plot_cam_stability(stability, run=run)\n"

@@ -408,7 +408,7 @@ def run_generalization(data, params: dict[str, Any], n_bins: int = 15, cam_image
     if external is not None:
         ext_images, ext_labels, ext_report = external
         ext_key = (f"external:{ext_report['name']}", 0)
-        write_text_atomic(run.root / "generalization_external.json", json.dumps(ext_report, indent=2, default=str))
+        write_text_atomic(run.generalization_external_file, json.dumps(ext_report, indent=2, default=str))
     # CAM stability: the first cam_images_per_class sampled images of each class
     cam_pos = np.concatenate([np.flatnonzero(y == c)[:cam_images_per_class] for c in np.unique(y)])
 
@@ -454,11 +454,11 @@ def run_generalization(data, params: dict[str, Any], n_bins: int = 15, cam_image
                                       "prediction_kept": float((probs.argmax(axis=1) == targets).mean())})
         del net
     table = pd.DataFrame(records)
-    run.write_csv(table, run.root / "generalization.csv")
+    run.write_csv(table, run.generalization_file)
     if reliability:
-        run.write_csv(pd.concat(reliability, ignore_index=True), run.root / "generalization_reliability.csv")
+        run.write_csv(pd.concat(reliability, ignore_index=True), run.generalization_reliability_file)
     # written even when empty (cam_model not trained in this run), so readers find the file
-    run.write_csv(pd.DataFrame(stability, columns=STABILITY_COLUMNS), run.root / "generalization_cams.csv")
+    run.write_csv(pd.DataFrame(stability, columns=STABILITY_COLUMNS), run.generalization_cams_file)
     return table
 
 

@@ -24,7 +24,7 @@ def check_against_prepared_data(run: RunFolder, params: dict[str, Any]) -> None:
     ParameterError
         Naming the parameter, both values, and how to proceed.
     """
-    info_file = run.data_dir / "dataset.json"
+    info_file = run.dataset_file
     if not info_file.is_file():
         return
     info = json.loads(info_file.read_text())

@@ -97,10 +97,10 @@ def load_study(study_dir: str | Path) -> list[DatasetRun]:
         config = step_config(json.loads(run.config_file.read_text()) if run.config_file.is_file() else {})
         audit = json.loads(run.audit_file.read_text()) if run.audit_file.is_file() else {}
         metrics = run.read_metrics()
-        external_file = folder / "generalization_external.json"
+        external_file = run.generalization_external_file
         external = json.loads(external_file.read_text()) if external_file.is_file() else {}
         runs.append(DatasetRun(folder.name, folder, config, metrics, _read_csv(run.paired_tests_file),
-                               _read_csv(run.xai_metrics_file), audit, _read_csv(folder / "generalization.csv"),
+                               _read_csv(run.xai_metrics_file), audit, _read_csv(run.generalization_file),
                                external, training_settings(run, metrics)))
     return runs
 
@@ -453,6 +453,6 @@ def write_report(study_dir: str | Path, runs: list[DatasetRun] | None = None) ->
               "(see notebook 07 for the curves, calibration and explanation stability). The last column says "
               "which classes the external accuracy stands on and which training images were found in it.", "",
               _markdown(gen) if not gen.empty else "_(notebook 07 has not run)_", ""]
-    path = study_dir / "report.md"
+    path = RunFolder(study_dir).report_file
     write_text_atomic(path, "\n".join(lines))
     return path

@@ -13,6 +13,7 @@ path                                   what
 ``notebooks/``                         executed copies of the notebooks (written by the runner)
 ``data/splits.csv``                    ``path, split, class, group, fold`` of every image used
 ``data/audit.json``                    the data audit (counts, unreadable files, duplicates)
+``data/dataset.json``                  the prepared dataset: layout, root, classes, image size, cache
 ``metrics.csv``                        one row per model and fold: ``dataset, model, fold,
                                        accuracy, f1_macro, ...``
 ``predictions/<model>_fold<k>.csv``    one row per test image: ``path, true, pred, prob_<class>``
@@ -21,9 +22,13 @@ path                                   what
                                        statistic, p_value, p_adjusted, ...``
 ``xai_per_image.csv``                  one row per model, fold, method and explained image
 ``xai_metrics.csv``                    its aggregate per model, method and true class
+``xai_randomisation.csv``              the randomisation check's curves (notebook 05)
+``stats/summary_table.csv``            the paper-style table of notebook 03
 ``generalization.csv``                 one row per model, fold and condition: ``condition,
                                        severity, accuracy, f1_macro, ece, ...`` (notebook 07)
+``generalization_reliability.csv``     reliability-diagram bins (notebook 07)
 ``generalization_cams.csv``            CAM stability under corruption (notebook 07)
+``generalization_external.json``       the external set: class mapping, training overlap
 ``report.md``                          the study summary (notebook 06; in the study folder)
 ``figures/*.png``                      every figure the notebooks draw
 =====================================  =========================================================
@@ -204,6 +209,38 @@ class RunFolder:
     @property
     def xai_metrics_file(self) -> Path:
         return self.root / "xai_metrics.csv"
+
+    @property
+    def xai_randomisation_file(self) -> Path:
+        return self.root / "xai_randomisation.csv"
+
+    @property
+    def dataset_file(self) -> Path:
+        return self.data_dir / "dataset.json"
+
+    @property
+    def summary_table_file(self) -> Path:
+        return self.stats_dir / "summary_table.csv"
+
+    @property
+    def generalization_file(self) -> Path:
+        return self.root / "generalization.csv"
+
+    @property
+    def generalization_reliability_file(self) -> Path:
+        return self.root / "generalization_reliability.csv"
+
+    @property
+    def generalization_cams_file(self) -> Path:
+        return self.root / "generalization_cams.csv"
+
+    @property
+    def generalization_external_file(self) -> Path:
+        return self.root / "generalization_external.json"
+
+    @property
+    def report_file(self) -> Path:
+        return self.root / "report.md"
 
     @property
     def figures_dir(self) -> Path:

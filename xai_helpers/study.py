@@ -274,7 +274,7 @@ def explain_test_images(data: PreparedData, params: dict[str, Any], costly_per_c
     run.write_csv(per_image, run.xai_per_image_file)
     run.write_csv(aggregate_per_class(per_image), run.xai_metrics_file)
     if curves:
-        run.write_csv(pd.concat(curves, ignore_index=True), run.root / "xai_randomisation.csv")
+        run.write_csv(pd.concat(curves, ignore_index=True), run.xai_randomisation_file)
     return per_image
 
 

@@ -142,7 +142,7 @@ def prepare_dataset(params: dict[str, Any], progress: bool = True) -> PreparedDa
     run.data_dir.mkdir(parents=True, exist_ok=True)
     run.write_csv(splits, run.splits_file)
     _write_json(run.audit_file, audit)
-    _write_json(run.data_dir / "dataset.json", info)
+    _write_json(run.dataset_file, info)
     return _assemble(splits, cache, info, audit)
 
 
@@ -201,7 +201,7 @@ def load_prepared(params: dict[str, Any], progress: bool = True) -> PreparedData
     """The prepared data of a run folder (written by notebook 01), images from the cache."""
     run = RunFolder(params["run_dir"])
     splits = run.read_splits()
-    info = json.loads(run.require(run.data_dir / "dataset.json", "notebook 01").read_text())
+    info = json.loads(run.require(run.dataset_file, "notebook 01").read_text())
     audit = json.loads(run.audit_file.read_text()) if run.audit_file.is_file() else {}
     if info["image_size"] != params["image_size"]:
         raise ValueError(f"image_size: the run folder was prepared at {info['image_size']} px, "
