@@ -178,3 +178,27 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="cam_layer: model has no layer 'layer7'"):
         compute_cams(model, x, target_layer="layer7")
     assert resolve_target_layer(model, None)[1] == "layer4"
+
+
+def test_register_method_refuses_a_taken_name_and_a_new_method_runs_in_the_single_pass():
+    from xai_helpers.cams import available_methods, register_method, unregister_method
+
+    with pytest.raises(ValueError, match="'gradcam' is already registered"):
+        register_method("gradcam")
+    with pytest.raises(ValueError, match="'scorecam' is already registered"):
+        register_method("scorecam")  # a library method's name is taken too
+
+    @register_method("gradient_sum")
+    def gradient_sum(A, G):
+        return G.sum(dim=1)
+
+    try:
+        torch.manual_seed(7)
+        model = build_model("resnet50", 3).eval()
+        maps, _ = compute_cams(model, torch.randn(2, 3, 64, 64), ["gradient_sum", "gradcam"], target_layer="layer3")
+        assert maps["gradient_sum"].shape == (2, 64, 64) and not np.allclose(maps["gradient_sum"], maps["gradcam"])
+    finally:
+        unregister_method("gradient_sum")
+    assert "gradient_sum" not in available_methods()
+    with pytest.raises(ValueError, match="built-in"):
+        unregister_method("gradcam")

@@ -31,12 +31,25 @@ from .models import DEFAULT_TARGET_LAYERS, get_layer
 MethodFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 _METHODS: dict[str, MethodFn] = {}
 
+#: pytorch-grad-cam methods :func:`compute_cams` delegates to the library (see :func:`_library_methods`).
+_LIBRARY_METHOD_NAMES = ("scorecam", "hirescam", "ablationcam", "fullgrad", "eigencam", "gradcamelementwise",
+                         "randomcam", "kpca_cam", "shapleycam")
+
 #: The study's five methods, in the order the notebooks show them.
 STUDY_METHODS = ("gradcam", "gradcam++", "xgradcam", "eigengradcam", "layercam")
 
 
 def register_method(name: str) -> Callable[[MethodFn], MethodFn]:
     """Register ``fn(A, G) -> (B, h, w)`` raw map (before ReLU and scaling) under ``name``.
+
+    A name that is already registered (or one of the pytorch-grad-cam methods delegated to the
+    library) is refused: replacing a method silently would change every map computed under that
+    name. :func:`unregister_method` removes one.
+
+    Raises
+    ------
+    ValueError
+        When ``name`` is taken.
 
     Examples
     --------
@@ -45,11 +58,32 @@ def register_method(name: str) -> Callable[[MethodFn], MethodFn]:
     ...     return (G * A).sum(dim=1)
     >>> "gradient_x_activation" in available_methods()
     True
+    >>> register_method("gradcam")(_gxa)
+    Traceback (most recent call last):
+    ...
+    ValueError: name: a CAM method 'gradcam' is already registered; choose another name
+    >>> unregister_method("gradient_x_activation")
+    >>> "gradient_x_activation" in available_methods()
+    False
     """
+    if name in _METHODS or name in _LIBRARY_METHOD_NAMES:
+        raise ValueError(f"name: a CAM method {name!r} is already registered; choose another name")
+
     def deco(fn: MethodFn) -> MethodFn:
+        if name in _METHODS:
+            raise ValueError(f"name: a CAM method {name!r} is already registered; choose another name")
         _METHODS[name] = fn
         return fn
     return deco
+
+
+def unregister_method(name: str) -> None:
+    """Remove a method registered with :func:`register_method` (the built-in ones stay)."""
+    if name in STUDY_METHODS or name == "eigengradcam_signed":
+        raise ValueError(f"name: {name!r} is a built-in method and cannot be removed")
+    if name not in _METHODS:
+        raise ValueError(f"name: no registered method {name!r}")
+    del _METHODS[name]
 
 
 def _weighted_sum(weights: torch.Tensor, A: torch.Tensor) -> torch.Tensor:
@@ -134,9 +168,10 @@ def eigengradcam_signed(A: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
 def _library_methods() -> dict[str, type]:
     import pytorch_grad_cam as pgc
 
-    return {"scorecam": pgc.ScoreCAM, "hirescam": pgc.HiResCAM, "ablationcam": pgc.AblationCAM,
-            "fullgrad": pgc.FullGrad, "eigencam": pgc.EigenCAM, "gradcamelementwise": pgc.GradCAMElementWise,
-            "randomcam": pgc.RandomCAM, "kpca_cam": pgc.KPCA_CAM, "shapleycam": pgc.ShapleyCAM}
+    classes = {"scorecam": pgc.ScoreCAM, "hirescam": pgc.HiResCAM, "ablationcam": pgc.AblationCAM,
+               "fullgrad": pgc.FullGrad, "eigencam": pgc.EigenCAM, "gradcamelementwise": pgc.GradCAMElementWise,
+               "randomcam": pgc.RandomCAM, "kpca_cam": pgc.KPCA_CAM, "shapleycam": pgc.ShapleyCAM}
+    return {name: classes[name] for name in _LIBRARY_METHOD_NAMES}
 
 
 def available_methods() -> list[str]:

@@ -13,11 +13,12 @@ import copy
 from pathlib import Path
 from typing import Any
 
+from .cams import STUDY_METHODS, available_methods
 from .data.layouts import LAYOUTS
-from .models import MODEL_NAMES
+from .data.splits import LEAK_POLICIES
+from .models import MODEL_NAMES, check_image_size, feature_map_size
 from .runfolder import RunFolderRefused, check_run_dir
 
-CAM_METHODS = ("gradcam", "gradcam++", "xgradcam", "eigengradcam", "layercam")
 
 #: The shared notebook parameters and their defaults (the ``demo`` profile).
 #: Keep in step with the ``parameters`` cell of every notebook (a test checks it).
@@ -49,7 +50,7 @@ DEFAULTS: dict[str, Any] = {
     # explanations
     "cam_model": "resnet50",
     "cam_layer": "layer2",           # 'default' or a module name; layer2 is 8x8 at 64 px (layer4: 2x2)
-    "cam_methods": list(CAM_METHODS),
+    "cam_methods": list(STUDY_METHODS),
     "explain_per_class": 12,         # test images per class explained per fold (None: every test image)
     # generalization (notebook 07)
     "external_data_root": None,      # a second dataset to test on (any layout); None: for 'synthetic' a
@@ -198,7 +199,6 @@ def resolve_params(values: dict[str, Any]) -> dict[str, Any]:
     p.update(copy.deepcopy(values))
 
     _one_of("dataset", p["dataset"], ("auto",) + tuple(LAYOUTS))
-    from .data.splits import LEAK_POLICIES
     _one_of("leak_policy", p["leak_policy"], LEAK_POLICIES)
     if not p["data_root"]:
         raise ParameterError("data_root: a folder is required (the dataset's root folder)")
@@ -229,13 +229,11 @@ def resolve_params(values: dict[str, Any]) -> dict[str, Any]:
     methods = p["cam_methods"]
     if isinstance(methods, str):
         methods = [m.strip() for m in methods.split(",") if m.strip()]
-    from .cams import available_methods  # local: cams imports torch-heavy code
     for m in methods:
         _one_of("cam_methods", m, available_methods())
     p["cam_methods"] = list(methods)
 
     p["image_size"] = _int("image_size", p["image_size"], 16)
-    from .models import check_image_size, feature_map_size
     try:
         for m in p["models"]:
             check_image_size(m, p["image_size"])
