@@ -154,8 +154,8 @@ def test_road_equals_the_library_without_noise_on_maps_without_ties(setup):
         np.testing.assert_allclose(ours[m]["road_morf"], morf, atol=1e-5)
         np.testing.assert_allclose(ours[m]["road_lerf"], lerf, atol=1e-5)
         np.testing.assert_allclose(ours[m]["road_combined"], (lerf - morf) / 2, atol=1e-5)
-    noisy_a = road(model, x[:1], {"gradcam": maps["gradcam"][:1]}, t[:1], percentiles=(50,), random_state=3)
-    noisy_b = road(model, x[:1], {"gradcam": maps["gradcam"][:1]}, t[:1], percentiles=(50,), random_state=3)
+    noisy_a = road(model, x[:1], {"gradcam": maps["gradcam"][:1]}, t[:1], percentiles=(50,), seed=3)
+    noisy_b = road(model, x[:1], {"gradcam": maps["gradcam"][:1]}, t[:1], percentiles=(50,), seed=3)
     assert noisy_a["gradcam"]["road_morf"] == noisy_b["gradcam"]["road_morf"]  # seeded noise
 
 

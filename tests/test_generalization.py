@@ -20,13 +20,13 @@ def _images(n=6, channels=1, size=64, seed=0):
 @pytest.mark.parametrize("channels", [1, 3])
 def test_corruptions_keep_shape_and_grow_with_severity(name, channels):
     smooth = np.stack([np.stack([draw_slice(np.random.default_rng([i, 0]), i % 3)[0]] * channels) for i in range(4)])
-    out = {s: corrupt(smooth, name, s, random_state=1) for s in range(1, 6)}
+    out = {s: corrupt(smooth, name, s, seed=1) for s in range(1, 6)}
     for s, img in out.items():
         assert img.shape == smooth.shape and img.dtype == np.uint8
     change = [np.abs(out[s].astype(float) - smooth).mean() for s in range(1, 6)]
     assert change[0] > 0, f"{name} at severity 1 changes nothing"
     assert change[-1] > change[0] and all(b >= a - 0.2 for a, b in zip(change, change[1:])), (name, change)
-    assert np.array_equal(corrupt(smooth, name, 3, random_state=1), corrupt(smooth, name, 3, random_state=1))
+    assert np.array_equal(corrupt(smooth, name, 3, seed=1), corrupt(smooth, name, 3, seed=1))
 
 
 def test_corrupt_rejects_bad_input():

@@ -133,7 +133,7 @@ def test_bootstrap_interval_contains_observed_difference():
 
 
 def test_paired_bootstrap_published_law_school_example():
-    law = paired_bootstrap(lambda x, y: _row_correlation(x, y), LAW_LSAT, LAW_GPA, n_boot=3200, random_state=0)
+    law = paired_bootstrap(lambda x, y: _row_correlation(x, y), LAW_LSAT, LAW_GPA, n_boot=3200, seed=0)
     assert round(law["observed"], 3) == 0.776
     # a resampled standard error with B = 3200 varies by about +-0.003 between seeds
     assert law["standard_error"] == pytest.approx(0.132, abs=0.008)
@@ -154,8 +154,8 @@ def test_paired_bootstrap_matches_scipy_and_the_classification_bootstrap():
     def accuracy_difference(y, a, b, axis=-1):
         return (a == y).mean(axis=axis) - (b == y).mean(axis=axis)
 
-    ours = paired_bootstrap(accuracy_difference, y, a, b, n_boot=4000, random_state=3)
-    classification = paired_bootstrap_ci(y, a, b, "accuracy", n_boot=4000, random_state=3)
+    ours = paired_bootstrap(accuracy_difference, y, a, b, n_boot=4000, seed=3)
+    classification = paired_bootstrap_ci(y, a, b, "accuracy", n_boot=4000, seed=3)
     assert (classification["ci_low"], classification["ci_high"]) == pytest.approx((ours["ci_low"], ours["ci_high"]))
     ref = st.bootstrap((y, a, b), accuracy_difference, paired=True, vectorized=True, n_resamples=4000,
                        method="percentile", rng=np.random.default_rng(7))
@@ -370,7 +370,7 @@ def test_image_bootstrap_agrees_with_scipy_on_fold_averaged_correctness():
     y = rng.integers(0, 3, 150)
     pa = np.where(rng.random((3, 150)) < 0.8, y, (y + 1) % 3)
     pb = np.where(rng.random((3, 150)) < 0.7, y, (y + 2) % 3)
-    r = image_bootstrap_test(y, pa, pb, "accuracy", n_boot=4000, random_state=1)
+    r = image_bootstrap_test(y, pa, pb, "accuracy", n_boot=4000, seed=1)
     d = (pa == y).mean(axis=0) - (pb == y).mean(axis=0)
     assert r["statistic"] == pytest.approx(d.mean())
     ref = st.bootstrap((d,), np.mean, n_resamples=4000, method="percentile", rng=np.random.default_rng(2))

@@ -240,7 +240,7 @@ def road_removal_masks(cam: np.ndarray, percentiles: Sequence[int] = ROAD_PERCEN
 
 def road(model: nn.Module, images, maps: dict[str, np.ndarray], targets: Sequence[int],
          percentiles: Sequence[int] = ROAD_PERCENTILES, noise: float = 0.01, batch_size: int = 16,
-         random_state: int = 0) -> dict[str, dict[str, np.ndarray]]:
+         seed: int = 0) -> dict[str, dict[str, np.ndarray]]:
     """ROAD scores (Rong et al. 2022, "A consistent and efficient evaluation strategy for attribution
     methods") for every method, with pytorch-grad-cam's noisy linear imputer.
 
@@ -251,7 +251,7 @@ def road(model: nn.Module, images, maps: dict[str, np.ndarray], targets: Sequenc
     percentiles; ``road_combined = (road_lerf - road_morf) / 2`` as the library's ``ROADCombined``.
     Over the symmetric default percentiles this equals the library's averages on maps without
     ties (the library's MoRF at ``p`` removes ``100 - p`` %). The imputation noise and the tie
-    break come from ``random_state``. All perturbed images of all methods share batched forwards.
+    break come from ``seed``. All perturbed images of all methods share batched forwards.
 
     Returns
     -------
@@ -264,13 +264,13 @@ def road(model: nn.Module, images, maps: dict[str, np.ndarray], targets: Sequenc
     x = _as_tensor(images, device)
     t = torch.as_tensor(np.asarray(targets), device=device, dtype=torch.long)
     imputer = NoisyLinearImputer(noise=0.0)
-    gen = torch.Generator().manual_seed(random_state)
+    gen = torch.Generator().manual_seed(seed)
     x_cpu = x.cpu()
     perturbed, keys = [], []
     for m, cam in maps.items():
         cam = np.asarray(cam, dtype=np.float32)
         for i in range(x.shape[0]):
-            removal = road_removal_masks(cam[i], percentiles, seed=random_state + i)
+            removal = road_removal_masks(cam[i], percentiles, seed=seed + i)
             for order in ("morf", "lerf"):
                 for removed in removal[order]:
                     img = imputer(x_cpu[i], torch.from_numpy((~removed).astype(np.float32)))
@@ -394,7 +394,7 @@ def cascading_randomisation(model: nn.Module, arch: str, seed: int = 0):
 
 
 def randomisation_check(model: nn.Module, arch: str, images, methods: Sequence[str], target_layer: str,
-                        targets: Sequence[int], random_state: int = 0) -> pd.DataFrame:
+                        targets: Sequence[int], seed: int = 0) -> pd.DataFrame:
     """Cascading model-parameter randomisation (Adebayo et al. 2018, "Sanity checks for saliency maps").
 
     Re-initialises the model's groups of layers one step at a time from the top (see
@@ -407,7 +407,7 @@ def randomisation_check(model: nn.Module, arch: str, images, methods: Sequence[s
 
     base, _ = compute_cams(model, images, methods, target_layer=target_layer, targets=targets)
     rows = []
-    for done, rnd in cascading_randomisation(model, arch, seed=random_state):
+    for done, rnd in cascading_randomisation(model, arch, seed=seed):
         maps, _ = compute_cams(rnd, images, methods, target_layer=target_layer, targets=targets)
         for m in methods:
             for i, r in enumerate(spearman_rows(base[m], maps[m])):

@@ -128,7 +128,7 @@ CORRUPTIONS: dict[str, Callable[[np.ndarray, float, np.random.Generator], np.nda
 }
 
 
-def corrupt(images: np.ndarray, name: str, severity: int, random_state: int = 0) -> np.ndarray:
+def corrupt(images: np.ndarray, name: str, severity: int, seed: int = 0) -> np.ndarray:
     """Apply corruption ``name`` at ``severity`` (1..5) to a uint8 image batch.
 
     Parameters
@@ -139,7 +139,7 @@ def corrupt(images: np.ndarray, name: str, severity: int, random_state: int = 0)
         One of :data:`CORRUPTIONS`.
     severity : int
         1 (mild) to 5 (severe); the parameters are in :data:`SEVERITY_LEVELS`.
-    random_state : int
+    seed : int
         Seed of the noise (only ``gaussian_noise`` draws random numbers).
 
     Returns
@@ -156,7 +156,7 @@ def corrupt(images: np.ndarray, name: str, severity: int, random_state: int = 0)
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1] not in (1, 3):
         raise ValueError(f"images: expected a (N, 1|3, S, S) uint8 array, got {images.shape} {images.dtype}")
     level = _level(name, severity)
-    return CORRUPTIONS[name](images, level, np.random.default_rng(random_state))
+    return CORRUPTIONS[name](images, level, np.random.default_rng(seed))
 
 
 def map_classes(external_classes: Sequence[str], training_classes: Sequence[str],

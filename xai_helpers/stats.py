@@ -345,9 +345,9 @@ def mcnemar_test(correct_a: Sequence[bool], correct_b: Sequence[bool], exact: bo
             "effect_size": diff, "mean_diff": diff}
 
 
-def _bootstrap_indices(n: int, n_boot: int, random_state: int) -> np.ndarray:
+def _bootstrap_indices(n: int, n_boot: int, seed: int) -> np.ndarray:
     """Indices ``(n_boot, n)`` of ``n_boot`` paired resamples of ``n`` items."""
-    return np.random.default_rng(random_state).integers(0, n, (n_boot, n))
+    return np.random.default_rng(seed).integers(0, n, (n_boot, n))
 
 
 def _weighted_scores(weights: np.ndarray, y: np.ndarray, pred: np.ndarray, metric: str) -> np.ndarray:
@@ -367,9 +367,9 @@ def _weighted_scores(weights: np.ndarray, y: np.ndarray, pred: np.ndarray, metri
     return f1.mean(axis=1)
 
 
-def _bootstrap_weights(n: int, n_boot: int, random_state: int) -> np.ndarray:
+def _bootstrap_weights(n: int, n_boot: int, seed: int) -> np.ndarray:
     """Count weights of ``n_boot`` paired resamples of ``n`` items; row 0 is the observed sample."""
-    idx = _bootstrap_indices(n, n_boot, random_state)
+    idx = _bootstrap_indices(n, n_boot, seed)
     weights = np.zeros((n_boot + 1, n))
     np.add.at(weights, (np.repeat(np.arange(1, n_boot + 1), n), idx.ravel()), 1.0)
     weights[0] = 1.0
@@ -377,12 +377,12 @@ def _bootstrap_weights(n: int, n_boot: int, random_state: int) -> np.ndarray:
 
 
 def paired_bootstrap(statistic, *samples: Sequence[float], n_boot: int = 2000, alpha: float = 0.05,
-                     random_state: int = 0) -> dict[str, Any]:
+                     seed: int = 0) -> dict[str, Any]:
     """Paired (case) bootstrap of any statistic of equal-length samples.
 
     The same resampled indices are applied to every sample, so pairs stay together (Efron &
     Tibshirani 1993, ch. 6). It draws exactly the resamples :func:`paired_bootstrap_ci` draws
-    for the same ``random_state``.
+    for the same ``seed``.
 
     Parameters
     ----------
@@ -396,7 +396,7 @@ def paired_bootstrap(statistic, *samples: Sequence[float], n_boot: int = 2000, a
         Number of resamples.
     alpha : float
         The percentile interval covers ``1 - alpha``.
-    random_state : int
+    seed : int
         Seed of the resampling.
 
     Returns
@@ -416,7 +416,7 @@ def paired_bootstrap(statistic, *samples: Sequence[float], n_boot: int = 2000, a
         raise ValueError(f"samples: expected non-empty arrays of equal length, got lengths "
                          f"{[len(a) for a in arrays]}")
     n = len(arrays[0])
-    idx = np.vstack([np.arange(n)[None], _bootstrap_indices(n, n_boot, random_state)])
+    idx = np.vstack([np.arange(n)[None], _bootstrap_indices(n, n_boot, seed)])
     values = np.asarray(statistic(*[a[idx] for a in arrays]), dtype=np.float64)
     dist = values[1:]
     lo, hi = np.quantile(dist, [alpha / 2, 1 - alpha / 2])
@@ -426,7 +426,7 @@ def paired_bootstrap(statistic, *samples: Sequence[float], n_boot: int = 2000, a
 
 def paired_bootstrap_ci(y_true: Sequence[int], pred_a: Sequence[int], pred_b: Sequence[int],
                         metric: str = "accuracy", n_boot: int = 2000, alpha: float = 0.05,
-                        random_state: int = 0) -> dict[str, Any]:
+                        seed: int = 0) -> dict[str, Any]:
     """Percentile bootstrap CI of ``metric(a) - metric(b)`` resampling test images in pairs.
 
     ``metric``: 'accuracy' or 'f1_macro' (macro over the classes present in ``y_true``, 0 for a
@@ -442,7 +442,7 @@ def paired_bootstrap_ci(y_true: Sequence[int], pred_a: Sequence[int], pred_b: Se
     n = len(y)
     if n == 0:
         return _result(f"bootstrap_{metric}", 0, math.nan, math.nan, note="not testable: n = 0")
-    weights = _bootstrap_weights(n, n_boot, random_state)  # row 0: the observed sample
+    weights = _bootstrap_weights(n, n_boot, seed)  # row 0: the observed sample
     all_diffs = _weighted_scores(weights, y, pa, metric) - _weighted_scores(weights, y, pb, metric)
     observed, diffs = float(all_diffs[0]), all_diffs[1:]
     lo, hi = np.quantile(diffs, [alpha / 2, 1 - alpha / 2])
@@ -470,7 +470,7 @@ def bootstrap_p_value(distribution: Sequence[float]) -> float:
 
 def image_bootstrap_test(y_true: Sequence[int], preds_a: np.ndarray, preds_b: np.ndarray,
                          metric: str = "accuracy", n_boot: int = 49999, alpha: float = 0.05,
-                         random_state: int = 0, chunk: int = 500) -> dict[str, Any]:
+                         seed: int = 0, chunk: int = 500) -> dict[str, Any]:
     """Paired bootstrap over test images of the difference between two models' fold models.
 
     Every fold's model of ``a`` and of ``b`` classified the same ``n`` test images. On each
@@ -489,7 +489,7 @@ def image_bootstrap_test(y_true: Sequence[int], preds_a: np.ndarray, preds_b: np
     metric : {'accuracy', 'f1_macro'}
     n_boot : int
     alpha : float
-    random_state : int
+    seed : int
     chunk : int
         Resamples evaluated at once (bounds the memory to ``chunk * n`` floats).
 
@@ -522,7 +522,7 @@ def image_bootstrap_test(y_true: Sequence[int], preds_a: np.ndarray, preds_b: np
         return sa - sb, sa, sb
 
     obs, obs_a, obs_b = difference(np.ones((1, n)))
-    rng = np.random.default_rng(random_state)
+    rng = np.random.default_rng(seed)
     dist = []
     for start in range(0, n_boot, chunk):
         idx = rng.integers(0, n, (min(chunk, n_boot - start), n))
@@ -620,7 +620,7 @@ def compare_models(metrics: pd.DataFrame, metric_names: Sequence[str] = ("accura
 
 
 def compare_predictions(predictions: dict[tuple[str, int], pd.DataFrame], correction: str = "holm",
-                        n_boot: int = 1000, random_state: int = 0, n_boot_images: int = 49999) -> pd.DataFrame:
+                        n_boot: int = 1000, seed: int = 0, n_boot_images: int = 49999) -> pd.DataFrame:
     """Tests between models on the same test images: per fold, and over the fold models together.
 
     Parameters
@@ -630,7 +630,7 @@ def compare_predictions(predictions: dict[tuple[str, int], pd.DataFrame], correc
     correction : {'holm', 'bonferroni'}
     n_boot : int
         Resamples of the per-fold bootstraps.
-    random_state : int
+    seed : int
     n_boot_images : int
         Resamples of the image-level test over all folds (:func:`image_bootstrap_test`).
 
@@ -669,14 +669,14 @@ def compare_predictions(predictions: dict[tuple[str, int], pd.DataFrame], correc
             rows.append({**base, "metric": "accuracy", "mean_a": ca.mean(), "mean_b": cb.mean(),
                          **mcnemar_test(ca, cb)})
             for metric in ("accuracy", "f1_macro"):
-                r = paired_bootstrap_ci(y, ya, yb, metric, n_boot=n_boot, random_state=random_state)
+                r = paired_bootstrap_ci(y, ya, yb, metric, n_boot=n_boot, seed=seed)
                 rows.append({**base, "metric": metric, "mean_a": math.nan, "mean_b": math.nan, **r})
-    rows += _image_level_rows(predictions, models, n_boot_images, random_state)
+    rows += _image_level_rows(predictions, models, n_boot_images, seed)
     return _finish(rows, correction)
 
 
 def _image_level_rows(predictions: dict[tuple[str, int], pd.DataFrame], models: list[str], n_boot: int,
-                      random_state: int) -> list[dict[str, Any]]:
+                      seed: int) -> list[dict[str, Any]]:
     """``bootstrap_images`` rows (accuracy and macro-F1) for every model pair, over all fold models."""
     by_model: dict[str, list[pd.DataFrame]] = {}
     for (model, fold) in sorted(predictions, key=lambda k: k[1]):
@@ -694,7 +694,7 @@ def _image_level_rows(predictions: dict[tuple[str, int], pd.DataFrame], models: 
         for metric in ("accuracy", "f1_macro"):
             rows.append({"comparison": "models", "group": "all", "a": a, "b": b, "metric": metric,
                          "normality_p": math.nan,
-                         **image_bootstrap_test(y, pred[a], pred[b], metric, n_boot, random_state=random_state)})
+                         **image_bootstrap_test(y, pred[a], pred[b], metric, n_boot, seed=seed)})
     return rows
 
 

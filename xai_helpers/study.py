@@ -241,11 +241,11 @@ def explain_test_images(data: PreparedData, params: dict[str, Any], costly_per_c
         sel = np.flatnonzero(is_costly)
         sub_maps = {m: v[sel] for m, v in maps.items()}
         perturb = deletion_insertion(net, x[sel], sub_maps, targets[sel], n_steps=n_steps)
-        roads = road(net, x[sel], sub_maps, targets[sel], random_state=params["seed"])
+        roads = road(net, x[sel], sub_maps, targets[sel], seed=params["seed"])
         for m in roads:
             perturb[m].update(roads[m])
         rand = randomisation_check(net, model_name, x[sel], params["cam_methods"], layer_name, targets[sel],
-                                   random_state=params["seed"])
+                                   seed=params["seed"])
         rand["path"] = data.splits["path"].to_numpy()[rows[sel]][rand["image"].to_numpy()]
         rand.insert(0, "fold", int(fold))
         rand.insert(0, "model", model_name)
