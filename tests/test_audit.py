@@ -110,3 +110,20 @@ def test_banded_cross_search_agrees_with_comparing_every_pair():
     exhaustive = (_popcount(queries[:, None] ^ reference[None, :]) <= 4).any(axis=1)
     assert 200 < exhaustive.sum() < 1500
     np.testing.assert_array_equal(cross_near_duplicates(queries, reference, 4), exhaustive)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_perceptual_hash_is_imagehash_phash_bit_for_bit(channels):
+    import imagehash  # the test extra installs it
+
+    rng = np.random.default_rng(channels)
+    fields = rng.integers(0, 256, (40, channels, 6, 6), dtype=np.uint8)
+    images = np.stack([np.asarray(Image.fromarray(f[0] if channels == 1 else f.transpose(1, 2, 0))
+                                  .resize((64, 64), Image.Resampling.BICUBIC)) for f in fields])
+    images = images[:, None] if channels == 1 else images.transpose(0, 3, 1, 2)
+    noise = rng.integers(0, 20, images.shape, dtype=np.uint8)  # texture, so no coefficient ties the median
+    images = np.clip(images.astype(int) + noise, 0, 255).astype(np.uint8)
+    ours = perceptual_hash(images)
+    for img, h in zip(images, ours):
+        pil = Image.fromarray(img[0] if channels == 1 else img.transpose(1, 2, 0))
+        assert int(h) == int(str(imagehash.phash(pil)), 16)

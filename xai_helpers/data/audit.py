@@ -14,25 +14,36 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 from scipy.fft import dct
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
 #: Perceptual hash used for near duplicates, and the default Hamming distance threshold (of 64 bits).
-NEAR_DUPLICATE_HASH = "pHash (DCT of the 32x32 greyscale image, 8x8 low frequencies vs their median, 64 bits)"
+NEAR_DUPLICATE_HASH = ("pHash as ImageHash's phash (DCT of the 32x32 Lanczos-resized 8-bit grey image, 8x8 low "
+                       "frequencies vs their median, 64 bits)")
 NEAR_DUPLICATE_THRESHOLD = 4
 
 
 def perceptual_hash(images: np.ndarray) -> np.ndarray:
     """64-bit pHash of each image of a ``(N, C, H, W)`` uint8 array, as ``uint64``.
 
-    The image is averaged to grey, resized to 32x32, transformed with a 2-D DCT-II; the 8x8
-    lowest frequencies (DC included) are compared with their median (Zauner 2010, as ImageHash's
-    ``phash``).
+    The ImageHash package's ``phash`` (Zauner 2010), bit for bit: the image converted to 8-bit
+    grey (ITU-R 601 luma for RGB), resized to 32x32 with a Lanczos filter, transformed with an
+    unnormalised 2-D DCT-II; the 8x8 lowest frequencies (DC included) are compared with their
+    median. Bit ``63 - k`` is the ``k``-th coefficient in row-major order, so the integer equals
+    ``int(str(imagehash.phash(img)), 16)`` (a test checks it).
+
+    Examples
+    --------
+    >>> flat = np.full((1, 1, 64, 64), 128, np.uint8)
+    >>> int(perceptual_hash(flat)[0])  # every coefficient but DC is 0: only DC lies above the median
+    9223372036854775808
     """
     out = np.empty(len(images), dtype=np.uint64)
     weights = (1 << np.arange(63, -1, -1, dtype=np.uint64))
     for i, img in enumerate(images):
-        grey = img.mean(axis=0).astype(np.float32)
-        small = np.asarray(Image.fromarray(grey, mode="F").resize((32, 32), Image.Resampling.BILINEAR))
-        coeffs = dct(dct(small, axis=0, norm="ortho"), axis=1, norm="ortho")[:8, :8]
+        pil = Image.fromarray(img[0]) if img.shape[0] == 1 else Image.fromarray(img.transpose(1, 2, 0))
+        small = np.asarray(pil.convert("L").resize((32, 32), Image.Resampling.LANCZOS), dtype=np.float64)
+        coeffs = dct(dct(small, axis=0), axis=1)[:8, :8]
         bits = (coeffs > np.median(coeffs)).ravel().astype(np.uint64)
         out[i] = np.sum(bits * weights, dtype=np.uint64)
     return out
@@ -151,22 +162,22 @@ def cross_near_duplicates(hashes: np.ndarray, reference: np.ndarray,
 
 
 def connected_groups(n: int, pairs: Sequence[tuple[int, int]]) -> list[list[int]]:
-    """Connected components of ``n`` items linked by ``pairs``, as sorted index lists of 2 or more."""
-    parent = list(range(n))
+    """Connected components of ``n`` items linked by ``pairs``, as sorted index lists of 2 or more
+    (scipy's ``connected_components`` on the sparse graph of the pairs), ordered by first member.
 
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    for i, j in pairs:
-        ri, rj = find(i), find(j)
-        if ri != rj:
-            parent[max(ri, rj)] = min(ri, rj)
+    Examples
+    --------
+    >>> connected_groups(6, [(0, 3), (3, 5), (1, 2)])
+    [[0, 3, 5], [1, 2]]
+    """
+    if n == 0:
+        return []
+    edges = np.asarray(list(pairs), dtype=np.int64).reshape(-1, 2)
+    graph = coo_matrix((np.ones(len(edges)), (edges[:, 0], edges[:, 1])), shape=(n, n))
+    _, label = connected_components(graph, directed=False)
     members: dict[int, list[int]] = {}
-    for i in range(n):
-        members.setdefault(find(i), []).append(i)
+    for i, c in enumerate(label.tolist()):
+        members.setdefault(c, []).append(i)
     return [m for m in members.values() if len(m) > 1]
 
 
