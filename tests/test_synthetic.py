@@ -1,5 +1,6 @@
 import hashlib
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -132,3 +133,23 @@ def test_the_generated_external_set_is_protected_the_same_way(tmp_path):
         load_external(params, list(SYNTHETIC_CLASSES), grey=True, progress=False)
     assert (external / "train" / "scans" / "patient1.png").read_bytes() == b"precious"
     assert SYNTHETIC_EXTERNAL["seed"] == 1
+
+
+def test_prepared_masks_one_per_image_and_none_only_where_an_image_has_none(tmp_path):
+    from xai_helpers.config import resolve_params
+    from xai_helpers.data.prepare import load_prepared, prepare_dataset
+
+    params = resolve_params({"run_dir": str(tmp_path / "run"), "data_root": str(tmp_path / "syn"),
+                             "synthetic_per_class": 4, "folds": 2})
+    data = prepare_dataset(params, progress=False)
+    rows = np.arange(len(data.splits))
+    missing = 3
+    Path(data.splits["mask"].iloc[missing]).unlink()  # one image loses its mask file
+    data = load_prepared(params, progress=False)
+    masks = data.masks(rows)
+    assert len(masks) == len(rows) and masks[missing] is None
+    assert all(m is not None and m.shape == (64, 64) and m.dtype == bool for k, m in enumerate(masks) if k != missing)
+    lesion = data.labels != data.class_names.index("no_lesion")
+    assert all(masks[k].any() == lesion[k] for k in rows if k != missing)
+    stacked = data.mask_array(rows)
+    assert stacked.shape == (len(rows), 64, 64) and not stacked[missing].any()

@@ -44,7 +44,12 @@ def _show(img: np.ndarray) -> np.ndarray:
     return img
 
 
-def plot_samples(images: np.ndarray, labels: Sequence[str], masks: np.ndarray | None = None,
+def _has_mask(masks: Sequence[np.ndarray | None] | np.ndarray | None, i: int) -> bool:
+    """Whether image ``i`` has a non-empty lesion mask (``masks`` from ``PreparedData.masks``)."""
+    return masks is not None and masks[i] is not None and bool(np.asarray(masks[i]).any())
+
+
+def plot_samples(images: np.ndarray, labels: Sequence[str], masks: Sequence[np.ndarray | None] | None = None,
                  per_row: int = 6, run: RunFolder | None = None, name: str = "samples") -> plt.Figure:
     """A grid of images titled by class, lesion masks outlined in red where given."""
     n = len(images)
@@ -55,7 +60,7 @@ def plot_samples(images: np.ndarray, labels: Sequence[str], masks: np.ndarray | 
     for i in range(n):
         ax = axes.ravel()[i]
         ax.imshow(_show(images[i]), cmap="gray")
-        if masks is not None and masks[i].any():
+        if _has_mask(masks, i):
             ax.contour(masks[i], levels=[0.5], colors="red", linewidths=0.8)
         ax.set_title(labels[i], fontsize=8)
     fig.tight_layout()
@@ -158,7 +163,7 @@ def overlay(image: np.ndarray, cam: np.ndarray, alpha: float = 0.5, cmap: str = 
 
 
 def cam_grid(images: np.ndarray, maps: dict[str, np.ndarray], row_labels: Sequence[str],
-             masks: np.ndarray | None = None, alpha: float = 0.5, cmap: str = "jet",
+             masks: Sequence[np.ndarray | None] | None = None, alpha: float = 0.5, cmap: str = "jet",
              run: RunFolder | None = None, name: str = "cam_grid", title: str | None = None) -> plt.Figure:
     """Images x methods: the original, then one overlay per method, with a shared colour bar.
 
@@ -171,12 +176,12 @@ def cam_grid(images: np.ndarray, maps: dict[str, np.ndarray], row_labels: Sequen
     for i in range(n):
         ax = axes[i, 0]
         ax.imshow(_show(images[i]), cmap="gray")
-        if masks is not None and masks[i].any():
+        if _has_mask(masks, i):
             ax.contour(masks[i], levels=[0.5], colors="red", linewidths=0.8)
         ax.set_ylabel(row_labels[i], fontsize=8)
         for j, m in enumerate(methods):
             axes[i, j + 1].imshow(overlay(images[i], maps[m][i], alpha, cmap))
-            if masks is not None and masks[i].any():
+            if _has_mask(masks, i):
                 axes[i, j + 1].contour(masks[i], levels=[0.5], colors="white", linewidths=0.6)
     for j, label in enumerate(["image"] + methods):
         axes[0, j].set_title(label, fontsize=10)

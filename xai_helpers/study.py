@@ -223,7 +223,7 @@ def explain_test_images(data: PreparedData, params: dict[str, Any], costly_per_c
     is_costly = np.zeros(len(rows), bool)
     for c in np.unique(labels):
         is_costly[np.flatnonzero(labels == c)[:costly_per_class]] = True
-    masks = data.masks(rows)
+    masks = data.mask_array(rows)
     x = pipeline.batch(torch.as_tensor(rows))
     records = []
     curves: list[pd.DataFrame] = []

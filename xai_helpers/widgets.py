@@ -176,18 +176,18 @@ class CamExplorer:
                                    targets=None if target is None else [target])
         t = int(probs.argmax(1)[0]) if target is None else target
         conf = confidence_metrics(net, x, maps, [t], probs=probs)
-        masks = self.data.masks(np.array([row]))
+        mask = self.data.masks(np.array([row]))[0]
         rows = []
         for m in methods:
             rec = {"method": m, "confidence_increase": float(conf[m]["confidence_increase"][0]),
                    "average_drop_pct": float(conf[m]["average_drop_pct"][0]),
                    "increase_in_confidence_pct": float(conf[m]["increase_in_confidence_pct"][0])}
-            if masks is not None and masks[0].any():
-                loc = localisation_metrics(maps[m], masks)
+            if mask is not None and mask.any():
+                loc = localisation_metrics(maps[m], mask[None])
                 rec.update({k: float(v[0]) for k, v in loc.items()})
             rows.append(rec)
         result = {"row": row, "target": t, "maps": {m: v[0] for m, v in maps.items()}, "probs": probs[0],
-                  "metrics": pd.DataFrame(rows).set_index("method"), "mask": None if masks is None else masks[0]}
+                  "metrics": pd.DataFrame(rows).set_index("method"), "mask": mask}
         self._cache[key] = result
         return result
 

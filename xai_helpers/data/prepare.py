@@ -63,22 +63,39 @@ class PreparedData:
     def test_rows(self) -> np.ndarray:
         return np.flatnonzero(self.splits["split"].to_numpy() == "test")
 
-    def masks(self, rows: np.ndarray) -> np.ndarray | None:
-        """Lesion masks (B, S, S) bool of ``rows`` at the cache's size, or None without masks."""
-        if "mask" not in self.splits.columns:
-            return None
-        from PIL import Image
+    def masks(self, rows: np.ndarray) -> list[np.ndarray | None]:
+        """Lesion masks of ``rows`` at the cache's size: one ``(S, S)`` bool array per image that
+        has a mask, None for an image without one (and for every image of a dataset without masks).
+
+        Examples
+        --------
+        >>> splits = pd.DataFrame({"path": ["a.png", "b.png"], "split": "test", "class": ["x", "y"],
+        ...                        "fold": -1, "mask": ["", ""]})
+        >>> data = PreparedData(splits, np.zeros((2, 1, 8, 8), np.uint8), ["x", "y"], np.array([0, 1]), {})
+        >>> data.masks(np.array([0, 1]))
+        [None, None]
+        """
+        from PIL import Image  # noqa: PLC0415 - only datasets with masks need it
 
         size = self.images.shape[-1]
-        out = np.zeros((len(rows), size, size), bool)
-        for k, r in enumerate(rows):
-            p = self.splits["mask"].iloc[r]
+        out: list[np.ndarray | None] = []
+        for r in np.asarray(rows):
+            p = self.splits["mask"].iloc[r] if "mask" in self.splits.columns else None
             if isinstance(p, str) and p and Path(p).is_file():
                 with Image.open(p) as m:
-                    out[k] = np.asarray(m.convert("L").resize((size, size), Image.Resampling.NEAREST)) > 127
+                    out.append(np.asarray(m.convert("L").resize((size, size), Image.Resampling.NEAREST)) > 127)
             else:
-                return None
+                out.append(None)
         return out
+
+    def mask_array(self, rows: np.ndarray) -> np.ndarray | None:
+        """``(B, S, S)`` bool masks of ``rows`` for the localisation metrics: an image without a mask
+        gets an empty one (its metrics are NaN); None when no image of ``rows`` has a mask."""
+        masks = self.masks(rows)
+        if all(m is None for m in masks):
+            return None
+        size = self.images.shape[-1]
+        return np.stack([m if m is not None else np.zeros((size, size), bool) for m in masks])
 
 
 def _write_json(path: Path, obj: Any) -> None:
