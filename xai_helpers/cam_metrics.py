@@ -37,14 +37,18 @@ Masks: only images with a non-empty lesion mask get localisation scores (NaN oth
 """
 from __future__ import annotations
 
+import copy
 from typing import Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from scipy.ndimage import distance_transform_edt
+from scipy.stats import rankdata
 from torch import nn
 
+from .cams import compute_cams
 from .models import IMAGENET_MEAN, IMAGENET_STD
 
 CONFIDENCE_METRICS = ("confidence_increase", "average_drop_pct", "increase_in_confidence_pct")
@@ -347,8 +351,6 @@ def spearman_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     and 0 when only one is (a randomised model often gives an all-zero map after the ReLU, which
     keeps nothing of the trained model's ranking).
     """
-    from scipy.stats import rankdata
-
     a = np.asarray(a).reshape(len(a), -1)
     b = np.asarray(b).reshape(len(b), -1)
     ra, rb = rankdata(a, axis=1), rankdata(b, axis=1)
@@ -375,8 +377,6 @@ def cascading_randomisation(model: nn.Module, arch: str, seed: int = 0):
     >>> [done[-1] for done, _ in cascading_randomisation(net, "resnet50")][-1]
     'conv1+bn1'
     """
-    import copy
-
     steps = cascade_steps(model, arch)
     rnd = copy.deepcopy(model)
     done: list[str] = []
@@ -403,8 +403,6 @@ def randomisation_check(model: nn.Module, arch: str, images, methods: Sequence[s
     targets. Returns one row per step, method and image with ``randomised`` (the blocks
     re-initialised so far) and ``spearman`` (rank correlation with the trained model's map).
     """
-    from .cams import compute_cams
-
     base, _ = compute_cams(model, images, methods, target_layer=target_layer, targets=targets)
     rows = []
     for done, rnd in cascading_randomisation(model, arch, seed=seed):
@@ -446,8 +444,6 @@ def localisation_metrics(maps: np.ndarray, masks: np.ndarray, threshold: float =
     >>> localisation_metrics(m, mask)["pointing_game"]
     array([1.])
     """
-    from scipy.ndimage import distance_transform_edt
-
     maps = np.asarray(maps, dtype=np.float64)
     masks = np.asarray(masks, dtype=bool)
     if maps.shape != masks.shape:

@@ -24,6 +24,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
+import torchvision.models as tvm
 from torch import nn
 
 from .models import DEFAULT_TARGET_LAYERS, get_layer
@@ -166,7 +167,7 @@ def eigengradcam_signed(A: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
 
 
 def _library_methods() -> dict[str, type]:
-    import pytorch_grad_cam as pgc
+    import pytorch_grad_cam as pgc  # noqa: PLC0415 - the library (and cv2 with it) only for delegated methods
 
     classes = {"scorecam": pgc.ScoreCAM, "hirescam": pgc.HiResCAM, "ablationcam": pgc.AblationCAM,
                "fullgrad": pgc.FullGrad, "eigencam": pgc.EigenCAM, "gradcamelementwise": pgc.GradCAMElementWise,
@@ -198,8 +199,6 @@ def scale_maps(cams: torch.Tensor, size: tuple[int, int] | None) -> torch.Tensor
 
 def model_arch(model: nn.Module) -> str | None:
     """Which of the four CNNs ``model`` is (by its torchvision class), or None."""
-    import torchvision.models as tvm
-
     for cls, name in ((tvm.ResNet, "resnet50"), (tvm.DenseNet, "densenet121"), (tvm.VGG, "vgg16"),
                       (tvm.EfficientNet, "efficientnet_b0")):
         if isinstance(model, cls):
@@ -364,7 +363,7 @@ def compute_cams(model: nn.Module, images: torch.Tensor | np.ndarray,
 
 def _library_cam(model: nn.Module, x: torch.Tensor, layer: nn.Module, method: str,
                  targets: torch.Tensor) -> np.ndarray:
-    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget  # noqa: PLC0415 - as above
 
     cls = _library_methods()[method]
     cam = cls(model=model, target_layers=[layer])

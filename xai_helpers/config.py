@@ -17,6 +17,7 @@ from .cams import STUDY_METHODS, available_methods
 from .data.layouts import LAYOUTS
 from .data.splits import LEAK_POLICIES
 from .models import MODEL_NAMES, check_image_size, feature_map_size
+from .paths import project_root, resolve_path
 from .runfolder import RunFolderRefused, check_run_dir
 
 
@@ -124,24 +125,6 @@ STUDY_DATASETS: dict[str, dict[str, str]] = {
 
 class ParameterError(ValueError):
     """A notebook parameter has a value the toolkit cannot use."""
-
-
-def project_root() -> Path:
-    """The folder relative paths in parameters are resolved against.
-
-    That is the repository root when the package is installed from a checkout (editable
-    install, as ``make`` does), otherwise the current working directory.
-    """
-    here = Path(__file__).resolve().parents[1]
-    if (here / "pyproject.toml").is_file() and (here / "notebooks").is_dir():
-        return here
-    return Path.cwd()
-
-
-def resolve_path(path: str | Path) -> Path:
-    """Absolute path for ``path``; relative ones are taken from :func:`project_root`."""
-    p = Path(path).expanduser()
-    return p if p.is_absolute() else (project_root() / p).resolve()
 
 
 def profile_params(profile: str) -> dict[str, Any]:

@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from sklearn.metrics import confusion_matrix
 
 from .runfolder import RunFolder
 
@@ -227,7 +228,6 @@ def plot_randomisation(curves: pd.DataFrame, run: RunFolder | None = None, name:
 def plot_confusion_matrices(predictions: dict[str, pd.DataFrame], class_names: Sequence[str],
                             run: RunFolder | None = None, name: str = "confusion_matrices") -> plt.Figure:
     """One confusion matrix per model (rows: true class, columns: predicted), summed over folds."""
-    from sklearn.metrics import confusion_matrix
 
     fig, axes = plt.subplots(1, len(predictions), figsize=(3.2 * len(predictions) + 0.5, 3.2), squeeze=False)
     for ax, (model, pred) in zip(axes[0], predictions.items()):

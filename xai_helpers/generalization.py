@@ -27,8 +27,22 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
+import torch
+from PIL import Image
+from scipy import ndimage
+from sklearn.metrics import f1_score
+from tqdm.auto import tqdm
 
-from .data.layouts import canonical_class_name
+from .cam_metrics import spearman_rows
+from .cams import compute_cams, resolve_target_layer
+from .data.audit import NEAR_DUPLICATE_THRESHOLD, cross_near_duplicates, perceptual_hash
+from .data.cache import build_cache, file_digest
+from .data.layouts import canonical_class_name, scan_dataset
+from .data.synthetic import make_synthetic_dataset
+from .evaluation import expected_calibration_error, reliability_table
+from .runfolder import RunFolder, write_text_atomic
+from .study import explanation_sample
+from .training import IMAGENET_MEAN, IMAGENET_STD, BatchPipeline, load_checkpoint, predict_proba, resolve_device
 
 #: Parameters of each corruption at severities 1..5.
 SEVERITY_LEVELS: dict[str, tuple] = {
@@ -67,8 +81,6 @@ def _noise(images, level, rng):
 
 
 def _blur(images, level, rng):
-    from scipy import ndimage
-
     sigma = level * images.shape[-1] / 64.0
     return _as_uint8(ndimage.gaussian_filter(_as_float(images), sigma=(0, 0, sigma, sigma)))
 
@@ -80,8 +92,6 @@ def _contrast(images, level, rng):
 
 
 def _pil_each(images: np.ndarray, transform) -> np.ndarray:
-    from PIL import Image
-
     out = np.empty_like(images)
     for i, img in enumerate(images):
         arr = img[0] if img.shape[0] == 1 else img.transpose(1, 2, 0)
@@ -91,8 +101,6 @@ def _pil_each(images: np.ndarray, transform) -> np.ndarray:
 
 
 def _jpeg(images, level, rng):
-    from PIL import Image
-
     def compress(im):
         buf = io.BytesIO()
         im.save(buf, format="JPEG", quality=int(level))
@@ -104,8 +112,6 @@ def _jpeg(images, level, rng):
 
 
 def _low_resolution(images, level, rng):
-    from PIL import Image
-
     size = images.shape[-1]
     small = max(4, int(round(size / level)))
     return _pil_each(images, lambda im: im.resize((small, small), Image.Resampling.BOX)
@@ -231,10 +237,6 @@ def condition_scores(y_true: Sequence[int], probs: np.ndarray, n_bins: int = 15)
     >>> round(s["accuracy"], 3), round(s["f1_macro"], 3)
     (0.667, 0.667)
     """
-    from sklearn.metrics import f1_score
-
-    from .evaluation import expected_calibration_error
-
     y = np.asarray(y_true)
     probs = np.asarray(probs, dtype=np.float64)
     pred = probs.argmax(axis=1)
@@ -265,9 +267,6 @@ def training_fingerprints(data) -> dict[str, Any]:
     What :func:`load_external` checks an external set against: byte copies by digest, re-encoded or
     resized copies by the audit's perceptual hash (at the cache's image size, as the audit computes it).
     """
-    from .data.audit import perceptual_hash
-    from .data.cache import file_digest
-
     pool = np.flatnonzero(data.splits["split"].to_numpy() != "test")
     return {"sha1": {file_digest(p) for p in data.splits["path"].to_numpy()[pool]},
             "phash": perceptual_hash(data.images[pool])}
@@ -289,11 +288,6 @@ def load_external(params: dict[str, Any], class_names: Sequence[str], grey: bool
     brain dataset contains Bhuvaji's images, for one). Only then is the set capped at
     ``generalization_per_class`` images per class (seeded). Unreadable files are reported.
     """
-    from .data.audit import NEAR_DUPLICATE_THRESHOLD, cross_near_duplicates, perceptual_hash
-    from .data.cache import build_cache, file_digest
-    from .data.layouts import scan_dataset
-    from .data.synthetic import make_synthetic_dataset
-
     root = params.get("external_data_root")
     layout = params.get("external_dataset", "auto")
     if root is None:
@@ -345,10 +339,6 @@ def predict_images(model, images: np.ndarray, device=None, batch_size: int = 64,
     ``mean``/``std`` default to ImageNet's (what the training pipeline uses); pass a
     checkpoint's own values (``load_checkpoint``'s ``meta``) when it recorded others.
     """
-    import torch
-
-    from .training import IMAGENET_MEAN, IMAGENET_STD, BatchPipeline, predict_proba
-
     device = device or next(model.parameters()).device
     pipeline = BatchPipeline(images, torch.device(device), mean=mean or IMAGENET_MEAN, std=std or IMAGENET_STD)
     return predict_proba(model, pipeline, np.arange(len(images)), batch_size=batch_size)
@@ -382,16 +372,6 @@ def run_generalization(data, params: dict[str, Any], n_bins: int = 15, cam_image
         mean_confidence, classes`` (the classes evaluated, ``;``-separated: an external set
         whose classes could not all be mapped is scored on fewer classes than the clean test set).
     """
-    import torch
-    from tqdm.auto import tqdm
-
-    from .cam_metrics import spearman_rows
-    from .cams import compute_cams, resolve_target_layer
-    from .evaluation import reliability_table
-    from .runfolder import RunFolder, write_text_atomic
-    from .study import explanation_sample
-    from .training import load_checkpoint, resolve_device
-
     run = RunFolder(params["run_dir"])
     run.claim()
     metrics = run.read_metrics()
@@ -434,8 +414,6 @@ def run_generalization(data, params: dict[str, Any], n_bins: int = 15, cam_image
                 rel.insert(0, "model", model_name)
                 reliability.append(rel)
         if model_name == params["cam_model"] and params["cam_methods"]:
-            from .training import BatchPipeline
-
             _, layer = resolve_target_layer(net, params["cam_layer"])
             to_x = lambda imgs: BatchPipeline(imgs[cam_pos], device, mean=mean, std=std).batch(  # noqa: E731
                 torch.arange(len(cam_pos)))

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 from urllib.error import URLError
 
+import pandas as pd
 import torch
 import torchvision
 from torch import nn
@@ -286,7 +287,6 @@ def check_image_size(name: str, image_size: int) -> None:
 
 def model_overview(names: list[str] | tuple[str, ...], image_size: int):
     """Parameters, last feature map and default CAM layer of each model at ``image_size``."""
-    import pandas as pd
 
     rows = []
     for name in names:

@@ -4,11 +4,16 @@ from __future__ import annotations
 import json
 import platform
 import random
+from importlib.metadata import version
 from typing import Any
 
+import matplotlib
 import numpy as np
+import torch
+import torchvision
 
 from .config import DEFAULTS, ParameterError, resolve_params
+from .figures import set_style
 from .runfolder import RunFolder
 
 
@@ -43,8 +48,6 @@ def check_against_prepared_data(run: RunFolder, params: dict[str, Any]) -> None:
 
 def seed_everything(seed: int) -> None:
     """Seed Python's, NumPy's and PyTorch's global generators (the engine also seeds per fit)."""
-    import torch
-
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
@@ -52,12 +55,7 @@ def seed_everything(seed: int) -> None:
 
 def environment() -> dict[str, str]:
     """Versions and device of this kernel, for the record at the top of each notebook."""
-    import matplotlib
-    import torch
-    import torchvision
-
     try:
-        from importlib.metadata import version
         gradcam = version("grad-cam")
     except Exception:  # noqa: BLE001 - informational only
         gradcam = "not installed"
@@ -84,8 +82,6 @@ def setup_notebook(namespace: dict[str, Any], title: str) -> dict[str, Any]:
         The resolved parameters (see :func:`xai_helpers.config.resolve_params`), also written
         to ``<run_dir>/config.json``.
     """
-    from .figures import set_style
-
     params = resolve_params({k: namespace[k] for k in DEFAULTS if k in namespace})
     step = title[:2] if title[:2].isdigit() else None
     run = RunFolder(params["run_dir"])

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 
 from .runfolder import RunFolder, write_text_atomic
 from .stats import FOLD_TEST, HEADLINE_TEST, pair_p_adjusted, significance_mark
@@ -141,8 +142,6 @@ def training_settings(run: RunFolder, metrics: pd.DataFrame) -> dict[str, Any]:
     empty when no checkpoint is there. The report's protocol table shows these, not the latest
     notebook parameters.
     """
-    import torch  # noqa: PLC0415 - only the report's protocol table needs it
-
     seen: dict[str, set] = {}
     for r in metrics[["model", "fold"]].drop_duplicates().itertuples(index=False):
         path = run.checkpoint_dir(r.model, int(r.fold)) / "last.pt"

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import yaml
+from tqdm.auto import tqdm
 
 from .config import (DEFAULTS, PROFILES, STUDY_DATASETS, ParameterError, profile_params, project_root,
                      resolve_params, resolve_path)
@@ -144,7 +145,7 @@ def plan_runs(profile: str, overrides: dict[str, Any]) -> tuple[list[dict[str, A
 
 def _failure_message(book: Path, executed: Path, err: Exception) -> str:
     """'notebook X failed in cell [N] (`first line of the cell`): Error: message'."""
-    import nbformat
+    import nbformat  # noqa: PLC0415 - only to quote the failing cell
 
     ename = getattr(err, "ename", type(err).__name__)
     evalue = getattr(err, "evalue", str(err))
@@ -168,9 +169,8 @@ def execute(params: dict[str, Any], notebooks: Sequence[Path], progress: bool = 
     NotebookFailed
         Naming the notebook, the cell (execution count) and the error.
     """
-    import papermill as pm
-    from papermill.exceptions import PapermillExecutionError
-    from tqdm.auto import tqdm
+    import papermill as pm  # noqa: PLC0415 - slow import (nbclient, jupyter), only when notebooks run
+    from papermill.exceptions import PapermillExecutionError  # noqa: PLC0415 - as above
 
     run = RunFolder(params["run_dir"])
     try:

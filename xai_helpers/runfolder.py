@@ -47,6 +47,8 @@ from typing import Any, Iterator, Sequence
 
 import pandas as pd
 
+from .paths import repository_root
+
 #: The file that marks a folder as a run folder of this toolkit.
 RUN_MARKER = ".xai-run.json"
 #: The lock file held around each step's writes to shared tables.
@@ -262,7 +264,7 @@ class RunFolder:
         Returns what it was: 'new', 'empty', 'run' or 'legacy'.
         """
         if repository is None:
-            repository = _repository()
+            repository = repository_root()
         state = check_run_dir(self.root, repository)
         if state != "run":
             self.root.mkdir(parents=True, exist_ok=True)
@@ -401,12 +403,6 @@ class RunFolder:
                 table = table.sort_values(list(sort), kind="stable").reset_index(drop=True)
             write_csv_atomic(table, path)
             return table
-
-
-def _repository() -> Path | None:
-    """The checkout this package runs from (None when installed elsewhere)."""
-    root = Path(__file__).resolve().parents[1]
-    return root if (root / "pyproject.toml").is_file() and (root / "xai_helpers").is_dir() else None
 
 
 def write_csv_atomic(df: pd.DataFrame, path: Path) -> None:

@@ -21,8 +21,9 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 import torch
+from tqdm.auto import tqdm
 
-from .cam_metrics import (aggregate_per_class, confidence_metrics, deletion_insertion, localisation_metrics,
+from .cam_metrics import (ALL_METRICS, aggregate_per_class, confidence_metrics, deletion_insertion, localisation_metrics,
                           randomisation_check, road)
 from .cams import compute_cams, resolve_target_layer
 from .data.cache import file_digest
@@ -30,6 +31,7 @@ from .data.prepare import PreparedData
 from .evaluation import classification_metrics, predictions_frame
 from .models import MODEL_NAMES, check_image_size, resolve_weights
 from .runfolder import RunFolder
+from .stats import COLUMNS, compare_methods, compare_models, compare_predictions
 from .training import BatchPipeline, TrainConfig, fit, load_checkpoint, predict_proba, resolve_device
 
 
@@ -122,8 +124,6 @@ def train_and_evaluate(data: PreparedData, params: dict[str, Any], models: Seque
         f1_macro, f1_weighted, roc_auc_ovr, f1_<class>..., best_epoch, epochs_run, n_train,
         n_val, n_test, train_seconds, images_per_second``.
     """
-    from tqdm.auto import tqdm
-
     run = RunFolder(params["run_dir"])
     run.claim()
     models = list(models or params["models"])
@@ -210,8 +210,6 @@ def explain_test_images(data: PreparedData, params: dict[str, Any], costly_per_c
         One row per fold, method and image (written to ``xai_per_image.csv``); the aggregate
         goes to ``xai_metrics.csv``, the randomisation curves to ``xai_randomisation.csv``.
     """
-    from tqdm.auto import tqdm
-
     run = RunFolder(params["run_dir"])
     run.claim()
     model_name = params["cam_model"]
@@ -289,8 +287,6 @@ def paired_tests_for_run(params: dict[str, Any], correction: str = "holm") -> pd
 
     Notebooks 03 and 05 both call this, so the table is complete whichever ran last.
     """
-    from .cam_metrics import ALL_METRICS
-    from .stats import COLUMNS, compare_methods, compare_models, compare_predictions
 
     run = RunFolder(params["run_dir"])
     run.claim()

@@ -32,6 +32,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm.auto import tqdm
 
 from .evaluation import classification_metrics
 from .models import IMAGENET_MEAN, IMAGENET_STD, build_model, set_backbone_trainable
@@ -237,8 +238,6 @@ def predict_proba(model: nn.Module, pipeline: BatchPipeline, rows: np.ndarray | 
                   batch_size: int = 64, amp: bool = True, progress: bool = False,
                   desc: str = "predicting") -> np.ndarray:
     """Softmax probabilities ``(len(rows), K)`` of ``model`` on cached images ``rows``."""
-    from tqdm.auto import tqdm
-
     model.eval()
     rows_t = torch.as_tensor(np.asarray(rows), dtype=torch.long)
     out = []
@@ -387,8 +386,6 @@ def fit(arch: str, pipeline: BatchPipeline, labels: np.ndarray, train_rows: np.n
         When the loss becomes NaN or infinite; ``best.pt`` and ``resume.pt`` of the last good
         epoch are kept.
     """
-    from tqdm.auto import tqdm
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     device = pipeline.device

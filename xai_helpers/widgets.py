@@ -23,7 +23,7 @@ from matplotlib.figure import Figure
 from .cam_metrics import confidence_metrics, localisation_metrics
 from .cams import STUDY_METHODS, compute_cams, resolve_target_layer
 from .data.prepare import PreparedData
-from .figures import overlay
+from .figures import cam_grid, overlay
 from .models import CAM_LAYER_CHOICES
 from .runfolder import RunFolder
 from .training import BatchPipeline, load_checkpoint, resolve_device
@@ -59,7 +59,7 @@ class CamExplorer:
     """
 
     def __init__(self, data: PreparedData, params: dict[str, Any], low_confidence: float = 0.7):
-        import ipywidgets as W
+        import ipywidgets as W  # noqa: PLC0415 - widgets only where they are shown (not under the runner)
 
         self.data = data
         self.params = params
@@ -256,8 +256,6 @@ class CamExplorer:
     # --- static twin -------------------------------------------------------------------------
     def static_grid(self, run: RunFolder | None = None, name: str = "explorer_static"):
         """The explorer's views as one static figure: one image per class, plus a misclassified one."""
-        from .figures import cam_grid
-
         rows = []
         for c in range(len(self.data.class_names)):
             cand = self.test_rows[self.data.labels[self.test_rows] == c]

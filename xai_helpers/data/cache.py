@@ -13,8 +13,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import warnings
 import shutil
+import warnings
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -23,6 +23,9 @@ from typing import Any, Sequence
 
 import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
+from tqdm.auto import tqdm
+
+from ..paths import project_root
 
 CACHE_VERSION = 1
 #: Images with more pixels than this are reported as too large instead of decoded.
@@ -195,7 +198,6 @@ class ImageCache:
 
 
 def default_cache_dir() -> Path:
-    from ..config import project_root
     return Path(os.environ.get("XAI_HELPERS_CACHE", project_root() / "cache"))
 
 
@@ -225,8 +227,6 @@ def build_cache(paths: Sequence[str | os.PathLike], image_size: int, grey: bool,
     -------
     ImageCache
     """
-    from tqdm.auto import tqdm
-
     paths = [str(p) for p in paths]
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     cache_dir.mkdir(parents=True, exist_ok=True)

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from PIL import Image
 
 from ..runfolder import RunFolder, write_text_atomic
 from .audit import audit_dataset, connected_groups
@@ -75,8 +76,6 @@ class PreparedData:
         >>> data.masks(np.array([0, 1]))
         [None, None]
         """
-        from PIL import Image  # noqa: PLC0415 - only datasets with masks need it
-
         size = self.images.shape[-1]
         out: list[np.ndarray | None] = []
         for r in np.asarray(rows):

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 from scipy import ndimage
+from tqdm.auto import tqdm
 
 SYNTHETIC_CLASSES = ("no_lesion", "solid_lesion", "ring_lesion")
 NATIVE_SIZE = 128
@@ -159,8 +160,6 @@ def make_synthetic_dataset(root: str | Path, n_per_class: int = 150, n_test_per_
     >>> sorted(p.name for p in (root / "train").iterdir())
     ['no_lesion', 'ring_lesion', 'solid_lesion']
     """
-    from tqdm.auto import tqdm
-
     root = Path(root)
     if n_test_per_class is None:
         n_test_per_class = max(4, n_per_class // 3)
