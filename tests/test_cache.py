@@ -77,3 +77,22 @@ def test_changed_file_content_builds_a_new_cache(files, tmp_path):
     Image.fromarray(np.zeros((40, 30), np.uint8)).save(files / "grey.png")
     b = build_cache(paths, 16, grey=True, cache_dir=tmp_path / "c", progress=False)
     assert a.file != b.file and b.images.max() == 0
+
+
+def test_a_copy_of_a_dataset_in_another_folder_loads_with_its_own_paths(tmp_path):
+    """The cache is keyed by content, so two copies share one cache file; each run must get its own paths
+    back (a run on the copy made after the original used to fail in notebook 02: 'not in the image cache')."""
+    from xai_helpers.config import resolve_params
+    from xai_helpers.data.prepare import load_prepared, prepare_dataset
+
+    runs = {}
+    for name in ("original", "copy"):
+        params = resolve_params({"run_dir": str(tmp_path / f"run_{name}"), "data_root": str(tmp_path / name),
+                                 "synthetic_per_class": 4, "folds": 2})
+        prepare_dataset(params, progress=False)
+        runs[name] = params
+    for name, params in runs.items():
+        data = load_prepared(params, progress=False)
+        assert all(p.startswith(str(tmp_path / name)) for p in data.splits["path"])
+    a, b = (load_prepared(runs[n], progress=False) for n in ("original", "copy"))
+    assert a.info["cache_file"] == b.info["cache_file"] and np.array_equal(a.images, b.images)

@@ -76,9 +76,10 @@ def test_executed_notebooks_never_overwrite_a_source_notebook():
 
 # --- 3. and 4. fits reused only when nothing changed; the protocol as trained --------------------------------
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def trained(tmp_path_factory):
-    """A tiny run folder: notebook 01's data and one model trained on both folds (1 epoch)."""
+    """A tiny run folder of its own for each test: notebook 01's data and one model trained on both folds
+    (1 epoch, ~10 s); the tests change it, so none may see another's changes."""
     from xai_helpers.data.prepare import load_prepared, prepare_dataset
     from xai_helpers.study import train_and_evaluate
 
@@ -127,7 +128,7 @@ def test_fits_are_retrained_when_the_weights_changed(trained):
     start = run.parent / "start_from.pt"  # a checkpoint of the same architecture and classes as initial weights
     shutil.copy(run / "checkpoints" / "efficientnet_b0_fold0" / "best.pt", start)
     data = load_prepared(params, progress=False)
-    before = train_and_evaluate(data, params, progress=False)  # (data may have changed in another test)
+    before = train_and_evaluate(data, params, progress=False)
     stamps = _mtimes(params)
     after = train_and_evaluate(data, {**params, "weights": str(start)}, progress=False)
     assert all(_mtimes(params)[f] != stamps[f] for f in (0, 1))
@@ -156,7 +157,6 @@ def test_later_notebooks_refuse_parameters_that_contradict_the_prepared_data(tra
             setup_notebook(namespace, "03 · Statistics")
     # another subset of models is fine
     assert setup_notebook({**params, "models": ["resnet50"]}, "02 · Training")["models"] == ["resnet50"]
-    RunFolder(params["run_dir"]).write_config(params, step="02")  # restore what notebook 02 trained with
 
 
 def test_the_report_states_what_the_training_used_not_the_latest_parameters(trained):

@@ -19,19 +19,26 @@ def tiny_params(tmp_path_factory):
                                         "models": ["efficientnet_b0", "resnet50"]})
 
 
-def test_same_seed_gives_identical_metrics_csv(tiny_params):
-    frames = []
+@pytest.fixture(scope="module")
+def trained_runs(tiny_params):
+    """Two run folders, 'a' and 'b', prepared and trained with the same seed (each test may use them)."""
+    frames = {}
     for name in ("a", "b"):
         params = tiny_params(name)
         prepare_dataset(params, progress=False)
-        frames.append(train_and_evaluate(load_prepared(params, progress=False), params, progress=False))
+        frames[name] = train_and_evaluate(load_prepared(params, progress=False), params, progress=False)
+    return frames
+
+
+def test_same_seed_gives_identical_metrics_csv(trained_runs):
+    frames = [trained_runs["a"], trained_runs["b"]]
     pd.testing.assert_frame_equal(frames[0].drop(columns=TIMING), frames[1].drop(columns=TIMING))
     assert sorted(zip(frames[0].model, frames[0].fold)) == [("efficientnet_b0", 0), ("efficientnet_b0", 1),
                                                              ("resnet50", 0), ("resnet50", 1)]
 
 
-def test_rerun_skips_finished_folds_and_trains_missing_ones(tiny_params):
-    params = tiny_params("a")
+def test_rerun_skips_finished_folds_and_trains_missing_ones(tiny_params, trained_runs):
+    params = tiny_params("b")
     data = load_prepared(params, progress=False)
     run = params["run_dir"]
     ckpt = f"{run}/checkpoints/resnet50_fold1/last.pt"
@@ -45,7 +52,7 @@ def test_rerun_skips_finished_folds_and_trains_missing_ones(tiny_params):
     pd.testing.assert_frame_equal(before.drop(columns=TIMING), after.drop(columns=TIMING))
 
 
-def test_splits_file_and_audit_written(tiny_params):
+def test_splits_file_and_audit_written(tiny_params, trained_runs):
     params = tiny_params("a")
     splits = pd.read_csv(f"{params['run_dir']}/data/splits.csv")
     assert list(splits.columns[:5]) == ["path", "split", "class", "group", "fold"]

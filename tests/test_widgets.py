@@ -9,8 +9,14 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def explorer(quick_run):
-    return CamExplorer(load_prepared(quick_run, progress=False), quick_run)
+def quick_data(quick_run):
+    return load_prepared(quick_run, progress=False)
+
+
+@pytest.fixture
+def explorer(quick_data, quick_run):
+    """A fresh explorer per test: the tests turn its controls, and must not see each other's settings."""
+    return CamExplorer(quick_data, quick_run)
 
 
 def _state(e):

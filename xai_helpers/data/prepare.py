@@ -224,9 +224,10 @@ def load_prepared(params: dict[str, Any], progress: bool = True) -> PreparedData
                          f"not {params['image_size']}; rerun notebook 01 or pass image_size={info['image_size']}")
     if "mask" in splits.columns and not splits["mask"].astype(bool).any():
         splits = splits.drop(columns=["mask"])
-    if Path(info.get("cache_file", "")).is_file():
-        cache = ImageCache.load(info["cache_file"])
-    else:
+    cache = ImageCache.load(info["cache_file"]) if Path(info.get("cache_file", "")).is_file() else None
+    if cache is None or set(splits["path"]) - set(cache.paths):
+        # the cache file is shared by every folder with the same image content (it is keyed by the files'
+        # bytes); when it was written for another copy of the data, find it again by content, for these paths
         cache = build_cache(splits["path"], info["image_size"], info["grey"], progress=progress)
     missing = sorted(set(splits["path"]) - set(cache.paths))
     if missing:
