@@ -67,6 +67,18 @@ def lab(quick_run, tmp_path_factory):
     proc.wait(timeout=30)
 
 
+def _accept_dialogs(page, wait_ms: int = 3000) -> None:
+    """Press the default button of any JupyterLab dialog that is open (or opens within ``wait_ms``)."""
+    try:
+        page.wait_for_selector(".jp-Dialog .jp-Dialog-button.jp-mod-accept", state="visible", timeout=wait_ms)
+    except Exception:  # noqa: BLE001 - no dialog: nothing to do
+        return
+    for button in page.query_selector_all(".jp-Dialog .jp-Dialog-button.jp-mod-accept"):
+        if button.is_visible():
+            button.click()
+    page.wait_for_selector(".jp-Dialog", state="detached", timeout=10_000)
+
+
 def test_browser_explorer_renders_and_reacts(lab):
     from playwright.sync_api import sync_playwright
 
@@ -84,10 +96,14 @@ def test_browser_explorer_renders_and_reacts(lab):
         page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=120_000)
         explorer = None
         for attempt in range(3):  # a click that lands before the kernel is connected can be lost
-            page.keyboard.press("Escape")
-            page.click(".lm-MenuBar-itemLabel:text-is('Run')", timeout=30_000)
-            page.click(".lm-Menu-itemLabel:text-is('Run All Cells')", timeout=30_000)
             try:
+                # JupyterLab sometimes asks which kernel to start ("Select Kernel", preselecting this
+                # environment's): accept it, or the dialog swallows every click
+                _accept_dialogs(page)
+                page.keyboard.press("Escape")
+                page.click(".lm-MenuBar-itemLabel:text-is('Run')", timeout=30_000)
+                page.click(".lm-Menu-itemLabel:text-is('Run All Cells')", timeout=30_000)
+                _accept_dialogs(page)
                 explorer = page.wait_for_selector(".xai-cam-explorer", timeout=150_000)
                 break
             except Exception:  # noqa: BLE001 - retried, then reported with a screenshot
