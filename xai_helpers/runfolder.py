@@ -388,8 +388,7 @@ class RunFolder:
         with self.locked():
             write_csv_atomic(df, path)
 
-    def update_csv(self, rows: pd.DataFrame, path: Path, keys: Sequence[str],
-                   sort: Sequence[str] | None = None) -> pd.DataFrame:
+    def update_csv(self, rows: pd.DataFrame, path: Path, keys: Sequence[str]) -> pd.DataFrame:
         """Read-modify-write of a shared table under the lock: ``rows`` replace the table's rows with
         the same ``keys`` and join the others (another run's rows are kept). Returns the table."""
         with self.locked():
@@ -398,9 +397,7 @@ class RunFolder:
                 mine = set(map(tuple, rows[list(keys)].astype(str).to_numpy()))
                 keep = [tuple(k) not in mine for k in old[list(keys)].astype(str).to_numpy()]
                 old = old[keep]
-            table = pd.concat([df for df in (old, rows) if len(df)], ignore_index=True) if len(old) else rows
-            if sort:
-                table = table.sort_values(list(sort), kind="stable").reset_index(drop=True)
+            table = pd.concat([old, rows], ignore_index=True) if len(old) else rows
             write_csv_atomic(table, path)
             return table
 

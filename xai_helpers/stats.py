@@ -216,13 +216,8 @@ def signed_rank_sign_flip_p(d: Sequence[float]) -> float:
     d = d[np.isfinite(d) & (d != 0)]
     if len(d) == 0:
         return 1.0
-    doubled = np.round(2 * st.rankdata(np.abs(d))).astype(np.int64)
-    pmf = np.zeros(int(doubled.sum()) + 1)
-    pmf[0] = 1.0
-    for r in doubled:
-        shifted = np.zeros_like(pmf)
-        shifted[r:] = pmf[:len(pmf) - r]
-        pmf = 0.5 * (pmf + shifted)
+    doubled = np.round(2 * st.rankdata(np.abs(d))).astype(np.int64)  # midranks are multiples of 1/2
+    pmf = _sign_flip_pmf(doubled)
     t = int(doubled[d > 0].sum())
     cdf = np.cumsum(pmf)
     return float(min(1.0, 2 * min(cdf[t], 1.0 - (cdf[t - 1] if t > 0 else 0.0))))
@@ -245,11 +240,17 @@ def signed_rank_null_distribution(n: int) -> np.ndarray:
     """
     if n < 0:
         raise ValueError(f"n: expected a non-negative number of pairs, got {n}")
-    pmf = np.zeros(n * (n + 1) // 2 + 1)
+    return _sign_flip_pmf(np.arange(1, n + 1))
+
+
+def _sign_flip_pmf(ranks: np.ndarray) -> np.ndarray:
+    """``P(sum of the ranks given a + sign = t)``, ``t = 0 .. sum(ranks)``, each sign + with probability
+    1/2 independently (integer ranks; vectorised over every partial sum, one rank at a time)."""
+    pmf = np.zeros(int(np.sum(ranks)) + 1)
     pmf[0] = 1.0
-    for r in range(1, n + 1):  # add rank r with probability 1/2 (vectorised over every partial sum)
+    for r in ranks:
         shifted = np.zeros_like(pmf)
-        shifted[r:] = pmf[:-r]
+        shifted[r:] = pmf[:len(pmf) - r]
         pmf = 0.5 * (pmf + shifted)
     return pmf
 
