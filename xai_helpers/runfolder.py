@@ -43,7 +43,7 @@ import time
 import uuid
 import warnings
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import pandas as pd
 
@@ -388,9 +388,11 @@ class RunFolder:
         with self.locked():
             write_csv_atomic(df, path)
 
-    def update_csv(self, rows: pd.DataFrame, path: Path, keys: Sequence[str]) -> pd.DataFrame:
+    def update_csv(self, rows: pd.DataFrame, path: Path, keys: Sequence[str],
+                   arrange: Callable[[pd.DataFrame], pd.DataFrame] | None = None) -> pd.DataFrame:
         """Read-modify-write of a shared table under the lock: ``rows`` replace the table's rows with
-        the same ``keys`` and join the others (another run's rows are kept). Returns the table."""
+        the same ``keys`` and join the others (another run's rows are kept); ``arrange`` (e.g. a
+        sort) is applied before the one write. Returns the table."""
         with self.locked():
             old = pd.read_csv(path) if path.is_file() else pd.DataFrame(columns=list(rows.columns))
             if len(old):
@@ -398,6 +400,8 @@ class RunFolder:
                 keep = [tuple(k) not in mine for k in old[list(keys)].astype(str).to_numpy()]
                 old = old[keep]
             table = pd.concat([old, rows], ignore_index=True) if len(old) else rows
+            if arrange is not None:
+                table = arrange(table).reset_index(drop=True)
             write_csv_atomic(table, path)
             return table
 

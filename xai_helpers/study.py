@@ -163,13 +163,15 @@ def train_and_evaluate(data: PreparedData, params: dict[str, Any], models: Seque
                                "train_seconds": float(result.history["train_seconds"].sum()),
                                "images_per_second": result.images_per_second}
         # read-modify-write under the run folder's lock: another run's rows (other models) are kept
-        with run.locked():
-            table = run.update_csv(pd.DataFrame([row]), run.metrics_file, keys=("model", "fold"))
-            rank = table["model"].map(lambda m: MODEL_NAMES.index(m) if m in MODEL_NAMES else 99)
-            order = sorted(range(len(table)), key=lambda i: (rank.iloc[i], int(table["fold"].iloc[i])))
-            run.write_csv(table.iloc[order].reset_index(drop=True), run.metrics_file)
+        run.update_csv(pd.DataFrame([row]), run.metrics_file, keys=("model", "fold"), arrange=_in_model_order)
         del net
     return pd.read_csv(run.metrics_file)
+
+
+def _in_model_order(table: pd.DataFrame) -> pd.DataFrame:
+    """``metrics.csv`` rows in the order of :data:`MODEL_NAMES` (others last), then by fold."""
+    rank = table["model"].map(lambda m: MODEL_NAMES.index(m) if m in MODEL_NAMES else len(MODEL_NAMES))
+    return table.assign(_rank=rank).sort_values(["_rank", "fold"], kind="stable").drop(columns="_rank")
 
 
 def _weights_label(weights: str) -> str:
