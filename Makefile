@@ -19,6 +19,7 @@ help:
 	@echo "make demo   - run all notebooks on the embedded synthetic dataset (runs/demo/)"
 	@echo "make test   - run the test suite"
 	@echo "make lab    - JupyterLab on notebooks/ with this environment as the kernel"
+	@echo "make notebooks - rewrite notebooks/*.ipynb from their paired notebooks/*.py sources"
 
 $(STAMP): pyproject.toml
 	@if [ -z "$(ACTIVE_ENV)" ] && [ ! -x "$(VENV)/bin/python" ]; then \
@@ -40,7 +41,7 @@ lab: $(STAMP)
 	$(PY) -m jupyter lab --notebook-dir=notebooks
 
 notebooks: $(STAMP)
-	$(PY) tools/build_notebooks.py
+	$(PY) -m jupytext --update --to ipynb notebooks/[0-9][0-9]_*.py
 
 clean:
 	rm -rf runs cache data/synthetic data/synthetic_quick

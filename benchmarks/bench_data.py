@@ -58,7 +58,8 @@ def main() -> None:
     cache_s = time.perf_counter() - t
 
     tf = transforms.Compose([
-        transforms.Grayscale(num_output_channels=3) if index.attrs["grey"] else transforms.Lambda(lambda im: im.convert("RGB")),
+        (transforms.Grayscale(num_output_channels=3) if index.attrs["grey"]
+         else transforms.Lambda(lambda im: im.convert("RGB"))),
         transforms.Resize((args.size, args.size)),
         transforms.RandomHorizontalFlip(),
         transforms.RandomAffine(10, translate=(0.05, 0.05), scale=(0.9, 1.1)),
@@ -69,7 +70,7 @@ def main() -> None:
     folder = datasets.ImageFolder(str(train_dir), transform=tf)
     loader = torch.utils.data.DataLoader(folder, batch_size=args.batch, shuffle=True, num_workers=args.workers)
     t = time.perf_counter()
-    for xb, _ in loader:
+    for xb, _ in loader:  # noqa: B007 - the last batch is compared below
         pass
     folder_s = time.perf_counter() - t
     assert x.shape[1:] == xb.shape[1:], (x.shape, xb.shape)

@@ -37,8 +37,8 @@ def main() -> None:
     uncached = [timed(lambda v=v: setattr(c["image"], "value", v)) for v in images[1:1 + args.repeats]]
     cached = []
     for k in range(args.repeats):
-        cached.append(timed(lambda: setattr(c["alpha"], "value", 0.3 + 0.1 * (k % 5))))
-        cached.append(timed(lambda: setattr(c["cmap"], "value", ("viridis", "jet")[k % 2])))
+        cached.append(timed(lambda k=k: setattr(c["alpha"], "value", 0.3 + 0.1 * (k % 5))))
+        cached.append(timed(lambda k=k: setattr(c["cmap"], "value", ("viridis", "jet")[k % 2])))
     uncached_layer = [timed(lambda v=v: setattr(c["layer"], "value", v)) for v in ("layer3", "layer4")]
     res = {"cached_median_s": statistics.median(cached), "uncached_new_image_median_s": statistics.median(uncached),
            "uncached_new_layer_median_s": statistics.median(uncached_layer), "image_size": params["image_size"],

@@ -223,9 +223,10 @@ def test_randomisation_cascade_reinitialises_every_parameter(arch):
     trained = {n: p.detach().clone() for n, p in model.named_parameters()}
     steps = cascade_steps(model, arch)
     assert len(steps) <= 10 and steps == RANDOMISATION_CASCADE[arch]
-    final = None
-    for done, rnd in cascading_randomisation(model, arch, seed=1):
-        final = rnd
+    last = None
+    for last in cascading_randomisation(model, arch, seed=1):  # noqa: B007 - the loop runs the cascade to its end
+        pass
+    done, final = last
     assert len(done) == len(steps)
     unchanged = [n for n, p in final.named_parameters() if torch.equal(p, trained[n])]
     assert unchanged == []

@@ -21,7 +21,7 @@ def _images(n=6, channels=1, size=64, seed=0):
 def test_corruptions_keep_shape_and_grow_with_severity(name, channels):
     smooth = np.stack([np.stack([draw_slice(np.random.default_rng([i, 0]), i % 3)[0]] * channels) for i in range(4)])
     out = {s: corrupt(smooth, name, s, seed=1) for s in range(1, 6)}
-    for s, img in out.items():
+    for img in out.values():
         assert img.shape == smooth.shape and img.dtype == np.uint8
     change = [np.abs(out[s].astype(float) - smooth).mean() for s in range(1, 6)]
     assert change[0] > 0, f"{name} at severity 1 changes nothing"
@@ -108,7 +108,7 @@ def test_accuracy_falls_as_corruption_grows_on_a_trained_model():
     from xai_helpers.training import BatchPipeline
     pipe = BatchPipeline(x_train, torch.device("cpu"))
     gen = torch.Generator().manual_seed(0)
-    for step in range(150):
+    for _ in range(150):
         idx = torch.randint(0, len(x_train), (32,), generator=gen)
         loss = nn.functional.cross_entropy(model(pipe.batch(idx)), torch.as_tensor(y_train)[idx])
         opt.zero_grad()

@@ -80,6 +80,7 @@ def test_function_local_imports_say_why():
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 for inner in ast.walk(node):
-                    if isinstance(inner, (ast.Import, ast.ImportFrom)) and "noqa: PLC0415" not in lines[inner.lineno - 1]:
-                        offenders.append(f"{path.relative_to(PACKAGE.parent)}:{inner.lineno}: {lines[inner.lineno - 1].strip()}")
+                    line = lines[inner.lineno - 1]
+                    if isinstance(inner, (ast.Import, ast.ImportFrom)) and "noqa: PLC0415" not in line:
+                        offenders.append(f"{path.relative_to(PACKAGE.parent)}:{inner.lineno}: {line.strip()}")
     assert offenders == []

@@ -71,7 +71,8 @@ def test_quick_run_leaves_every_artefact_of_the_contract(quick_run):
     assert len(cam_pairs) == len(STUDY_METHODS) * (len(STUDY_METHODS) - 1) // 2
 
     per_image = pd.read_csv(run / "xai_per_image.csv")
-    assert {"model", "fold", "layer", "method", "path", "class", "pred", "confidence_increase"} <= set(per_image.columns)
+    assert {"model", "fold", "layer", "method", "path", "class", "pred",
+            "confidence_increase"} <= set(per_image.columns)
     xai = pd.read_csv(run / "xai_metrics.csv")
     assert {"model", "method", "class", "n", "confidence_increase"} <= set(xai.columns)
     assert sorted(zip(xai.method, xai["class"])) == sorted((m, c) for m in STUDY_METHODS for c in classes)
@@ -155,20 +156,21 @@ def test_quick_run_paired_tests_count_images_use_fold_sizes_and_one_mcnemar_fami
     for _, family in mcnemar.groupby(["comparison", "group", "metric"]):
         assert family["holm_family"].nunique() == 1
         np.testing.assert_allclose(family["p_adjusted"], multipletests(family["p_value"], method="holm")[1])
-    assert len(tests[tests.test == "bootstrap_images"]) == 2 * len(quick_run["models"]) * (len(quick_run["models"]) - 1) // 2
+    n_models = len(quick_run["models"])
+    assert len(tests[tests.test == "bootstrap_images"]) == 2 * n_models * (n_models - 1) // 2
 
 
-def test_committed_notebooks_match_their_builder():
-    """The builder is the notebooks' source until they move to jupytext (issue 13): a notebook edited
-    without the builder, or a builder change not written out, fails here."""
-    import importlib.util
+def test_every_notebook_has_a_paired_script_with_the_same_cells():
+    """The percent-format script is the reviewed source: a notebook saved without jupytext, or a script
+    edited without `make notebooks`, differs here in some cell's type or source."""
+    import jupytext
 
-    spec = importlib.util.spec_from_file_location("build_notebooks",
-                                                  Path(__file__).resolve().parents[1] / "tools" / "build_notebooks.py")
-    builder = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(builder)
-    for name, built in builder.NOTEBOOKS.items():
-        committed = nbformat.read(Path(__file__).resolve().parents[1] / "notebooks" / name, as_version=4)
-        assert [c.cell_type for c in committed.cells] == [c.cell_type for c in built.cells], name
-        for k, (a, b) in enumerate(zip(committed.cells, built.cells)):
-            assert a.source == b.source, f"{name} cell {k}: run `make notebooks`"
+    scripts = sorted(p.with_suffix(".py") for p in NOTEBOOKS)
+    assert sorted((NOTEBOOKS[0].parent).glob("[0-9][0-9]_*.py")) == scripts  # no script without a notebook
+    for script, path in zip(scripts, NOTEBOOKS):
+        source = jupytext.read(script)
+        committed = nbformat.read(path, as_version=4)
+        assert [c.cell_type for c in committed.cells] == [c.cell_type for c in source.cells], path.name
+        for k, (a, b) in enumerate(zip(committed.cells, source.cells)):
+            assert a.source == b.source, f"{path.name} cell {k} differs from {script.name}: run `make notebooks`"
+            assert a.metadata.get("tags", []) == b.metadata.get("tags", []), f"{path.name} cell {k} tags"

@@ -311,8 +311,9 @@ RANDOMISATION_CASCADE: dict[str, tuple[tuple[str, ...], ...]] = {
                     ("features.transition3", "features.denseblock3"),
                     ("features.transition2", "features.denseblock2"),
                     ("features.transition1", "features.denseblock1"), ("features.conv0", "features.norm0")),
-    "vgg16": (("classifier",), ("features.24", "features.26", "features.28"), ("features.17", "features.19", "features.21"),
-              ("features.10", "features.12", "features.14"), ("features.5", "features.7"), ("features.0", "features.2")),
+    "vgg16": (("classifier",), ("features.24", "features.26", "features.28"),
+              ("features.17", "features.19", "features.21"), ("features.10", "features.12", "features.14"),
+              ("features.5", "features.7"), ("features.0", "features.2")),
     "efficientnet_b0": (("classifier",), ("features.8",), ("features.7",), ("features.6",), ("features.5",),
                         ("features.4",), ("features.3",), ("features.2",), ("features.1",), ("features.0",)),
 }

@@ -333,7 +333,8 @@ def compute_cams(model: nn.Module, images: torch.Tensor | np.ndarray,
     if targets is not None:
         targets = torch.as_tensor(np.asarray(targets), dtype=torch.long)
         if targets.shape != (x_all.shape[0],):
-            raise ValueError(f"targets: expected one class index per image ({x_all.shape[0]}), got {tuple(targets.shape)}")
+            raise ValueError(f"targets: expected one class index per image ({x_all.shape[0]}), "
+                             f"got {tuple(targets.shape)}")
     size = tuple(x_all.shape[-2:])
     own = [m for m in methods if m in _METHODS]
     delegated = [m for m in methods if m not in _METHODS]

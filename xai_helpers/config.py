@@ -241,13 +241,15 @@ def resolve_params(values: dict[str, Any]) -> dict[str, Any]:
         sev = [sev]
     if not isinstance(sev, (list, tuple)) or not sev or any(
             isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 5 for v in sev):
-        raise ParameterError(f"corruption_severities: expected a list of integers in 1..5, got {p['corruption_severities']!r}")
+        raise ParameterError("corruption_severities: expected a list of integers in 1..5, "
+                             f"got {p['corruption_severities']!r}")
     p["corruption_severities"] = sorted(set(sev))
     if p["class_map"] is None:
         p["class_map"] = {}
     if not isinstance(p["class_map"], dict) or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in p["class_map"].items()):
-        raise ParameterError(f"class_map: expected a mapping of external class -> training class, got {p['class_map']!r}")
+        raise ParameterError("class_map: expected a mapping of external class -> training class, "
+                             f"got {p['class_map']!r}")
     if p["external_dataset"] != "auto":
         _one_of("external_dataset", p["external_dataset"], ("auto",) + tuple(LAYOUTS))
     if p["external_data_root"] is not None:

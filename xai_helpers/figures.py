@@ -320,7 +320,8 @@ def plot_reliability(reliability: pd.DataFrame, run: RunFolder | None = None,
                 .groupby("bin")[["hits", "conf", "count"]].sum()
             pooled = pooled[pooled["count"] > 0]
             style = dict(lw=2.2, color="black") if label == "clean" else dict(lw=1, alpha=0.8)
-            ax.plot(pooled["conf"] / pooled["count"], pooled["hits"] / pooled["count"], marker=".", label=label, **style)
+            ax.plot(pooled["conf"] / pooled["count"], pooled["hits"] / pooled["count"], marker=".", label=label,
+                    **style)
         ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=1)
         ax.set_title(model)
         ax.set_xlabel("confidence")

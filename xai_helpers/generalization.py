@@ -415,8 +415,8 @@ def run_generalization(data, params: dict[str, Any], n_bins: int = 15, cam_image
                 reliability.append(rel)
         if model_name == params["cam_model"] and params["cam_methods"]:
             _, layer = resolve_target_layer(net, params["cam_layer"])
-            to_x = lambda imgs: BatchPipeline(imgs[cam_pos], device, mean=mean, std=std).batch(  # noqa: E731
-                torch.arange(len(cam_pos)))
+            def to_x(imgs, mean=mean, std=std):
+                return BatchPipeline(imgs[cam_pos], device, mean=mean, std=std).batch(torch.arange(len(cam_pos)))
             clean_maps, clean_probs = compute_cams(net, to_x(clean), params["cam_methods"], target_layer=layer)
             targets = clean_probs.argmax(axis=1)
             for (name, sev), imgs in image_sets.items():

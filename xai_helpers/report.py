@@ -421,7 +421,8 @@ def write_report(study_dir: str | Path, runs: list[DatasetRun] | None = None) ->
     explained = sorted({str(r.config.get("cam_model")) for r in runs if r.config.get("cam_model")}) or ["?"]
     lines = ["# Study report", "",
              f"Datasets: {', '.join(r.dataset for r in runs)} (run folders under `{study_dir}`).", "",
-             "## Protocol", "", _markdown(protocol_table(runs).set_index("dataset").T.rename_axis("").reset_index()), "",
+             "## Protocol", "",
+             _markdown(protocol_table(runs).set_index("dataset").T.rename_axis("").reset_index()), "",
              "## Classification (mean ± std over folds)", "",
              f"Marks: Holm-adjusted paired bootstrap over the test images (`{HEADLINE_TEST}`: each image's "
              "result averaged over the fold models, resampled by image) against the dataset's best model (`ref`): "
@@ -442,7 +443,8 @@ def write_report(study_dir: str | Path, runs: list[DatasetRun] | None = None) ->
         lines.append(_markdown(wide.reset_index()))
     lines += ["", "## Next to the published numbers", "", _markdown(pub), "",
               f"Source of every published number: {PUBLISHED_SOURCE}. `ours_ci_low`/`ours_ci_high`: Wilson 95 % "
-              "interval of our accuracy on the `n_test` test images (test-set sampling only); `n`: folds (accuracy) or distinct explained images (confidence increase); `difference_ci`: the same "
+              "interval of our accuracy on the `n_test` test images (test-set sampling only); `n`: folds "
+              "(accuracy) or distinct explained images (confidence increase); `difference_ci`: the same "
               "interval minus the published value. Rows with `nan` under `ours`: that dataset is not in this study "
               "folder.", "",
               "## Why the numbers differ", ""]

@@ -254,7 +254,8 @@ def audit_summary(audit: dict[str, Any]) -> pd.DataFrame:
             ("  of which across splits", audit.get("cross_split_near_duplicate_groups")),
             ("near-duplicate hash", audit.get("near_duplicate_hash")),
             ("near-duplicate threshold (Hamming bits)", audit.get("near_duplicate_threshold")),
-            ("class imbalance (largest / smallest class)", round(audit.get("class_imbalance", {}).get("max_over_min", float("nan")), 2))]
+            ("class imbalance (largest / smallest class)",
+             round(audit.get("class_imbalance", {}).get("max_over_min", float("nan")), 2))]
     conflicts = audit.get("label_conflicts", [])
     rows.append(("label conflicts: identical files under different classes (left out)", len(conflicts)))
     for c in conflicts[:20]:

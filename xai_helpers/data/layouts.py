@@ -262,14 +262,15 @@ def scan_dataset(root: str | Path, dataset: str = "auto") -> pd.DataFrame:
         # a folder named masks holds lesion masks only where the layout has them (the synthetic one)
         class_sets = {s: {c.name for c in _subdirs(d) if not (c.name == "masks" and name == "synthetic")}
                       for s, d in splits.items()}
-        skipped_folders = [{"path": str(d), "reason": "hidden folder"}
-                           for sd in splits.values() for d in sorted(sd.iterdir()) if d.is_dir() and d.name.startswith(".")]
+        skipped_folders = [{"path": str(d), "reason": "hidden folder"} for sd in splits.values()
+                           for d in sorted(sd.iterdir()) if d.is_dir() and d.name.startswith(".")]
         if splits.get("train") != root:
             split_paths = set(splits.values())
+            expected = ", ".join(n for ns in layout.split_folders.values() for n in ns)
             skipped_folders += [{"path": str(d), "reason": ("lesion masks of the synthetic layout" if d.name == "masks"
                                                             and name == "synthetic" else
                                                             f"not a split folder of layout {name!r} (expected "
-                                                            f"{', '.join(n for ns in layout.split_folders.values() for n in ns)})")}
+                                                            f"{expected})")}
                                 for d in sorted(root.iterdir()) if d.is_dir() and d not in split_paths]
         all_classes = set().union(*class_sets.values())
         for s, cs in class_sets.items():

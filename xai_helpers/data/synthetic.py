@@ -212,7 +212,8 @@ def _read_marker(marker: Path) -> dict:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise GeneratedDataError(f"{marker}: unreadable synthetic-dataset marker ({err}); nothing was deleted. "
                                  f"If the folder holds a dataset of yours, point data_root elsewhere") from None
-    if not isinstance(record, dict) or record.get("generator") != GENERATOR or not isinstance(record.get("files"), dict):
+    if (not isinstance(record, dict) or record.get("generator") != GENERATOR
+            or not isinstance(record.get("files"), dict)):
         raise GeneratedDataError(f"{marker}: not a marker written by {GENERATOR} (no generator and file list; an "
                                  f"older version or another program); nothing was deleted. Point data_root at a "
                                  f"new folder, or delete the folder yourself if it is a generated dataset")

@@ -1,0 +1,107 @@
+# ---
+# jupyter:
+#   jupytext:
+#     cell_metadata_filter: tags,-all
+#     notebook_metadata_filter: kernelspec,jupytext
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 01 · Data preparation: index, audit, leak-free splits and the image cache
+#
+# Everything later in the study rests on this step. Public medical datasets are messy: mixed sizes and colour modes, corrupt files, and duplicated images, sometimes the *same image in the training and the test split*, which silently inflates published accuracies. This notebook
+#
+# 1. reads the dataset folder in its published layout (or generates the embedded synthetic dataset),
+# 2. audits it (unreadable files, exact and near duplicates, class balance),
+# 3. draws leak-free splits: the published test split stays the test set, and the training pool is divided into `folds` stratified, grouped folds for cross-validation,
+# 4. decodes and resizes every image once into a compact cache, so that training never decodes a JPEG again.
+#
+# It writes `data/splits.csv`, `data/audit.json` and `data/dataset.json` into the run folder.
+
+# %% tags=["parameters"]
+# Parameters (papermill injects overrides after this cell; names shared by every notebook,
+# documented in the README). Defaults: the 'demo' profile on the embedded synthetic dataset.
+dataset = 'synthetic'
+data_root = 'data/synthetic'
+synthetic_per_class = 100
+max_per_class = None
+leak_policy = 'drop_train'
+image_size = 64
+run_dir = 'runs/demo'
+seed = 0
+device = 'auto'
+interactive = True
+models = ['resnet50', 'densenet121', 'vgg16', 'efficientnet_b0']
+weights = 'none'
+folds = 3
+epochs = 6
+batch_size = 32
+lr = {'default': 0.001, 'vgg16': 0.0001}
+patience = 3
+freeze_epochs = 0
+class_weighted = False
+cam_model = 'resnet50'
+cam_layer = 'layer2'
+cam_methods = ['gradcam', 'gradcam++', 'xgradcam', 'eigengradcam', 'layercam']
+explain_per_class = 12
+external_data_root = None
+external_dataset = 'auto'
+class_map = {}
+corruption_severities = [1, 3, 5]
+generalization_per_class = 20
+
+# %% [markdown]
+# ## Setup
+# One cell imports everything, checks the parameters (a wrong dataset name or a missing folder stops here with a message that names the parameter) and records the environment.
+
+# %%
+from IPython.display import display
+
+from xai_helpers import RunFolder
+from xai_helpers.data.prepare import prepare_dataset
+from xai_helpers.data.audit import audit_summary
+from xai_helpers.figures import plot_class_counts, plot_samples
+from xai_helpers.notebook import setup_notebook
+
+params = setup_notebook(globals(), '01 · Data preparation')
+run = RunFolder(params['run_dir'])
+
+# %% [markdown]
+# ## Read, audit, split and cache
+# With `dataset='synthetic'` the embedded dataset is generated first (seeded, a few seconds, no download). Every file is hashed and decoded once; files that cannot be read are reported and left out, never dropped silently.
+
+# %%
+data = prepare_dataset(params)
+print(f"{data.info['title']}\nlayout: {data.info['layout']}   classes: {data.class_names}   "
+      f"images used: {len(data.splits)}   cache: {data.images.shape} uint8")
+
+# %% [markdown]
+# ## What the audit found
+# Exact duplicates are byte-identical files; near duplicates have perceptual hashes within a small Hamming distance (the hash and the threshold are named in `audit.json`). Duplicates *across* splits are leaks: by default the training copies of anything that also sits in the test split are dropped.
+
+# %%
+display(audit_summary(data.audit))
+
+# %% [markdown]
+# ## A look at the images
+# A few images per class (lesion masks outlined in red where the dataset has them).
+
+# %%
+rows = data.splits.groupby('class', sort=True).head(4).index.to_numpy()
+fig = plot_samples(data.images[rows], list(data.splits['class'].iloc[rows]), data.masks(rows), run=run, name='samples')
+
+# %% [markdown]
+# ## The splits
+# The test split is the same for every fold and every model; the folds of the training pool are stratified by class and grouped (a patient, a lesion, a set of duplicates never straddles two folds). `data/splits.csv` lets anyone repeat the run exactly.
+
+# %%
+fig = plot_class_counts(data.splits, run=run)
+display(data.splits.groupby(['split', 'fold', 'class']).size().unstack('class'))

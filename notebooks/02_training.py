@@ -1,0 +1,123 @@
+# ---
+# jupyter:
+#   jupytext:
+#     cell_metadata_filter: tags,-all
+#     notebook_metadata_filter: kernelspec,jupytext
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 02 · Training the four CNNs with k-fold cross-validation
+#
+# The study compares ResNet50, DenseNet121, VGG16 and EfficientNet-B0 by accuracy and F1. A single split says little about such differences, so every model is trained on the **same folds**: fold *k*'s model validates on fold *k* (early stopping on macro-F1) and trains on the others, and every fold's model is tested on the **same held-out test split**. The results are therefore paired, which notebook 03 uses.
+#
+# Writes `metrics.csv` (one row per model and fold), `predictions/<model>_fold<k>.csv` and the checkpoints.
+
+# %% tags=["parameters"]
+# Parameters (papermill injects overrides after this cell; names shared by every notebook,
+# documented in the README). Defaults: the 'demo' profile on the embedded synthetic dataset.
+dataset = 'synthetic'
+data_root = 'data/synthetic'
+synthetic_per_class = 100
+max_per_class = None
+leak_policy = 'drop_train'
+image_size = 64
+run_dir = 'runs/demo'
+seed = 0
+device = 'auto'
+interactive = True
+models = ['resnet50', 'densenet121', 'vgg16', 'efficientnet_b0']
+weights = 'none'
+folds = 3
+epochs = 6
+batch_size = 32
+lr = {'default': 0.001, 'vgg16': 0.0001}
+patience = 3
+freeze_epochs = 0
+class_weighted = False
+cam_model = 'resnet50'
+cam_layer = 'layer2'
+cam_methods = ['gradcam', 'gradcam++', 'xgradcam', 'eigengradcam', 'layercam']
+explain_per_class = 12
+external_data_root = None
+external_dataset = 'auto'
+class_map = {}
+corruption_severities = [1, 3, 5]
+generalization_per_class = 20
+
+# %% [markdown]
+# ## Setup
+
+# %%
+import pandas as pd
+from IPython.display import display
+
+from xai_helpers import RunFolder
+from xai_helpers.data.prepare import load_prepared
+from xai_helpers.figures import plot_confusion_matrices, plot_learning_curves, plot_metric_by_model
+from xai_helpers.models import model_overview
+from xai_helpers.study import train_and_evaluate
+from xai_helpers.notebook import setup_notebook
+
+params = setup_notebook(globals(), '02 · Training')
+run = RunFolder(params['run_dir'])
+
+# %% [markdown]
+# ## The data from notebook 01
+# Images come from the uint8 cache; batches are normalised and augmented (flips, small affine transforms, brightness/contrast) on the training device.
+
+# %%
+data = load_prepared(params)
+print(f"{len(data.splits)} images, classes {data.class_names}, folds {data.folds}, "
+      f"{params['image_size']} px")
+
+# %% [markdown]
+# ## The models
+# Each CNN comes from torchvision with its classification head replaced for our classes. All four downsample by 32, so the image size decides how coarse the last feature map is (at least 2×2 is required). `weights='imagenet'` loads torchvision's ImageNet weights (offline: the error says which file to put where); the demo trains from scratch, since nothing can be downloaded.
+
+# %%
+display(model_overview(params['models'], params['image_size']))
+
+# %% [markdown]
+# ## Train and test every model on every fold
+# Each fit writes its best checkpoint (by validation macro-F1) atomically; an interrupted run picks up where it stopped when this cell is run again.
+#
+# **Protocol choices that change results** (all recorded with each checkpoint and shown in the report's protocol table): Adam with a **cosine learning-rate schedule** over `epochs`; **augmentation** on the training batches (horizontal flips, rotation within ±10°, scaling within ±10 %, shifts within ±5 %, brightness and contrast within ±10 %); **early stopping** on validation macro-F1 after `patience` epochs without improvement, but **never before half of `epochs`** (VGG16 and EfficientNet trained from scratch often sit at chance for a few epochs before they learn); and, before each validation, **BatchNorm recalibration**: the running statistics are re-estimated as a plain average over up to 1,024 training images, a seeded sample stratified by class ("precise BN"), because the running averages of a network trained from scratch keep traces of its first, unstable steps.
+
+# %%
+metrics = train_and_evaluate(data, params)
+display(metrics[['model', 'fold', 'accuracy', 'balanced_accuracy', 'f1_macro', 'roc_auc_ovr', 'best_epoch', 'epochs_run', 'train_seconds']].round(4))
+
+# %% [markdown]
+# ## Results
+# Points are folds, bars their mean; the dashed line is chance (one over the number of classes).
+
+# %%
+chance = 1 / len(data.class_names)
+print(f'chance level: {chance:.3f}')
+display(metrics.groupby('model', sort=False)[['accuracy', 'f1_macro']].agg(['mean', 'std']).round(4))
+fig = plot_metric_by_model(metrics, chance=chance, run=run)
+
+# %% [markdown]
+# ## Confusion matrices
+# Test predictions of every fold's model, summed over the folds.
+
+# %%
+preds = {m: pd.concat([pd.read_csv(run.predictions_file(m, f)) for f in g.fold]) for m, g in metrics.groupby('model', sort=False)}
+fig = plot_confusion_matrices(preds, data.class_names, run=run)
+
+# %% [markdown]
+# ## Learning curves
+
+# %%
+histories = {f'{r.model} fold{r.fold}': pd.read_csv(run.checkpoint_dir(r.model, r.fold) / 'history.csv')
+             for r in metrics.itertuples()}
+fig = plot_learning_curves(histories, run=run)

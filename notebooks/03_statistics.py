@@ -1,0 +1,119 @@
+# ---
+# jupyter:
+#   jupytext:
+#     cell_metadata_filter: tags,-all
+#     notebook_metadata_filter: kernelspec,jupytext
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 03 · Are the differences between models significant?
+#
+# The study uses paired t-tests. With a handful of folds, and six model pairs, a plain t-test misleads, so this notebook runs the right test for each pairing, corrects for multiple comparisons and reports effect sizes and intervals.
+#
+# **Which test for which pairing, and what each assumes**
+#
+# * *Same test images, every fold model* (`predictions/`): the **image-level paired bootstrap** (`bootstrap_images`, the headline mark). The unit that carries the evidence is the test image: a new test set would change the images, not the folds. For each image its correctness is averaged over the fold models (the share of folds that got it right); the images are resampled in pairs (49,999 resamples, so that p can fall below 0.001 after Holm) and the difference of the two models' accuracy (and macro-F1, averaged over the fold models) is recomputed on each resample. It assumes the test images are independent draws; its p-value is `min(1, 2(1 + #)/(B + 1))`, never 0.
+# * *Same folds* (`metrics.csv`): the **paired t-test** (as in the study) assumes the fold differences are independent and roughly normal. They are not independent: the training sets of the folds overlap, so its p-values are too small. The **Nadeau–Bengio corrected resampled t-test** inflates the variance by `1/k + n_val/n_train` (the held-out fold against the training folds, about `1/k + 1/(k−1)`; Bouckaert & Frank 2004) to account for that. The **Wilcoxon signed-rank** test drops normality and assumes only symmetric differences, but with *n* folds its two-sided p-value cannot go below `2/2^n` (0.25 for three folds); its interval (Hollander & Wolfe's, from the Walsh averages) cannot reach 95 % either, and `ci_level` says what it reaches (75 % with three folds). **Every fold model is scored on the same test split**, so these fold-level tests are *conditional on that test set*: they see how training varies, not how the test images do. With three folds they have almost no power: a 55-point gap can come out `ns`. That is why the summary table's mark is the image-level bootstrap, with the corrected t beside it.
+# * *Same test images, one fold* (`predictions/`): **McNemar's test** compares two models' correct/incorrect outcomes image by image (exact binomial for fewer than 25 disagreements, chi-square with continuity correction otherwise), and a **paired bootstrap** gives an interval of the accuracy and F1 differences.
+# * *Same explained images* (`xai_per_image.csv`, after notebook 05): paired t and Wilcoxon between CAM methods, with **one value per image**: every fold's model explains the same images, so each image's metric is averaged over the fold models first, and `n` is the number of distinct images.
+#
+# **Which family Holm corrects over** (`holm_family`): one comparison (models or CAM methods), one group (all images, one fold, or one true class), one metric and one test family, across every pair compared there. Both McNemar variants (exact and chi-square, chosen per pair) are one family; each other test is its own.
+#
+# **How to read the table**: `p_value` is the raw p, `p_adjusted` the Holm-corrected one in its `holm_family` (use this one), `effect_size` is Cohen's d_z for t-tests (the mean difference in units of its standard deviation), the rank-biserial correlation for Wilcoxon and the accuracy difference `acc(a) − acc(b)` for McNemar and the bootstraps; `ci_low`/`ci_high` bound the difference at the level `ci_level`; `normality_p` is a Shapiro–Wilk check of the differences. Identical results give p = 1; a single fold gives 'not testable'.
+
+# %% tags=["parameters"]
+# Parameters (papermill injects overrides after this cell; names shared by every notebook,
+# documented in the README). Defaults: the 'demo' profile on the embedded synthetic dataset.
+dataset = 'synthetic'
+data_root = 'data/synthetic'
+synthetic_per_class = 100
+max_per_class = None
+leak_policy = 'drop_train'
+image_size = 64
+run_dir = 'runs/demo'
+seed = 0
+device = 'auto'
+interactive = True
+models = ['resnet50', 'densenet121', 'vgg16', 'efficientnet_b0']
+weights = 'none'
+folds = 3
+epochs = 6
+batch_size = 32
+lr = {'default': 0.001, 'vgg16': 0.0001}
+patience = 3
+freeze_epochs = 0
+class_weighted = False
+cam_model = 'resnet50'
+cam_layer = 'layer2'
+cam_methods = ['gradcam', 'gradcam++', 'xgradcam', 'eigengradcam', 'layercam']
+explain_per_class = 12
+external_data_root = None
+external_dataset = 'auto'
+class_map = {}
+corruption_severities = [1, 3, 5]
+generalization_per_class = 20
+
+# %% [markdown]
+# ## Setup
+
+# %%
+from IPython.display import display
+
+from xai_helpers import RunFolder
+from xai_helpers.figures import plot_paired_lines, plot_pvalue_heatmap
+from xai_helpers.stats import summary_table
+from xai_helpers.study import paired_tests_for_run
+from xai_helpers.notebook import setup_notebook
+
+params = setup_notebook(globals(), '03 · Statistics')
+run = RunFolder(params['run_dir'])
+
+# %% [markdown]
+# ## Run every paired test
+# Results go to `stats/paired_tests.csv`.
+
+# %%
+metrics = run.read_metrics()
+tests = paired_tests_for_run(params)
+cols = ['comparison', 'group', 'a', 'b', 'metric', 'test', 'n', 'statistic', 'p_value', 'p_adjusted',
+        'holm_family', 'effect_size', 'ci_low', 'ci_high', 'ci_level', 'note']
+display(tests[(tests.comparison == 'models') & (tests.group == 'all')][cols].round(4))
+
+# %% [markdown]
+# ## The paper-style table
+# Mean ± standard deviation over folds; the mark compares each model with the best one by the image-level bootstrap, Holm-adjusted (`*` p < 0.05, `**` p < 0.01, `***` p < 0.001, `ns` not significant). The columns `(corrected_t)` give the corrected resampled t-test's mark for the same pair.
+
+# %%
+table = summary_table(metrics, tests, ('accuracy', 'f1_macro'))
+run.write_csv(table.reset_index(), run.summary_table_file)
+display(table)
+
+# %% [markdown]
+# ## Figures
+# Adjusted p-values per pair (image-level bootstrap, then the corrected t), and the fold-wise values joined per fold.
+
+# %%
+for metric in ('accuracy', 'f1_macro'):
+    plot_pvalue_heatmap(tests, metric, 'bootstrap_images', run=run)
+    plot_pvalue_heatmap(tests, metric, 'corrected_t', run=run)
+    plot_paired_lines(metrics, metric, run=run)
+
+# %% [markdown]
+# ## Same test images, one fold: McNemar and bootstrap
+# One row per fold and model pair.
+
+# %%
+display(tests[tests.group.str.startswith('fold')][cols].round(4).head(24))
+
+# %% [markdown]
+# ## What the data can and cannot show
+# A non-significant result is *not* evidence that two models are equally good: look at the interval of the difference. A significant plain t-test that the corrected test does not confirm is most likely an artefact of overlapping training sets; a significant image-level test that the corrected t does not confirm says the gap holds on these test images for these fold models, while three folds are too few to say how much it varies with the training data.

@@ -1,0 +1,135 @@
+# ---
+# jupyter:
+#   jupytext:
+#     cell_metadata_filter: tags,-all
+#     notebook_metadata_filter: kernelspec,jupytext
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 04 · Explanations: five CAM methods side by side
+#
+# The study explains ResNet50 with GradCAM, GradCAM++, XGradCAM, EigenGradCAM and LayerCAM. All five are functions of the same two tensors of the target layer, its activations *A* and the gradient *G* of the explained class's logit, so `xai_helpers.compute_cams` computes all five from **one forward and one backward pass** (the maps equal pytorch-grad-cam's within 1e-5).
+#
+# **Image size and target layer.** CAMs are only as fine as the target layer's feature map. ResNet50 downsamples by 32 at `layer4`, 16 at `layer3` and 8 at `layer2`: at the demo's 64 px, `layer4` is 2×2 and `layer3` 4×4, too coarse to localise a lesion, so the demo explains `layer2`, an 8×8 map. At 224 px `layer4` gives 7×7. The cell below prints the size for the parameters of this run.
+
+# %% tags=["parameters"]
+# Parameters (papermill injects overrides after this cell; names shared by every notebook,
+# documented in the README). Defaults: the 'demo' profile on the embedded synthetic dataset.
+dataset = 'synthetic'
+data_root = 'data/synthetic'
+synthetic_per_class = 100
+max_per_class = None
+leak_policy = 'drop_train'
+image_size = 64
+run_dir = 'runs/demo'
+seed = 0
+device = 'auto'
+interactive = True
+models = ['resnet50', 'densenet121', 'vgg16', 'efficientnet_b0']
+weights = 'none'
+folds = 3
+epochs = 6
+batch_size = 32
+lr = {'default': 0.001, 'vgg16': 0.0001}
+patience = 3
+freeze_epochs = 0
+class_weighted = False
+cam_model = 'resnet50'
+cam_layer = 'layer2'
+cam_methods = ['gradcam', 'gradcam++', 'xgradcam', 'eigengradcam', 'layercam']
+explain_per_class = 12
+external_data_root = None
+external_dataset = 'auto'
+class_map = {}
+corruption_severities = [1, 3, 5]
+generalization_per_class = 20
+
+# %% [markdown]
+# ## Setup
+
+# %%
+import numpy as np
+import pandas as pd
+import torch
+from IPython.display import display
+
+from xai_helpers import RunFolder, compute_cams
+from xai_helpers.data.prepare import load_prepared
+from xai_helpers.figures import cam_grid
+from xai_helpers.models import feature_map_size
+from xai_helpers.cams import resolve_target_layer
+from xai_helpers.study import explanation_sample
+from xai_helpers.training import BatchPipeline, load_checkpoint, resolve_device
+from xai_helpers.widgets import CamExplorer
+from xai_helpers.notebook import setup_notebook
+
+params = setup_notebook(globals(), '04 · Explanations')
+run = RunFolder(params['run_dir'])
+
+# %% [markdown]
+# ## The model and the target layer
+# The best checkpoint of fold 0 of the explained model.
+
+# %%
+data = load_prepared(params)
+device = resolve_device(params['device'])
+model, meta = load_checkpoint(run.checkpoint_dir(params['cam_model'], 0) / 'best.pt', device)
+_, layer = resolve_target_layer(model, params['cam_layer'])
+h, w = feature_map_size(params['cam_model'], params['image_size'], layer)
+print(f"{params['cam_model']} at {params['image_size']} px: target layer {layer!r} gives a {h}x{w} map "
+      f"before upsampling")
+
+# %% [markdown]
+# ## Five methods, one pass
+# A few test images per class; each map explains the predicted class. Lesion masks (synthetic data) are outlined, so you can see at a glance whether a map points at the lesion.
+
+# %%
+pipeline = BatchPipeline(data.images, device)
+rows = explanation_sample(data, 2, params['seed'])
+x = pipeline.batch(torch.as_tensor(rows))
+maps, probs = compute_cams(model, x, params['cam_methods'], target_layer=layer)
+labels = [f"true {data.class_names[data.labels[r]]}\npred {data.class_names[p]} ({q:.2f})"
+          for r, p, q in zip(rows, probs.argmax(1), probs.max(1))]
+fig = cam_grid(data.images[rows], maps, labels, data.masks(rows), run=run, name='cam_grid',
+               title=f"{params['cam_model']} · {layer}")
+
+# %% [markdown]
+# ## Why GradCAM and XGradCAM agree at ResNet50's last block
+# After `layer4` come global average pooling and one linear layer, so the gradient of a logit with respect to `layer4`'s output is the same at every position: `G[c, i, j] = w[c] / (h·w)`. GradCAM's weights are the spatial mean of G, i.e. `w[c]/(h·w)`; XGradCAM's are `Σ G·A / Σ A = w[c]/(h·w)` as well. The maps are identical (and need no backward pass at all: the weights are the linear layer's). At earlier layers the gradient varies in space and the methods differ, which is why the demo explains `layer2`.
+
+# %%
+diffs = {}
+for name in ('layer4', layer):
+    m, _ = compute_cams(model, x, ['gradcam', 'xgradcam'], target_layer=name)
+    diffs[name] = float(np.abs(m['gradcam'] - m['xgradcam']).max())
+display(pd.Series(diffs, name='max |GradCAM - XGradCAM|').to_frame())
+
+# %% [markdown]
+# ## EigenGradCAM's sign
+# EigenGradCAM projects `G·A` on its first principal component. The sign of a singular vector is arbitrary: pytorch-grad-cam leaves it to LAPACK, and `eigengradcam` here is exactly the library's map (the same float32 numpy SVD, so the same sign). After the ReLU a flipped sign shows the *complement* of the lesion. `eigengradcam_signed` is the documented corrected variant: it applies the library's own correction (`get_2d_projection_with_sign_correction`: flip when |min| > |max|). The study's numbers are for the uncorrected map.
+
+# %%
+eig, _ = compute_cams(model, x, ['eigengradcam', 'eigengradcam_signed'], target_layer=layer)
+flipped = [i for i in range(len(rows)) if not np.allclose(eig['eigengradcam'][i], eig['eigengradcam_signed'][i])]
+print(f'sign flipped by the correction on {len(flipped)} of {len(rows)} images')
+fig = cam_grid(data.images[rows], eig, labels, data.masks(rows), run=run, name='eigengradcam_sign')
+
+# %% [markdown]
+# ## Explore
+# With `interactive=True` (opening the notebook in JupyterLab) the explorer below lets you pick an image (by index, class, or among misclassified and low-confidence ones), the methods, the target class, the model and layer, the opacity and the colour map. Under the runner (`interactive=False`) the same views are drawn as a static grid, so the executed copy shows them.
+
+# %%
+explorer = CamExplorer(data, params)
+if params['interactive']:
+    display(explorer.widget)
+else:
+    fig = explorer.static_grid(run=run)

@@ -1,0 +1,133 @@
+# ---
+# jupyter:
+#   jupytext:
+#     cell_metadata_filter: tags,-all
+#     notebook_metadata_filter: kernelspec,jupytext
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 05 · How good are the explanations? Confidence increase and friends
+#
+# The study rates the CAM methods by **confidence increase**: the change of the explained class's softmax score when the (normalised) input is multiplied by the CAM, `softmax(f(x ⊙ cam))[c] − softmax(f(x))[c]` (pytorch-grad-cam's `CamMultImageConfidenceChange` with a softmax target). A map that keeps what the model needs raises (or keeps) the score.
+#
+# One metric is not enough to compare methods honestly, so this notebook also reports Chattopadhay et al.'s **average drop %** and **increase in confidence %** (as the paper defines them: the *image* in [0, 1] is multiplied by the map, black where the map is 0, then normalised), Petsiuk et al.'s **deletion** and **insertion** AUC, Rong et al.'s **ROAD** (remove and debias; exactly *p* % of the pixels removed at each percentile, ties broken at random as in their reference code) and Adebayo et al.'s **randomisation sanity check** (every parameterised layer re-initialised, top to bottom; the costly ones on a subsample of images per class, as each costs many forwards per image), and, where lesion masks exist (the synthetic dataset), the **pointing game** (Zhang et al.'s 15-pixel tolerance, scaled to the image size), the **energy inside the mask** and the **IoU** at 0.5: a check against ground truth.
+#
+# Each map explains the model's **predicted** class, and every score is the **softmax** probability of that class.
+#
+# Writes `xai_per_image.csv` (one row per model, fold, method and image), `xai_metrics.csv` (mean per model, method and true class) and adds the CAM method pairs to `stats/paired_tests.csv`.
+
+# %% tags=["parameters"]
+# Parameters (papermill injects overrides after this cell; names shared by every notebook,
+# documented in the README). Defaults: the 'demo' profile on the embedded synthetic dataset.
+dataset = 'synthetic'
+data_root = 'data/synthetic'
+synthetic_per_class = 100
+max_per_class = None
+leak_policy = 'drop_train'
+image_size = 64
+run_dir = 'runs/demo'
+seed = 0
+device = 'auto'
+interactive = True
+models = ['resnet50', 'densenet121', 'vgg16', 'efficientnet_b0']
+weights = 'none'
+folds = 3
+epochs = 6
+batch_size = 32
+lr = {'default': 0.001, 'vgg16': 0.0001}
+patience = 3
+freeze_epochs = 0
+class_weighted = False
+cam_model = 'resnet50'
+cam_layer = 'layer2'
+cam_methods = ['gradcam', 'gradcam++', 'xgradcam', 'eigengradcam', 'layercam']
+explain_per_class = 12
+external_data_root = None
+external_dataset = 'auto'
+class_map = {}
+corruption_severities = [1, 3, 5]
+generalization_per_class = 20
+
+# %% [markdown]
+# ## Setup
+
+# %%
+import pandas as pd
+from IPython.display import display
+
+from xai_helpers import RunFolder
+from xai_helpers.data.prepare import load_prepared
+from xai_helpers.cam_metrics import ALL_METRICS
+from xai_helpers.figures import plot_pvalue_heatmap, plot_randomisation, plot_xai_metric
+from xai_helpers.study import explain_test_images, paired_tests_for_run
+from xai_helpers.notebook import setup_notebook
+
+params = setup_notebook(globals(), '05 · Explanation metrics')
+run = RunFolder(params['run_dir'])
+
+# %% [markdown]
+# ## Explain the test sample with every fold's model
+# `explain_per_class` test images per class, the same images for every fold and method, so that methods can be compared image by image.
+
+# %%
+data = load_prepared(params)
+per_image = explain_test_images(data, params)
+xai = pd.read_csv(run.xai_metrics_file)
+print(f'{len(per_image)} rows: {per_image.fold.nunique()} folds x {per_image.method.nunique()} methods x '
+      f'{per_image.path.nunique()} images')
+
+# %% [markdown]
+# ## Confidence increase per method and class
+# The study's table (e.g. XGradCAM 0.12 on glioma, GradCAM++ 0.09, LayerCAM 0.08), here for this run: the mean over images and folds.
+
+# %%
+display(xai.pivot_table(index='method', columns='class', values='confidence_increase').round(4))
+fig = plot_xai_metric(xai, 'confidence_increase', run=run)
+
+# %% [markdown]
+# ## Every metric, overall
+# Higher is better except for average drop and deletion AUC.
+
+# %%
+overall = per_image.groupby('method')[[m for m in ALL_METRICS if m in per_image]].mean()
+display(overall.round(4).T)
+
+# %% [markdown]
+# ## Sanity check: do the maps depend on what the model learnt?
+# Adebayo et al. (2018) re-initialise the model block by block from the top and compare each map with the trained model's (Spearman rank correlation). A method whose maps barely change explains the architecture or the image, not the model. The correlation should fall as more of the network is randomised.
+
+# %%
+curves = pd.read_csv(run.xai_randomisation_file)
+fig = plot_randomisation(curves, run=run)
+
+# %% [markdown]
+# ## Pointing game: does the map point at the lesion?
+# Only images with a lesion mask count (no-lesion images have nothing to point at).
+
+# %%
+if per_image['pointing_game'].notna().any():
+    display(per_image.dropna(subset=['pointing_game']).groupby('method')['pointing_game'].agg(['mean', 'count']).round(3))
+    fig = plot_xai_metric(xai.dropna(subset=['pointing_game']), 'pointing_game', run=run)
+else:
+    print('no lesion masks in this dataset: localisation metrics are not available')
+
+# %% [markdown]
+# ## Ranking of the methods, with its paired tests
+# Methods are ranked by mean confidence increase; the paired tests say which gaps in the ranking are real. The unit is the image: each image's value is averaged over the fold models before the methods are paired, so `n` is the number of distinct images (Holm-corrected across the method pairs; notebook 03 explains the families).
+
+# %%
+tests = paired_tests_for_run(params)
+ranking = overall['confidence_increase'].sort_values(ascending=False)
+display(ranking.rename('mean confidence increase').to_frame())
+cams = tests[(tests.comparison == 'cams') & (tests.group == 'all') & (tests.metric == 'confidence_increase')]
+display(cams[['a', 'b', 'test', 'n', 'mean_a', 'mean_b', 'p_value', 'p_adjusted', 'effect_size']].round(4))
+fig = plot_pvalue_heatmap(tests, 'confidence_increase', 'paired_t', comparison='cams', run=run)

@@ -1,0 +1,119 @@
+# ---
+# jupyter:
+#   jupytext:
+#     cell_metadata_filter: tags,-all
+#     notebook_metadata_filter: kernelspec,jupytext
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 06 · The study across datasets, next to the published numbers
+#
+# The study reports accuracy and F1 of four CNNs on three datasets and the confidence increase of five CAM methods, e.g. ResNet50 at **86.31 %** accuracy on skin cancer, and on glioma **XGradCAM 0.12**, **GradCAM++ 0.09**, **LayerCAM 0.08**. This notebook gathers every dataset run of a study folder (the `paper` profiles write `runs/paper/<dataset>/`; a single run folder such as `runs/demo` counts as one dataset) into one set of tables, puts the published numbers beside ours, and says why they differ.
+#
+# **Why they can differ at all.** A reproduction changes more than the code: pretrained weights or not, the image size, the splits (the published Kaggle splits hold duplicates across train and test, which notebook 01 removes), and whether a number is one model's or a mean over folds. The report lists each of these for every dataset, so a gap can be read, not guessed at.
+#
+# Writes `report.md` and the `study_*` figures into the study folder (`run_dir`).
+
+# %% tags=["parameters"]
+# Parameters (papermill injects overrides after this cell; names shared by every notebook,
+# documented in the README). Defaults: the 'demo' profile on the embedded synthetic dataset.
+dataset = 'synthetic'
+data_root = 'data/synthetic'
+synthetic_per_class = 100
+max_per_class = None
+leak_policy = 'drop_train'
+image_size = 64
+run_dir = 'runs/demo'
+seed = 0
+device = 'auto'
+interactive = True
+models = ['resnet50', 'densenet121', 'vgg16', 'efficientnet_b0']
+weights = 'none'
+folds = 3
+epochs = 6
+batch_size = 32
+lr = {'default': 0.001, 'vgg16': 0.0001}
+patience = 3
+freeze_epochs = 0
+class_weighted = False
+cam_model = 'resnet50'
+cam_layer = 'layer2'
+cam_methods = ['gradcam', 'gradcam++', 'xgradcam', 'eigengradcam', 'layercam']
+explain_per_class = 12
+external_data_root = None
+external_dataset = 'auto'
+class_map = {}
+corruption_severities = [1, 3, 5]
+generalization_per_class = 20
+
+# %% [markdown]
+# ## Setup
+
+# %%
+import pandas as pd
+from IPython.display import Markdown, display
+
+from xai_helpers import RunFolder
+from xai_helpers.figures import plot_confidence_heatmaps, plot_study_metric
+from xai_helpers.report import (confidence_table, load_study, performance_table, protocol_table,
+                                published_comparison, write_report)
+from xai_helpers.notebook import setup_notebook
+
+params = setup_notebook(globals(), '06 · Study summary')
+run = RunFolder(params['run_dir'])
+
+# %% [markdown]
+# ## Every dataset run in the study folder
+# How each was run: image size, the weights actually used (`auto` falls back to training from scratch when ImageNet weights cannot be loaded), folds, caps, the duplicates the audit removed.
+
+# %%
+runs = load_study(params['run_dir'])
+print(f"{len(runs)} dataset run(s): {', '.join(r.dataset for r in runs)}")
+display(protocol_table(runs).set_index('dataset').T)
+
+# %% [markdown]
+# ## Accuracy and F1 per CNN and dataset
+# Mean ± standard deviation over the fold models, each tested on the same held-out test split; the mark compares each model with the dataset's best one by the paired bootstrap over the test images (every fold model's results averaged per image), Holm-adjusted, and the `corrected_t` columns by the corrected resampled t-test over the folds (notebook 03 explains both).
+
+# %%
+display(performance_table(runs))
+metrics = pd.concat([r.metrics for r in runs], ignore_index=True)
+fig = plot_study_metric(metrics, 'accuracy', run=run)
+fig = plot_study_metric(metrics, 'f1_macro', run=run)
+
+# %% [markdown]
+# ## Confidence increase per CAM method and class
+# Mean over the explained test images of every fold; the mark compares each method with the class's best one on the same images (paired t-test, Holm-adjusted).
+
+# %%
+conf = confidence_table(runs)
+if len(conf):
+    display(conf.pivot_table(index=['dataset', 'method'], columns='class', values='confidence_increase').round(4))
+    fig = plot_confidence_heatmaps(conf, run=run)
+else:
+    print('no xai_metrics.csv yet: run notebook 05 first')
+
+# %% [markdown]
+# ## Next to the published numbers
+# Only the published numbers whose dataset is in this study folder get a value under `ours`.
+
+# %%
+display(published_comparison(runs).round(4))
+
+# %% [markdown]
+# ## The report
+# `report.md` holds all of the above, the generalization summary of notebook 07 where it has run, and the reasons for each difference, per dataset.
+
+# %%
+path = write_report(params['run_dir'], runs)
+print(path)
+display(Markdown(path.read_text()))
