@@ -85,8 +85,8 @@ def test_deletion_insertion_equal_a_naive_loop(setup):
     model, x, maps, t = setup
     n = 8
     ours = deletion_insertion(model, x, maps, t, n_steps=n, blur_sigma=3.0)
-    from xai_helpers.cam_metrics import _gaussian_blur
-    blurred = _gaussian_blur(x, 3.0)
+    from xai_helpers.blur import gaussian_blur
+    blurred = gaussian_blur(x, 3.0)
     for m, cam in maps.items():
         for i in range(len(x)):
             order = np.argsort(-cam[i].ravel(), kind="stable")

@@ -48,6 +48,7 @@ from scipy.ndimage import distance_transform_edt
 from scipy.stats import rankdata
 from torch import nn
 
+from .blur import gaussian_blur
 from .cams import compute_cams
 from .models import IMAGENET_MEAN, IMAGENET_STD
 
@@ -140,16 +141,6 @@ def confidence_metrics(model: nn.Module, images, maps: dict[str, np.ndarray], ta
     return out
 
 
-def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    radius = max(1, int(3 * sigma))
-    k = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
-    k = torch.exp(-0.5 * (k / sigma) ** 2)
-    k = k / k.sum()
-    c = x.shape[1]
-    x = F.conv2d(F.pad(x, (radius, radius, 0, 0), mode="replicate"), k.view(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c)
-    return F.conv2d(F.pad(x, (0, 0, radius, radius), mode="replicate"), k.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
-
-
 def deletion_insertion(model: nn.Module, images, maps: dict[str, np.ndarray], targets: Sequence[int],
                        n_steps: int = 16, batch_size: int = 16,
                        blur_sigma: float | None = None) -> dict[str, dict[str, np.ndarray]]:
@@ -157,7 +148,8 @@ def deletion_insertion(model: nn.Module, images, maps: dict[str, np.ndarray], ta
 
     Pixels are ranked by the map (ties broken by position). Deletion replaces the top ``k / n``
     of the pixels with 0 (the dataset mean of the normalised input) for ``k = 0..n``; insertion
-    starts from a Gaussian-blurred copy (``blur_sigma`` defaults to a tenth of the side) and
+    starts from a Gaussian-blurred copy (:func:`xai_helpers.blur.gaussian_blur`; ``blur_sigma``
+    defaults to a tenth of the side) and
     puts the original pixels back in the same order. The AUC is the trapezoidal area under the
     target class's softmax score over the fraction of pixels in [0, 1].
 
@@ -171,7 +163,7 @@ def deletion_insertion(model: nn.Module, images, maps: dict[str, np.ndarray], ta
     x = _as_tensor(images, device)
     t = torch.as_tensor(np.asarray(targets), device=device, dtype=torch.long)
     b, _, h, w = x.shape
-    blurred = _gaussian_blur(x, blur_sigma or max(1.0, w / 10))
+    blurred = gaussian_blur(x, blur_sigma or max(1.0, w / 10))
     fractions = torch.linspace(0, 1, n_steps + 1, device=device)
     was_training = model.training
     model.eval()

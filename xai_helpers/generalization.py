@@ -29,10 +29,10 @@ import numpy as np
 import pandas as pd
 import torch
 from PIL import Image
-from scipy import ndimage
 from sklearn.metrics import f1_score
 from tqdm.auto import tqdm
 
+from .blur import gaussian_blur
 from .cam_metrics import spearman_rows
 from .cams import compute_cams, resolve_target_layer
 from .data.audit import NEAR_DUPLICATE_THRESHOLD, cross_near_duplicates, perceptual_hash
@@ -82,7 +82,7 @@ def _noise(images, level, rng):
 
 def _blur(images, level, rng):
     sigma = level * images.shape[-1] / 64.0
-    return _as_uint8(ndimage.gaussian_filter(_as_float(images), sigma=(0, 0, sigma, sigma)))
+    return _as_uint8(gaussian_blur(_as_float(images), sigma))
 
 
 def _contrast(images, level, rng):
