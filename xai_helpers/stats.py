@@ -38,6 +38,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 from scipy import stats as st
+from statsmodels.stats.contingency_tables import mcnemar
 
 COLUMNS = ["comparison", "group", "a", "b", "metric", "test", "n", "statistic", "p_value", "p_adjusted",
            "correction", "holm_family", "effect_size", "ci_low", "ci_high", "ci_level", "mean_a", "mean_b",
@@ -310,8 +311,9 @@ def mcnemar_test(correct_a: Sequence[bool], correct_b: Sequence[bool], exact: bo
     """McNemar's test on paired correct/incorrect outcomes of two models on the same images.
 
     With ``exact`` None, the exact binomial test is used when there are fewer than 25 discordant
-    pairs, otherwise the chi-square statistic with continuity correction (as statsmodels'
-    ``mcnemar``). With ``b10`` the images only ``a`` gets right and ``b01`` those only ``b``
+    pairs, otherwise the chi-square statistic with continuity correction, both computed by
+    statsmodels' ``mcnemar``; two models that agree on every image (no discordant pair, where
+    statsmodels divides by zero) get p = 1. With ``b10`` the images only ``a`` gets right and ``b01`` those only ``b``
     gets right, the effect size is the difference in accuracy ``acc(a) - acc(b) = (b10 - b01) / n``.
 
     Examples
@@ -334,15 +336,11 @@ def mcnemar_test(correct_a: Sequence[bool], correct_b: Sequence[bool], exact: bo
                 "effect_size": 0.0, "mean_diff": 0.0}
     if exact is None:
         exact = disc < 25
-    if exact:
-        p = st.binomtest(min(b10, b01), disc, 0.5).pvalue
-        stat = float(min(b10, b01))
-        test = "mcnemar_exact"
-    else:
-        stat = (abs(b10 - b01) - 1) ** 2 / disc
-        p = st.chi2.sf(stat, df=1)
-        test = "mcnemar_chi2"
-    return {**_result(test, n, stat, min(1.0, float(p)), note=f"discordant pairs: a only {b10}, b only {b01}"),
+    both, neither = int((ca & cb).sum()), int((~ca & ~cb).sum())
+    res = mcnemar([[both, b10], [b01, neither]], exact=bool(exact), correction=True)
+    test = "mcnemar_exact" if exact else "mcnemar_chi2"
+    return {**_result(test, n, float(res.statistic), min(1.0, float(res.pvalue)),
+                      note=f"discordant pairs: a only {b10}, b only {b01}"),
             "effect_size": diff, "mean_diff": diff}
 
 
