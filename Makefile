@@ -35,6 +35,7 @@ demo: $(STAMP)
 	$(PY) -m xai_helpers.run --profile demo
 
 test: $(STAMP)
+	$(PY) -m ruff check
 	$(PY) -m pytest
 
 lab: $(STAMP)

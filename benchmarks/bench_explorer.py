@@ -14,7 +14,7 @@ import statistics
 import time
 
 from xai_helpers.config import resolve_params
-from xai_helpers.data.prepare import load_prepared
+from xai_helpers.steps import load_prepared
 from xai_helpers.widgets import CamExplorer
 
 

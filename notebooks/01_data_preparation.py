@@ -66,8 +66,7 @@ generalization_per_class = 20
 from IPython.display import display
 
 from xai_helpers import RunFolder
-from xai_helpers.data.prepare import prepare_dataset
-from xai_helpers.data.audit import audit_summary
+from xai_helpers.steps import audit_summary, prepare_data
 from xai_helpers.figures import plot_class_counts, plot_samples
 from xai_helpers.notebook import setup_notebook
 
@@ -79,7 +78,7 @@ run = RunFolder(params['run_dir'])
 # With `dataset='synthetic'` the embedded dataset is generated first (seeded, a few seconds, no download). Every file is hashed and decoded once; files that cannot be read are reported and left out, never dropped silently.
 
 # %%
-data = prepare_dataset(params)
+data = prepare_data(params)
 print(f"{data.info['title']}\nlayout: {data.info['layout']}   classes: {data.class_names}   "
       f"images used: {len(data.splits)}   cache: {data.images.shape} uint8")
 

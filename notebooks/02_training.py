@@ -61,10 +61,8 @@ import pandas as pd
 from IPython.display import display
 
 from xai_helpers import RunFolder
-from xai_helpers.data.prepare import load_prepared
 from xai_helpers.figures import plot_confusion_matrices, plot_learning_curves, plot_metric_by_model
-from xai_helpers.models import model_overview
-from xai_helpers.study import train_and_evaluate
+from xai_helpers.steps import load_prepared, model_overview, train_models
 from xai_helpers.notebook import setup_notebook
 
 params = setup_notebook(globals(), '02 · Training')
@@ -93,7 +91,7 @@ display(model_overview(params['models'], params['image_size']))
 # **Protocol choices that change results** (all recorded with each checkpoint and shown in the report's protocol table): Adam with a **cosine learning-rate schedule** over `epochs`; **augmentation** on the training batches (horizontal flips, rotation within ±10°, scaling within ±10 %, shifts within ±5 %, brightness and contrast within ±10 %); **early stopping** on validation macro-F1 after `patience` epochs without improvement, but **never before half of `epochs`** (VGG16 and EfficientNet trained from scratch often sit at chance for a few epochs before they learn); and, before each validation, **BatchNorm recalibration**: the running statistics are re-estimated as a plain average over up to 1,024 training images, a seeded sample stratified by class ("precise BN"), because the running averages of a network trained from scratch keep traces of its first, unstable steps.
 
 # %%
-metrics = train_and_evaluate(data, params)
+metrics = train_models(data, params)
 display(metrics[['model', 'fold', 'accuracy', 'balanced_accuracy', 'f1_macro', 'roc_auc_ovr', 'best_epoch', 'epochs_run', 'train_seconds']].round(4))
 
 # %% [markdown]

@@ -70,8 +70,7 @@ from IPython.display import display
 
 from xai_helpers import RunFolder
 from xai_helpers.figures import plot_paired_lines, plot_pvalue_heatmap
-from xai_helpers.stats import summary_table
-from xai_helpers.study import paired_tests_for_run
+from xai_helpers.steps import run_paired_tests, summary_table_for_run
 from xai_helpers.notebook import setup_notebook
 
 params = setup_notebook(globals(), '03 · Statistics')
@@ -83,7 +82,7 @@ run = RunFolder(params['run_dir'])
 
 # %%
 metrics = run.read_metrics()
-tests = paired_tests_for_run(params)
+tests = run_paired_tests(params)
 cols = ['comparison', 'group', 'a', 'b', 'metric', 'test', 'n', 'statistic', 'p_value', 'p_adjusted',
         'holm_family', 'effect_size', 'ci_low', 'ci_high', 'ci_level', 'note']
 display(tests[(tests.comparison == 'models') & (tests.group == 'all')][cols].round(4))
@@ -93,8 +92,7 @@ display(tests[(tests.comparison == 'models') & (tests.group == 'all')][cols].rou
 # Mean ± standard deviation over folds; the mark compares each model with the best one by the image-level bootstrap, Holm-adjusted (`*` p < 0.05, `**` p < 0.01, `***` p < 0.001, `ns` not significant). The columns `(corrected_t)` give the corrected resampled t-test's mark for the same pair.
 
 # %%
-table = summary_table(metrics, tests, ('accuracy', 'f1_macro'))
-run.write_csv(table.reset_index(), run.summary_table_file)
+table = summary_table_for_run(params, tests, ('accuracy', 'f1_macro'))
 display(table)
 
 # %% [markdown]

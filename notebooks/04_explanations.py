@@ -59,16 +59,11 @@ generalization_per_class = 20
 # %%
 import numpy as np
 import pandas as pd
-import torch
 from IPython.display import display
 
-from xai_helpers import RunFolder, compute_cams
-from xai_helpers.data.prepare import load_prepared
+from xai_helpers import RunFolder
 from xai_helpers.figures import cam_grid
-from xai_helpers.models import feature_map_size
-from xai_helpers.cams import resolve_target_layer
-from xai_helpers.study import explanation_sample
-from xai_helpers.training import BatchPipeline, load_checkpoint, resolve_device
+from xai_helpers.steps import explain_examples, load_prepared
 from xai_helpers.widgets import CamExplorer
 from xai_helpers.notebook import setup_notebook
 
@@ -81,10 +76,8 @@ run = RunFolder(params['run_dir'])
 
 # %%
 data = load_prepared(params)
-device = resolve_device(params['device'])
-model, meta = load_checkpoint(run.checkpoint_dir(params['cam_model'], 0) / 'best.pt', device)
-_, layer = resolve_target_layer(model, params['cam_layer'])
-h, w = feature_map_size(params['cam_model'], params['image_size'], layer)
+examples = explain_examples(data, params, per_class=2, fold=0)
+layer, (h, w) = examples.layer, examples.feature_map
 print(f"{params['cam_model']} at {params['image_size']} px: target layer {layer!r} gives a {h}x{w} map "
       f"before upsampling")
 
@@ -93,13 +86,8 @@ print(f"{params['cam_model']} at {params['image_size']} px: target layer {layer!
 # A few test images per class; each map explains the predicted class. Lesion masks (synthetic data) are outlined, so you can see at a glance whether a map points at the lesion.
 
 # %%
-pipeline = BatchPipeline(data.images, device)
-rows = explanation_sample(data, 2, params['seed'])
-x = pipeline.batch(torch.as_tensor(rows))
-maps, probs = compute_cams(model, x, params['cam_methods'], target_layer=layer)
-labels = [f"true {data.class_names[data.labels[r]]}\npred {data.class_names[p]} ({q:.2f})"
-          for r, p, q in zip(rows, probs.argmax(1), probs.max(1))]
-fig = cam_grid(data.images[rows], maps, labels, data.masks(rows), run=run, name='cam_grid',
+rows, labels = examples.rows, examples.labels
+fig = cam_grid(data.images[rows], examples.maps, labels, data.masks(rows), run=run, name='cam_grid',
                title=f"{params['cam_model']} · {layer}")
 
 # %% [markdown]
@@ -109,7 +97,7 @@ fig = cam_grid(data.images[rows], maps, labels, data.masks(rows), run=run, name=
 # %%
 diffs = {}
 for name in ('layer4', layer):
-    m, _ = compute_cams(model, x, ['gradcam', 'xgradcam'], target_layer=name)
+    m = examples.maps_at(['gradcam', 'xgradcam'], layer=name)
     diffs[name] = float(np.abs(m['gradcam'] - m['xgradcam']).max())
 display(pd.Series(diffs, name='max |GradCAM - XGradCAM|').to_frame())
 
@@ -118,7 +106,7 @@ display(pd.Series(diffs, name='max |GradCAM - XGradCAM|').to_frame())
 # EigenGradCAM projects `G·A` on its first principal component. The sign of a singular vector is arbitrary: pytorch-grad-cam leaves it to LAPACK, and `eigengradcam` here is exactly the library's map (the same float32 numpy SVD, so the same sign). After the ReLU a flipped sign shows the *complement* of the lesion. `eigengradcam_signed` is the documented corrected variant: it applies the library's own correction (`get_2d_projection_with_sign_correction`: flip when |min| > |max|). The study's numbers are for the uncorrected map.
 
 # %%
-eig, _ = compute_cams(model, x, ['eigengradcam', 'eigengradcam_signed'], target_layer=layer)
+eig = examples.maps_at(['eigengradcam', 'eigengradcam_signed'])
 flipped = [i for i in range(len(rows)) if not np.allclose(eig['eigengradcam'][i], eig['eigengradcam_signed'][i])]
 print(f'sign flipped by the correction on {len(flipped)} of {len(rows)} images')
 fig = cam_grid(data.images[rows], eig, labels, data.masks(rows), run=run, name='eigengradcam_sign')

@@ -65,10 +65,8 @@ import pandas as pd
 from IPython.display import display
 
 from xai_helpers import RunFolder
-from xai_helpers.data.prepare import load_prepared
-from xai_helpers.cam_metrics import ALL_METRICS
 from xai_helpers.figures import plot_pvalue_heatmap, plot_randomisation, plot_xai_metric
-from xai_helpers.study import explain_test_images, paired_tests_for_run
+from xai_helpers.steps import ALL_METRICS, load_prepared, rate_explanations, run_paired_tests
 from xai_helpers.notebook import setup_notebook
 
 params = setup_notebook(globals(), '05 · Explanation metrics')
@@ -80,7 +78,7 @@ run = RunFolder(params['run_dir'])
 
 # %%
 data = load_prepared(params)
-per_image = explain_test_images(data, params)
+per_image = rate_explanations(data, params)
 xai = pd.read_csv(run.xai_metrics_file)
 print(f'{len(per_image)} rows: {per_image.fold.nunique()} folds x {per_image.method.nunique()} methods x '
       f'{per_image.path.nunique()} images')
@@ -125,7 +123,7 @@ else:
 # Methods are ranked by mean confidence increase; the paired tests say which gaps in the ranking are real. The unit is the image: each image's value is averaged over the fold models before the methods are paired, so `n` is the number of distinct images (Holm-corrected across the method pairs; notebook 03 explains the families).
 
 # %%
-tests = paired_tests_for_run(params)
+tests = run_paired_tests(params)
 ranking = overall['confidence_increase'].sort_values(ascending=False)
 display(ranking.rename('mean confidence increase').to_frame())
 cams = tests[(tests.comparison == 'cams') & (tests.group == 'all') & (tests.metric == 'confidence_increase')]

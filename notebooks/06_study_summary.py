@@ -64,8 +64,8 @@ from IPython.display import Markdown, display
 
 from xai_helpers import RunFolder
 from xai_helpers.figures import plot_confidence_heatmaps, plot_study_metric
-from xai_helpers.report import (confidence_table, load_study, performance_table, protocol_table,
-                                published_comparison, write_report)
+from xai_helpers.steps import (confidence_table, load_study, performance_table, protocol_table,
+                               published_comparison, write_report)
 from xai_helpers.notebook import setup_notebook
 
 params = setup_notebook(globals(), '06 · Study summary')

@@ -62,18 +62,14 @@ generalization_per_class = 20
 # ## Setup
 
 # %%
-import json
-
 import pandas as pd
 from IPython.display import display
 
 from xai_helpers import RunFolder
-from xai_helpers.data.prepare import load_prepared
 from xai_helpers.figures import (plot_cam_stability, plot_corruption_curves, plot_corruptions,
                                  plot_reliability)
-from xai_helpers.generalization import (CORRUPTIONS, SEVERITY_LEVELS, corrupt, run_generalization,
-                                        severity_summary)
-from xai_helpers.study import explanation_sample
+from xai_helpers.steps import (SEVERITY_LEVELS, corruption_examples, describe_external, load_prepared,
+                               run_generalization, severity_summary)
 from xai_helpers.notebook import setup_notebook
 
 params = setup_notebook(globals(), '07 · Generalization')
@@ -85,11 +81,9 @@ run = RunFolder(params['run_dir'])
 
 # %%
 data = load_prepared(params)
-rows = explanation_sample(data, 1, params['seed'])
 sev = max(params['corruption_severities'])
-views = {name: corrupt(data.images[rows], name, sev, params['seed']) for name in CORRUPTIONS}
-fig = plot_corruptions(data.images[rows], views, [data.class_names[data.labels[r]] for r in rows],
-                       run=run, title=f'corruptions at severity {sev}')
+images, views, labels = corruption_examples(data, params, severity=sev, per_class=1)
+fig = plot_corruptions(images, views, labels, run=run, title=f'corruptions at severity {sev}')
 display(pd.DataFrame(SEVERITY_LEVELS, index=pd.Index(range(1, 6), name='severity')).T)
 
 # %% [markdown]
@@ -98,20 +92,7 @@ display(pd.DataFrame(SEVERITY_LEVELS, index=pd.Index(range(1, 6), name='severity
 
 # %%
 table = run_generalization(data, params)
-ext_file = run.generalization_external_file
-if ext_file.is_file():
-    ext = json.loads(ext_file.read_text())
-    overlap = ext['training_overlap']
-    print(f"external set {ext['name']} ({ext['layout']}): {ext['images_used']} images; classes mapped "
-          f"{ext['class_mapping']}")
-    print(f"classes scored: {', '.join(ext['classes_evaluated'])}")
-    if ext['unmapped_classes']:
-        print(f"WARNING: classes with no training class are NOT scored: {ext['unmapped_classes']} "
-              f"(name them with class_map); the external accuracy covers the classes above only")
-    print(f"training images found in the external set and left out: {overlap['exact']} byte copies, "
-          f"{overlap['near']} near copies (perceptual hash within {overlap['near_threshold']} bits)")
-else:
-    print('no external set: pass external_data_root=<folder> (and class_map if names differ)')
+print(describe_external(params))
 display(table.groupby(['model', 'condition', 'severity'], sort=False)[['accuracy', 'f1_macro', 'ece']]
        .mean().round(3).head(12))
 

@@ -2,7 +2,6 @@
 per session (quick profile) and every test that needs a run folder shares it."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -16,15 +15,6 @@ def shared_dataset(name: str) -> Path:
     if not path.is_dir():
         pytest.skip(f"needs the real dataset {path} (../shared/data beside the project); it is absent here")
     return path
-
-
-@pytest.fixture(autouse=True, scope="session")
-def _isolated_cache(tmp_path_factory):
-    """Image caches of the tests go to a temporary folder, not the project's cache/."""
-    os.environ["XAI_HELPERS_CACHE"] = str(tmp_path_factory.mktemp("cache"))
-    import torch
-    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
-    yield
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,8 @@ from PIL import Image
 from conftest import shared_dataset
 from xai_helpers.config import resolve_params
 from xai_helpers.data.audit import audit_dataset, near_duplicate_pairs, perceptual_hash
-from xai_helpers.data.prepare import merge_groups, prepare_dataset
+from xai_helpers.data.prepared import merge_groups
+from xai_helpers.steps import prepare_data
 
 
 def test_phash_finds_resized_copies_not_other_images():
@@ -46,7 +47,7 @@ def test_audit_of_a_leaky_dataset_and_the_splits_that_fix_it(tmp_path):
     (root / "train" / "benign" / "fake.png").write_text("not an image")
     params = resolve_params({"dataset": "skin_cancer_isic", "data_root": str(root), "run_dir": str(tmp_path / "run"),
                              "folds": 2})
-    data = prepare_dataset(params, progress=False)
+    data = prepare_data(params, progress=False)
     audit = data.audit
     assert audit["n_images"] == 18
     assert {u["path"].rsplit("/", 1)[-1]: u["reason"].split(": ", 1)[1] for u in audit["unreadable"]} == {

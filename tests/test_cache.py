@@ -83,13 +83,13 @@ def test_a_copy_of_a_dataset_in_another_folder_loads_with_its_own_paths(tmp_path
     """The cache is keyed by content, so two copies share one cache file; each run must get its own paths
     back (a run on the copy made after the original used to fail in notebook 02: 'not in the image cache')."""
     from xai_helpers.config import resolve_params
-    from xai_helpers.data.prepare import load_prepared, prepare_dataset
+    from xai_helpers.steps import load_prepared, prepare_data
 
     runs = {}
     for name in ("original", "copy"):
         params = resolve_params({"run_dir": str(tmp_path / f"run_{name}"), "data_root": str(tmp_path / name),
                                  "synthetic_per_class": 4, "folds": 2})
-        prepare_dataset(params, progress=False)
+        prepare_data(params, progress=False)
         runs[name] = params
     for name, params in runs.items():
         data = load_prepared(params, progress=False)

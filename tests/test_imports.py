@@ -80,7 +80,55 @@ def test_function_local_imports_say_why():
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 for inner in ast.walk(node):
+                    if not isinstance(inner, (ast.Import, ast.ImportFrom)):
+                        continue
                     line = lines[inner.lineno - 1]
-                    if isinstance(inner, (ast.Import, ast.ImportFrom)) and "noqa: PLC0415" not in line:
+                    if "noqa: PLC0415" not in line:
                         offenders.append(f"{path.relative_to(PACKAGE.parent)}:{inner.lineno}: {line.strip()}")
     assert offenders == []
+
+
+#: The layers below the study's steps: arrays and plain arguments in, no notebook parameters, no run folder.
+LOWER_LAYERS = ["xai_helpers.data", "xai_helpers.models", "xai_helpers.training", "xai_helpers.evaluation",
+                "xai_helpers.stats", "xai_helpers.cams", "xai_helpers.cam_metrics", "xai_helpers.generalization",
+                "xai_helpers.blur", "xai_helpers.atomic", "xai_helpers.paths"]
+
+
+def _in_lower_layer(module: str) -> bool:
+    return any(module == m or module.startswith(m + ".") for m in LOWER_LAYERS)
+
+
+def test_lower_layers_read_no_parameters_and_no_run_folder():
+    """Only the steps (and the notebook-facing modules) see run folders and parameters: a lower module
+    that imports the run folder, the parameters or a step, or takes a `params` argument, fails here."""
+    graph = _package_imports()
+    lower = sorted(m for m in graph if _in_lower_layer(m))
+    assert "xai_helpers.data.prepared" in lower and "xai_helpers.cam_metrics" in lower
+    upper = {"xai_helpers.runfolder", "xai_helpers.config", "xai_helpers.notebook", "xai_helpers.run",
+             "xai_helpers.widgets", "xai_helpers.figures"}
+    offenders = [f"{m} imports {d}" for m in lower for d in sorted(graph[m])
+                 if d in upper or d == "xai_helpers.steps" or d.startswith("xai_helpers.steps.")]
+    for m in lower:
+        parts = m.split(".")[1:]
+        path = PACKAGE.joinpath(*parts).with_suffix(".py")
+        path = path if path.is_file() else PACKAGE.joinpath(*parts, "__init__.py")
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                names = [a.arg for a in node.args.args + node.args.kwonlyargs]
+                if "params" in names:
+                    offenders.append(f"{m}.{node.name} takes params")
+    assert offenders == []
+
+
+def test_the_notebooks_call_the_steps_layer():
+    """Every notebook imports from the steps, the figures, the widgets, the run folder and its setup helper
+    only; the layers below are reached through the steps."""
+    allowed = {"xai_helpers", "xai_helpers.steps", "xai_helpers.figures", "xai_helpers.widgets",
+               "xai_helpers.notebook"}
+    imported = {}
+    for script in sorted((PACKAGE.parent / "notebooks").glob("[0-9][0-9]_*.py")):
+        for node in ast.walk(ast.parse(script.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("xai_helpers"):
+                imported.setdefault(node.module, []).append(script.name)
+    assert "xai_helpers.steps" in imported
+    assert {m: names for m, names in imported.items() if m not in allowed} == {}

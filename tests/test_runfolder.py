@@ -80,16 +80,16 @@ def test_executed_notebooks_never_overwrite_a_source_notebook():
 def trained(tmp_path_factory):
     """A tiny run folder of its own for each test: notebook 01's data and one model trained on both folds
     (1 epoch, ~10 s); the tests change it, so none may see another's changes."""
-    from xai_helpers.data.prepare import load_prepared, prepare_dataset
-    from xai_helpers.study import train_and_evaluate
+    from xai_helpers.steps import load_prepared, prepare_data
+    from xai_helpers.steps import train_models
 
     root = tmp_path_factory.mktemp("reuse")
     params = resolve_params({"run_dir": str(root / "run"), "data_root": str(root / "synthetic"),
                              "synthetic_per_class": 8, "folds": 2, "epochs": 1, "batch_size": 8,
                              "models": ["efficientnet_b0"], "max_per_class": 8})
-    prepare_dataset(params, progress=False)
+    prepare_data(params, progress=False)
     RunFolder(params["run_dir"]).write_config(params, step="01")
-    metrics = train_and_evaluate(load_prepared(params, progress=False), params, progress=False)
+    metrics = train_models(load_prepared(params, progress=False), params, progress=False)
     RunFolder(params["run_dir"]).write_config(params, step="02")
     return params, metrics
 
@@ -100,19 +100,19 @@ def _mtimes(params):
 
 
 def test_fits_are_retrained_when_the_data_settings_changed(trained):
-    from xai_helpers.data.prepare import load_prepared, prepare_dataset
-    from xai_helpers.study import train_and_evaluate
+    from xai_helpers.steps import load_prepared, prepare_data
+    from xai_helpers.steps import train_models
 
     params, first = trained
     stamps = _mtimes(params)
-    again = train_and_evaluate(load_prepared(params, progress=False), params, progress=False)
+    again = train_models(load_prepared(params, progress=False), params, progress=False)
     assert _mtimes(params) == stamps  # nothing changed: reused
     pd.testing.assert_frame_equal(first.drop(columns=["train_seconds", "images_per_second"]),
                                   again.drop(columns=["train_seconds", "images_per_second"]))
     # notebook 01 rerun with another max_per_class: every fold's data changed, so every fold is trained again
     smaller = {**params, "max_per_class": 5}
-    prepare_dataset(smaller, progress=False)
-    after = train_and_evaluate(load_prepared(smaller, progress=False), smaller, progress=False)
+    prepare_data(smaller, progress=False)
+    after = train_models(load_prepared(smaller, progress=False), smaller, progress=False)
     assert all(_mtimes(params)[f] != stamps[f] for f in (0, 1))
     assert (after["n_train"] + after["n_val"] < first["n_train"] + first["n_val"]).all()
 
@@ -120,24 +120,24 @@ def test_fits_are_retrained_when_the_data_settings_changed(trained):
 def test_fits_are_retrained_when_the_weights_changed(trained):
     import shutil
 
-    from xai_helpers.data.prepare import load_prepared
-    from xai_helpers.study import train_and_evaluate
+    from xai_helpers.steps import load_prepared
+    from xai_helpers.steps import train_models
 
     params, _ = trained
     run = Path(params["run_dir"])
     start = run.parent / "start_from.pt"  # a checkpoint of the same architecture and classes as initial weights
     shutil.copy(run / "checkpoints" / "efficientnet_b0_fold0" / "best.pt", start)
     data = load_prepared(params, progress=False)
-    before = train_and_evaluate(data, params, progress=False)
+    before = train_models(data, params, progress=False)
     stamps = _mtimes(params)
-    after = train_and_evaluate(data, {**params, "weights": str(start)}, progress=False)
+    after = train_models(data, {**params, "weights": str(start)}, progress=False)
     assert all(_mtimes(params)[f] != stamps[f] for f in (0, 1))
     assert set(before["weights"]) == {"none"} and set(after["weights"]) == {"checkpoint:start_from.pt"}
 
 
 def test_fingerprint_changes_with_weights_and_folds(trained):
-    from xai_helpers.data.prepare import load_prepared
-    from xai_helpers.study import fit_fingerprint
+    from xai_helpers.steps import load_prepared
+    from xai_helpers.steps.training import fit_fingerprint
 
     params, _ = trained
     data = load_prepared(params, progress=False)
@@ -160,7 +160,7 @@ def test_later_notebooks_refuse_parameters_that_contradict_the_prepared_data(tra
 
 
 def test_the_report_states_what_the_training_used_not_the_latest_parameters(trained):
-    from xai_helpers.report import load_study, protocol_table
+    from xai_helpers.steps.summary import load_study, protocol_table
 
     params, _ = trained
     run = RunFolder(params["run_dir"])
@@ -273,12 +273,12 @@ def _params(tmp_path, data_root, dataset="imagefolder", **kw):
 
 def test_a_dataset_with_one_class_fails_in_notebook_01_with_the_reason(tmp_path):
     from xai_helpers.data.layouts import DatasetError
-    from xai_helpers.data.prepare import prepare_dataset
+    from xai_helpers.steps import prepare_data
 
     for i in range(4):
         _png(tmp_path / "data" / "tumour" / f"{i}.png", 40 * i)
     with pytest.raises(DatasetError, match="only one class \\('tumour', 4 images\\)"):
-        prepare_dataset(_params(tmp_path, tmp_path / "data"), progress=False)
+        prepare_data(_params(tmp_path, tmp_path / "data"), progress=False)
 
 
 def test_masks_is_a_class_hidden_files_are_never_images_and_skipped_folders_are_listed(tmp_path):
@@ -308,14 +308,14 @@ def test_masks_is_a_class_hidden_files_are_never_images_and_skipped_folders_are_
 
 def test_identical_files_under_different_classes_are_flagged_and_left_out(tmp_path, capsys):
     from xai_helpers.data.audit import audit_summary
-    from xai_helpers.data.prepare import prepare_dataset
+    from xai_helpers.steps import prepare_data
 
     root = tmp_path / "data"
     for c, base in (("benign", 0), ("malignant", 1000)):
         for i in range(6):
             _png(root / c / f"{c}{i}.png", base + 20 * i, size=32)
     (root / "malignant" / "copy_of_benign0.png").write_bytes((root / "benign" / "benign0.png").read_bytes())
-    data = prepare_dataset(_params(tmp_path, root), progress=False)
+    data = prepare_data(_params(tmp_path, root), progress=False)
     conflicts = data.audit["label_conflicts"]
     assert len(conflicts) == 1 and conflicts[0]["classes"] == ["benign", "malignant"]
     assert not set(conflicts[0]["paths"]) & set(data.splits["path"])  # in neither training nor test
@@ -324,15 +324,15 @@ def test_identical_files_under_different_classes_are_flagged_and_left_out(tmp_pa
 
 
 def test_a_published_layout_without_its_test_split_says_so(tmp_path, capsys):
-    from xai_helpers.data.prepare import prepare_dataset
-    from xai_helpers.report import load_study, protocol_table
+    from xai_helpers.steps import prepare_data
+    from xai_helpers.steps.summary import load_study, protocol_table
 
     root = tmp_path / "brain"
     for c, base in (("glioma_tumor", 0), ("no_tumor", 1000)):
         for i in range(10):
             _png(root / "Training" / c / f"{i}.png", base + 10 * i, size=32)
     params = _params(tmp_path, root, dataset="brain_tumor_mri")
-    data = prepare_dataset(params, progress=False)
+    data = prepare_data(params, progress=False)
     assert "has a test split, but" in capsys.readouterr().out
     assert data.audit["splits"]["test_split"].startswith("drawn from the training data")
     pd.DataFrame([{"dataset": "brain_tumor_mri", "model": "resnet50", "fold": 0, "accuracy": 0.5, "n_train": 1,

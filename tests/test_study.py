@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 
 from xai_helpers.config import resolve_params
-from xai_helpers.data.prepare import load_prepared, prepare_dataset
-from xai_helpers.study import fold_seed, learning_rate, train_and_evaluate
+from xai_helpers.steps import load_prepared, prepare_data
+from xai_helpers.steps.training import fold_seed, learning_rate, train_models
 
 TIMING = ["train_seconds", "images_per_second"]
 
@@ -25,8 +25,8 @@ def trained_runs(tiny_params):
     frames = {}
     for name in ("a", "b"):
         params = tiny_params(name)
-        prepare_dataset(params, progress=False)
-        frames[name] = train_and_evaluate(load_prepared(params, progress=False), params, progress=False)
+        prepare_data(params, progress=False)
+        frames[name] = train_models(load_prepared(params, progress=False), params, progress=False)
     return frames
 
 
@@ -47,7 +47,7 @@ def test_rerun_skips_finished_folds_and_trains_missing_ones(tiny_params, trained
     stamp = os.stat(ckpt).st_mtime_ns
     # an interrupted notebook 02: one fold's row and checkpoint missing
     before[~((before.model == "efficientnet_b0") & (before.fold == 1))].to_csv(f"{run}/metrics.csv", index=False)
-    after = train_and_evaluate(data, params, progress=False)
+    after = train_models(data, params, progress=False)
     assert os.stat(ckpt).st_mtime_ns == stamp  # finished folds are not trained again
     pd.testing.assert_frame_equal(before.drop(columns=TIMING), after.drop(columns=TIMING))
 

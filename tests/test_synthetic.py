@@ -121,7 +121,7 @@ def test_regeneration_removes_only_what_the_generator_wrote(tmp_path):
 
 
 def test_the_generated_external_set_is_protected_the_same_way(tmp_path):
-    from xai_helpers.generalization import SYNTHETIC_EXTERNAL, load_external
+    from xai_helpers.steps.generalization import SYNTHETIC_EXTERNAL, load_external
 
     data_root = tmp_path / "synthetic"
     external = _user_dataset(tmp_path / "synthetic_external")
@@ -137,11 +137,11 @@ def test_the_generated_external_set_is_protected_the_same_way(tmp_path):
 
 def test_prepared_masks_one_per_image_and_none_only_where_an_image_has_none(tmp_path):
     from xai_helpers.config import resolve_params
-    from xai_helpers.data.prepare import load_prepared, prepare_dataset
+    from xai_helpers.steps import load_prepared, prepare_data
 
     params = resolve_params({"run_dir": str(tmp_path / "run"), "data_root": str(tmp_path / "syn"),
                              "synthetic_per_class": 4, "folds": 2})
-    data = prepare_dataset(params, progress=False)
+    data = prepare_data(params, progress=False)
     rows = np.arange(len(data.splits))
     missing = 3
     Path(data.splits["mask"].iloc[missing]).unlink()  # one image loses its mask file

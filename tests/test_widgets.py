@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from xai_helpers.data.prepare import load_prepared
+from xai_helpers.steps import load_prepared
 from xai_helpers.widgets import CamExplorer
 
 pytestmark = pytest.mark.slow

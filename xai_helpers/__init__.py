@@ -8,7 +8,7 @@ Main entry points
 - :mod:`xai_helpers.data` - layouts, audit, leak-free splits, image cache, synthetic dataset
 - :mod:`xai_helpers.models` - the four CNNs, weights, default target layers
 - :mod:`xai_helpers.training` - the training loop with checkpoints and resume
-- :mod:`xai_helpers.study` - cross-validated training and explanations over a run folder
+- :mod:`xai_helpers.steps` - one function per notebook step, over a run folder
 - :mod:`xai_helpers.stats` - paired tests with corrections and effect sizes
 - :mod:`xai_helpers.cam_metrics` - confidence increase and the other explanation metrics
 - :mod:`xai_helpers.run` - the papermill runner (``python -m xai_helpers.run --profile demo``)

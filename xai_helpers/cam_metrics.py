@@ -43,7 +43,6 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from scipy.ndimage import distance_transform_edt
 from scipy.stats import rankdata
 from torch import nn

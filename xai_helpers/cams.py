@@ -40,12 +40,51 @@ _LIBRARY_METHOD_NAMES = ("scorecam", "hirescam", "ablationcam", "fullgrad", "eig
 STUDY_METHODS = ("gradcam", "gradcam++", "xgradcam", "eigengradcam", "layercam")
 
 
+#: How figures and tables name the methods (a registered method without an entry is shown by its key).
+METHOD_LABELS = {"gradcam": "GradCAM", "gradcam++": "GradCAM++", "xgradcam": "XGradCAM",
+                 "eigengradcam": "EigenGradCAM", "layercam": "LayerCAM",
+                 "eigengradcam_signed": "EigenGradCAM (sign-corrected)"}
+
+
+def method_label(name: str) -> str:
+    """The method's name as the literature writes it, for figures and tables.
+
+    Parameters
+    ----------
+    name : str
+        A method key (``'gradcam++'``).
+
+    Returns
+    -------
+    str
+        Its label (``'GradCAM++'``), or ``name`` itself for a method without one.
+
+    Examples
+    --------
+    >>> [method_label(m) for m in STUDY_METHODS]
+    ['GradCAM', 'GradCAM++', 'XGradCAM', 'EigenGradCAM', 'LayerCAM']
+    >>> method_label("my_cam")
+    'my_cam'
+    """
+    return METHOD_LABELS.get(name, name)
+
+
 def register_method(name: str) -> Callable[[MethodFn], MethodFn]:
     """Register ``fn(A, G) -> (B, h, w)`` raw map (before ReLU and scaling) under ``name``.
 
     A name that is already registered (or one of the pytorch-grad-cam methods delegated to the
     library) is refused: replacing a method silently would change every map computed under that
     name. :func:`unregister_method` removes one.
+
+    Parameters
+    ----------
+    name : str
+        The method's key for :func:`compute_cams` (``methods=[name]``).
+
+    Returns
+    -------
+    callable
+        A decorator that registers ``fn`` and returns it unchanged.
 
     Raises
     ------
@@ -176,7 +215,20 @@ def _library_methods() -> dict[str, type]:
 
 
 def available_methods() -> list[str]:
-    """Names :func:`compute_cams` accepts: the single-pass methods, then the delegated ones."""
+    """Names :func:`compute_cams` accepts: the single-pass methods, then the delegated ones.
+
+    Returns
+    -------
+    list of str
+        The registered methods (the study's five, ``eigengradcam_signed`` and any added with
+        :func:`register_method`), then pytorch-grad-cam's other methods by lower-case name.
+
+    Examples
+    --------
+    >>> names = available_methods()
+    >>> set(STUDY_METHODS) <= set(names[:6]), "eigengradcam_signed" in names[:6], "scorecam" in names
+    (True, True, True)
+    """
     return list(_METHODS) + [m for m in _library_methods() if m not in _METHODS]
 
 

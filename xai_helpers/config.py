@@ -124,7 +124,21 @@ STUDY_DATASETS: dict[str, dict[str, str]] = {
 
 
 class ParameterError(ValueError):
-    """A notebook parameter has a value the toolkit cannot use."""
+    """A notebook parameter has a value the toolkit cannot use.
+
+    The message names the parameter first (``"epochs: ..."``), then what it accepts.
+
+    Parameters
+    ----------
+    message : str
+
+    Examples
+    --------
+    >>> resolve_params({"epochs": 0})
+    Traceback (most recent call last):
+    ...
+    xai_helpers.config.ParameterError: epochs: ...
+    """
 
 
 def profile_params(profile: str) -> dict[str, Any]:

@@ -13,22 +13,58 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
+from matplotlib.figure import Figure
 from sklearn.metrics import confusion_matrix
 
+from .cams import method_label
 from .runfolder import RunFolder
 
 PALETTE = "colorblind"
 
 
 def set_style() -> None:
-    """The notebooks' plotting style (seaborn 'whitegrid', colour-blind palette, readable sizes)."""
+    """The notebooks' plotting style (seaborn 'whitegrid', colour-blind palette, readable sizes).
+
+    Examples
+    --------
+    >>> set_style()
+    >>> plt.rcParams["savefig.dpi"], plt.rcParams["image.interpolation"]
+    (150.0, 'nearest')
+    """
     sns.set_theme(context="notebook", style="whitegrid", palette=PALETTE)
     plt.rcParams.update({"figure.dpi": 100, "savefig.dpi": 150, "savefig.bbox": "tight",
                          "axes.titlesize": 11, "axes.labelsize": 10, "image.interpolation": "nearest"})
 
 
 def save_figure(fig: plt.Figure, run: RunFolder | None, name: str, pdf: bool = False) -> plt.Figure:
-    """Save ``fig`` as ``figures/<name>.png`` (and ``.pdf``) in ``run``; returns ``fig``."""
+    """Save ``fig`` as ``figures/<name>.png`` (and ``.pdf``) in ``run``.
+
+    Parameters
+    ----------
+    fig : matplotlib.figure.Figure
+    run : RunFolder, optional
+        Where ``figures/<name>.png`` is saved (nothing is saved without one).
+    name : str
+        The file name, without extension.
+    pdf : bool
+        Also write ``figures/<name>.pdf`` (publication quality).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        ``fig`` itself, so a plotting function can end with ``return save_figure(...)``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> run = RunFolder(tempfile.mkdtemp())
+    >>> fig = save_figure(plt.figure(), run, "empty", pdf=True)
+    >>> sorted(p.name for p in run.figures_dir.iterdir())
+    ['empty.pdf', 'empty.png']
+    >>> plt.close(fig)
+    """
     if run is not None:
         path = run.figure_file(name)
         fig.savefig(path)
@@ -52,7 +88,34 @@ def _has_mask(masks: Sequence[np.ndarray | None] | np.ndarray | None, i: int) ->
 
 def plot_samples(images: np.ndarray, labels: Sequence[str], masks: Sequence[np.ndarray | None] | None = None,
                  per_row: int = 6, run: RunFolder | None = None, name: str = "samples") -> plt.Figure:
-    """A grid of images titled by class, lesion masks outlined in red where given."""
+    """A grid of images titled by class, lesion masks outlined in red where given.
+
+    Parameters
+    ----------
+    images : (N, C, H, W) array
+        uint8 images (grey or RGB).
+    labels : sequence of str
+        One title per image.
+    masks : sequence, optional
+        ``(H, W)`` bool mask or None per image (:meth:`PreparedData.masks`).
+    per_row : int
+        Images per row.
+    run : RunFolder, optional
+        Where ``figures/<name>.png`` is saved (nothing is saved without one).
+    name : str
+        The file name, without extension.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> fig = plot_samples(np.zeros((3, 1, 8, 8), np.uint8), ["a", "b", "c"], per_row=2)
+    >>> [ax.get_title() for ax in fig.axes]
+    ['a', 'b', 'c', '']
+    >>> plt.close(fig)
+    """
     n = len(images)
     rows = int(np.ceil(n / per_row))
     fig, axes = plt.subplots(rows, per_row, figsize=(1.8 * per_row, 1.9 * rows), squeeze=False)
@@ -69,7 +132,29 @@ def plot_samples(images: np.ndarray, labels: Sequence[str], masks: Sequence[np.n
 
 
 def plot_class_counts(splits: pd.DataFrame, run: RunFolder | None = None, name: str = "class_counts") -> plt.Figure:
-    """Images per class in each split (and fold of the training pool)."""
+    """Images per class in the test split and in each fold of the training pool.
+
+    Parameters
+    ----------
+    splits : pandas.DataFrame
+        ``data/splits.csv``: ``split``, ``fold``, ``class`` per image.
+    run : RunFolder, optional
+        Where ``figures/<name>.png`` is saved (nothing is saved without one).
+    name : str
+        The file name, without extension.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> splits = pd.DataFrame({"split": ["train", "train", "test"], "fold": [0, 1, -1], "class": ["a", "b", "a"]})
+    >>> fig = plot_class_counts(splits)
+    >>> sorted(t.get_text() for t in fig.axes[0].get_legend().get_texts())
+    ['fold 0', 'fold 1', 'test']
+    >>> plt.close(fig)
+    """
     df = splits.copy()
     df["part"] = np.where(df["split"] == "test", "test", "fold " + df["fold"].astype(str))
     fig, ax = plt.subplots(figsize=(7, 3.2))
@@ -82,7 +167,29 @@ def plot_class_counts(splits: pd.DataFrame, run: RunFolder | None = None, name: 
 
 def plot_learning_curves(histories: dict[str, pd.DataFrame], run: RunFolder | None = None,
                          name: str = "learning_curves") -> plt.Figure:
-    """Training loss and validation macro-F1 per epoch; one line per (model, fold)."""
+    """Training loss and validation macro-F1 per epoch; one line per (model, fold).
+
+    Parameters
+    ----------
+    histories : dict
+        ``"<model> fold<k>"`` -> that fit's ``history.csv`` (``epoch``, ``train_loss``, ``val_f1_macro``).
+    run : RunFolder, optional
+        Where ``figures/<name>.png`` is saved (nothing is saved without one).
+    name : str
+        The file name, without extension.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> h = pd.DataFrame({"epoch": [1, 2], "train_loss": [1.0, 0.7], "val_f1_macro": [0.4, 0.6]})
+    >>> fig = plot_learning_curves({"resnet50 fold0": h, "resnet50 fold1": h})
+    >>> [(ax.get_title(), ax.get_ylabel()) for ax in fig.axes]
+    [('training loss', 'train_loss'), ('validation macro-F1', 'val_f1_macro')]
+    >>> plt.close(fig)
+    """
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
     frames = [h.assign(fit=k, model=k.split(" ")[0]) for k, h in histories.items()]
     if frames:
@@ -99,7 +206,33 @@ def plot_learning_curves(histories: dict[str, pd.DataFrame], run: RunFolder | No
 def plot_metric_by_model(metrics: pd.DataFrame, metrics_to_plot: Sequence[str] = ("accuracy", "f1_macro"),
                          chance: float | None = None, run: RunFolder | None = None,
                          name: str = "test_metrics") -> plt.Figure:
-    """Test metrics per model: fold values as points, their mean as a bar."""
+    """Test metrics per model: fold values as points, their mean as a bar.
+
+    Parameters
+    ----------
+    metrics : pandas.DataFrame
+        ``metrics.csv``: one row per model and fold.
+    metrics_to_plot : sequence of str
+        One panel per column.
+    chance : float, optional
+        Drawn as a dashed line (one over the number of classes).
+    run : RunFolder, optional
+        Where ``figures/<name>.png`` is saved (nothing is saved without one).
+    name : str
+        The file name, without extension.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> m = pd.DataFrame({"model": ["a", "a", "b", "b"], "accuracy": [0.8, 0.9, 0.5, 0.6], "f1_macro": 0.5})
+    >>> fig = plot_metric_by_model(m, chance=0.5)
+    >>> [ax.get_title() for ax in fig.axes]
+    ['test accuracy (points: folds)', 'test f1_macro (points: folds)']
+    >>> plt.close(fig)
+    """
     fig, axes = plt.subplots(1, len(metrics_to_plot), figsize=(4.5 * len(metrics_to_plot), 3.5), squeeze=False)
     for ax, metric in zip(axes[0], metrics_to_plot):
         sns.barplot(data=metrics, x="model", y=metric, errorbar=None, alpha=0.5, ax=ax)
@@ -116,7 +249,36 @@ def plot_metric_by_model(metrics: pd.DataFrame, metrics_to_plot: Sequence[str] =
 
 def plot_pvalue_heatmap(tests: pd.DataFrame, metric: str, test: str, comparison: str = "models",
                         group: str = "all", run: RunFolder | None = None, name: str | None = None) -> plt.Figure:
-    """Symmetric heatmap of adjusted p-values between every pair (``a``, ``b``)."""
+    """Symmetric heatmap of adjusted p-values between every pair (``a``, ``b``).
+
+    Parameters
+    ----------
+    tests : pandas.DataFrame
+        ``stats/paired_tests.csv``.
+    metric, test : str
+        Which rows (``metric`` and ``test`` columns).
+    comparison : {'models', 'cams'}
+    group : str
+        'all', 'fold<k>' or a class name.
+    run : RunFolder, optional
+        Where ``figures/<name>.png`` is saved (nothing is saved without one).
+    name : str
+        The file name, without extension.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        With a note instead of a heatmap when no pair matches.
+
+    Examples
+    --------
+    >>> tests = pd.DataFrame({"comparison": "models", "metric": "accuracy", "test": "paired_t", "group": "all",
+    ...                       "a": ["x", "x", "y"], "b": ["y", "z", "z"], "p_adjusted": [0.01, 0.2, 0.5]})
+    >>> fig = plot_pvalue_heatmap(tests, "accuracy", "paired_t")
+    >>> sorted(t.get_text() for t in fig.axes[0].texts)
+    ['0.010', '0.010', '0.200', '0.200', '0.500', '0.500']
+    >>> plt.close(fig)
+    """
     sel = tests[(tests["comparison"] == comparison) & (tests["metric"] == metric) & (tests["test"] == test)
                 & (tests["group"] == group)]
     names = list(dict.fromkeys(list(sel["a"]) + list(sel["b"])))
@@ -138,7 +300,31 @@ def plot_pvalue_heatmap(tests: pd.DataFrame, metric: str, test: str, comparison:
 
 def plot_paired_lines(metrics: pd.DataFrame, metric: str, run: RunFolder | None = None,
                       name: str | None = None) -> plt.Figure:
-    """Fold-wise values of ``metric`` per model, the same fold joined by a line (the pairing)."""
+    """Fold-wise values of ``metric`` per model, the same fold joined by a line (the pairing).
+
+    Parameters
+    ----------
+    metrics : pandas.DataFrame
+        ``metrics.csv``.
+    metric : str
+        The column plotted.
+    run : RunFolder, optional
+        Where ``figures/<name>.png`` is saved (nothing is saved without one).
+    name : str
+        The file name, without extension.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> m = pd.DataFrame({"model": ["a", "a", "b", "b"], "fold": [0, 1, 0, 1], "accuracy": [0.8, 0.9, 0.5, 0.6]})
+    >>> fig = plot_paired_lines(m, "accuracy")
+    >>> [line.get_ydata().tolist() for line in fig.axes[0].lines]
+    [[0.8, 0.5], [0.9, 0.6]]
+    >>> plt.close(fig)
+    """
     fig, ax = plt.subplots(figsize=(6, 3.5))
     wide = metrics.pivot_table(index="fold", columns="model", values=metric)
     order = list(dict.fromkeys(metrics["model"]))
@@ -154,7 +340,30 @@ def plot_paired_lines(metrics: pd.DataFrame, metric: str, run: RunFolder | None 
 
 
 def overlay(image: np.ndarray, cam: np.ndarray, alpha: float = 0.5, cmap: str = "jet") -> np.ndarray:
-    """RGB float image in [0, 1]: ``image`` (grey or RGB, uint8) blended with the coloured ``cam``."""
+    """``image`` (grey or RGB) blended with the coloured ``cam``.
+
+    Parameters
+    ----------
+    image : (C, H, W) or (H, W) array
+        uint8 or [0, 1] float.
+    cam : (H, W) array
+        Map in [0, 1] (clipped).
+    alpha : float
+        Weight of the colour map (0: the image only).
+    cmap : str
+        A matplotlib colour map.
+
+    Returns
+    -------
+    (H, W, 3) float array
+        RGB in [0, 1].
+
+    Examples
+    --------
+    >>> out = overlay(np.full((1, 2, 2), 255, np.uint8), np.zeros((2, 2)), alpha=0.0)
+    >>> out.shape, float(out.min())
+    ((2, 2, 3), 1.0)
+    """
     img = _show(image).astype(np.float32)
     img = img / 255.0 if img.max() > 1.0 else img
     if img.ndim == 2:
@@ -165,15 +374,51 @@ def overlay(image: np.ndarray, cam: np.ndarray, alpha: float = 0.5, cmap: str = 
 
 def cam_grid(images: np.ndarray, maps: dict[str, np.ndarray], row_labels: Sequence[str],
              masks: Sequence[np.ndarray | None] | None = None, alpha: float = 0.5, cmap: str = "jet",
-             run: RunFolder | None = None, name: str = "cam_grid", title: str | None = None) -> plt.Figure:
+             run: RunFolder | None = None, name: str = "cam_grid", title: str | None = None,
+             pyplot: bool = True) -> plt.Figure:
     """Images x methods: the original, then one overlay per method, with a shared colour bar.
 
-    Saved as PNG and PDF (publication quality) when ``run`` is given.
+    Lesion masks are outlined (red on the image, white on the overlays); columns are titled with
+    the methods' names (:func:`xai_helpers.cams.method_label`). Saved as PNG and PDF (publication
+    quality) when ``run`` is given.
+
+    Parameters
+    ----------
+    images : (N, C, H, W) array
+        uint8 or [0, 1] float images.
+    maps : dict
+        Method -> ``(N, H, W)`` maps in [0, 1], in column order.
+    row_labels : sequence of str
+        One label per image (left of its row).
+    masks : sequence, optional
+        ``(H, W)`` bool mask or None per image (:meth:`PreparedData.masks`).
+    alpha, cmap : float, str
+        Opacity and colour map of the overlays.
+    run : RunFolder, optional
+        Where to save ``figures/<name>.png`` and ``.pdf``.
+    name, title : str
+        File name and figure title.
+    pyplot : bool
+        False draws on a figure that pyplot does not manage (a widget renders it itself, and
+        nothing is shown twice in a notebook).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> images = np.zeros((2, 1, 8, 8), np.uint8)
+    >>> maps = {"gradcam": np.random.default_rng(0).random((2, 8, 8))}
+    >>> fig = cam_grid(images, maps, ["a", "b"], pyplot=False)
+    >>> [ax.get_title() for ax in fig.axes[:2]]
+    ['image', 'GradCAM']
     """
     methods = list(maps)
     n = len(images)
-    fig, axes = plt.subplots(n, len(methods) + 1, figsize=(1.9 * (len(methods) + 1) + 0.6, 1.95 * n + 0.4),
-                             squeeze=False)
+    figsize = (1.9 * (len(methods) + 1) + 0.6, 1.95 * n + 0.4)
+    fig = plt.figure(figsize=figsize) if pyplot else Figure(figsize=figsize)
+    axes = fig.subplots(n, len(methods) + 1, squeeze=False)
     for i in range(n):
         ax = axes[i, 0]
         ax.imshow(_show(images[i]), cmap="gray")
@@ -184,14 +429,14 @@ def cam_grid(images: np.ndarray, maps: dict[str, np.ndarray], row_labels: Sequen
             axes[i, j + 1].imshow(overlay(images[i], maps[m][i], alpha, cmap))
             if _has_mask(masks, i):
                 axes[i, j + 1].contour(masks[i], levels=[0.5], colors="white", linewidths=0.6)
-    for j, label in enumerate(["image"] + methods):
+    for j, label in enumerate(["image"] + [method_label(m) for m in methods]):
         axes[0, j].set_title(label, fontsize=10)
     for ax in axes.ravel():
         ax.set_xticks([])
         ax.set_yticks([])
     fig.subplots_adjust(right=0.9, wspace=0.04, hspace=0.08)
     cax = fig.add_axes([0.92, 0.2, 0.015, 0.6])
-    fig.colorbar(plt.cm.ScalarMappable(cmap=cmap, norm=plt.Normalize(0, 1)), cax=cax, label="CAM (scaled)")
+    fig.colorbar(ScalarMappable(cmap=cmap, norm=Normalize(0, 1)), cax=cax, label="CAM (scaled)")
     if title:
         fig.suptitle(title, fontsize=11)
     if run is not None:
@@ -201,7 +446,32 @@ def cam_grid(images: np.ndarray, maps: dict[str, np.ndarray], row_labels: Sequen
 
 def plot_xai_metric(xai_metrics: pd.DataFrame, metric: str = "confidence_increase", run: RunFolder | None = None,
                     name: str | None = None) -> plt.Figure:
-    """Mean of an explanation metric per method and true class (bars)."""
+    """Mean of an explanation metric per method and true class (bars).
+
+    Parameters
+    ----------
+    xai_metrics : pandas.DataFrame
+        ``xai_metrics.csv``: ``method``, ``class`` and the metric.
+    metric : str
+        The column plotted.
+    run : RunFolder, optional
+        Where ``figures/<name>.png`` is saved (nothing is saved without one).
+    name : str
+        The file name, without extension. Default: ``xai_<metric>``.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> xai = pd.DataFrame({"method": ["gradcam", "gradcam", "layercam", "layercam"], "class": ["a", "b", "a", "b"],
+    ...                     "confidence_increase": [0.1, 0.2, 0.0, -0.1]})
+    >>> fig = plot_xai_metric(xai)
+    >>> fig.axes[0].get_title()
+    'confidence_increase per CAM method and true class'
+    >>> plt.close(fig)
+    """
     fig, ax = plt.subplots(figsize=(7, 3.5))
     sns.barplot(data=xai_metrics, x="method", y=metric, hue="class", ax=ax)
     ax.axhline(0, color="black", lw=0.8)
@@ -212,7 +482,30 @@ def plot_xai_metric(xai_metrics: pd.DataFrame, metric: str = "confidence_increas
 
 
 def plot_randomisation(curves: pd.DataFrame, run: RunFolder | None = None, name: str = "randomisation") -> plt.Figure:
-    """Spearman correlation with the trained model's map as blocks are re-initialised, per method."""
+    """Spearman correlation with the trained model's map as blocks are re-initialised, per method.
+
+    Parameters
+    ----------
+    curves : pandas.DataFrame
+        ``xai_randomisation.csv``: ``step``, ``randomised``, ``method``, ``spearman``.
+    run : RunFolder, optional
+        Where ``figures/<name>.png`` is saved (nothing is saved without one).
+    name : str
+        The file name, without extension.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> curves = pd.DataFrame({"step": [1, 2, 1, 2], "randomised": ["fc", "fc > layer4"] * 2,
+    ...                        "method": ["gradcam"] * 2 + ["layercam"] * 2, "spearman": [0.9, 0.2, 0.8, 0.5]})
+    >>> fig = plot_randomisation(curves)
+    >>> [t.get_text() for t in fig.axes[0].get_xticklabels()]
+    ['fc', 'layer4']
+    >>> plt.close(fig)
+    """
     fig, ax = plt.subplots(figsize=(7, 3.5))
     steps = curves.groupby("step")["randomised"].first()
     sns.lineplot(data=curves, x="step", y="spearman", hue="method", marker="o", ax=ax)
@@ -227,7 +520,30 @@ def plot_randomisation(curves: pd.DataFrame, run: RunFolder | None = None, name:
 
 def plot_confusion_matrices(predictions: dict[str, pd.DataFrame], class_names: Sequence[str],
                             run: RunFolder | None = None, name: str = "confusion_matrices") -> plt.Figure:
-    """One confusion matrix per model (rows: true class, columns: predicted), summed over folds."""
+    """One confusion matrix per model (rows: true class, columns: predicted), summed over folds.
+
+    Parameters
+    ----------
+    predictions : dict
+        Model -> its ``predictions/`` rows (``true``, ``pred`` class names), every fold stacked.
+    class_names : sequence of str
+    run : RunFolder, optional
+        Where ``figures/<name>.png`` is saved (nothing is saved without one).
+    name : str
+        The file name, without extension.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> pred = pd.DataFrame({"true": ["a", "a", "b"], "pred": ["a", "b", "b"]})
+    >>> fig = plot_confusion_matrices({"resnet50": pred}, ["a", "b"])
+    >>> [t.get_text() for t in fig.axes[0].texts]
+    ['1', '1', '0', '1']
+    >>> plt.close(fig)
+    """
 
     fig, axes = plt.subplots(1, len(predictions), figsize=(3.2 * len(predictions) + 0.5, 3.2), squeeze=False)
     for ax, (model, pred) in zip(axes[0], predictions.items()):
@@ -246,7 +562,27 @@ def plot_study_metric(metrics: pd.DataFrame, metric: str = "accuracy", run: RunF
                       name: str | None = None) -> plt.Figure:
     """``metric`` per model for every dataset (bars: mean over folds; points: folds).
 
-    ``metrics``: the datasets' ``metrics.csv`` stacked, with their ``dataset`` column.
+    Parameters
+    ----------
+    metrics : pandas.DataFrame
+        The datasets' ``metrics.csv`` stacked, with their ``dataset`` column.
+    metric : str
+    run : RunFolder, optional
+        Where ``figures/<name>.png`` is saved (nothing is saved without one).
+    name : str
+        The file name, without extension. Default: ``study_<metric>``.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> m = pd.DataFrame({"dataset": ["skin", "skin", "chest"], "model": "resnet50", "accuracy": [0.8, 0.9, 0.7]})
+    >>> fig = plot_study_metric(m)
+    >>> [ax.get_title() for ax in fig.axes]
+    ['skin', 'chest']
+    >>> plt.close(fig)
     """
     datasets = list(dict.fromkeys(metrics["dataset"]))
     fig, axes = plt.subplots(1, len(datasets), figsize=(4.2 * len(datasets), 3.4), squeeze=False, sharey=True)
@@ -263,7 +599,31 @@ def plot_study_metric(metrics: pd.DataFrame, metric: str = "accuracy", run: RunF
 
 def plot_confidence_heatmaps(conf: pd.DataFrame, metric: str = "confidence_increase", run: RunFolder | None = None,
                              name: str = "study_confidence_increase") -> plt.Figure:
-    """``metric`` per CAM method (rows) and class (columns), one heatmap per dataset."""
+    """``metric`` per CAM method (rows) and class (columns), one heatmap per dataset.
+
+    Parameters
+    ----------
+    conf : pandas.DataFrame
+        :func:`xai_helpers.steps.summary.confidence_table`: ``dataset``, ``method``, ``class``, ``metric``.
+    metric : str
+    run : RunFolder, optional
+        Where ``figures/<name>.png`` is saved (nothing is saved without one).
+    name : str
+        The file name, without extension.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> conf = pd.DataFrame({"dataset": "brain", "method": ["gradcam", "layercam"], "class": "glioma",
+    ...                      "confidence_increase": [0.12, 0.08]})
+    >>> fig = plot_confidence_heatmaps(conf)
+    >>> [t.get_text() for t in fig.axes[0].texts]
+    ['0.120', '0.080']
+    >>> plt.close(fig)
+    """
     datasets = list(dict.fromkeys(conf["dataset"]))
     fig, axes = plt.subplots(1, len(datasets), figsize=(4.6 * len(datasets), 3.2), squeeze=False)
     for ax, ds in zip(axes[0], datasets):
@@ -299,7 +659,29 @@ def plot_corruption_curves(summary: pd.DataFrame, metric: str = "accuracy", chan
                            run: RunFolder | None = None, name: str | None = None) -> plt.Figure:
     """``metric`` against severity (0 = clean) per corruption, one line per model (dashed: chance).
 
-    ``summary``: :func:`xai_helpers.generalization.severity_summary`.
+    Parameters
+    ----------
+    summary : pandas.DataFrame
+        :func:`xai_helpers.generalization.severity_summary`: ``model``, ``condition``, ``severity``, ``metric``.
+    metric : str
+    chance : float, optional
+    run : RunFolder, optional
+        Where ``figures/<name>.png`` is saved (nothing is saved without one).
+    name : str
+        The file name, without extension. Default: ``corruption_<metric>``.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> s = pd.DataFrame({"model": "resnet50", "condition": ["jpeg"] * 2 + ["contrast"] * 2, "severity": [0, 5] * 2,
+    ...                   "accuracy": [0.9, 0.6, 0.9, 0.4]})
+    >>> fig = plot_corruption_curves(s, chance=0.5)
+    >>> [ax.get_title() for ax in fig.axes]
+    ['jpeg', 'contrast']
+    >>> plt.close(fig)
     """
     fig = _severity_panels(summary, metric, "model", metric, chance=chance)
     return save_figure(fig, run, name or f"corruption_{metric}")
@@ -308,7 +690,31 @@ def plot_corruption_curves(summary: pd.DataFrame, metric: str = "accuracy", chan
 def plot_reliability(reliability: pd.DataFrame, run: RunFolder | None = None,
                      name: str = "reliability") -> plt.Figure:
     """Reliability diagrams per model: accuracy against confidence per bin, pooled over folds,
-    for the clean test set, the external set and each corruption at its highest severity."""
+    for the clean test set, the external set and each corruption at its highest severity.
+
+    Parameters
+    ----------
+    reliability : pandas.DataFrame
+        ``generalization_reliability.csv``: ``model``, ``condition``, ``severity``, ``bin``, ``count``,
+        ``accuracy``, ``confidence``.
+    run : RunFolder, optional
+        Where ``figures/<name>.png`` is saved (nothing is saved without one).
+    name : str
+        The file name, without extension.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> rel = pd.DataFrame({"model": "resnet50", "condition": "clean", "severity": 0, "bin": [0, 1],
+    ...                     "count": [10, 30], "accuracy": [0.5, 0.9], "confidence": [0.55, 0.95]})
+    >>> fig = plot_reliability(rel)
+    >>> fig.axes[0].get_title(), fig.axes[0].lines[0].get_xdata().round(2).tolist()
+    ('resnet50', [0.55, 0.95])
+    >>> plt.close(fig)
+    """
     models = list(dict.fromkeys(reliability["model"]))
     fig, axes = plt.subplots(1, len(models), figsize=(3.6 * len(models), 3.4), squeeze=False, sharey=True)
     rel = reliability.copy()
@@ -334,14 +740,63 @@ def plot_reliability(reliability: pd.DataFrame, run: RunFolder | None = None,
 
 def plot_cam_stability(stability: pd.DataFrame, run: RunFolder | None = None,
                        name: str = "cam_stability") -> plt.Figure:
-    """Rank correlation of corrupted-image CAMs with the clean CAMs against severity, per method."""
+    """Rank correlation of corrupted-image CAMs with the clean CAMs against severity, per method.
+
+    Parameters
+    ----------
+    stability : pandas.DataFrame
+        ``generalization_cams.csv``: ``condition``, ``severity``, ``method``, ``spearman_mean``.
+    run : RunFolder, optional
+        Where ``figures/<name>.png`` is saved (nothing is saved without one).
+    name : str
+        The file name, without extension.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> st = pd.DataFrame({"condition": "gaussian_noise", "severity": [1, 5], "method": "gradcam",
+    ...                    "spearman_mean": [0.9, 0.4]})
+    >>> fig = plot_cam_stability(st)
+    >>> fig.axes[0].get_title(), fig.axes[0].get_ylabel()
+    ('gaussian_noise', 'Spearman with clean map')
+    >>> plt.close(fig)
+    """
     fig = _severity_panels(stability, "spearman_mean", "method", "Spearman with clean map", errorbar=None)
     return save_figure(fig, run, name)
 
 
 def plot_corruptions(images: np.ndarray, corrupted: dict[str, np.ndarray], row_labels: Sequence[str],
                      run: RunFolder | None = None, name: str = "corruptions", title: str | None = None) -> plt.Figure:
-    """Images (rows): the clean image, then each corrupted version (uint8 ``(N, C, S, S)`` arrays)."""
+    """Images (rows): the clean image, then each corrupted version.
+
+    Parameters
+    ----------
+    images : (N, C, S, S) uint8 array
+    corrupted : dict
+        Corruption name -> ``(N, C, S, S)`` uint8 copies of ``images``.
+    row_labels : sequence of str
+        One label per image.
+    run : RunFolder, optional
+        Where ``figures/<name>.png`` is saved (nothing is saved without one).
+    name : str
+        The file name, without extension.
+    title : str, optional
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> x = np.zeros((1, 1, 8, 8), np.uint8)
+    >>> fig = plot_corruptions(x, {"jpeg": x, "contrast": x}, ["glioma"])
+    >>> [ax.get_title() for ax in fig.axes]
+    ['clean', 'jpeg', 'contrast']
+    >>> plt.close(fig)
+    """
     cols = ["clean"] + list(corrupted)
     n = len(images)
     fig, axes = plt.subplots(n, len(cols), figsize=(1.8 * len(cols), 1.9 * n + 0.3), squeeze=False)

@@ -13,36 +13,28 @@ results stay paired:
   training classes by name or by an explicit ``class_map`` (:func:`map_classes`); classes that
   cannot be mapped are reported with their image counts, never dropped silently.
 
-:func:`run_generalization` writes ``generalization.csv`` (``model, fold, condition, severity,
-accuracy, f1_macro, ece, ...``), ``generalization_reliability.csv`` (reliability diagrams),
-``generalization_cams.csv`` (rank correlation of each corrupted image's CAM with its clean CAM)
-and ``generalization_external.json`` (what the external set held and how it was mapped).
+This module holds the conditions and their scores; the step over a run folder,
+:func:`xai_helpers.steps.run_generalization` (notebook 07), writes ``generalization.csv``
+(``model, fold, condition, severity, accuracy, f1_macro, ece, ...``),
+``generalization_reliability.csv`` (reliability diagrams), ``generalization_cams.csv`` (rank
+correlation of each corrupted image's CAM with its clean CAM) and
+``generalization_external.json`` (what the external set held and how it was mapped).
 """
 from __future__ import annotations
 
 import io
-import json
-from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 from PIL import Image
 from sklearn.metrics import f1_score
-from tqdm.auto import tqdm
 
 from .blur import gaussian_blur
-from .cam_metrics import spearman_rows
-from .cams import compute_cams, resolve_target_layer
-from .data.audit import NEAR_DUPLICATE_THRESHOLD, cross_near_duplicates, perceptual_hash
-from .data.cache import build_cache, file_digest
-from .data.layouts import canonical_class_name, scan_dataset
-from .data.synthetic import make_synthetic_dataset
-from .evaluation import expected_calibration_error, reliability_table
-from .runfolder import RunFolder, write_text_atomic
-from .study import explanation_sample
-from .training import IMAGENET_MEAN, IMAGENET_STD, BatchPipeline, load_checkpoint, predict_proba, resolve_device
+from .data.layouts import canonical_class_name
+from .evaluation import expected_calibration_error
+from .training import IMAGENET_MEAN, IMAGENET_STD, BatchPipeline, predict_proba
 
 #: Parameters of each corruption at severities 1..5.
 SEVERITY_LEVELS: dict[str, tuple] = {
@@ -251,87 +243,6 @@ def generalization_conditions(severities: Sequence[int]) -> list[tuple[str, int]
     return [("clean", 0)] + [(name, int(s)) for name in CORRUPTIONS for s in sorted(severities)]
 
 
-def synthetic_external_root(params: dict[str, Any]) -> Path:
-    """Where the embedded external set goes: ``<data_root>_external``."""
-    root = Path(params["data_root"])
-    return root.with_name(root.name + "_external")
-
-
-#: Acquisition profile of the embedded external set: brighter tissue and twice the noise.
-SYNTHETIC_EXTERNAL = {"seed": 1, "brightness": 0.08, "noise": 0.08}
-
-
-def training_fingerprints(data) -> dict[str, Any]:
-    """SHA-1 digests and perceptual hashes of a run's training pool (every image not in the test split).
-
-    What :func:`load_external` checks an external set against: byte copies by digest, re-encoded or
-    resized copies by the audit's perceptual hash (at the cache's image size, as the audit computes it).
-    """
-    pool = np.flatnonzero(data.splits["split"].to_numpy() != "test")
-    return {"sha1": {file_digest(p) for p in data.splits["path"].to_numpy()[pool]},
-            "phash": perceptual_hash(data.images[pool])}
-
-
-def load_external(params: dict[str, Any], class_names: Sequence[str], grey: bool,
-                  training: dict[str, Any] | None = None,
-                  progress: bool = True) -> tuple[np.ndarray, np.ndarray, dict[str, Any]] | None:
-    """Images, training-class labels and a report of the external test set, or None without one.
-
-    ``external_data_root`` names the folder (any layout, detected or named by
-    ``external_dataset``); for the embedded synthetic dataset without one, a second synthetic set
-    with a shifted acquisition profile (:data:`SYNTHETIC_EXTERNAL`) is generated beside
-    ``data_root``. Every split of the external folder is used (it is all unseen data). Every image
-    of a mapped class is first checked against the training pool (``training``, from
-    :func:`training_fingerprints`): byte copies (same SHA-1) and near duplicates (perceptual hash
-    within the audit's threshold) are left out and counted in the report's ``training_overlap``
-    (an external set that holds training images measures memory, not generalization; Nickparvar's
-    brain dataset contains Bhuvaji's images, for one). Only then is the set capped at
-    ``generalization_per_class`` images per class (seeded). Unreadable files are reported.
-    """
-    root = params.get("external_data_root")
-    layout = params.get("external_dataset", "auto")
-    if root is None:
-        if params["dataset"] != "synthetic":
-            return None
-        root = synthetic_external_root(params)
-        make_synthetic_dataset(root, n_per_class=max(4, params["synthetic_per_class"] // 3),
-                               progress=progress, **SYNTHETIC_EXTERNAL)
-        layout = "synthetic"
-    index = scan_dataset(root, layout)
-    mapping, unmapped = map_classes(list(index.attrs["classes"]), class_names, params.get("class_map"))
-    counts = index.groupby("class").size().to_dict()
-    used = index[index["class"].isin(mapping)]
-    digests = [file_digest(p) if Path(p).stat().st_size else "empty" for p in used["path"]]
-    cache = build_cache(used["path"], params["image_size"], grey, digests=digests, progress=progress)
-    readable = used[used["path"].isin(set(cache.paths))]
-    overlap = {"exact": 0, "near": 0, "paths": [], "near_threshold": NEAR_DUPLICATE_THRESHOLD}
-    if training is not None and len(readable):
-        digest_of = dict(zip(used["path"], digests))
-        exact = readable["path"].map(digest_of).isin(training["sha1"]).to_numpy()
-        near = cross_near_duplicates(perceptual_hash(cache.images[cache.rows(readable["path"])]),
-                                     training["phash"]) & ~exact
-        overlap.update(exact=int(exact.sum()), near=int(near.sum()),
-                       paths=readable["path"][exact | near].tolist())
-        readable = readable[~(exact | near)]
-    cap = params.get("generalization_per_class")
-    if cap is not None:
-        rng = np.random.default_rng(params["seed"])
-        keep = [i for _, g in readable.groupby("class", sort=True)
-                for i in rng.choice(g.index.to_numpy(), size=min(cap, len(g)), replace=False)]
-        readable = readable.loc[sorted(keep)]
-    images = cache.images[cache.rows(readable["path"])]
-    labels = readable["class"].map(mapping).to_numpy().astype(np.int64)
-    name = Path(root).name
-    report = {"name": name, "root": str(root), "layout": index.attrs["layout"],
-              "class_mapping": {c: class_names[i] for c, i in mapping.items()},
-              "unmapped_classes": {c: int(counts[c]) for c in unmapped},
-              "classes_evaluated": sorted({class_names[i] for i in labels}),
-              "images_per_class": {c: int(n) for c, n in readable.groupby("class").size().items()},
-              "training_overlap": overlap, "checked_against_training": training is not None,
-              "unreadable": cache.unreadable, "images_used": int(len(readable))}
-    return images, labels, report
-
-
 def predict_images(model, images: np.ndarray, device=None, batch_size: int = 64,
                    mean: Sequence[float] | None = None, std: Sequence[float] | None = None) -> np.ndarray:
     """Softmax probabilities of ``model`` on a uint8 ``(N, C, S, S)`` batch, normalised like training.
@@ -344,105 +255,29 @@ def predict_images(model, images: np.ndarray, device=None, batch_size: int = 64,
     return predict_proba(model, pipeline, np.arange(len(images)), batch_size=batch_size)
 
 
-STABILITY_COLUMNS = ["model", "fold", "layer", "method", "condition", "severity", "n", "spearman_mean",
-                     "spearman_std", "prediction_kept"]
-
-
-def run_generalization(data, params: dict[str, Any], n_bins: int = 15, cam_images_per_class: int = 8,
-                       progress: bool = True) -> pd.DataFrame:
-    """Every trained model and fold under every condition; writes the ``generalization*`` files.
+def severity_summary(table: pd.DataFrame, metric: str = "accuracy") -> pd.DataFrame:
+    """Mean ``metric`` over folds per model, corruption and severity (severity 0 = clean),
+    ready for curves of ``metric`` against severity.
 
     Parameters
     ----------
-    data : PreparedData
-        The run's prepared data (its test split is the clean condition).
-    params : dict
-        Resolved parameters: ``run_dir``, ``corruption_severities``, ``generalization_per_class``,
-        ``external_data_root``, ``cam_model``, ``cam_layer``, ``cam_methods``, ``seed``, ...
-    n_bins : int
-        Bins of the expected calibration error and the reliability diagrams.
-    cam_images_per_class : int
-        Test images per class whose CAMs (``cam_model``, every fold) are compared clean vs
-        corrupted.
+    table : pandas.DataFrame
+        ``generalization.csv``.
+    metric : str
 
     Returns
     -------
     pandas.DataFrame
-        ``generalization.csv``: ``model, fold, condition, severity, n, accuracy, f1_macro, ece,
-        mean_confidence, classes`` (the classes evaluated, ``;``-separated: an external set
-        whose classes could not all be mapped is scored on fewer classes than the clean test set).
+        ``model, condition, severity, <metric>``; each corruption gets the clean score at severity 0,
+        external sets are left out.
+
+    Examples
+    --------
+    >>> t = pd.DataFrame({"model": "m", "fold": [0, 1, 0, 1], "condition": ["clean", "clean", "jpeg", "jpeg"],
+    ...                   "severity": [0, 0, 5, 5], "accuracy": [0.9, 0.8, 0.5, 0.6]})
+    >>> severity_summary(t).round(2).values.tolist()
+    [['m', 'jpeg', 0, 0.85], ['m', 'jpeg', 5, 0.55]]
     """
-    run = RunFolder(params["run_dir"])
-    run.claim()
-    metrics = run.read_metrics()
-    device = resolve_device(params["device"])
-    rows = explanation_sample(data, params["generalization_per_class"], params["seed"])
-    clean = data.images[rows]
-    y = data.labels[rows]
-    conditions = generalization_conditions(params["corruption_severities"])
-    image_sets = {}
-    for k, (name, sev) in enumerate(tqdm(conditions, desc="corrupting test images", disable=not progress)):
-        image_sets[(name, sev)] = clean if name == "clean" else corrupt(clean, name, sev, params["seed"] + k)
-    external = load_external(params, data.class_names, bool(data.info.get("grey")),
-                             training=training_fingerprints(data), progress=progress)
-    if external is not None:
-        ext_images, ext_labels, ext_report = external
-        ext_key = (f"external:{ext_report['name']}", 0)
-        write_text_atomic(run.generalization_external_file, json.dumps(ext_report, indent=2, default=str))
-    # CAM stability: the first cam_images_per_class sampled images of each class
-    cam_pos = np.concatenate([np.flatnonzero(y == c)[:cam_images_per_class] for c in np.unique(y)])
-
-    records, reliability, stability = [], [], []
-    jobs = [(r.model, int(r.fold)) for r in metrics[["model", "fold"]].drop_duplicates().itertuples(index=False)]
-    for model_name, fold in tqdm(jobs, desc="models x folds", disable=not progress):
-        net, meta = load_checkpoint(run.checkpoint_dir(model_name, fold) / "best.pt", device)
-        mean, std = meta.get("mean"), meta.get("std")
-        batch = max(64, params["batch_size"])
-        sets = [(key, imgs, y) for key, imgs in image_sets.items()]
-        if external is not None:
-            sets.append((ext_key, ext_images, ext_labels))
-        for (name, sev), imgs, labels in sets:
-            probs = predict_images(net, imgs, device, batch, mean, std)
-            records.append({"model": model_name, "fold": fold, "condition": name, "severity": sev,
-                            **condition_scores(labels, probs, n_bins),
-                            "classes": ";".join(data.class_names[c] for c in sorted(np.unique(labels)))})
-            if sev in (0, max(params["corruption_severities"])):
-                rel = reliability_table(labels, probs, n_bins)
-                rel.insert(0, "severity", sev)
-                rel.insert(0, "condition", name)
-                rel.insert(0, "fold", fold)
-                rel.insert(0, "model", model_name)
-                reliability.append(rel)
-        if model_name == params["cam_model"] and params["cam_methods"]:
-            _, layer = resolve_target_layer(net, params["cam_layer"])
-            def to_x(imgs, mean=mean, std=std):
-                return BatchPipeline(imgs[cam_pos], device, mean=mean, std=std).batch(torch.arange(len(cam_pos)))
-            clean_maps, clean_probs = compute_cams(net, to_x(clean), params["cam_methods"], target_layer=layer)
-            targets = clean_probs.argmax(axis=1)
-            for (name, sev), imgs in image_sets.items():
-                if name == "clean":
-                    continue
-                maps, probs = compute_cams(net, to_x(imgs), params["cam_methods"], target_layer=layer,
-                                           targets=targets)
-                for method in params["cam_methods"]:
-                    rho = spearman_rows(clean_maps[method], maps[method])
-                    stability.append({"model": model_name, "fold": fold, "layer": layer, "method": method,
-                                      "condition": name, "severity": sev, "n": len(rho),
-                                      "spearman_mean": float(np.mean(rho)), "spearman_std": float(np.std(rho)),
-                                      "prediction_kept": float((probs.argmax(axis=1) == targets).mean())})
-        del net
-    table = pd.DataFrame(records)
-    run.write_csv(table, run.generalization_file)
-    if reliability:
-        run.write_csv(pd.concat(reliability, ignore_index=True), run.generalization_reliability_file)
-    # written even when empty (cam_model not trained in this run), so readers find the file
-    run.write_csv(pd.DataFrame(stability, columns=STABILITY_COLUMNS), run.generalization_cams_file)
-    return table
-
-
-def severity_summary(table: pd.DataFrame, metric: str = "accuracy") -> pd.DataFrame:
-    """Mean ``metric`` over folds per model, corruption and severity (severity 0 = clean),
-    ready for curves of ``metric`` against severity."""
     clean = table[table["condition"] == "clean"]
     corr = table[~table["condition"].isin(["clean"]) & ~table["condition"].str.startswith("external:")]
     parts = [corr]

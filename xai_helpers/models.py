@@ -286,7 +286,26 @@ def check_image_size(name: str, image_size: int) -> None:
 
 
 def model_overview(names: list[str] | tuple[str, ...], image_size: int):
-    """Parameters, last feature map and default CAM layer of each model at ``image_size``."""
+    """Parameters, last feature map and default CAM layer of each model at ``image_size``.
+
+    Parameters
+    ----------
+    names : sequence of str
+        Names of :data:`MODEL_NAMES`.
+    image_size : int
+        Side of the square input in pixels.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by model: ``parameters (M)``, ``default CAM layer``, ``CAM map at this size``
+        and the ``ImageNet weights file`` looked for offline.
+
+    Examples
+    --------
+    >>> model_overview(["resnet50", "vgg16"], 224)[["parameters (M)", "CAM map at this size"]].values.tolist()
+    [[25.6, '7x7'], [138.4, '14x14']]
+    """
 
     rows = []
     for name in names:

@@ -24,10 +24,26 @@ def check_against_prepared_data(run: RunFolder, params: dict[str, Any]) -> None:
     prepared data; a later notebook run with other values would state a protocol that was never
     run. Other parameters may differ (training another subset of models is allowed).
 
+    Parameters
+    ----------
+    run : RunFolder
+        The run folder (a folder without ``data/dataset.json`` passes: nothing is prepared yet).
+    params : dict
+        Resolved notebook parameters.
+
     Raises
     ------
     ParameterError
         Naming the parameter, both values, and how to proceed.
+
+    Examples
+    --------
+    >>> params = tiny_run()
+    >>> check_against_prepared_data(RunFolder(params["run_dir"]), params)  # as prepared: passes
+    >>> check_against_prepared_data(RunFolder(params["run_dir"]), {**params, "image_size": 128})
+    Traceback (most recent call last):
+    ...
+    xai_helpers.config.ParameterError: image_size: the run folder ... with image_size=64, not 128; ...
     """
     info_file = run.dataset_file
     if not info_file.is_file():
@@ -47,14 +63,38 @@ def check_against_prepared_data(run: RunFolder, params: dict[str, Any]) -> None:
 
 
 def seed_everything(seed: int) -> None:
-    """Seed Python's, NumPy's and PyTorch's global generators (the engine also seeds per fit)."""
+    """Seed Python's, NumPy's and PyTorch's global generators (the engine also seeds per fit).
+
+    Parameters
+    ----------
+    seed : int
+
+    Examples
+    --------
+    >>> seed_everything(3); a = (random.random(), np.random.rand(), torch.rand(1).item())
+    >>> seed_everything(3); a == (random.random(), np.random.rand(), torch.rand(1).item())
+    True
+    """
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
 
 
 def environment() -> dict[str, str]:
-    """Versions and device of this kernel, for the record at the top of each notebook."""
+    """Versions and device of this kernel, for the record at the top of each notebook.
+
+    Returns
+    -------
+    dict
+        ``python``, ``torch``, ``torchvision``, ``grad-cam``, ``numpy``, ``matplotlib`` (with its
+        backend), ``cuda device`` and ``cpu threads``, as strings.
+
+    Examples
+    --------
+    >>> env = environment()
+    >>> env["torch"] == torch.__version__, "cuda device" in env
+    (True, True)
+    """
     try:
         gradcam = version("grad-cam")
     except Exception:  # noqa: BLE001 - informational only
@@ -69,18 +109,30 @@ def environment() -> dict[str, str]:
 def setup_notebook(namespace: dict[str, Any], title: str) -> dict[str, Any]:
     """Validate the notebook's parameters and prepare the session.
 
+    Checks the parameters against the prepared data (notebooks 02-05 and 07), seeds every
+    generator, sets the plotting style, claims the run folder and records the parameters in its
+    ``config.json`` (under ``steps`` for the notebook's number), then prints the environment.
+
     Parameters
     ----------
     namespace : dict
         The notebook's ``globals()``; the shared parameters are read from it.
     title : str
-        Printed with the environment.
+        Printed with the environment; its first two characters name the step (``"02 · Training"``).
 
     Returns
     -------
     dict
         The resolved parameters (see :func:`xai_helpers.config.resolve_params`), also written
         to ``<run_dir>/config.json``.
+
+    Examples
+    --------
+    >>> params = setup_notebook(tiny_run(), "03 · Statistics")  # doctest: +ELLIPSIS
+    03 · Statistics
+      python ...
+    >>> RunFolder(params["run_dir"]).step_params("03")["folds"]
+    2
     """
     params = resolve_params({k: namespace[k] for k in DEFAULTS if k in namespace})
     step = title[:2] if title[:2].isdigit() else None

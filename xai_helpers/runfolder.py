@@ -40,13 +40,13 @@ import json
 import os
 import socket
 import time
-import uuid
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 import pandas as pd
 
+from .atomic import write_csv_atomic, write_text_atomic
 from .paths import repository_root
 
 #: The file that marks a folder as a run folder of this toolkit.
@@ -113,11 +113,6 @@ def check_run_dir(path: str | os.PathLike, repository: str | os.PathLike | None 
         return "legacy"
     raise RunFolderRefused(f"run_dir: {folder} is not empty and is not a run folder (no {RUN_MARKER}); the run "
                            f"would mix its files with what is there. Choose a new or empty folder")
-
-
-def _tmp_name(path: Path) -> Path:
-    """A temporary name beside ``path``, unique to this process and call (two writers never share one)."""
-    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
 
 
 def _pid_alive(pid: int) -> bool:
@@ -404,27 +399,3 @@ class RunFolder:
                 table = arrange(table).reset_index(drop=True)
             write_csv_atomic(table, path)
             return table
-
-
-def write_csv_atomic(df: pd.DataFrame, path: Path) -> None:
-    """Write a CSV through a temporary file of a unique name, so a crash never leaves half a file
-    and two writers never collide on the temporary file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_name(path)
-    try:
-        df.to_csv(tmp, index=False)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file of a unique name, so a crash never
-    leaves half a file and two writers never collide on the temporary file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_name(path)
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)

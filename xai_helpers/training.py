@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 
 from .evaluation import classification_metrics
 from .models import IMAGENET_MEAN, IMAGENET_STD, build_model, set_backbone_trainable
-from .runfolder import write_csv_atomic
+from .atomic import write_csv_atomic
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("cosine", "step", "none")
@@ -329,17 +329,181 @@ def _save_atomic(obj: Any, path: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def _rng_state(device: torch.device) -> dict[str, Any]:
-    state = {"torch": torch.get_rng_state()}
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
+def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """The optimizer ``config.optimizer`` names ('adam', 'adamw' or 'sgd' with momentum 0.9) over
+    every parameter of ``model``, at ``config.lr`` with ``config.weight_decay``.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    config : TrainConfig
+
+    Returns
+    -------
+    torch.optim.Optimizer
+
+    Examples
+    --------
+    >>> opt = make_optimizer(nn.Linear(2, 2), TrainConfig(optimizer="sgd", lr=0.1))
+    >>> type(opt).__name__, opt.param_groups[0]["lr"], opt.param_groups[0]["momentum"]
+    ('SGD', 0.1, 0.9)
+    """
+    params = list(model.parameters())
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=config.lr, momentum=0.9, weight_decay=config.weight_decay)
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
 
 
-def _set_rng_state(state: dict[str, Any], device: torch.device) -> None:
-    torch.set_rng_state(state["torch"])
-    if device.type == "cuda" and "cuda" in state:
-        torch.cuda.set_rng_state(state["cuda"], device)
+def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig) -> torch.optim.lr_scheduler.LRScheduler:
+    """The per-epoch learning-rate schedule ``config.schedule`` names: 'cosine' (annealed to 0 over
+    ``config.epochs``), 'step' (x0.1 every third of the epochs) or constant.
+
+    Parameters
+    ----------
+    optimizer : torch.optim.Optimizer
+    config : TrainConfig
+
+    Returns
+    -------
+    torch.optim.lr_scheduler.LRScheduler
+        Stepped once per epoch.
+
+    Examples
+    --------
+    >>> config = TrainConfig(epochs=4, lr=1.0, schedule="cosine")
+    >>> opt = make_optimizer(nn.Linear(2, 2), config)
+    >>> sched = make_scheduler(opt, config)
+    >>> lrs = []
+    >>> for epoch in range(4):
+    ...     opt.step()
+    ...     sched.step()
+    ...     lrs.append(round(sched.get_last_lr()[0], 3))
+    >>> lrs
+    [0.854, 0.5, 0.146, 0.0]
+    """
+    if config.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
+    if config.schedule == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=max(1, config.epochs // 3), gamma=0.1)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: 1.0)
+
+
+def class_weights(labels: torch.Tensor, rows: np.ndarray, num_classes: int) -> torch.Tensor:
+    """Cross-entropy weights ``n / (K * n_k)`` from the class counts of ``rows`` (sklearn's "balanced").
+
+    Parameters
+    ----------
+    labels : (N,) long tensor
+        Class of every cached image.
+    rows : int array
+        The training rows.
+    num_classes : int
+
+    Returns
+    -------
+    (num_classes,) float tensor
+
+    Examples
+    --------
+    >>> class_weights(torch.tensor([0, 0, 0, 1]), np.arange(4), 2).tolist()
+    [0.6666666865348816, 2.0]
+    """
+    counts = torch.bincount(labels[rows], minlength=num_classes).float().clamp(min=1)
+    return counts.sum() / (num_classes * counts)
+
+
+@dataclass
+class ResumeState:
+    """Where an interrupted fit stands: ``resume.pt`` holds this, the model, optimizer, scheduler and
+    scaler states and the random generators, written by :meth:`save` and read by :meth:`load` only.
+
+    Attributes
+    ----------
+    epoch : int
+        The next epoch to run (0-based).
+    best_f1 : float
+        Best validation macro-F1 so far (-1 before the first epoch).
+    best_epoch : int
+        Its epoch (1-based; -1 before the first).
+    bad_epochs : int
+        Epochs since the last improvement (early stopping).
+    history : list of dict
+        One row per epoch run so far (``history.csv``).
+    """
+
+    epoch: int = 0
+    best_f1: float = -1.0
+    best_epoch: int = -1
+    bad_epochs: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    def save(self, path: Path, meta: dict[str, Any], model: nn.Module, optimizer, scheduler, scaler,
+             device: torch.device) -> None:
+        """Write the state atomically to ``path`` (weights_only-loadable: tensors and plain types)."""
+        rng = {"torch": torch.get_rng_state()}
+        if device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(device)
+        _save_atomic({"meta": meta, "epoch": self.epoch, "best_f1": self.best_f1, "best_epoch": self.best_epoch,
+                      "bad_epochs": self.bad_epochs, "history": pd.DataFrame(self.history).to_dict("list"),
+                      "model_state": model.state_dict(), "optimizer_state": optimizer.state_dict(),
+                      "scheduler_state": scheduler.state_dict(), "scaler_state": scaler.state_dict(),
+                      "rng": rng}, path)
+
+    @classmethod
+    def load(cls, path: Path, meta: dict[str, Any], model: nn.Module, optimizer, scheduler, scaler,
+             device: torch.device) -> "ResumeState":
+        """The state in ``path``, restored into ``model``, ``optimizer``, ``scheduler``, ``scaler`` and
+        the random generators, when it was written by a fit with the same ``meta`` (architecture,
+        settings and data fingerprint); a fresh state (and nothing restored) otherwise."""
+        if not path.is_file():
+            return cls()
+        state = torch.load(path, map_location=device, weights_only=True)
+        saved = state.get("meta", {})
+        if any(saved.get(k, "") != meta.get(k, "") for k in ("arch", "config", "fingerprint")):
+            return cls()
+        model.load_state_dict(state["model_state"])
+        optimizer.load_state_dict(state["optimizer_state"])
+        scheduler.load_state_dict(state["scheduler_state"])
+        scaler.load_state_dict(state["scaler_state"])
+        torch.set_rng_state(state["rng"]["torch"])
+        if device.type == "cuda" and "cuda" in state["rng"]:
+            torch.cuda.set_rng_state(state["rng"]["cuda"], device)
+        return cls(epoch=int(state["epoch"]), best_f1=float(state["best_f1"]), best_epoch=int(state["best_epoch"]),
+                   bad_epochs=int(state["bad_epochs"]), history=pd.DataFrame(state["history"]).to_dict("records"))
+
+
+def _train_epoch(model: nn.Module, pipeline: BatchPipeline, order: torch.Tensor, labels: torch.Tensor,
+                 config: TrainConfig, optimizer, scaler, class_weight: torch.Tensor | None,
+                 generator: torch.Generator, desc: str, progress: bool) -> float:
+    """One pass over ``order`` in batches; the mean training loss (one host sync per epoch)."""
+    device = pipeline.device
+    loss_sum = torch.zeros((), device=device)
+    for i in tqdm(range(0, len(order), config.batch_size), desc=desc, leave=False, disable=not progress):
+        rows = order[i:i + config.batch_size]
+        if len(rows) < 2 and len(order) > 1:
+            continue  # BatchNorm cannot train on a batch of one
+        x = pipeline.batch(rows, augment=config.augment, generator=generator)
+        y = labels[rows].to(device, non_blocking=True)
+        with _autocast(device, config.amp):
+            loss = F.cross_entropy(model(x), y, weight=class_weight)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        loss_sum += loss.detach().float() * len(rows)
+    return float(loss_sum) / max(1, len(order))
+
+
+def _validate(model: nn.Module, pipeline: BatchPipeline, val_rows: np.ndarray, labels: torch.Tensor,
+              class_names: Sequence[str], config: TrainConfig) -> dict[str, float]:
+    """Validation loss, accuracy and macro-F1 of ``model`` on ``val_rows``."""
+    probs = predict_proba(model, pipeline, val_rows, batch_size=max(64, config.batch_size), amp=config.amp)
+    y_val = labels[val_rows].numpy()
+    val = classification_metrics(y_val, probs, class_names, per_class=False)
+    loss = float(F.nll_loss(torch.log(torch.as_tensor(probs).clamp_min(1e-12)), torch.as_tensor(y_val)))
+    return {"val_loss": loss, "val_accuracy": val["accuracy"], "val_f1_macro": val["f1_macro"]}
 
 
 def fit(arch: str, pipeline: BatchPipeline, labels: np.ndarray, train_rows: np.ndarray,
@@ -362,7 +526,7 @@ def fit(arch: str, pipeline: BatchPipeline, labels: np.ndarray, train_rows: np.n
     class_names : sequence of str
     out_dir : path
         Where ``best.pt``, ``last.pt``, ``resume.pt`` and ``history.csv`` go. A ``resume.pt``
-        left there by an interrupted fit with the same settings is resumed.
+        left there by an interrupted fit with the same settings is resumed (:class:`ResumeState`).
     config : TrainConfig
     weights : str
         'none', 'imagenet' or a checkpoint path (see :func:`~xai_helpers.models.build_model`).
@@ -373,7 +537,7 @@ def fit(arch: str, pipeline: BatchPipeline, labels: np.ndarray, train_rows: np.n
     progress : bool
         tqdm bars per epoch and per batch.
     fingerprint : str
-        What the fit's data and weights are (see :func:`xai_helpers.study.fit_fingerprint`):
+        What the fit's data and weights are (see :func:`xai_helpers.steps.training.fit_fingerprint`):
         recorded in the checkpoints; a ``resume.pt`` of another fingerprint is not resumed.
 
     Returns
@@ -385,92 +549,57 @@ def fit(arch: str, pipeline: BatchPipeline, labels: np.ndarray, train_rows: np.n
     NonFiniteLossError
         When the loss becomes NaN or infinite; ``best.pt`` and ``resume.pt`` of the last good
         epoch are kept.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> images = np.random.default_rng(0).integers(0, 255, (16, 1, 64, 64), dtype=np.uint8)
+    >>> pipeline = BatchPipeline(images, torch.device("cpu"))
+    >>> result = fit("efficientnet_b0", pipeline, np.arange(16) % 2, np.arange(12), np.arange(12, 16),
+    ...              ["a", "b"], tempfile.mkdtemp(), TrainConfig(epochs=1, batch_size=8), progress=False)
+    >>> len(result.history), result.best_file.name, result.best_file.is_file()
+    (1, 'best.pt', True)
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     device = pipeline.device
     labels_t = torch.as_tensor(np.asarray(labels), dtype=torch.long)
-    train_rows = np.asarray(train_rows)
-    val_rows = np.asarray(val_rows)
-    num_classes = len(class_names)
-    image_size = image_size or int(pipeline.data.shape[-1])
-    cfg = asdict(config)
-    meta = {"arch": arch, "class_names": list(class_names), "image_size": image_size,
+    train_rows, val_rows = np.asarray(train_rows), np.asarray(val_rows)
+    meta = {"arch": arch, "class_names": list(class_names), "image_size": image_size or int(pipeline.data.shape[-1]),
             "mean": list(map(float, pipeline.mean.flatten().tolist())),
             "std": list(map(float, pipeline.std.flatten().tolist())),
-            "config": {k: v for k, v in cfg.items()}, "weights": str(weights), "fingerprint": fingerprint}
+            "config": asdict(config), "weights": str(weights), "fingerprint": fingerprint}
 
     torch.manual_seed(config.seed)
-    model = build_model(arch, num_classes, weights).to(device)
+    model = build_model(arch, len(class_names), weights).to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
-    params = list(model.parameters())
-    if config.optimizer == "sgd":
-        opt = torch.optim.SGD(params, lr=config.lr, momentum=0.9, weight_decay=config.weight_decay)
-    elif config.optimizer == "adamw":
-        opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-    else:
-        opt = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
-    if config.schedule == "cosine":
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config.epochs)
-    elif config.schedule == "step":
-        sched = torch.optim.lr_scheduler.StepLR(opt, step_size=max(1, config.epochs // 3), gamma=0.1)
-    else:
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda e: 1.0)
-    class_weight = None
-    if config.class_weighted:
-        counts = torch.bincount(labels_t[train_rows], minlength=num_classes).float().clamp(min=1)
-        class_weight = (counts.sum() / (num_classes * counts)).to(device)
-    use_scaler = device.type == "cuda" and config.amp and not torch.cuda.is_bf16_supported()
-    scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
-
+    opt = make_optimizer(model, config)
+    sched = make_scheduler(opt, config)
+    class_weight = class_weights(labels_t, train_rows, len(class_names)).to(device) if config.class_weighted else None
+    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and config.amp
+                                  and not torch.cuda.is_bf16_supported())
     # BatchNorm statistics from a class-stratified sample of the training images (the rows are
     # sorted by class: their first rows would hold one or two classes only)
     bn_rows = stratified_sample(train_rows, labels_t[train_rows].numpy(), config.bn_calibration_images, config.seed)
-    history: list[dict[str, Any]] = []
-    start_epoch, best_f1, best_epoch, bad_epochs = 0, -1.0, -1, 0
     resume_file, best_file, last_file = out_dir / "resume.pt", out_dir / "best.pt", out_dir / "last.pt"
-    if resume_file.is_file():
-        state = torch.load(resume_file, map_location=device, weights_only=True)
-        if (state.get("meta", {}).get("config") == meta["config"] and state["meta"]["arch"] == arch
-                and state["meta"].get("fingerprint", "") == fingerprint):
-            model.load_state_dict(state["model_state"])
-            opt.load_state_dict(state["optimizer_state"])
-            sched.load_state_dict(state["scheduler_state"])
-            scaler.load_state_dict(state["scaler_state"])
-            _set_rng_state(state["rng"], device)
-            start_epoch = int(state["epoch"]) + 1
-            best_f1, best_epoch, bad_epochs = float(state["best_f1"]), int(state["best_epoch"]), int(state["bad_epochs"])
-            history = pd.DataFrame(state["history"]).to_dict("records")
+    state = ResumeState.load(resume_file, meta, model, opt, sched, scaler, device)
 
     started = last_resume = time.perf_counter()
     stopped_early = False
-    epochs_bar = tqdm(range(start_epoch, config.epochs), desc=f"{arch} epochs", disable=not progress,
-                      initial=start_epoch, total=config.epochs)
+    min_epochs = config.min_epochs if config.min_epochs is not None else config.epochs // 2
+    epochs_bar = tqdm(range(state.epoch, config.epochs), desc=f"{arch} epochs", disable=not progress,
+                      initial=state.epoch, total=config.epochs)
     for epoch in epochs_bar:
         frozen = epoch < config.freeze_epochs
         set_backbone_trainable(model, arch, not frozen)
         model.train()
         gen = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
         order = torch.as_tensor(train_rows)[torch.randperm(len(train_rows), generator=gen)]
-        loss_sum = torch.zeros((), device=device)
         t0 = time.perf_counter()
-        batches = range(0, len(order), config.batch_size)
-        for i in tqdm(batches, desc=f"epoch {epoch + 1}", leave=False, disable=not progress):
-            rows = order[i:i + config.batch_size]
-            if len(rows) < 2 and len(order) > 1:
-                continue  # BatchNorm cannot train on a batch of one
-            x = pipeline.batch(rows, augment=config.augment, generator=gen)
-            y = labels_t[rows].to(device, non_blocking=True)
-            with _autocast(device, config.amp):
-                loss = F.cross_entropy(model(x), y, weight=class_weight)
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-            loss_sum += loss.detach().float() * len(rows)
+        train_loss = _train_epoch(model, pipeline, order, labels_t, config, opt, scaler, class_weight, gen,
+                                  f"epoch {epoch + 1}", progress)
         sched.step()
-        train_loss = float(loss_sum) / max(1, len(order))  # one host sync per epoch
         train_seconds = time.perf_counter() - t0
         if not math.isfinite(train_loss):
             raise NonFiniteLossError(
@@ -478,46 +607,36 @@ def fit(arch: str, pipeline: BatchPipeline, labels: np.ndarray, train_rows: np.n
                 f"rate (lr={config.lr}). The last good checkpoints are kept in {out_dir}")
         if config.recalibrate_bn:
             recalibrate_batchnorm(model, pipeline, bn_rows, config.batch_size, config.amp)
-        probs = predict_proba(model, pipeline, val_rows, batch_size=max(64, config.batch_size), amp=config.amp)
-        y_val = labels_t[val_rows].numpy()
-        val = classification_metrics(y_val, probs, class_names, per_class=False)
-        val_loss = float(F.nll_loss(torch.log(torch.as_tensor(probs).clamp_min(1e-12)),
-                                    torch.as_tensor(y_val)))
-        row = {"epoch": epoch + 1, "lr": opt.param_groups[0]["lr"], "train_loss": train_loss,
-               "val_loss": val_loss, "val_accuracy": val["accuracy"], "val_f1_macro": val["f1_macro"],
-               "frozen_backbone": frozen, "train_seconds": train_seconds}
-        history.append(row)
-        if val["f1_macro"] > best_f1:
-            best_f1, best_epoch, bad_epochs = val["f1_macro"], epoch + 1, 0
-            _save_atomic({**meta, "epoch": epoch + 1, "val_f1_macro": best_f1,
+        val = _validate(model, pipeline, val_rows, labels_t, class_names, config)
+        state.history.append({"epoch": epoch + 1, "lr": opt.param_groups[0]["lr"], "train_loss": train_loss, **val,
+                              "frozen_backbone": frozen, "train_seconds": train_seconds})
+        state.epoch = epoch + 1
+        if val["val_f1_macro"] > state.best_f1:
+            state.best_f1, state.best_epoch, state.bad_epochs = val["val_f1_macro"], epoch + 1, 0
+            _save_atomic({**meta, "epoch": epoch + 1, "val_f1_macro": state.best_f1,
                           "model_state": model.state_dict()}, best_file)
         else:
-            bad_epochs += 1
+            state.bad_epochs += 1
         if time.perf_counter() - last_resume >= config.resume_every_seconds:
             last_resume = time.perf_counter()
-            _save_atomic({"meta": meta, "epoch": epoch, "model_state": model.state_dict(),
-                          "optimizer_state": opt.state_dict(), "scheduler_state": sched.state_dict(),
-                          "scaler_state": scaler.state_dict(), "rng": _rng_state(device),
-                          "best_f1": best_f1, "best_epoch": best_epoch, "bad_epochs": bad_epochs,
-                          "history": pd.DataFrame(history).to_dict("list")}, resume_file)
-        epochs_bar.set_postfix(loss=f"{train_loss:.3f}", val_f1=f"{val['f1_macro']:.3f}")
-        hist_df = pd.DataFrame(history)
-        write_csv_atomic(hist_df, out_dir / "history.csv")
+            state.save(resume_file, meta, model, opt, sched, scaler, device)
+        epochs_bar.set_postfix(loss=f"{train_loss:.3f}", val_f1=f"{val['val_f1_macro']:.3f}")
+        write_csv_atomic(pd.DataFrame(state.history), out_dir / "history.csv")
         if on_epoch_end is not None:
-            on_epoch_end(epoch + 1, hist_df)
-        min_epochs = config.min_epochs if config.min_epochs is not None else config.epochs // 2
-        if bad_epochs >= config.patience and epoch + 1 >= min_epochs:
+            on_epoch_end(epoch + 1, pd.DataFrame(state.history))
+        if state.bad_epochs >= config.patience and epoch + 1 >= min_epochs:
             stopped_early = epoch + 1 < config.epochs
             break
     epochs_bar.close()
     seconds = time.perf_counter() - started
+    history = state.history
     _save_atomic({**meta, "epoch": len(history), "val_f1_macro": history[-1]["val_f1_macro"] if history else None,
                   "model_state": model.state_dict()}, last_file)
     resume_file.unlink(missing_ok=True)
     hist_df = pd.DataFrame(history)
     write_csv_atomic(hist_df, out_dir / "history.csv")
     train_time = float(hist_df["train_seconds"].sum()) if len(hist_df) else 0.0
-    return FitResult(hist_df, best_file, last_file, best_epoch, stopped_early, seconds,
+    return FitResult(hist_df, best_file, last_file, state.best_epoch, stopped_early, seconds,
                      images_per_second=(len(train_rows) * len(hist_df) / train_time) if train_time else 0.0)
 
 

@@ -18,12 +18,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from matplotlib.figure import Figure
 
 from .cam_metrics import confidence_metrics, localisation_metrics
-from .cams import STUDY_METHODS, compute_cams, resolve_target_layer
-from .data.prepare import PreparedData
-from .figures import cam_grid, overlay
+from .cams import STUDY_METHODS, compute_cams, method_label, resolve_target_layer
+from .data.prepared import PreparedData
+from .figures import cam_grid
 from .models import CAM_LAYER_CHOICES
 from .runfolder import RunFolder
 from .training import BatchPipeline, load_checkpoint, resolve_device
@@ -32,13 +31,69 @@ SELECTION_MODES = ("index", "class", "misclassified", "low confidence")
 COLORMAPS = ("jet", "turbo", "inferno", "viridis", "magma")
 
 
+def candidate_rows(data: PreparedData, mode: str, class_name: str | None = None,
+                   predictions: pd.DataFrame | None = None, low_confidence: float = 0.7) -> list[int]:
+    """Test rows a selection mode offers: every test image, one class, the misclassified ones, or the
+    least confident ones.
+
+    Parameters
+    ----------
+    data : PreparedData
+        The run's prepared data.
+    mode : {'index', 'class', 'misclassified', 'low confidence'}
+        :data:`SELECTION_MODES`.
+    class_name : str, optional
+        The true class, for ``mode='class'``.
+    predictions : pandas.DataFrame, optional
+        One fold model's ``predictions/<model>_fold<k>.csv`` indexed by ``path`` (``true``,
+        ``pred``, ``prob_<class>``), for the last two modes.
+    low_confidence : float
+        ``'low confidence'`` offers the images whose top probability is below this, least confident
+        first (at least one image).
+
+    Returns
+    -------
+    list of int
+        Rows of ``data`` in test-split order (by confidence for ``'low confidence'``).
+
+    Examples
+    --------
+    >>> splits = pd.DataFrame({"path": list("abcd"), "split": ["train", "test", "test", "test"],
+    ...                        "class": ["x", "x", "y", "y"], "fold": [0, -1, -1, -1]})
+    >>> data = PreparedData(splits, np.zeros((4, 1, 8, 8), np.uint8), ["x", "y"], np.array([0, 0, 1, 1]), {})
+    >>> pred = pd.DataFrame({"true": ["x", "y", "y"], "pred": ["x", "x", "y"], "prob_x": [0.9, 0.6, 0.2],
+    ...                      "prob_y": [0.1, 0.4, 0.8]}, index=pd.Index(list("bcd"), name="path"))
+    >>> candidate_rows(data, "index"), candidate_rows(data, "class", "y")
+    ([1, 2, 3], [2, 3])
+    >>> candidate_rows(data, "misclassified", predictions=pred)
+    [2]
+    >>> candidate_rows(data, "low confidence", predictions=pred)
+    [2]
+    """
+    if mode not in SELECTION_MODES:
+        raise ValueError(f"mode: expected one of {', '.join(SELECTION_MODES)}, got {mode!r}")
+    rows = data.test_rows()
+    if mode == "class":
+        rows = rows[data.labels[rows] == data.class_names.index(class_name)]
+    elif mode in ("misclassified", "low confidence"):
+        if predictions is None:
+            raise ValueError(f"predictions: mode {mode!r} needs a fold model's predictions")
+        sub = predictions.loc[data.splits["path"].to_numpy()[rows]]
+        if mode == "misclassified":
+            rows = rows[(sub["true"] != sub["pred"]).to_numpy()]
+        else:
+            probs = sub[[k for k in sub.columns if k.startswith("prob_")]].max(axis=1).to_numpy()
+            rows = rows[np.argsort(probs, kind="stable")][: max(1, int((probs < low_confidence).sum()))]
+    return [int(r) for r in rows]
+
+
 class CamExplorer:
     """Compare CAM methods on test images of a run folder.
 
     Parameters
     ----------
     data : PreparedData
-        From :func:`~xai_helpers.data.prepare.load_prepared`.
+        From :func:`~xai_helpers.steps.load_prepared`.
     params : dict
         Resolved notebook parameters (``run_dir``, ``cam_model``, ``cam_layer``, ``cam_methods``).
     low_confidence : float
@@ -53,9 +108,12 @@ class CamExplorer:
 
     Examples
     --------
-    >>> explorer = CamExplorer(data, params)            # doctest: +SKIP
-    >>> explorer.controls["methods"].value = ("gradcam", "layercam")  # doctest: +SKIP
-    >>> explorer.current["maps"].keys()                 # doctest: +SKIP
+    >>> from xai_helpers.steps import load_prepared
+    >>> params = tiny_run()
+    >>> explorer = CamExplorer(load_prepared(params), params)
+    >>> explorer.controls["methods"].value = ("gradcam", "layercam")
+    >>> explorer.current["methods"], explorer.current["png"][:4]
+    (['gradcam', 'layercam'], b'\x89PNG')
     """
 
     def __init__(self, data: PreparedData, params: dict[str, Any], low_confidence: float = 0.7):
@@ -119,23 +177,12 @@ class CamExplorer:
         f = self.run.predictions_file(c["model"].value, c["fold"].value)
         return pd.read_csv(f).set_index("path")
 
-    def candidate_rows(self) -> list[int]:
-        """Test rows offered by the current selection mode."""
+    def candidate_rows(self, mode: str | None = None) -> list[int]:
+        """Test rows offered by ``mode`` (default: the current selection mode), see :func:`candidate_rows`."""
         c = self.controls
-        mode = c["mode"].value
-        rows = self.test_rows
-        paths = self.data.splits["path"].to_numpy()
-        if mode == "class":
-            rows = rows[self.data.labels[rows] == self.data.class_names.index(c["class"].value)]
-        elif mode in ("misclassified", "low confidence"):
-            pred = self._predictions()
-            sub = pred.loc[paths[rows]]
-            if mode == "misclassified":
-                rows = rows[(sub["true"] != sub["pred"]).to_numpy()]
-            else:
-                probs = sub[[k for k in sub.columns if k.startswith("prob_")]].max(axis=1).to_numpy()
-                rows = rows[np.argsort(probs)][: max(1, int((probs < self.low_confidence).sum()))]
-        return [int(r) for r in rows]
+        mode = mode or c["mode"].value
+        predictions = self._predictions() if mode in ("misclassified", "low confidence") else None
+        return candidate_rows(self.data, mode, c["class"].value, predictions, self.low_confidence)
 
     def _refresh_images(self) -> None:
         rows = self.candidate_rows()
@@ -193,25 +240,14 @@ class CamExplorer:
 
     # --- drawing ---------------------------------------------------------------------------
     def render(self, result: dict[str, Any]) -> bytes:
-        """PNG of the original image and one overlay per selected method."""
+        """PNG of the original image and one overlay per selected method (:func:`~xai_helpers.figures.cam_grid`)."""
         c = self.controls
-        methods = list(c["methods"].value)
-        img = self.data.images[result["row"]]
-        fig = Figure(figsize=(2.2 * (len(methods) + 1), 2.5))
-        axes = fig.subplots(1, len(methods) + 1, squeeze=False)[0]
-        axes[0].imshow(img[0] if img.shape[0] == 1 else img.transpose(1, 2, 0), cmap="gray")
-        axes[0].set_title(f"true: {self.data.class_names[self.data.labels[result['row']]]}", fontsize=9)
-        for ax, m in zip(axes[1:], methods):
-            ax.imshow(overlay(img, result["maps"][m], c["alpha"].value, c["cmap"].value))
-            ax.set_title(m, fontsize=9)
-        if result["mask"] is not None and result["mask"].any():
-            for ax in axes:
-                ax.contour(result["mask"], levels=[0.5], colors="white", linewidths=0.6)
-        for ax in axes:
-            ax.set_xticks([])
-            ax.set_yticks([])
-        fig.suptitle(f"explaining {self.data.class_names[result['target']]} · {c['model'].value} fold "
-                     f"{c['fold'].value} · {c['layer'].value}", fontsize=9)
+        row = result["row"]
+        maps = {m: result["maps"][m][None] for m in c["methods"].value}
+        fig = cam_grid(self.data.images[[row]], maps, [f"true {self.data.class_names[self.data.labels[row]]}"],
+                       [result["mask"]], c["alpha"].value, c["cmap"].value, pyplot=False,
+                       title=f"explaining {self.data.class_names[result['target']]} · {c['model'].value} fold "
+                             f"{c['fold'].value} · {c['layer'].value}")
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
         return buf.getvalue()
@@ -256,23 +292,19 @@ class CamExplorer:
     # --- static twin -------------------------------------------------------------------------
     def static_grid(self, run: RunFolder | None = None, name: str = "explorer_static"):
         """The explorer's views as one static figure: one image per class, plus a misclassified one."""
-        rows = []
-        for c in range(len(self.data.class_names)):
-            cand = self.test_rows[self.data.labels[self.test_rows] == c]
-            if len(cand):
-                rows.append(int(cand[0]))
-        self.controls["mode"].value = "misclassified"
-        wrong = [r for r in self.candidate_rows() if r not in rows]
+        rows = [first for name in self.data.class_names
+                for first in candidate_rows(self.data, "class", name)[:1]]
+        wrong = [r for r in self.candidate_rows("misclassified") if r not in rows]
         rows += wrong[:1]
-        self.controls["mode"].value = "index"
         results = [self.compute(r) for r in rows]
         methods = list(self.controls["methods"].value)
         maps = {m: np.stack([r["maps"][m] for r in results]) for m in methods}
         labels = []
         for r in results:
-            ci = " ".join(f"{m[:5]} {r['metrics'].loc[m, 'confidence_increase']:+.2f}" for m in methods[:2])
+            ci = "\n".join(f"{method_label(m)} {r['metrics'].loc[m, 'confidence_increase']:+.2f}" for m in methods[:2])
             labels.append(f"true {self.data.class_names[self.data.labels[r['row']]]}\n"
-                          f"explains {self.data.class_names[r['target']]} ({r['probs'][r['target']]:.2f})\nCI {ci}")
+                          f"explains {self.data.class_names[r['target']]} ({r['probs'][r['target']]:.2f})\n"
+                          f"confidence increase:\n{ci}")
         masks = self.data.masks(np.array(rows))
         return cam_grid(self.data.images[rows], maps, labels, masks, self.controls["alpha"].value,
                         self.controls["cmap"].value, run=run, name=name,

@@ -244,7 +244,25 @@ def audit_dataset(index: pd.DataFrame, unreadable: Sequence[dict[str, str]],
 
 
 def audit_summary(audit: dict[str, Any]) -> pd.DataFrame:
-    """The audit's headline numbers as a two-column table (for notebook 01)."""
+    """The audit's headline numbers as a two-column table (for notebook 01).
+
+    Parameters
+    ----------
+    audit : dict
+        ``data/audit.json`` (:func:`audit_dataset`).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One ``value`` per check (the index: images found, unreadable and skipped files,
+        duplicates, label conflicts, leaks dropped, class imbalance), then each unreadable file.
+
+    Examples
+    --------
+    >>> table = audit_summary({"n_images": 10, "unreadable": [{"path": "x.png", "reason": "truncated"}]})
+    >>> table.iloc[:2].reset_index().values.tolist()
+    [['images found', 10], ['unreadable files (left out)', 1]]
+    """
     rows = [("images found", audit.get("n_images")),
             ("unreadable files (left out)", len(audit.get("unreadable", []))),
             ("other files skipped (not images)", len(audit.get("skipped", []))),

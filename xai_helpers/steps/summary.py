@@ -1,4 +1,4 @@
-"""The cross-dataset summary of a study: tables next to the published values, and ``report.md``.
+"""Step 06: the cross-dataset summary of a study: tables next to the published values, and ``report.md``.
 
 A *study folder* holds one run folder per dataset (``runs/paper/<dataset>/``, as the ``paper``
 profiles write them), or is itself a single run folder (``runs/demo``). :func:`load_study` reads
@@ -17,8 +17,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .runfolder import RunFolder, write_text_atomic
-from .stats import FOLD_TEST, HEADLINE_TEST, pair_p_adjusted, significance_mark
+from ..atomic import write_text_atomic
+from ..runfolder import RunFolder
+from ..stats import FOLD_TEST, HEADLINE_TEST, pair_p_adjusted, significance_mark
 
 #: Where every published number comes from.
 PUBLISHED_SOURCE = ("Chaddad et al. (2025), Generalizable and explainable deep learning for medical image "
@@ -45,7 +46,29 @@ PUBLISHED_SETTING = ("ImageNet-pretrained CNNs at 224 px on the datasets' publis
 
 @dataclass
 class DatasetRun:
-    """What one dataset's run folder holds (tables are empty when a notebook has not run)."""
+    """What one dataset's run folder holds (tables are empty when a notebook has not run).
+
+    Attributes
+    ----------
+    name : str
+        The run folder's name.
+    root : pathlib.Path
+        The run folder.
+    config : dict
+        ``config.json``.
+    metrics, tests, xai, generalization : pandas.DataFrame
+        ``metrics.csv``, ``stats/paired_tests.csv``, ``xai_metrics.csv``, ``generalization.csv``.
+    audit, external, training : dict
+        ``data/audit.json``, ``generalization_external.json``, :func:`training_settings`.
+    dataset : str
+        The layout name (``metrics.csv``'s ``dataset``).
+
+    Examples
+    --------
+    >>> run = load_study(example_study())[0]
+    >>> run.dataset, run.root.name, len(run.metrics), run.config["image_size"]
+    ('brain_tumor_mri', 'brain_tumor_mri', 6, 224)
+    """
 
     name: str
     root: Path
@@ -68,7 +91,22 @@ class DatasetRun:
 
 def find_dataset_runs(study_dir: str | Path) -> list[Path]:
     """Run folders of a study: ``study_dir`` itself when it holds ``metrics.csv``, else its
-    sub-folders that do (sorted by name)."""
+    sub-folders that do (sorted by name).
+
+    Parameters
+    ----------
+    study_dir : str or pathlib.Path
+
+    Returns
+    -------
+    list of pathlib.Path
+
+    Examples
+    --------
+    >>> study = example_study()
+    >>> [p.name for p in find_dataset_runs(study)], find_dataset_runs(study / "skin_cancer_isic")[0].name
+    (['brain_tumor_mri', 'skin_cancer_isic'], 'skin_cancer_isic')
+    """
     study_dir = Path(study_dir)
     if (study_dir / "metrics.csv").is_file():
         return [study_dir]
@@ -83,10 +121,24 @@ def _read_csv(path: Path) -> pd.DataFrame:
 def load_study(study_dir: str | Path) -> list[DatasetRun]:
     """Every dataset run of the study folder.
 
+    Parameters
+    ----------
+    study_dir : str or pathlib.Path
+        ``runs/paper`` (one run folder per dataset) or a single run folder.
+
+    Returns
+    -------
+    list of DatasetRun
+
     Raises
     ------
     FileNotFoundError
         When no run folder with a ``metrics.csv`` is found (notebook 02 has not run).
+
+    Examples
+    --------
+    >>> [r.dataset for r in load_study(example_study())]
+    ['brain_tumor_mri', 'skin_cancer_isic']
     """
     folders = find_dataset_runs(study_dir)
     if not folders:
@@ -121,6 +173,16 @@ def step_config(config: dict[str, Any]) -> dict[str, Any]:
     (:data:`STEP_PARAMETERS`), so that a notebook rerun alone with other values does not rewrite
     what an earlier step did; the latest values where a step left no record.
 
+    Parameters
+    ----------
+    config : dict
+        ``config.json``: the latest parameters, and each step's under ``steps``.
+
+    Returns
+    -------
+    dict
+        One value per parameter.
+
     Examples
     --------
     >>> step_config({"image_size": 96, "steps": {"01": {"image_size": 64}}})["image_size"]
@@ -141,6 +203,24 @@ def training_settings(run: RunFolder, metrics: pd.DataFrame) -> dict[str, Any]:
     ...), each as the values seen over the fits joined by ", " (one value when every fit agrees);
     empty when no checkpoint is there. The report's protocol table shows these, not the latest
     notebook parameters.
+
+    Parameters
+    ----------
+    run : RunFolder
+    metrics : pandas.DataFrame
+        Its ``metrics.csv`` (which fits to read).
+
+    Returns
+    -------
+    dict
+        Setting -> value(s) as text.
+
+    Examples
+    --------
+    >>> study = load_study(example_study())[0]
+    >>> settings = training_settings(RunFolder(study.root), study.metrics)
+    >>> settings["epochs"], settings["lr"], settings["min_epochs"]
+    ('8', 'resnet50: 0.001', '4 (half of epochs)')
     """
     seen: dict[str, set] = {}
     for r in metrics[["model", "fold"]].drop_duplicates().itertuples(index=False):
@@ -187,6 +267,27 @@ def performance_table(runs: list[DatasetRun], metric_names=("accuracy", "f1_macr
     mean of the first metric ("ref"): by default the paired bootstrap over test images of the fold
     models' results (``bootstrap_images``). With ``second_test`` (default the corrected resampled
     t-test over the fold scores) a column ``<metric> <second_test>`` gives its mark too.
+
+    Parameters
+    ----------
+    runs : list of DatasetRun
+        From :func:`load_study`.
+    metric_names : sequence of str
+        Columns of ``metrics.csv``.
+    test, second_test : str
+        The ``test`` of ``paired_tests.csv`` behind the marks (``second_test`` None: one mark only).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``dataset, model, folds, weights``, then ``"0.8000 ± 0.0100 ref"``-style cells per metric
+        (and per metric and ``second_test``).
+
+    Examples
+    --------
+    >>> table = performance_table(load_study(example_study())).set_index(["dataset", "model"])
+    >>> table.loc["skin_cancer_isic", "accuracy"].to_dict()
+    {'resnet50': '0.8000 ± 0.0100 ref', 'densenet121': '0.7000 ± 0.0100 ***'}
     """
     rows = []
     for r in runs:
@@ -208,7 +309,27 @@ def performance_table(runs: list[DatasetRun], metric_names=("accuracy", "f1_macr
 
 def confidence_table(runs: list[DatasetRun], metric: str = "confidence_increase") -> pd.DataFrame:
     """``metric`` per dataset, class and CAM method (mean over folds and images), marked against
-    the best method of that class by the Holm-adjusted paired t-test on the same images."""
+    the best method of that class by the Holm-adjusted paired t-test on the same images.
+
+    Parameters
+    ----------
+    runs : list of DatasetRun
+        From :func:`load_study`.
+    metric : str
+        A column of ``xai_metrics.csv``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``dataset, class, method, <metric>, n, mark``.
+
+    Examples
+    --------
+    >>> conf = confidence_table(load_study(example_study()))
+    >>> best = conf[(conf["dataset"] == "brain_tumor_mri") & (conf["class"] == "glioma")]
+    >>> best.sort_values("confidence_increase").iloc[-1][["method", "mark"]].tolist()
+    ['xgradcam', 'ref']
+    """
     rows = []
     for r in runs:
         if r.xai.empty or metric not in r.xai:
@@ -225,7 +346,25 @@ def confidence_table(runs: list[DatasetRun], metric: str = "confidence_increase"
 
 
 def published_comparison(runs: list[DatasetRun]) -> pd.DataFrame:
-    """The published numbers next to this study's, for the datasets the study folder holds."""
+    """The published numbers next to this study's, for the datasets the study folder holds.
+
+    Parameters
+    ----------
+    runs : list of DatasetRun
+        From :func:`load_study`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per published number (:data:`PUBLISHED`): ``ours``, its Wilson interval
+        (accuracy), ``n``, ``difference`` and the source; ``ours`` is NaN for a dataset not in the study.
+
+    Examples
+    --------
+    >>> pub = published_comparison(load_study(example_study()))
+    >>> pub.loc[pub["quantity"] == "accuracy", ["published", "ours"]].round(4).values.tolist()
+    [[0.8631, 0.8]]
+    """
     rows = []
     by_dataset = {r.dataset: r for r in runs}
     for pub in PUBLISHED.to_dict("records"):
@@ -261,6 +400,20 @@ def wilson_interval(accuracy: float, n: int, alpha: float = 0.05) -> tuple[float
     For a mean over fold models on the same ``n`` images this is the interval of one model's
     accuracy at that value: it covers test-set sampling, not the variation between folds.
 
+    Parameters
+    ----------
+    accuracy : float
+        In [0, 1].
+    n : int
+        Test images.
+    alpha : float
+        1 - the confidence level.
+
+    Returns
+    -------
+    (float, float)
+        Lower and upper bound (NaN, NaN for ``n`` = 0).
+
     Examples
     --------
     >>> [round(v, 4) for v in wilson_interval(0.8, 100)]
@@ -275,7 +428,24 @@ def wilson_interval(accuracy: float, n: int, alpha: float = 0.05) -> tuple[float
 
 
 def protocol_table(runs: list[DatasetRun]) -> pd.DataFrame:
-    """How each dataset was run: sizes, weights, folds, epochs, caps, duplicates removed."""
+    """How each dataset was run: sizes, weights, folds, epochs, caps, duplicates removed.
+
+    Parameters
+    ----------
+    runs : list of DatasetRun
+        From :func:`load_study`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per dataset (the report shows it transposed).
+
+    Examples
+    --------
+    >>> table = protocol_table(load_study(example_study())).set_index("dataset")
+    >>> int(table.loc["brain_tumor_mri", "image_size"]), table.loc["skin_cancer_isic", "weights"]
+    (224, 'none')
+    """
     rows = []
     for r in runs:
         c, m, a = r.config, r.metrics, r.audit
@@ -311,7 +481,23 @@ def protocol_table(runs: list[DatasetRun]) -> pd.DataFrame:
 
 
 def generalization_summary(runs: list[DatasetRun]) -> pd.DataFrame:
-    """Mean accuracy per dataset and model: clean, each corruption at its worst severity, external."""
+    """Mean accuracy per dataset and model: clean, each corruption at its worst severity, external.
+
+    Parameters
+    ----------
+    runs : list of DatasetRun
+        From :func:`load_study`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Empty when notebook 07 has run on none of the datasets.
+
+    Examples
+    --------
+    >>> generalization_summary(load_study(example_study())).empty  # notebook 07 has not run there
+    True
+    """
     rows = []
     for r in runs:
         g = r.generalization
@@ -339,7 +525,22 @@ def generalization_summary(runs: list[DatasetRun]) -> pd.DataFrame:
 
 def external_note(run: DatasetRun) -> str:
     """What an external accuracy stands on: the classes scored, those left unmapped, and the
-    training images found in the external set and left out."""
+    training images found in the external set and left out.
+
+    Parameters
+    ----------
+    run : DatasetRun
+
+    Returns
+    -------
+    str
+        Empty when the run has no external set.
+
+    Examples
+    --------
+    >>> external_note(load_study(example_study())[0])
+    ''
+    """
     e = run.external
     if not e:
         return ""
@@ -357,7 +558,24 @@ def external_note(run: DatasetRun) -> str:
 
 
 def difference_notes(runs: list[DatasetRun]) -> list[str]:
-    """Plain-language reasons why this study's numbers differ from the published ones."""
+    """Plain-language reasons why this study's numbers differ from the published ones.
+
+    Parameters
+    ----------
+    runs : list of DatasetRun
+        From :func:`load_study`.
+
+    Returns
+    -------
+    list of str
+        One note per reason and dataset (markdown).
+
+    Examples
+    --------
+    >>> notes = difference_notes(load_study(example_study()))
+    >>> any("trained from scratch" in n for n in notes), any("64 px instead of 224 px" in n for n in notes)
+    (True, True)
+    """
     notes = [f"The published study: {PUBLISHED_SETTING}."]
     for r in runs:
         c, m, a = r.config, r.metrics, r.audit
@@ -396,7 +614,24 @@ def _markdown(df: pd.DataFrame, floatfmt: str = ".4f") -> str:
 
 
 def explanation_notes(runs: list[DatasetRun]) -> list[str]:
-    """What the confidence increase measures in these runs, and where two methods coincide."""
+    """What the confidence increase measures in these runs, and where two methods coincide.
+
+    Parameters
+    ----------
+    runs : list of DatasetRun
+        From :func:`load_study`.
+
+    Returns
+    -------
+    list of str
+        Markdown notes.
+
+    Examples
+    --------
+    >>> notes = explanation_notes(load_study(example_study()))
+    >>> any("GradCAM and XGradCAM give the same map" in n for n in notes)
+    True
+    """
     notes = ["The explained class is the model's predicted class; the confidence score is the softmax "
              "probability of that class. `confidence_increase` is the mean change of that probability when the "
              "normalised input is multiplied by the map (pytorch-grad-cam's `CamMultImageConfidenceChange`)."]
@@ -411,7 +646,25 @@ def explanation_notes(runs: list[DatasetRun]) -> list[str]:
 
 def write_report(study_dir: str | Path, runs: list[DatasetRun] | None = None) -> Path:
     """Write ``<study_dir>/report.md``: protocol, performance, explanations, published values,
-    generalization and the reasons for the differences. Returns its path."""
+    generalization and the reasons for the differences (notebook 06).
+
+    Parameters
+    ----------
+    study_dir : str or pathlib.Path
+    runs : list of DatasetRun, optional
+        Default: :func:`load_study` of ``study_dir``.
+
+    Returns
+    -------
+    pathlib.Path
+        The report's path.
+
+    Examples
+    --------
+    >>> path = write_report(example_study())
+    >>> path.name, "## Why the numbers differ" in path.read_text()
+    ('report.md', True)
+    """
     study_dir = Path(study_dir)
     runs = runs if runs is not None else load_study(study_dir)
     perf = performance_table(runs)

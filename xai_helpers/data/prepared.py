@@ -1,0 +1,162 @@
+"""The prepared data of a run: its images aligned with its splits, and the rules that shape them.
+
+:class:`PreparedData` is what :func:`xai_helpers.steps.prepare_data` (notebook 01) returns and
+:func:`xai_helpers.steps.load_prepared` gives back to the later notebooks; :func:`label_conflicts`
+and :func:`merge_groups` decide which images are left out and which must share a split.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from .audit import connected_groups
+from .splits import fold_indices
+
+@dataclass
+class PreparedData:
+    """Images of one run, aligned row for row with ``splits``.
+
+    Attributes
+    ----------
+    splits : pandas.DataFrame
+        ``path``, ``split``, ``class``, ``group``, ``fold`` (and ``mask``) of every usable image.
+    images : (N, C, S, S) uint8 array
+        Row ``i`` is the image of ``splits`` row ``i``.
+    class_names : list of str
+    labels : (N,) int array
+        Index into ``class_names`` of every row.
+    info : dict
+        ``layout``, ``root``, ``grey``, ``image_size``, ``title``.
+    audit : dict
+        The data audit (see :func:`~xai_helpers.data.audit.audit_dataset`).
+    """
+
+    splits: pd.DataFrame
+    images: np.ndarray
+    class_names: list[str]
+    labels: np.ndarray
+    info: dict[str, Any]
+    audit: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_cache(cls, splits: pd.DataFrame, cache, info: dict[str, Any],
+                   audit: dict[str, Any]) -> "PreparedData":
+        """The prepared data of ``splits``, its images taken from ``cache`` row for row.
+
+        Parameters
+        ----------
+        splits : pandas.DataFrame
+            ``path``, ``split``, ``class``, ``group``, ``fold`` of every image used.
+        cache : ImageCache
+            Holds every path of ``splits``.
+        info, audit : dict
+            ``data/dataset.json`` (``class_names`` gives the label order) and ``data/audit.json``.
+
+        Returns
+        -------
+        PreparedData
+
+        Examples
+        --------
+        >>> from xai_helpers.data.cache import ImageCache
+        >>> cache = ImageCache(np.arange(3, dtype=np.uint8).reshape(3, 1, 1, 1), ["a", "b", "c"], [])
+        >>> splits = pd.DataFrame({"path": ["c", "a"], "split": "train", "class": ["y", "x"], "fold": 0})
+        >>> data = PreparedData.from_cache(splits, cache, {"class_names": ["x", "y"]}, {})
+        >>> data.images.ravel().tolist(), data.labels.tolist()
+        ([2, 0], [1, 0])
+        """
+        splits = splits.reset_index(drop=True)
+        images = cache.images[cache.rows(splits["path"])]
+        class_names = list(info["class_names"])
+        code = {c: i for i, c in enumerate(class_names)}
+        labels = splits["class"].map(code).to_numpy()
+        return cls(splits, images, class_names, labels.astype(np.int64), info, audit)
+
+    @property
+    def folds(self) -> list[int]:
+        return sorted(int(f) for f in self.splits["fold"].unique() if f >= 0)
+
+    def fold_rows(self, fold: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Rows of (training, validation, test) images of ``fold``."""
+        return fold_indices(self.splits, fold)
+
+    def test_rows(self) -> np.ndarray:
+        return np.flatnonzero(self.splits["split"].to_numpy() == "test")
+
+    def masks(self, rows: np.ndarray) -> list[np.ndarray | None]:
+        """Lesion masks of ``rows`` at the cache's size: one ``(S, S)`` bool array per image that
+        has a mask, None for an image without one (and for every image of a dataset without masks).
+
+        Examples
+        --------
+        >>> splits = pd.DataFrame({"path": ["a.png", "b.png"], "split": "test", "class": ["x", "y"],
+        ...                        "fold": -1, "mask": ["", ""]})
+        >>> data = PreparedData(splits, np.zeros((2, 1, 8, 8), np.uint8), ["x", "y"], np.array([0, 1]), {})
+        >>> data.masks(np.array([0, 1]))
+        [None, None]
+        """
+        size = self.images.shape[-1]
+        out: list[np.ndarray | None] = []
+        for r in np.asarray(rows):
+            p = self.splits["mask"].iloc[r] if "mask" in self.splits.columns else None
+            if isinstance(p, str) and p and Path(p).is_file():
+                with Image.open(p) as m:
+                    out.append(np.asarray(m.convert("L").resize((size, size), Image.Resampling.NEAREST)) > 127)
+            else:
+                out.append(None)
+        return out
+
+    def mask_array(self, rows: np.ndarray) -> np.ndarray | None:
+        """``(B, S, S)`` bool masks of ``rows`` for the localisation metrics: an image without a mask
+        gets an empty one (its metrics are NaN); None when no image of ``rows`` has a mask."""
+        masks = self.masks(rows)
+        if all(m is None for m in masks):
+            return None
+        size = self.images.shape[-1]
+        return np.stack([m if m is not None else np.zeros((size, size), bool) for m in masks])
+
+
+def label_conflicts(index: pd.DataFrame) -> list[dict[str, Any]]:
+    """Byte-identical files (same ``sha1``) filed under different classes.
+
+    Such an image teaches the model both answers and tests it on a coin flip; every copy is left
+    out of training and test, and the audit lists them.
+
+    Examples
+    --------
+    >>> idx = pd.DataFrame({"path": ["a", "b", "c"], "class": ["x", "y", "x"], "sha1": ["1", "1", "2"]})
+    >>> label_conflicts(idx)
+    [{'sha1': '1', 'classes': ['x', 'y'], 'paths': ['a', 'b']}]
+    """
+    out = []
+    for digest, group in index[index["sha1"] != "empty"].groupby("sha1", sort=True):
+        classes = sorted(group["class"].unique())
+        if len(classes) > 1:
+            out.append({"sha1": str(digest), "classes": classes, "paths": sorted(group["path"])})
+    return out
+
+
+def merge_groups(index: pd.DataFrame, duplicate_groups: list[list[str]]) -> list[str]:
+    """Group keys of ``index`` with every duplicate group (lists of paths) joined into one group.
+
+    A duplicate group that links two dataset groups (two patients, say) joins them too, so that no
+    copy of an image can sit in another split or fold than the image itself.
+    """
+    paths = list(index["path"])
+    pos = {p: i for i, p in enumerate(paths)}
+    first_of_group: dict[str, int] = {}
+    pairs = [(first_of_group.setdefault(g, i), i) for i, g in enumerate(index["group"])]
+    for group in duplicate_groups:
+        members = [pos[p] for p in group if p in pos]
+        pairs += [(members[0], j) for j in members[1:]]
+    groups = list(index["group"])
+    out = list(groups)
+    for component in connected_groups(len(paths), pairs):
+        for i in component:
+            out[i] = groups[component[0]]
+    return out

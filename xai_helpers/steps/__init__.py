@@ -1,0 +1,46 @@
+"""The study's steps: one public function per notebook step, each over a run folder.
+
+The notebooks call this layer (plus :mod:`xai_helpers.figures` and :mod:`xai_helpers.widgets`);
+the layers below it (:mod:`xai_helpers.data`, :mod:`~xai_helpers.models`,
+:mod:`~xai_helpers.training`, :mod:`~xai_helpers.evaluation`, :mod:`~xai_helpers.stats`,
+:mod:`~xai_helpers.cams`, :mod:`~xai_helpers.cam_metrics`, :mod:`~xai_helpers.generalization`)
+take arrays and plain arguments and never read notebook parameters or run folders.
+
+===========  ===================================  ==================================================
+notebook     step                                 writes into the run folder
+===========  ===================================  ==================================================
+01           :func:`prepare_data`                 ``data/splits.csv``, ``data/audit.json``,
+                                                  ``data/dataset.json`` (later steps:
+                                                  :func:`load_prepared`)
+02           :func:`train_models`                 ``metrics.csv``, ``predictions/``, ``checkpoints/``
+03, 05       :func:`run_paired_tests`,            ``stats/paired_tests.csv``,
+             :func:`summary_table_for_run`        ``stats/summary_table.csv``
+04           :func:`explain_examples`             figures only
+05           :func:`rate_explanations`            ``xai_per_image.csv``, ``xai_metrics.csv``,
+                                                  ``xai_randomisation.csv``
+06           :func:`write_report`                 ``report.md`` (in the study folder)
+07           :func:`run_generalization`           ``generalization*.csv``, ``generalization_external.json``
+===========  ===================================  ==================================================
+"""
+from ..cam_metrics import ALL_METRICS
+from ..data.audit import audit_summary
+from ..generalization import CORRUPTIONS, SEVERITY_LEVELS, severity_summary
+from ..models import model_overview
+from .data import load_prepared, prepare_data
+from .explanations import ExplainedExamples, explain_examples, explanation_sample, rate_explanations
+from .generalization import corruption_examples, describe_external, run_generalization
+from .statistics import run_paired_tests, summary_table_for_run
+from .summary import (confidence_table, load_study, performance_table, protocol_table, published_comparison,
+                      write_report)
+from .training import train_models
+
+#: The steps, one per notebook, in the order the runner executes them.
+STEPS = ["prepare_data", "train_models", "run_paired_tests", "explain_examples", "rate_explanations",
+         "write_report", "run_generalization"]
+
+# the steps, their helpers, and what the notebooks show of the layers below (tables, constants)
+__all__ = ["STEPS", "prepare_data", "load_prepared", "train_models", "run_paired_tests", "summary_table_for_run",
+           "explain_examples", "ExplainedExamples", "explanation_sample", "rate_explanations", "load_study",
+           "protocol_table", "performance_table", "confidence_table", "published_comparison", "write_report",
+           "corruption_examples", "describe_external", "run_generalization", "severity_summary", "CORRUPTIONS",
+           "SEVERITY_LEVELS", "ALL_METRICS", "audit_summary", "model_overview"]

@@ -1,0 +1,154 @@
+"""Step 01: from a dataset folder to the run's prepared data (index, audit, splits, image cache).
+
+Notebook 01 calls :func:`prepare_data`, which writes ``data/splits.csv``, ``data/audit.json``
+and ``data/dataset.json`` into the run folder; later notebooks call :func:`load_prepared` to get
+the same images back from the cache.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ..atomic import write_text_atomic
+from ..data.audit import audit_dataset
+from ..data.cache import ImageCache, build_cache, file_digest
+from ..data.layouts import LAYOUTS, DatasetError, scan_dataset
+from ..data.prepared import PreparedData, label_conflicts, merge_groups
+from ..data.splits import make_splits
+from ..data.synthetic import make_synthetic_dataset
+from ..runfolder import RunFolder
+
+#: Seed of the embedded synthetic dataset: fixed, so that the dataset is the same for every run
+#: seed (the run's ``seed`` drives folds, initialisation and augmentation).
+SYNTHETIC_DATA_SEED = 0
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    write_text_atomic(path, json.dumps(obj, indent=2, default=str))
+
+
+def prepare_data(params: dict[str, Any], progress: bool = True) -> PreparedData:
+    """Index, audit, split and cache the dataset named by the run's parameters (notebook 01).
+
+    For ``dataset='synthetic'`` the embedded dataset is generated into ``data_root`` first
+    (``synthetic_per_class`` images per class). Unreadable files are reported in the audit and
+    left out; files sharing a group with the test split are handled by the leak policy. Writes
+    ``data/splits.csv``, ``data/audit.json`` and ``data/dataset.json``.
+
+    Parameters
+    ----------
+    params : dict
+        Resolved notebook parameters: ``run_dir``, ``dataset``, ``data_root``, ``image_size``,
+        ``folds``, ``seed``, ``max_per_class``, ``leak_policy``, ``synthetic_per_class``.
+    progress : bool
+        tqdm bars while generating, hashing and decoding.
+
+    Returns
+    -------
+    PreparedData
+
+    Examples
+    --------
+    >>> data = prepare_data(tiny_run(), progress=False)
+    >>> data.class_names, data.images.shape[1:], data.folds
+    (['no_lesion', 'ring_lesion', 'solid_lesion'], (1, 64, 64), [0, 1])
+    """
+    run = RunFolder(params["run_dir"])
+    run.claim()
+    root = Path(params["data_root"])
+    if params["dataset"] == "synthetic":
+        make_synthetic_dataset(root, n_per_class=params["synthetic_per_class"], seed=SYNTHETIC_DATA_SEED,
+                               progress=progress)
+    index = scan_dataset(root, params["dataset"])
+    if len(index.attrs["classes"]) < 2:
+        raise DatasetError(f"{root}: only one class ({index.attrs['classes'][0]!r}, {len(index)} images) was found; "
+                           f"a classifier needs at least two. Check that data_root is the dataset's root folder "
+                           f"(with one folder per class, or <split>/<class>/ folders)")
+    digests = [file_digest(p) if Path(p).stat().st_size else "empty" for p in index["path"]]
+    index["sha1"] = digests
+    cache = build_cache(index["path"], params["image_size"], index.attrs["grey"], digests=digests,
+                        progress=progress)
+    audit = audit_dataset(index, cache.unreadable, images=cache.images, image_paths=cache.paths,
+                          sizes=cache.file_info)
+    conflicts = label_conflicts(index)
+    audit["label_conflicts"] = conflicts
+    conflicting = {p for group in conflicts for p in group["paths"]}
+    usable = index[~index["path"].isin({u["path"] for u in cache.unreadable} | conflicting)].copy()
+    usable.attrs = dict(index.attrs)
+    usable = usable.drop(columns=["sha1"])
+    # duplicates (byte-identical or near-identical) share a group: they never straddle splits or folds,
+    # and training copies of test images are dropped by the leak policy
+    usable["group"] = merge_groups(usable, audit["exact_duplicates"] + audit["near_duplicates"])
+    splits = make_splits(usable, folds=params["folds"], seed=params["seed"],
+                         max_per_class=params["max_per_class"], leak_policy=params["leak_policy"])
+    audit["splits"] = {k: v for k, v in splits.attrs.get("report", {}).items()}
+    if "test_drawn_from_train" in audit["splits"]:
+        audit["splits"]["test_split"] = (f"drawn from the training data ({audit['splits']['test_drawn_from_train']} "
+                                         f"images, grouped and stratified): {root} has no test split")
+        if index.attrs["layout"] not in ("imagefolder", "ham10000"):
+            print(f"note: the published layout {index.attrs['layout']!r} has a test split, but {root} has none; "
+                  f"a test split was drawn from the training data instead (the report says so)")
+    else:
+        audit["splits"]["test_split"] = "the dataset's own test split"
+    audit["splits"]["images_per_split_and_class"] = (
+        splits.groupby(["split", "class"]).size()
+        .rename("n").reset_index().to_dict("records"))
+    info = {"layout": index.attrs["layout"], "title": LAYOUTS[index.attrs["layout"]].title,
+            "root": str(root), "grey": bool(index.attrs["grey"]), "image_size": params["image_size"],
+            "class_names": list(index.attrs["classes"]), "cache_file": str(cache.file)}
+    run.data_dir.mkdir(parents=True, exist_ok=True)
+    run.write_csv(splits, run.splits_file)
+    _write_json(run.audit_file, audit)
+    _write_json(run.dataset_file, info)
+    return PreparedData.from_cache(splits, cache, info, audit)
+
+
+def load_prepared(params: dict[str, Any], progress: bool = True) -> PreparedData:
+    """The prepared data of a run folder (written by notebook 01), images from the cache.
+
+    Parameters
+    ----------
+    params : dict
+        Resolved notebook parameters (``run_dir``, ``image_size``).
+    progress : bool
+        tqdm bar when the cache has to be rebuilt (another copy of the same files).
+
+    Returns
+    -------
+    PreparedData
+        The same rows, labels and images as :func:`prepare_data` returned.
+
+    Raises
+    ------
+    RunFolderError
+        When notebook 01 has not run on ``run_dir``.
+    ValueError
+        When ``image_size`` differs from the prepared one, or a listed file is not in the cache.
+
+    Examples
+    --------
+    >>> params = tiny_run()
+    >>> data = load_prepared(params)
+    >>> len(data.splits) == len(data.images) == len(data.labels), data.info["image_size"]
+    (True, 64)
+    """
+    run = RunFolder(params["run_dir"])
+    splits = run.read_splits()
+    info = json.loads(run.require(run.dataset_file, "notebook 01").read_text())
+    audit = json.loads(run.audit_file.read_text()) if run.audit_file.is_file() else {}
+    if info["image_size"] != params["image_size"]:
+        raise ValueError(f"image_size: the run folder was prepared at {info['image_size']} px, "
+                         f"not {params['image_size']}; rerun notebook 01 or pass image_size={info['image_size']}")
+    if "mask" in splits.columns and not splits["mask"].astype(bool).any():
+        splits = splits.drop(columns=["mask"])
+    cache = ImageCache.load(info["cache_file"]) if Path(info.get("cache_file", "")).is_file() else None
+    if cache is None or set(splits["path"]) - set(cache.paths):
+        # the cache file is shared by every folder with the same image content (it is keyed by the files'
+        # bytes); when it was written for another copy of the data, find it again by content, for these paths
+        cache = build_cache(splits["path"], info["image_size"], info["grey"], progress=progress)
+    missing = sorted(set(splits["path"]) - set(cache.paths))
+    if missing:
+        raise ValueError(f"{len(missing)} file(s) listed in {run.splits_file} are not in the image cache "
+                         f"(e.g. {missing[0]}); rerun notebook 01")
+    return PreparedData.from_cache(splits, cache, info, audit)

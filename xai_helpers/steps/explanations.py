@@ -1,0 +1,274 @@
+"""Steps 04 and 05: CAM explanations of test images, and how good they are.
+
+:func:`explain_examples` (notebook 04) computes the CAM methods of one fold's model for a few
+test images per class; :func:`rate_explanations` (notebook 05) computes them with every fold's
+model for a larger sample, with every explanation metric, into ``xai_per_image.csv`` and its
+aggregate ``xai_metrics.csv``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..cam_metrics import (aggregate_per_class, confidence_metrics, deletion_insertion, localisation_metrics,
+                           randomisation_check, road)
+from ..cams import compute_cams, resolve_target_layer
+from ..data.prepared import PreparedData
+from ..models import feature_map_size
+from ..runfolder import RunFolder
+from ..training import BatchPipeline, load_checkpoint, resolve_device
+
+
+def explanation_sample(data: PreparedData, per_class: int | None, seed: int) -> np.ndarray:
+    """Rows of up to ``per_class`` test images per class (seeded; the same for every fold).
+
+    Parameters
+    ----------
+    data : PreparedData
+    per_class : int or None
+        Images per class; None takes every test image.
+    seed : int
+
+    Returns
+    -------
+    (n,) int64 array
+        Rows of ``data``, class by class, sorted within each class.
+
+    Examples
+    --------
+    >>> splits = pd.DataFrame({"path": list("abcdef"), "split": "test", "class": list("xxxyyy"), "fold": -1})
+    >>> data = PreparedData(splits, np.zeros((6, 1, 8, 8), np.uint8), ["x", "y"], np.array([0, 0, 0, 1, 1, 1]), {})
+    >>> rows = explanation_sample(data, 2, seed=0)
+    >>> len(rows), data.labels[rows].tolist(), np.array_equal(rows, explanation_sample(data, 2, seed=0))
+    (4, [0, 0, 1, 1], True)
+    >>> explanation_sample(data, None, seed=0).tolist()
+    [0, 1, 2, 3, 4, 5]
+    """
+    rng = np.random.default_rng(seed)
+    test = data.test_rows()
+    if per_class is None:
+        return np.sort(test).astype(np.int64)
+    chosen = []
+    for c in range(len(data.class_names)):
+        rows = test[data.labels[test] == c]
+        chosen.extend(sorted(rng.choice(rows, size=min(per_class, len(rows)), replace=False).tolist()))
+    return np.array(chosen, dtype=np.int64)
+
+
+@dataclass
+class ExplainedExamples:
+    """A few test images explained by one fold's model (notebook 04).
+
+    Attributes
+    ----------
+    model : torch.nn.Module
+        The fold's best checkpoint, in eval mode on ``x``'s device.
+    model_name, layer : str
+        The explained CNN and its resolved target layer (a module name).
+    feature_map : tuple of int
+        ``(h, w)`` of the target layer's output at the run's image size (before upsampling).
+    rows : (B,) int array
+        Rows of the prepared data that were explained.
+    x : (B, C, S, S) tensor
+        Their normalised batch.
+    maps : dict
+        Method -> ``(B, S, S)`` maps in [0, 1], each explaining the predicted class.
+    probs : (B, K) array
+        Softmax outputs.
+    labels : list of str
+        ``"true <class>\\npred <class> (<probability>)"`` per image, for figure titles.
+
+    Examples
+    --------
+    >>> from xai_helpers.steps import load_prepared
+    >>> params = tiny_run()
+    >>> ex = explain_examples(load_prepared(params), params, per_class=1)
+    >>> m = ex.maps_at(["gradcam", "xgradcam"], layer="layer4")  # the same images and classes, another layer
+    >>> m["gradcam"].shape == ex.maps["gradcam"].shape, bool(abs(m["gradcam"] - m["xgradcam"]).max() < 1e-5)
+    (True, True)
+    """
+
+    model: nn.Module
+    model_name: str
+    layer: str
+    feature_map: tuple[int, int]
+    rows: np.ndarray
+    x: torch.Tensor
+    maps: dict[str, np.ndarray]
+    probs: np.ndarray
+    labels: list[str]
+
+    def maps_at(self, methods: Sequence[str], layer: str | None = None) -> dict[str, np.ndarray]:
+        """The maps of ``methods`` for the same images and predicted classes, at ``layer``
+        (default: the explained layer).
+
+        Parameters
+        ----------
+        methods : sequence of str
+            Names of :func:`xai_helpers.cams.available_methods`.
+        layer : str, optional
+            A module name of the model.
+
+        Returns
+        -------
+        dict
+            Method -> ``(B, S, S)`` maps.
+        """
+        maps, _ = compute_cams(self.model, self.x, list(methods), target_layer=layer or self.layer,
+                               targets=self.probs.argmax(axis=1))
+        return maps
+
+
+def explain_examples(data: PreparedData, params: dict[str, Any], per_class: int = 2,
+                     fold: int = 0) -> ExplainedExamples:
+    """The CAM methods of ``params['cam_methods']`` for ``per_class`` test images per class.
+
+    Parameters
+    ----------
+    data : PreparedData
+        From :func:`~xai_helpers.steps.load_prepared`.
+    params : dict
+        Resolved notebook parameters: ``run_dir``, ``cam_model``, ``cam_layer``, ``cam_methods``,
+        ``image_size``, ``device``, ``seed``.
+    per_class : int
+        Test images per class, drawn by :func:`explanation_sample` with ``params['seed']``.
+    fold : int
+        Whose best checkpoint explains (notebook 02 must have trained it).
+
+    Returns
+    -------
+    ExplainedExamples
+
+    Examples
+    --------
+    >>> from xai_helpers.steps import load_prepared
+    >>> params = tiny_run()
+    >>> ex = explain_examples(load_prepared(params), params, per_class=1)
+    >>> ex.layer, ex.feature_map, sorted(ex.maps), ex.maps["gradcam"].shape
+    ('layer2', (8, 8), ['eigengradcam', 'gradcam', 'gradcam++', 'layercam', 'xgradcam'], (3, 64, 64))
+    """
+    run = RunFolder(params["run_dir"])
+    device = resolve_device(params["device"])
+    model_name = params["cam_model"]
+    model, _ = load_checkpoint(run.require(run.checkpoint_dir(model_name, fold) / "best.pt", "notebook 02"), device)
+    _, layer = resolve_target_layer(model, params["cam_layer"])
+    rows = explanation_sample(data, per_class, params["seed"])
+    x = BatchPipeline(data.images, device).batch(torch.as_tensor(rows))
+    maps, probs = compute_cams(model, x, params["cam_methods"], target_layer=layer)
+    labels = [f"true {data.class_names[data.labels[r]]}\npred {data.class_names[p]} ({q:.2f})"
+              for r, p, q in zip(rows, probs.argmax(1), probs.max(1))]
+    return ExplainedExamples(model, model_name, layer, feature_map_size(model_name, params["image_size"], layer),
+                             rows, x, maps, probs, labels)
+
+
+def rate_explanations(data: PreparedData, params: dict[str, Any], costly_per_class: int = 2,
+                        n_steps: int = 16, progress: bool = True) -> pd.DataFrame:
+    """CAMs and explanation metrics of ``params['cam_model']`` on sampled test images, every fold.
+
+    For each fold's best checkpoint: the maps of every method in ``params['cam_methods']`` at
+    ``params['cam_layer']`` for ``explain_per_class`` test images per class (one
+    forward/backward per batch), confidence metrics for all of them, localisation metrics where
+    lesion masks exist, and deletion/insertion AUC on the first ``costly_per_class`` of them per
+    class (each costs ``2 * (n_steps + 1)`` forwards per image and method), ROAD (18 imputations
+    and forwards per image and method) and the cascading randomisation check on the same subsample.
+
+    Parameters
+    ----------
+    data : PreparedData
+        From :func:`~xai_helpers.steps.load_prepared`.
+    params : dict
+        Resolved notebook parameters: ``run_dir``, ``cam_model``, ``cam_layer``, ``cam_methods``,
+        ``explain_per_class``, ``seed``, ``device``.
+    costly_per_class : int
+        Images per class for deletion/insertion, ROAD and the randomisation check.
+    n_steps : int
+        Steps of the deletion and insertion curves.
+    progress : bool
+        tqdm bar over the folds.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per fold, method and image (written to ``xai_per_image.csv``); the aggregate
+        goes to ``xai_metrics.csv``, the randomisation curves to ``xai_randomisation.csv``.
+
+    Examples
+    --------
+    >>> from xai_helpers.steps import load_prepared
+    >>> params = tiny_run()  # one image per class, 2 folds
+    >>> per_image = rate_explanations(load_prepared(params), params, costly_per_class=1, n_steps=4, progress=False)
+    >>> len(per_image) == 2 * 5 * 3, bool(per_image["confidence_increase"].notna().all())
+    (True, True)
+    >>> sorted(per_image.columns[per_image.isna().all()])  # every metric computed for every image
+    []
+    """
+    run = RunFolder(params["run_dir"])
+    run.claim()
+    model_name = params["cam_model"]
+    device = resolve_device(params["device"])
+    pipeline = BatchPipeline(data.images, device)
+    rows = explanation_sample(data, params["explain_per_class"], params["seed"])
+    # the costly metrics use the first costly_per_class sampled images of each class
+    labels = data.labels[rows]
+    is_costly = np.zeros(len(rows), bool)
+    for c in np.unique(labels):
+        is_costly[np.flatnonzero(labels == c)[:costly_per_class]] = True
+    masks = data.mask_array(rows)
+    x = pipeline.batch(torch.as_tensor(rows))
+    records = []
+    curves: list[pd.DataFrame] = []
+    metrics_df = pd.read_csv(run.metrics_file) if run.metrics_file.is_file() else None
+    folds = sorted(metrics_df.loc[metrics_df["model"] == model_name, "fold"].unique()) if metrics_df is not None else []
+    if not folds:
+        raise FileNotFoundError(f"{run.metrics_file}: no trained {model_name}; run notebook 02 with "
+                                f"{model_name} in models first")
+    for fold in tqdm(folds, desc=f"explaining {model_name}", disable=not progress):
+        net, meta = load_checkpoint(run.checkpoint_dir(model_name, int(fold)) / "best.pt", device)
+        _, layer_name = resolve_target_layer(net, params["cam_layer"])
+        maps, probs = compute_cams(net, x, params["cam_methods"], target_layer=layer_name)
+        targets = probs.argmax(axis=1)
+        conf = confidence_metrics(net, x, maps, targets, probs=probs, mean=meta["mean"], std=meta["std"])
+        sel = np.flatnonzero(is_costly)
+        sub_maps = {m: v[sel] for m, v in maps.items()}
+        perturb = deletion_insertion(net, x[sel], sub_maps, targets[sel], n_steps=n_steps)
+        roads = road(net, x[sel], sub_maps, targets[sel], seed=params["seed"])
+        for m in roads:
+            perturb[m].update(roads[m])
+        rand = randomisation_check(net, model_name, x[sel], params["cam_methods"], layer_name, targets[sel],
+                                   seed=params["seed"])
+        rand["path"] = data.splits["path"].to_numpy()[rows[sel]][rand["image"].to_numpy()]
+        rand.insert(0, "fold", int(fold))
+        rand.insert(0, "model", model_name)
+        curves.append(rand.drop(columns="image"))
+        final = rand[rand["step"] == rand["step"].max()].set_index(["method", "image"])["spearman"]
+        for m in perturb:
+            perturb[m]["randomisation_spearman"] = np.array([final[(m, i)] for i in range(len(sel))])
+        for m in params["cam_methods"]:
+            loc = localisation_metrics(maps[m], masks) if masks is not None else {}
+            for k, r in enumerate(rows):
+                rec = {"model": model_name, "fold": int(fold), "layer": layer_name, "method": m,
+                       "path": data.splits["path"].iloc[r], "class": data.class_names[data.labels[r]],
+                       "pred": data.class_names[targets[k]], "target": data.class_names[targets[k]],
+                       "target_prob": float(probs[k, targets[k]])}
+                for key in ("confidence_increase", "average_drop_pct", "increase_in_confidence_pct"):
+                    rec[key] = float(conf[m][key][k])
+                for key in ("deletion_auc", "insertion_auc", "road_morf", "road_lerf", "road_combined",
+                            "randomisation_spearman"):
+                    pos = np.flatnonzero(sel == k)
+                    rec[key] = float(perturb[m][key][pos[0]]) if len(pos) else np.nan
+                for key in ("pointing_game", "energy_in_mask", "iou"):
+                    rec[key] = float(loc[key][k]) if loc else np.nan
+                records.append(rec)
+        del net
+    per_image = pd.DataFrame(records)
+    run.write_csv(per_image, run.xai_per_image_file)
+    run.write_csv(aggregate_per_class(per_image), run.xai_metrics_file)
+    if curves:
+        run.write_csv(pd.concat(curves, ignore_index=True), run.xai_randomisation_file)
+    return per_image

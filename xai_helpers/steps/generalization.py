@@ -1,0 +1,365 @@
+"""Step 07: do the trained models generalize? Every model and fold under every condition.
+
+:func:`run_generalization` scores every trained model and fold on the clean test images, on their
+corrupted copies (:data:`xai_helpers.generalization.CORRUPTIONS`) and on an external test set
+(:func:`load_external`), and compares each corrupted image's CAM with its clean CAM. It writes
+``generalization.csv``, ``generalization_reliability.csv``, ``generalization_cams.csv`` and
+``generalization_external.json``.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from ..atomic import write_text_atomic
+from ..cam_metrics import spearman_rows
+from ..cams import compute_cams, resolve_target_layer
+from ..data.audit import NEAR_DUPLICATE_THRESHOLD, cross_near_duplicates, perceptual_hash
+from ..data.cache import build_cache, file_digest
+from ..data.layouts import scan_dataset
+from ..data.prepared import PreparedData
+from ..data.synthetic import make_synthetic_dataset
+from ..evaluation import reliability_table
+from ..generalization import (CORRUPTIONS, SEVERITY_LEVELS, condition_scores, corrupt, generalization_conditions,
+                              map_classes, predict_images, severity_summary)
+from ..runfolder import RunFolder
+from ..training import BatchPipeline, load_checkpoint, resolve_device
+from .explanations import explanation_sample
+
+__all__ = ["CORRUPTIONS", "SEVERITY_LEVELS", "SYNTHETIC_EXTERNAL", "STABILITY_COLUMNS", "corruption_examples",
+           "describe_external", "load_external", "run_generalization", "severity_summary", "synthetic_external_root",
+           "training_fingerprints"]
+
+
+def synthetic_external_root(params: dict[str, Any]) -> Path:
+    """Where the embedded external set goes: ``<data_root>_external``.
+
+    Parameters
+    ----------
+    params : dict
+        Resolved notebook parameters (``data_root``).
+
+    Returns
+    -------
+    pathlib.Path
+
+    Examples
+    --------
+    >>> synthetic_external_root({"data_root": "/data/synthetic"}).as_posix()
+    '/data/synthetic_external'
+    """
+    root = Path(params["data_root"])
+    return root.with_name(root.name + "_external")
+
+
+#: Acquisition profile of the embedded external set: brighter tissue and twice the noise.
+SYNTHETIC_EXTERNAL = {"seed": 1, "brightness": 0.08, "noise": 0.08}
+
+
+def training_fingerprints(data: PreparedData) -> dict[str, Any]:
+    """SHA-1 digests and perceptual hashes of a run's training pool (every image not in the test split).
+
+    What :func:`load_external` checks an external set against: byte copies by digest, re-encoded or
+    resized copies by the audit's perceptual hash (at the cache's image size, as the audit computes it).
+
+    Parameters
+    ----------
+    data : PreparedData
+
+    Returns
+    -------
+    dict
+        ``sha1``: set of hex digests; ``phash``: ``(n,)`` uint64 hashes, one per training-pool image.
+
+    Examples
+    --------
+    >>> from xai_helpers.steps import load_prepared
+    >>> data = load_prepared(tiny_run())
+    >>> prints = training_fingerprints(data)
+    >>> n_pool = int((data.splits["split"] != "test").sum())
+    >>> len(prints["phash"]) == n_pool, len(prints["sha1"]) <= n_pool
+    (True, True)
+    """
+    pool = np.flatnonzero(data.splits["split"].to_numpy() != "test")
+    return {"sha1": {file_digest(p) for p in data.splits["path"].to_numpy()[pool]},
+            "phash": perceptual_hash(data.images[pool])}
+
+
+def load_external(params: dict[str, Any], class_names: Sequence[str], grey: bool,
+                  training: dict[str, Any] | None = None,
+                  progress: bool = True) -> tuple[np.ndarray, np.ndarray, dict[str, Any]] | None:
+    """Images, training-class labels and a report of the external test set, or None without one.
+
+    ``external_data_root`` names the folder (any layout, detected or named by
+    ``external_dataset``); for the embedded synthetic dataset without one, a second synthetic set
+    with a shifted acquisition profile (:data:`SYNTHETIC_EXTERNAL`) is generated beside
+    ``data_root``. Every split of the external folder is used (it is all unseen data). Every image
+    of a mapped class is first checked against the training pool (``training``, from
+    :func:`training_fingerprints`): byte copies (same SHA-1) and near duplicates (perceptual hash
+    within the audit's threshold) are left out and counted in the report's ``training_overlap``
+    (an external set that holds training images measures memory, not generalization; Nickparvar's
+    brain dataset contains Bhuvaji's images, for one). Only then is the set capped at
+    ``generalization_per_class`` images per class (seeded). Unreadable files are reported.
+
+    Parameters
+    ----------
+    params : dict
+        Resolved notebook parameters: ``external_data_root``, ``external_dataset``, ``class_map``,
+        ``dataset``, ``data_root``, ``image_size``, ``generalization_per_class``, ``seed``.
+    class_names : sequence of str
+        The training classes (labels index them).
+    grey : bool
+        Whether the training images are grey (the external ones are converted alike).
+    training : dict, optional
+        :func:`training_fingerprints` of the run; None skips the overlap check.
+    progress : bool
+
+    Returns
+    -------
+    (images, labels, report) or None
+        ``(N, C, S, S)`` uint8 images, ``(N,)`` training-class indices and a dict (``name``,
+        ``layout``, ``class_mapping``, ``unmapped_classes``, ``classes_evaluated``,
+        ``training_overlap``, ``unreadable``, ``images_used``); None when the run has no external set.
+
+    Raises
+    ------
+    ClassMappingError
+        When no external class maps onto a training class.
+
+    Examples
+    --------
+    >>> from xai_helpers.steps import load_prepared
+    >>> params = tiny_run()
+    >>> data = load_prepared(params)
+    >>> images, labels, report = load_external(params, data.class_names, grey=True,
+    ...                                        training=training_fingerprints(data), progress=False)
+    >>> images.shape[1:], report["unmapped_classes"], report["images_used"] == len(labels)
+    ((1, 64, 64), {}, True)
+    """
+    root = params.get("external_data_root")
+    layout = params.get("external_dataset", "auto")
+    if root is None:
+        if params["dataset"] != "synthetic":
+            return None
+        root = synthetic_external_root(params)
+        make_synthetic_dataset(root, n_per_class=max(4, params["synthetic_per_class"] // 3),
+                               progress=progress, **SYNTHETIC_EXTERNAL)
+        layout = "synthetic"
+    index = scan_dataset(root, layout)
+    mapping, unmapped = map_classes(list(index.attrs["classes"]), class_names, params.get("class_map"))
+    counts = index.groupby("class").size().to_dict()
+    used = index[index["class"].isin(mapping)]
+    digests = [file_digest(p) if Path(p).stat().st_size else "empty" for p in used["path"]]
+    cache = build_cache(used["path"], params["image_size"], grey, digests=digests, progress=progress)
+    readable = used[used["path"].isin(set(cache.paths))]
+    overlap = {"exact": 0, "near": 0, "paths": [], "near_threshold": NEAR_DUPLICATE_THRESHOLD}
+    if training is not None and len(readable):
+        digest_of = dict(zip(used["path"], digests))
+        exact = readable["path"].map(digest_of).isin(training["sha1"]).to_numpy()
+        near = cross_near_duplicates(perceptual_hash(cache.images[cache.rows(readable["path"])]),
+                                     training["phash"]) & ~exact
+        overlap.update(exact=int(exact.sum()), near=int(near.sum()),
+                       paths=readable["path"][exact | near].tolist())
+        readable = readable[~(exact | near)]
+    cap = params.get("generalization_per_class")
+    if cap is not None:
+        rng = np.random.default_rng(params["seed"])
+        keep = [i for _, g in readable.groupby("class", sort=True)
+                for i in rng.choice(g.index.to_numpy(), size=min(cap, len(g)), replace=False)]
+        readable = readable.loc[sorted(keep)]
+    images = cache.images[cache.rows(readable["path"])]
+    labels = readable["class"].map(mapping).to_numpy().astype(np.int64)
+    name = Path(root).name
+    report = {"name": name, "root": str(root), "layout": index.attrs["layout"],
+              "class_mapping": {c: class_names[i] for c, i in mapping.items()},
+              "unmapped_classes": {c: int(counts[c]) for c in unmapped},
+              "classes_evaluated": sorted({class_names[i] for i in labels}),
+              "images_per_class": {c: int(n) for c, n in readable.groupby("class").size().items()},
+              "training_overlap": overlap, "checked_against_training": training is not None,
+              "unreadable": cache.unreadable, "images_used": int(len(readable))}
+    return images, labels, report
+
+
+STABILITY_COLUMNS = ["model", "fold", "layer", "method", "condition", "severity", "n", "spearman_mean",
+                     "spearman_std", "prediction_kept"]
+
+
+def run_generalization(data: PreparedData, params: dict[str, Any], n_bins: int = 15, cam_images_per_class: int = 8,
+                       progress: bool = True) -> pd.DataFrame:
+    """Every trained model and fold under every condition; writes the ``generalization*`` files.
+
+    Parameters
+    ----------
+    data : PreparedData
+        The run's prepared data (its test split is the clean condition).
+    params : dict
+        Resolved parameters: ``run_dir``, ``corruption_severities``, ``generalization_per_class``,
+        ``external_data_root``, ``cam_model``, ``cam_layer``, ``cam_methods``, ``seed``, ...
+    n_bins : int
+        Bins of the expected calibration error and the reliability diagrams.
+    cam_images_per_class : int
+        Test images per class whose CAMs (``cam_model``, every fold) are compared clean vs
+        corrupted.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``generalization.csv``: ``model, fold, condition, severity, n, accuracy, f1_macro, ece,
+        mean_confidence, classes`` (the classes evaluated, ``;``-separated: an external set
+        whose classes could not all be mapped is scored on fewer classes than the clean test set).
+
+    Examples
+    --------
+    >>> from xai_helpers.steps import load_prepared
+    >>> params = tiny_run()  # severity 1 only, 2 images per class
+    >>> table = run_generalization(load_prepared(params), params, cam_images_per_class=1, progress=False)
+    >>> sorted(set(table["condition"]))[:3], len(table) == 2 * (1 + len(CORRUPTIONS) + 1)
+    (['clean', 'contrast', 'external:synthetic_external'], True)
+    """
+    run = RunFolder(params["run_dir"])
+    run.claim()
+    metrics = run.read_metrics()
+    device = resolve_device(params["device"])
+    rows = explanation_sample(data, params["generalization_per_class"], params["seed"])
+    clean = data.images[rows]
+    y = data.labels[rows]
+    conditions = generalization_conditions(params["corruption_severities"])
+    image_sets = {}
+    for k, (name, sev) in enumerate(tqdm(conditions, desc="corrupting test images", disable=not progress)):
+        image_sets[(name, sev)] = clean if name == "clean" else corrupt(clean, name, sev, params["seed"] + k)
+    external = load_external(params, data.class_names, bool(data.info.get("grey")),
+                             training=training_fingerprints(data), progress=progress)
+    if external is not None:
+        ext_images, ext_labels, ext_report = external
+        ext_key = (f"external:{ext_report['name']}", 0)
+        write_text_atomic(run.generalization_external_file, json.dumps(ext_report, indent=2, default=str))
+    # CAM stability: the first cam_images_per_class sampled images of each class
+    cam_pos = np.concatenate([np.flatnonzero(y == c)[:cam_images_per_class] for c in np.unique(y)])
+
+    records, reliability, stability = [], [], []
+    jobs = [(r.model, int(r.fold)) for r in metrics[["model", "fold"]].drop_duplicates().itertuples(index=False)]
+    for model_name, fold in tqdm(jobs, desc="models x folds", disable=not progress):
+        net, meta = load_checkpoint(run.checkpoint_dir(model_name, fold) / "best.pt", device)
+        mean, std = meta.get("mean"), meta.get("std")
+        batch = max(64, params["batch_size"])
+        sets = [(key, imgs, y) for key, imgs in image_sets.items()]
+        if external is not None:
+            sets.append((ext_key, ext_images, ext_labels))
+        for (name, sev), imgs, labels in sets:
+            probs = predict_images(net, imgs, device, batch, mean, std)
+            records.append({"model": model_name, "fold": fold, "condition": name, "severity": sev,
+                            **condition_scores(labels, probs, n_bins),
+                            "classes": ";".join(data.class_names[c] for c in sorted(np.unique(labels)))})
+            if sev in (0, max(params["corruption_severities"])):
+                rel = reliability_table(labels, probs, n_bins)
+                rel.insert(0, "severity", sev)
+                rel.insert(0, "condition", name)
+                rel.insert(0, "fold", fold)
+                rel.insert(0, "model", model_name)
+                reliability.append(rel)
+        if model_name == params["cam_model"] and params["cam_methods"]:
+            _, layer = resolve_target_layer(net, params["cam_layer"])
+            def to_x(imgs, mean=mean, std=std):
+                return BatchPipeline(imgs[cam_pos], device, mean=mean, std=std).batch(torch.arange(len(cam_pos)))
+            clean_maps, clean_probs = compute_cams(net, to_x(clean), params["cam_methods"], target_layer=layer)
+            targets = clean_probs.argmax(axis=1)
+            for (name, sev), imgs in image_sets.items():
+                if name == "clean":
+                    continue
+                maps, probs = compute_cams(net, to_x(imgs), params["cam_methods"], target_layer=layer,
+                                           targets=targets)
+                for method in params["cam_methods"]:
+                    rho = spearman_rows(clean_maps[method], maps[method])
+                    stability.append({"model": model_name, "fold": fold, "layer": layer, "method": method,
+                                      "condition": name, "severity": sev, "n": len(rho),
+                                      "spearman_mean": float(np.mean(rho)), "spearman_std": float(np.std(rho)),
+                                      "prediction_kept": float((probs.argmax(axis=1) == targets).mean())})
+        del net
+    table = pd.DataFrame(records)
+    run.write_csv(table, run.generalization_file)
+    if reliability:
+        run.write_csv(pd.concat(reliability, ignore_index=True), run.generalization_reliability_file)
+    # written even when empty (cam_model not trained in this run), so readers find the file
+    run.write_csv(pd.DataFrame(stability, columns=STABILITY_COLUMNS), run.generalization_cams_file)
+    return table
+
+
+def corruption_examples(data: PreparedData, params: dict[str, Any], severity: int | None = None,
+                        per_class: int = 1) -> tuple[np.ndarray, dict[str, np.ndarray], list[str]]:
+    """Test images and their copies under every corruption, for a figure.
+
+    Parameters
+    ----------
+    data : PreparedData
+        The run's prepared data.
+    params : dict
+        Resolved notebook parameters (``seed``, ``corruption_severities``).
+    severity : int, optional
+        1..5; default: the highest of ``params['corruption_severities']``.
+    per_class : int
+        Test images per class (:func:`~xai_helpers.steps.explanation_sample`, seeded).
+
+    Returns
+    -------
+    images : (B, C, S, S) uint8 array
+    views : dict
+        Corruption name -> the corrupted copies of ``images``.
+    labels : list of str
+        The true class of each image.
+
+    Examples
+    --------
+    >>> from xai_helpers.steps import load_prepared
+    >>> params = tiny_run()
+    >>> images, views, labels = corruption_examples(load_prepared(params), params)
+    >>> sorted(views) == sorted(CORRUPTIONS), labels, views["jpeg"].shape == images.shape
+    (True, ['no_lesion', 'ring_lesion', 'solid_lesion'], True)
+    """
+    severity = max(params["corruption_severities"]) if severity is None else severity
+    rows = explanation_sample(data, per_class, params["seed"])
+    images = data.images[rows]
+    views = {name: corrupt(images, name, severity, params["seed"]) for name in CORRUPTIONS}
+    return images, views, [data.class_names[data.labels[r]] for r in rows]
+
+
+def describe_external(params: dict[str, Any]) -> str:
+    """What the external test set of the run held, in words (from ``generalization_external.json``).
+
+    Parameters
+    ----------
+    params : dict
+        Resolved notebook parameters (``run_dir``, ``external_data_root``, ``dataset``).
+
+    Returns
+    -------
+    str
+        Its name and layout, the images used, the class mapping, the classes scored, a warning
+        for classes that could not be mapped (they are not scored), and the training images found
+        in it and left out; or how to pass one when the run has none.
+
+    Examples
+    --------
+    >>> describe_external({"run_dir": "runs/none", "external_data_root": None, "dataset": "imagefolder"})
+    'no external set: pass external_data_root=<folder> (and class_map if names differ)'
+    """
+    run = RunFolder(params["run_dir"])
+    has_one = params.get("external_data_root") is not None or params.get("dataset") == "synthetic"
+    if not has_one or not run.generalization_external_file.is_file():
+        return "no external set: pass external_data_root=<folder> (and class_map if names differ)"
+    ext = json.loads(run.generalization_external_file.read_text())
+    overlap = ext["training_overlap"]
+    lines = [f"external set {ext['name']} ({ext['layout']}): {ext['images_used']} images; classes mapped "
+             f"{ext['class_mapping']}",
+             f"classes scored: {', '.join(ext['classes_evaluated'])}"]
+    if ext["unmapped_classes"]:
+        lines.append(f"WARNING: classes with no training class are NOT scored: {ext['unmapped_classes']} "
+                     f"(name them with class_map); the external accuracy covers the classes above only")
+    lines.append(f"training images found in the external set and left out: {overlap['exact']} byte copies, "
+                 f"{overlap['near']} near copies (perceptual hash within {overlap['near_threshold']} bits)")
+    return "\n".join(lines)

@@ -1,0 +1,250 @@
+"""Step 02: cross-validated training of the CNNs over a run folder.
+
+:func:`train_models` trains every model on every fold of the prepared data (the same folds for
+every model, so results are paired), evaluates each fold's best checkpoint on the same held-out
+test split, and writes ``metrics.csv`` and ``predictions/``. A (model, fold) whose ``last.pt``
+exists with the same settings is not trained again, so an interrupted notebook 02 picks up where
+it stopped.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Sequence
+
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from ..data.cache import file_digest
+from ..data.prepared import PreparedData
+from ..evaluation import classification_metrics, predictions_frame
+from ..models import MODEL_NAMES, check_image_size, resolve_weights
+from ..runfolder import RunFolder
+from ..training import BatchPipeline, TrainConfig, fit, load_checkpoint, predict_proba, resolve_device
+
+
+def fold_seed(seed: int, model: str, fold: int) -> int:
+    """Seed of one (model, fold) fit: independent of which other models or folds are run.
+
+    Parameters
+    ----------
+    seed : int
+        The run's ``seed``.
+    model : str
+        One of :data:`xai_helpers.models.MODEL_NAMES`.
+    fold : int
+
+    Returns
+    -------
+    int
+        ``1000 * seed + 10 * fold + index of the model``.
+
+    Examples
+    --------
+    >>> fold_seed(0, "resnet50", 1), fold_seed(0, "densenet121", 1), fold_seed(1, "resnet50", 0)
+    (10, 11, 1000)
+    """
+    return int(seed) * 1000 + fold * 10 + MODEL_NAMES.index(model)
+
+
+def learning_rate(lr: float | dict[str, float], model: str) -> float:
+    """``lr`` for ``model``: a number, or a mapping with per-model values and a ``default``.
+
+    Parameters
+    ----------
+    lr : float or dict
+        The ``lr`` parameter.
+    model : str
+
+    Returns
+    -------
+    float
+
+    Raises
+    ------
+    ValueError
+        When the mapping has neither ``model`` nor ``default``.
+
+    Examples
+    --------
+    >>> lr = {"default": 1e-3, "vgg16": 1e-4}
+    >>> learning_rate(lr, "vgg16"), learning_rate(lr, "resnet50"), learning_rate(0.01, "vgg16")
+    (0.0001, 0.001, 0.01)
+    """
+    if isinstance(lr, dict):
+        if model in lr:
+            return float(lr[model])
+        if "default" not in lr:
+            raise ValueError(f"lr: no value for {model} and no 'default' in {lr}")
+        return float(lr["default"])
+    return float(lr)
+
+
+def train_config(params: dict[str, Any], model: str, fold: int) -> TrainConfig:
+    """The :class:`~xai_helpers.training.TrainConfig` of one (model, fold) from the notebook parameters.
+
+    Parameters
+    ----------
+    params : dict
+        Resolved notebook parameters (``epochs``, ``batch_size``, ``lr``, ``patience``,
+        ``freeze_epochs``, ``class_weighted``, ``seed``, ``device``).
+    model : str
+    fold : int
+
+    Returns
+    -------
+    TrainConfig
+
+    Examples
+    --------
+    >>> from xai_helpers.config import resolve_params
+    >>> config = train_config(resolve_params({}), "vgg16", 2)
+    >>> config.lr, config.seed, config.epochs
+    (0.0001, 22, 6)
+    """
+    return TrainConfig(epochs=params["epochs"], batch_size=params["batch_size"],
+                       lr=learning_rate(params["lr"], model), patience=params["patience"],
+                       freeze_epochs=params["freeze_epochs"], class_weighted=params["class_weighted"],
+                       seed=fold_seed(params["seed"], model, fold), device=params["device"])
+
+
+def fit_fingerprint(data: PreparedData, fold: int, params: dict[str, Any]) -> str:
+    """SHA-1 of everything a fit depends on besides its :class:`TrainConfig`.
+
+    The fold's training, validation and test rows (path and class of each, in order), the image
+    cache they come from (its file is keyed by the files' content, the size and the colour
+    mode), the image size and the weights asked for (a checkpoint file by its content). A fit is
+    reused only when this and its ``TrainConfig`` are unchanged.
+
+    Parameters
+    ----------
+    data : PreparedData
+    fold : int
+    params : dict
+        Resolved notebook parameters (``image_size``, ``weights``).
+
+    Returns
+    -------
+    str
+        40 hexadecimal digits.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> splits = pd.DataFrame({"path": ["a", "b", "c", "d"], "split": ["train"] * 3 + ["test"],
+    ...                        "class": list("xyxy"), "fold": [0, 1, 1, -1]})
+    >>> data = PreparedData(splits, np.zeros((4, 1, 8, 8), np.uint8), ["x", "y"], np.array([0, 1, 0, 1]),
+    ...                     {"cache_file": "cache/abc.npy", "image_size": 8})
+    >>> p = {"weights": "none", "image_size": 8}
+    >>> fit_fingerprint(data, 0, p) == fit_fingerprint(data, 0, p) != fit_fingerprint(data, 1, p)
+    True
+    """
+    train_rows, val_rows, test_rows = data.fold_rows(fold)
+    paths = data.splits["path"].to_numpy()
+    weights = str(params["weights"])
+    if weights not in ("none", "imagenet", "auto") and Path(weights).is_file():
+        weights = f"checkpoint:{file_digest(weights)}"
+    record = {part: [[str(paths[r]), int(data.labels[r])] for r in rows]
+              for part, rows in (("train", train_rows), ("val", val_rows), ("test", test_rows))}
+    record.update(cache=Path(str(data.info.get("cache_file", ""))).name, image_size=params["image_size"],
+                  weights=weights, classes=list(data.class_names))
+    return hashlib.sha1(json.dumps(record, sort_keys=True).encode()).hexdigest()
+
+
+def _reusable(ckpt_dir: Path, config: TrainConfig, fingerprint: str) -> tuple[bool, str]:
+    """Whether the fit in ``ckpt_dir`` can be reused, and if not (but one is there) what changed."""
+    last = ckpt_dir / "last.pt"
+    if not last.is_file() or not (ckpt_dir / "best.pt").is_file():
+        return False, ""
+    meta = torch.load(last, map_location="cpu", weights_only=True, mmap=True)
+    if meta.get("fingerprint") != fingerprint:
+        return False, "its data (splits, cached images, image size) or weights changed since it was trained"
+    if meta.get("config") != asdict(config):
+        changed = sorted(k for k, v in asdict(config).items() if meta.get("config", {}).get(k) != v)
+        return False, f"its training parameters changed ({', '.join(changed)})"
+    return True, ""
+
+
+def train_models(data: PreparedData, params: dict[str, Any], models: Sequence[str] | None = None,
+                       folds: Sequence[int] | None = None, progress: bool = True) -> pd.DataFrame:
+    """Train and test every model on every fold; append rows to ``metrics.csv`` as folds finish.
+
+    Parameters
+    ----------
+    data : PreparedData
+        From :func:`~xai_helpers.steps.load_prepared`.
+    params : dict
+        Resolved notebook parameters (``run_dir``, ``models``, ``epochs``, ``lr``, ...).
+    models, folds : optional
+        Subsets to run (default: ``params['models']`` and every fold).
+
+    Returns
+    -------
+    pandas.DataFrame
+        The full ``metrics.csv``: ``dataset, model, fold, seed, accuracy, balanced_accuracy,
+        f1_macro, f1_weighted, roc_auc_ovr, f1_<class>..., best_epoch, epochs_run, n_train,
+        n_val, n_test, train_seconds, images_per_second``.
+
+    Examples
+    --------
+    >>> from xai_helpers.steps import load_prepared
+    >>> params = tiny_run()  # prepared and trained: this call reuses every fit
+    >>> metrics = train_models(load_prepared(params), params, progress=False)
+    >>> metrics[["model", "fold"]].values.tolist(), bool(metrics["accuracy"].between(0, 1).all())
+    ([['resnet50', 0], ['resnet50', 1]], True)
+    """
+    run = RunFolder(params["run_dir"])
+    run.claim()
+    models = list(models or params["models"])
+    folds = list(folds if folds is not None else data.folds)
+    for m in models:
+        check_image_size(m, params["image_size"])
+    device = resolve_device(params["device"])
+    pipeline = BatchPipeline(data.images, device)
+    jobs = [(m, f) for m in models for f in folds]
+    weights_used: dict[str, str] = {}
+    for model, fold in tqdm(jobs, desc="models x folds", disable=not progress):
+        config = train_config(params, model, fold)
+        ckpt_dir = run.checkpoint_dir(model, fold)
+        train_rows, val_rows, test_rows = data.fold_rows(fold)
+        fingerprint = fit_fingerprint(data, fold, params)
+        existing = pd.read_csv(run.metrics_file) if run.metrics_file.is_file() else pd.DataFrame()
+        has_row = len(existing) and ((existing["model"] == model) & (existing["fold"] == fold)).any()
+        reusable, why = _reusable(ckpt_dir, config, fingerprint)
+        if has_row and reusable and run.predictions_file(model, fold).is_file():
+            continue
+        if why:
+            print(f"{model} fold {fold}: trained again, {why}", flush=True)
+        weights = weights_used.setdefault(model, resolve_weights(model, params["weights"]))
+        result = fit(model, pipeline, data.labels, train_rows, val_rows, data.class_names, ckpt_dir, config,
+                     weights=weights, image_size=params["image_size"], progress=progress, fingerprint=fingerprint)
+        net, _ = load_checkpoint(result.best_file, device)
+        probs = predict_proba(net, pipeline, test_rows, batch_size=max(64, params["batch_size"]))
+        y_test = data.labels[test_rows]
+        scores = classification_metrics(y_test, probs, data.class_names)
+        scores.pop("confusion_matrix")
+        run.write_csv(predictions_frame(data.splits["path"].iloc[test_rows], y_test, probs, data.class_names),
+                      run.predictions_file(model, fold))
+        row = {"dataset": data.info["layout"], "model": model, "fold": fold, "seed": config.seed,
+               "weights": _weights_label(weights), **scores, "best_epoch": result.best_epoch,
+               "epochs_run": len(result.history), "n_train": len(train_rows), "n_val": len(val_rows),
+               "n_test": len(test_rows), "train_seconds": float(result.history["train_seconds"].sum()),
+               "images_per_second": result.images_per_second}
+        # read-modify-write under the run folder's lock: another run's rows (other models) are kept
+        run.update_csv(pd.DataFrame([row]), run.metrics_file, keys=("model", "fold"), arrange=_in_model_order)
+        del net
+    return pd.read_csv(run.metrics_file)
+
+
+def _in_model_order(table: pd.DataFrame) -> pd.DataFrame:
+    """``metrics.csv`` rows in the order of :data:`MODEL_NAMES` (others last), then by fold."""
+    rank = table["model"].map(lambda m: MODEL_NAMES.index(m) if m in MODEL_NAMES else len(MODEL_NAMES))
+    return table.assign(_rank=rank).sort_values(["_rank", "fold"], kind="stable").drop(columns="_rank")
+
+
+def _weights_label(weights: str) -> str:
+    """'none', 'imagenet', or the checkpoint's file name (metrics.csv's ``weights`` column)."""
+    return weights if weights in ("none", "imagenet") else f"checkpoint:{Path(weights).name}"
