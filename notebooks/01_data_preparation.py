@@ -43,11 +43,14 @@ models = ['resnet50', 'densenet121', 'vgg16', 'efficientnet_b0']
 weights = 'none'
 folds = 3
 epochs = 6
-batch_size = 32
+batch_size = {'default': 32, 'vgg16': 8}
 lr = {'default': 0.001, 'vgg16': 0.0001}
+lr_schedule = {'default': 'cosine', 'vgg16': 'none'}
+warmup_epochs = 0
 patience = 3
 freeze_epochs = 0
 class_weighted = False
+precision = 'auto'
 cam_model = 'resnet50'
 cam_layer = 'layer2'
 cam_methods = ['gradcam', 'gradcam++', 'xgradcam', 'eigengradcam', 'layercam']
@@ -57,7 +60,6 @@ external_dataset = 'auto'
 class_map = {}
 corruption_severities = [1, 3, 5]
 generalization_per_class = 20
-
 # %% [markdown]
 # ## Setup
 # One cell imports everything, checks the parameters (a wrong dataset name or a missing folder stops here with a message that names the parameter) and records the environment.

@@ -38,11 +38,14 @@ models = ['resnet50', 'densenet121', 'vgg16', 'efficientnet_b0']
 weights = 'none'
 folds = 3
 epochs = 6
-batch_size = 32
+batch_size = {'default': 32, 'vgg16': 8}
 lr = {'default': 0.001, 'vgg16': 0.0001}
+lr_schedule = {'default': 'cosine', 'vgg16': 'none'}
+warmup_epochs = 0
 patience = 3
 freeze_epochs = 0
 class_weighted = False
+precision = 'auto'
 cam_model = 'resnet50'
 cam_layer = 'layer2'
 cam_methods = ['gradcam', 'gradcam++', 'xgradcam', 'eigengradcam', 'layercam']
@@ -52,7 +55,6 @@ external_dataset = 'auto'
 class_map = {}
 corruption_severities = [1, 3, 5]
 generalization_per_class = 20
-
 # %% [markdown]
 # ## Setup
 
@@ -88,7 +90,7 @@ display(model_overview(params['models'], params['image_size']))
 # ## Train and test every model on every fold
 # Each fit writes its best checkpoint (by validation macro-F1) atomically; an interrupted run picks up where it stopped when this cell is run again.
 #
-# **Protocol choices that change results** (all recorded with each checkpoint and shown in the report's protocol table): Adam with a **cosine learning-rate schedule** over `epochs`; **augmentation** on the training batches (horizontal flips, rotation within ±10°, scaling within ±10 %, shifts within ±5 %, brightness and contrast within ±10 %); **early stopping** on validation macro-F1 after `patience` epochs without improvement, but **never before half of `epochs`** (VGG16 and EfficientNet trained from scratch often sit at chance for a few epochs before they learn); and, before each validation, **BatchNorm recalibration**: the running statistics are re-estimated as a plain average over up to 1,024 training images, a seeded sample stratified by class ("precise BN"), because the running averages of a network trained from scratch keep traces of its first, unstable steps.
+# **Protocol choices that change results** (all recorded with each checkpoint and shown in the report's protocol table): Adam with a **cosine learning-rate schedule** over `epochs`; **augmentation** on the training batches (horizontal flips, rotation within ±10°, scaling within ±10 %, shifts within ±5 %, brightness and contrast within ±10 %); **early stopping** on validation macro-F1 after `patience` epochs without improvement, but **never before half of `epochs`** (VGG16 and EfficientNet trained from scratch often sit at chance for a few epochs before they learn); and, before each validation, **BatchNorm recalibration**: the running statistics are re-estimated as a plain average over up to 1,024 training images, a seeded sample stratified by class ("precise BN"), because the running averages of a network trained from scratch keep traces of its first, unstable steps. **VGG16 gets its own settings** (`batch_size` and `lr` accept per-model values): it has no BatchNorm, so from scratch it needs a small learning rate (at 3e-4 its loss jumps in the first steps and it collapses to one class), and at that rate the demo's 6 epochs of 32-image batches (about 40 optimizer steps) are too few to leave chance; batches of 8 give it four times the steps in the same epochs. **Precision** (`precision`): `auto` trains where the hardware runs it fast (see the README's "Speed"), and `metrics.csv` records each fit's path.
 
 # %%
 metrics = train_models(data, params)

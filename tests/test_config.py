@@ -17,6 +17,8 @@ def test_defaults_resolve_and_paths_become_absolute():
     ({"cam_methods": ["gradcam", "magic"]}, "cam_methods", "layercam"),
     ({"device": "tpu"}, "device", "cuda"),
     ({"lr": {"alexnet": 0.1}}, "lr", "vgg16"),
+    ({"batch_size": {"alexnet": 8}}, "batch_size", "vgg16"),
+    ({"precision": "fp16"}, "precision", "fp32"),
 ])
 def test_broken_parameter_names_parameter_and_accepted_values(values, name, accepted):
     with pytest.raises(ParameterError) as err:
@@ -50,6 +52,15 @@ def test_lr_mapping_needs_default_or_every_model():
     assert resolve_params({"lr": 0.01})["lr"] == 0.01
     with pytest.raises(ParameterError, match="lr: the mapping"):
         resolve_params({"lr": {"vgg16": 0.001}})
+
+
+def test_batch_size_and_warmup_may_be_set_per_model():
+    p = resolve_params({"batch_size": {"default": 32, "vgg16": 16}, "warmup_epochs": 1})
+    assert p["batch_size"] == {"default": 32, "vgg16": 16} and p["warmup_epochs"] == 1
+    with pytest.raises(ParameterError, match="batch_size: the mapping"):
+        resolve_params({"models": ["resnet50", "vgg16"], "batch_size": {"vgg16": 16}})
+    with pytest.raises(ParameterError, match="batch_size"):
+        resolve_params({"batch_size": {"default": 1}})  # BatchNorm needs two images per batch
 
 
 def test_profiles_only_use_known_parameters_and_validate():

@@ -6,7 +6,7 @@ import pytest
 
 from xai_helpers.config import resolve_params
 from xai_helpers.steps import load_prepared, prepare_data
-from xai_helpers.steps.training import fold_seed, learning_rate, train_models
+from xai_helpers.steps.training import fold_seed, per_model, train_config, train_models
 
 TIMING = ["train_seconds", "images_per_second"]
 
@@ -65,6 +65,12 @@ def test_splits_file_and_audit_written(tiny_params, trained_runs):
 
 def test_seeds_and_learning_rates_per_model():
     assert fold_seed(0, "resnet50", 1) != fold_seed(0, "resnet50", 2) != fold_seed(0, "vgg16", 1)
-    assert learning_rate({"default": 1e-3, "vgg16": 1e-4}, "vgg16") == 1e-4
-    assert learning_rate({"default": 1e-3, "vgg16": 1e-4}, "resnet50") == 1e-3
-    assert learning_rate(0.01, "vgg16") == 0.01
+    assert per_model({"default": 1e-3, "vgg16": 1e-4}, "vgg16") == 1e-4
+    assert per_model({"default": 1e-3, "vgg16": 1e-4}, "resnet50") == 1e-3
+    assert per_model(0.01, "vgg16") == 0.01
+    with pytest.raises(ValueError, match="batch_size: no value for vgg16"):
+        per_model({"resnet50": 8}, "vgg16", "batch_size")
+    from xai_helpers.config import resolve_params
+    params = resolve_params({"batch_size": {"default": 32, "vgg16": 16}, "warmup_epochs": {"default": 0, "vgg16": 1}})
+    vgg, resnet = train_config(params, "vgg16", 0), train_config(params, "resnet50", 0)
+    assert (vgg.batch_size, vgg.warmup_epochs, resnet.batch_size, resnet.warmup_epochs) == (16, 1.0, 32, 0.0)

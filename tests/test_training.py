@@ -174,3 +174,37 @@ def test_batchnorm_recalibration_sees_every_class_in_its_share(tiny, tmp_path, m
     assert len(sample) == len(set(sample)) == 1024
     share = np.bincount(big_labels[sample], minlength=4) / 1024
     assert np.abs(share - np.bincount(big_labels) / 3000).max() <= 0.05
+
+
+def test_warmup_scales_the_learning_rate_step_by_step_and_clipping_bounds_the_gradient(tiny, tmp_path, monkeypatch):
+    """16 training images in batches of 8: 2 steps per epoch; warm-up over 1 epoch gives lr/2, then lr."""
+    seen = []
+    real_step = torch.optim.Adam.step
+
+    def spy(self, *args, **kwargs):
+        norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad) for g in self.param_groups
+                                                     for p in g["params"] if p.grad is not None]))
+        seen.append((self.param_groups[0]["lr"], float(norm)))
+        return real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", spy)
+    r = _fit(tiny, tmp_path / "w", epochs=2, schedule="none", warmup_epochs=1, clip_grad_norm=0.5, lr=1e-3)
+    assert [round(lr, 6) for lr, _ in seen] == [0.0005, 0.001, 0.001, 0.001]
+    assert max(n for _, n in seen) <= 0.5 + 1e-4
+    assert r.history["lr"].tolist() == [1e-3, 1e-3]  # the history shows the scheduler's value
+
+
+def test_each_fit_records_its_precision_path(tiny, tmp_path):
+    """bf16 where the CPU runs it natively, except for the models it slows down (EfficientNet-B0)."""
+    from xai_helpers.training import CPU_FP32_MODELS, cpu_supports_bf16
+
+    images, labels = tiny
+    plain = _fit(tiny, tmp_path / "fp32", epochs=1, amp=False, channels_last=False)
+    efficientnet = _fit(tiny, tmp_path / "fast", epochs=1)
+    resnet = fit("resnet50", BatchPipeline(images, torch.device("cpu")), labels, np.arange(16), np.arange(16, 24),
+                 ["dark", "bright"], tmp_path / "resnet", TrainConfig(epochs=1, batch_size=8), progress=False)
+    assert plain.precision == "fp32" and "efficientnet_b0" in CPU_FP32_MODELS
+    assert efficientnet.precision == "fp32, channels_last"
+    assert resnet.precision == ("bf16 autocast" if cpu_supports_bf16() else "fp32") + ", channels_last"
+    ckpt = torch.load(efficientnet.best_file, weights_only=True)  # the settings asked for, so a rerun reuses it
+    assert ckpt["config"]["amp"] is True and ckpt["config"]["channels_last"] is True

@@ -19,6 +19,7 @@ from .data.splits import LEAK_POLICIES
 from .models import MODEL_NAMES, check_image_size, feature_map_size
 from .paths import project_root, resolve_path
 from .runfolder import RunFolderRefused, check_run_dir
+from .training import SCHEDULES
 
 
 #: The shared notebook parameters and their defaults (the ``demo`` profile).
@@ -42,12 +43,18 @@ DEFAULTS: dict[str, Any] = {
                                      # loaded, else from scratch; recorded per fit), or a checkpoint path
     "folds": 3,                      # k-fold cross-validation on the training pool
     "epochs": 6,
-    "batch_size": 32,
+    "batch_size": {"default": 32, "vgg16": 8},  # a number, or per model with a 'default' (as lr): VGG16
+                                     # needs more steps at its small lr (see the README)
     "lr": {"default": 1e-3, "vgg16": 1e-4},  # a number, or per model with a 'default' (VGG16 has no
                                      # batch norm and does not train from scratch at 1e-3)
+    "lr_schedule": {"default": "cosine", "vgg16": "none"},  # 'cosine' (to 0 over epochs), 'step', 'none'
+                                     # (constant); per model as lr: VGG16 leaves chance only after epoch 3
+    "warmup_epochs": 0,              # linear learning-rate warm-up over the first epochs (per model as lr)
     "patience": 3,                   # early stopping on validation macro-F1 (epochs without gain)
     "freeze_epochs": 0,              # train only the new head for this many first epochs
     "class_weighted": False,         # weight the loss by inverse class frequency
+    "precision": "auto",             # 'auto': bf16 autocast where the hardware runs it natively (CUDA, or a
+                                     # CPU with AVX-512 BF16/AMX) and channels_last; 'fp32': neither
     # explanations
     "cam_model": "resnet50",
     "cam_layer": "layer2",           # 'default' or a module name; layer2 is 8x8 at 64 px (layer4: 2x2)
@@ -61,6 +68,9 @@ DEFAULTS: dict[str, Any] = {
     "corruption_severities": [1, 3, 5],  # of 1..5 (see xai_helpers.generalization.CORRUPTIONS)
     "generalization_per_class": 20,      # cap on test / external images per class in notebook 07 (None: all)
 }
+
+#: ``precision``: the fast paths where the hardware has them, or plain fp32 (see README, "Speed").
+PRECISIONS = ("auto", "fp32")
 
 PROFILES: dict[str, dict[str, Any]] = {
     # The embedded synthetic dataset, all four CNNs, 3 folds; about 10 minutes on 2 CPU cores.
@@ -163,6 +173,18 @@ def _int(name: str, value: Any, minimum: int) -> int:
     return value
 
 
+def _per_model_ints(name: str, value: Any, models: list[str], minimum: int) -> int | dict[str, int]:
+    """An integer, or a mapping of model -> integer with a ``default`` (as ``lr``), validated."""
+    if not isinstance(value, dict):
+        return _int(name, value, minimum)
+    for key in value:
+        if key != "default":
+            _one_of(name, key, ("default",) + MODEL_NAMES)
+    if "default" not in value and not set(models) <= set(value):
+        raise ParameterError(f"{name}: the mapping {value} needs a 'default' or a value for every model")
+    return {k: _int(name, v, minimum) for k, v in value.items()}
+
+
 def resolve_params(values: dict[str, Any]) -> dict[str, Any]:
     """Validate notebook parameters and return them complete and normalised.
 
@@ -197,6 +219,7 @@ def resolve_params(values: dict[str, Any]) -> dict[str, Any]:
 
     _one_of("dataset", p["dataset"], ("auto",) + tuple(LAYOUTS))
     _one_of("leak_policy", p["leak_policy"], LEAK_POLICIES)
+    _one_of("precision", p["precision"], PRECISIONS)
     if not p["data_root"]:
         raise ParameterError("data_root: a folder is required (the dataset's root folder)")
     p["data_root"] = str(resolve_path(p["data_root"]))
@@ -241,7 +264,7 @@ def resolve_params(values: dict[str, Any]) -> dict[str, Any]:
     p["epochs"] = _int("epochs", p["epochs"], 1)
     p["folds"] = _int("folds", p["folds"], 2)
     p["seed"] = _int("seed", p["seed"], 0)
-    p["batch_size"] = _int("batch_size", p["batch_size"], 1)
+    p["batch_size"] = _per_model_ints("batch_size", p["batch_size"], p["models"], 2)
     p["patience"] = _int("patience", p["patience"], 1)
     p["freeze_epochs"] = _int("freeze_epochs", p["freeze_epochs"], 0)
     if not isinstance(p["class_weighted"], bool):
@@ -273,6 +296,15 @@ def resolve_params(values: dict[str, Any]) -> dict[str, Any]:
     p["synthetic_per_class"] = _int("synthetic_per_class", p["synthetic_per_class"], 4)
     if p["max_per_class"] is not None:
         p["max_per_class"] = _int("max_per_class", p["max_per_class"], 2)
+    p["warmup_epochs"] = _per_model_ints("warmup_epochs", p["warmup_epochs"], p["models"], 0)
+    schedules = p["lr_schedule"] if isinstance(p["lr_schedule"], dict) else {"default": p["lr_schedule"]}
+    for key, value in schedules.items():
+        _one_of("lr_schedule", key, ("default",) + MODEL_NAMES)
+        _one_of("lr_schedule", value, SCHEDULES)
+    if isinstance(p["lr_schedule"], dict) and "default" not in p["lr_schedule"] \
+            and not set(p["models"]) <= set(p["lr_schedule"]):
+        raise ParameterError(f"lr_schedule: the mapping {p['lr_schedule']} needs a 'default' or a value for "
+                             f"every model")
     lrs = p["lr"] if isinstance(p["lr"], dict) else {"default": p["lr"]}
     for key, value in lrs.items():
         if key != "default":

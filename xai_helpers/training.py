@@ -23,7 +23,7 @@ import math
 import os
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -76,8 +76,18 @@ class TrainConfig:
     seed : int
     device : str
         'auto' (CUDA when available), 'cpu', 'cuda', ...
+    warmup_epochs : float
+        Linear learning-rate warm-up over this many first epochs, step by step
+        (:func:`warmup_factor`); 0: none.
+    clip_grad_norm : float, optional
+        Clip the gradients' global L2 norm to this before each step; None: no clipping.
     amp : bool
-        Mixed precision on CUDA (bf16 where supported, else fp16 with loss scaling).
+        Mixed precision where the hardware runs it natively: bf16 autocast on a CUDA GPU with
+        bf16 (else fp16 with loss scaling) and on a CPU with AVX-512 BF16 or AMX
+        (:func:`cpu_supports_bf16`); fp32 everywhere else, and everywhere with False.
+    channels_last : bool
+        Model and batches in channels_last memory format (faster convolutions on CUDA and on
+        oneDNN CPUs); :func:`precision_path` names what a fit ran with.
     recalibrate_bn : bool
         Before each validation, re-estimate the BatchNorm running statistics as a plain average
         over the training images (no augmentation; at most ``bn_calibration_images``, a seeded
@@ -106,7 +116,10 @@ class TrainConfig:
     freeze_epochs: int = 0
     seed: int = 0
     device: str = "auto"
+    warmup_epochs: float = 0.0
+    clip_grad_norm: float | None = None
     amp: bool = True
+    channels_last: bool = True
     recalibrate_bn: bool = True
     bn_calibration_images: int = 1024
     resume_every_seconds: float = 60.0
@@ -120,7 +133,8 @@ class TrainConfig:
 
 @dataclass
 class FitResult:
-    """What :func:`fit` returns: the history and where the checkpoints are."""
+    """What :func:`fit` returns: the history, where the checkpoints are, and how it computed
+    (``precision``: :func:`precision_path`)."""
 
     history: pd.DataFrame
     best_file: Path
@@ -129,6 +143,7 @@ class FitResult:
     stopped_early: bool
     seconds: float
     images_per_second: float
+    precision: str = "fp32"
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -226,11 +241,108 @@ def augment_batch(x: torch.Tensor, generator: torch.Generator | None = None,
     return ((x - mean) * contrast + mean + brightness).clamp_(0, 1)
 
 
+def cpu_supports_bf16(cpuinfo: str | None = None) -> bool:
+    """Whether this CPU multiplies bfloat16 natively (AVX-512 BF16 or AMX), where bf16 autocast pays.
+
+    Without those instructions oneDNN emulates bfloat16 and autocast is slower than float32.
+
+    Parameters
+    ----------
+    cpuinfo : str, optional
+        The text of ``/proc/cpuinfo`` (read when None; a machine without one has no known support).
+
+    Returns
+    -------
+    bool
+
+    Examples
+    --------
+    >>> cpu_supports_bf16("flags : fpu avx512f avx512_bf16 amx_tile"), cpu_supports_bf16("flags : fpu avx2")
+    (True, False)
+    """
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return False
+    flags = set()
+    for line in cpuinfo.splitlines():
+        if line.startswith("flags"):
+            flags.update(line.split(":", 1)[-1].split())
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
+
+
+_CPU_BF16 = cpu_supports_bf16()
+
+#: Models whose training is slower in bf16 than in fp32 on the CPU, even with native bf16
+#: (benchmarks/bench_cpu_paths.py, 2 cores, 64 px, batch 32: EfficientNet-B0 85 img/s in bf16 with
+#: channels_last against 144 in fp32; its depthwise convolutions have no fast bf16 kernel). They train
+#: in fp32 there, with channels_last.
+CPU_FP32_MODELS = ("efficientnet_b0",)
+
+
+def autocast_dtype(device: torch.device, amp: bool = True) -> torch.dtype | None:
+    """The dtype mixed precision runs in on ``device``, or None where it stays fp32.
+
+    Parameters
+    ----------
+    device : torch.device
+    amp : bool
+        False: fp32 everywhere.
+
+    Returns
+    -------
+    torch.dtype or None
+        bfloat16 on a CUDA GPU with bf16 and on a CPU with native bf16 (:func:`cpu_supports_bf16`),
+        float16 on an older CUDA GPU, None otherwise.
+
+    Examples
+    --------
+    >>> autocast_dtype(torch.device("cpu"), amp=False) is None
+    True
+    >>> autocast_dtype(torch.device("cpu")) == (torch.bfloat16 if cpu_supports_bf16() else None)
+    True
+    """
+    if not amp:
+        return None
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "cpu" and _CPU_BF16:
+        return torch.bfloat16
+    return None
+
+
+def precision_path(device: torch.device, amp: bool = True, channels_last: bool = True) -> str:
+    """How a fit computes, in words, for ``metrics.csv`` and the report's protocol table.
+
+    Parameters
+    ----------
+    device : torch.device
+    amp, channels_last : bool
+        :class:`TrainConfig`'s fields.
+
+    Returns
+    -------
+    str
+        ``'bf16 autocast'``, ``'fp16 autocast'`` or ``'fp32'``, with ``', channels_last'`` when set.
+
+    Examples
+    --------
+    >>> precision_path(torch.device("cpu"), amp=False, channels_last=False)
+    'fp32'
+    >>> precision_path(torch.device("cpu"), amp=False)
+    'fp32, channels_last'
+    """
+    dtype = autocast_dtype(device, amp)
+    name = {torch.bfloat16: "bf16 autocast", torch.float16: "fp16 autocast", None: "fp32"}[dtype]
+    return f"{name}, channels_last" if channels_last else name
+
+
 def _autocast(device: torch.device, enabled: bool):
-    if device.type == "cuda" and enabled:
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.autocast("cuda", dtype=dtype)
-    return torch.autocast(device.type, enabled=False)
+    dtype = autocast_dtype(device, enabled)
+    if dtype is None:
+        return torch.autocast(device.type, enabled=False)
+    return torch.autocast(device.type, dtype=dtype)
 
 
 @torch.no_grad()
@@ -331,7 +443,8 @@ def _save_atomic(obj: Any, path: Path) -> None:
 
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     """The optimizer ``config.optimizer`` names ('adam', 'adamw' or 'sgd' with momentum 0.9) over
-    every parameter of ``model``, at ``config.lr`` with ``config.weight_decay``.
+    every parameter of ``model``, at ``config.lr`` with ``config.weight_decay``; PyTorch's fused
+    implementation where this torch and device have one.
 
     Parameters
     ----------
@@ -345,15 +458,18 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
     Examples
     --------
     >>> opt = make_optimizer(nn.Linear(2, 2), TrainConfig(optimizer="sgd", lr=0.1))
-    >>> type(opt).__name__, opt.param_groups[0]["lr"], opt.param_groups[0]["momentum"]
-    ('SGD', 0.1, 0.9)
+    >>> type(opt).__name__, opt.param_groups[0]["lr"], opt.param_groups[0]["momentum"], opt.defaults["fused"]
+    ('SGD', 0.1, 0.9, True)
     """
     params = list(model.parameters())
-    if config.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=config.lr, momentum=0.9, weight_decay=config.weight_decay)
-    if config.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-    return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    cls, kwargs = {"sgd": (torch.optim.SGD, {"momentum": 0.9}), "adamw": (torch.optim.AdamW, {}),
+                   "adam": (torch.optim.Adam, {})}[config.optimizer]
+    try:
+        # the fused kernel: one pass over each parameter instead of several (VGG16's 134 M parameters:
+        # 0.37 s per Adam step on 2 CPU cores instead of 1.2 s)
+        return cls(params, lr=config.lr, weight_decay=config.weight_decay, fused=True, **kwargs)
+    except (RuntimeError, TypeError, ValueError):  # no fused kernel for this device or torch version
+        return cls(params, lr=config.lr, weight_decay=config.weight_decay, **kwargs)
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig) -> torch.optim.lr_scheduler.LRScheduler:
@@ -474,25 +590,66 @@ class ResumeState:
                    bad_epochs=int(state["bad_epochs"]), history=pd.DataFrame(state["history"]).to_dict("records"))
 
 
+def warmup_factor(step: int, warmup_steps: int) -> float:
+    """Learning-rate multiplier of a linear warm-up: ``(step + 1) / warmup_steps``, then 1.
+
+    Parameters
+    ----------
+    step : int
+        Optimizer steps taken so far in the fit (0-based).
+    warmup_steps : int
+        0: no warm-up.
+
+    Returns
+    -------
+    float
+
+    Examples
+    --------
+    >>> [warmup_factor(s, 4) for s in range(5)], warmup_factor(0, 0)
+    ([0.25, 0.5, 0.75, 1.0, 1.0], 1.0)
+    """
+    return 1.0 if step >= warmup_steps else (step + 1) / warmup_steps
+
+
 def _train_epoch(model: nn.Module, pipeline: BatchPipeline, order: torch.Tensor, labels: torch.Tensor,
                  config: TrainConfig, optimizer, scaler, class_weight: torch.Tensor | None,
-                 generator: torch.Generator, desc: str, progress: bool) -> float:
-    """One pass over ``order`` in batches; the mean training loss (one host sync per epoch)."""
+                 generator: torch.Generator, desc: str, progress: bool, first_step: int = 0) -> float:
+    """One pass over ``order`` in batches; the mean training loss (one host sync per epoch).
+
+    During the first ``config.warmup_epochs`` epochs the scheduler's learning rate is scaled by
+    :func:`warmup_factor` step by step (``first_step``: the optimizer steps of earlier epochs), and
+    with ``config.clip_grad_norm`` the gradients' global norm is clipped before each step.
+    """
     device = pipeline.device
     loss_sum = torch.zeros((), device=device)
-    for i in tqdm(range(0, len(order), config.batch_size), desc=desc, leave=False, disable=not progress):
+    steps_per_epoch = math.ceil(len(order) / config.batch_size)
+    warmup_steps = int(round(config.warmup_epochs * steps_per_epoch))
+    scheduled = [g["lr"] for g in optimizer.param_groups]
+    for k, i in enumerate(tqdm(range(0, len(order), config.batch_size), desc=desc, leave=False,
+                               disable=not progress)):
+        factor = warmup_factor(first_step + k, warmup_steps)
+        for g, lr in zip(optimizer.param_groups, scheduled):
+            g["lr"] = lr * factor
         rows = order[i:i + config.batch_size]
         if len(rows) < 2 and len(order) > 1:
             continue  # BatchNorm cannot train on a batch of one
         x = pipeline.batch(rows, augment=config.augment, generator=generator)
+        if config.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         y = labels[rows].to(device, non_blocking=True)
         with _autocast(device, config.amp):
             loss = F.cross_entropy(model(x), y, weight=class_weight)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
+        if config.clip_grad_norm:
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_grad_norm)
         scaler.step(optimizer)
         scaler.update()
         loss_sum += loss.detach().float() * len(rows)
+    for g, lr in zip(optimizer.param_groups, scheduled):
+        g["lr"] = lr  # the scheduler's own value again (it steps from it)
     return float(loss_sum) / max(1, len(order))
 
 
@@ -570,9 +727,11 @@ def fit(arch: str, pipeline: BatchPipeline, labels: np.ndarray, train_rows: np.n
             "std": list(map(float, pipeline.std.flatten().tolist())),
             "config": asdict(config), "weights": str(weights), "fingerprint": fingerprint}
 
+    if config.amp and device.type == "cpu" and arch in CPU_FP32_MODELS:
+        config = replace(config, amp=False)  # bf16 is slower for this model on the CPU (see CPU_FP32_MODELS)
     torch.manual_seed(config.seed)
     model = build_model(arch, len(class_names), weights).to(device)
-    if device.type == "cuda":
+    if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
     opt = make_optimizer(model, config)
     sched = make_scheduler(opt, config)
@@ -598,7 +757,8 @@ def fit(arch: str, pipeline: BatchPipeline, labels: np.ndarray, train_rows: np.n
         order = torch.as_tensor(train_rows)[torch.randperm(len(train_rows), generator=gen)]
         t0 = time.perf_counter()
         train_loss = _train_epoch(model, pipeline, order, labels_t, config, opt, scaler, class_weight, gen,
-                                  f"epoch {epoch + 1}", progress)
+                                  f"epoch {epoch + 1}", progress,
+                                  first_step=epoch * math.ceil(len(train_rows) / config.batch_size))
         sched.step()
         train_seconds = time.perf_counter() - t0
         if not math.isfinite(train_loss):
@@ -637,7 +797,8 @@ def fit(arch: str, pipeline: BatchPipeline, labels: np.ndarray, train_rows: np.n
     write_csv_atomic(hist_df, out_dir / "history.csv")
     train_time = float(hist_df["train_seconds"].sum()) if len(hist_df) else 0.0
     return FitResult(hist_df, best_file, last_file, state.best_epoch, stopped_early, seconds,
-                     images_per_second=(len(train_rows) * len(hist_df) / train_time) if train_time else 0.0)
+                     images_per_second=(len(train_rows) * len(hist_df) / train_time) if train_time else 0.0,
+                     precision=precision_path(device, config.amp, config.channels_last))
 
 
 def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:

@@ -247,7 +247,7 @@ def run_generalization(data: PreparedData, params: dict[str, Any], n_bins: int =
     for model_name, fold in tqdm(jobs, desc="models x folds", disable=not progress):
         net, meta = load_checkpoint(run.checkpoint_dir(model_name, fold) / "best.pt", device)
         mean, std = meta.get("mean"), meta.get("std")
-        batch = max(64, params["batch_size"])
+        batch = 64
         sets = [(key, imgs, y) for key, imgs in image_sets.items()]
         if external is not None:
             sets.append((ext_key, ext_images, ext_labels))

@@ -162,7 +162,9 @@ def load_study(study_dir: str | Path) -> list[DatasetRun]:
 STEP_PARAMETERS = {
     "01": ("dataset", "data_root", "image_size", "folds", "seed", "max_per_class", "leak_policy",
            "synthetic_per_class"),
-    "02": ("models", "weights", "epochs", "batch_size", "lr", "patience", "freeze_epochs", "class_weighted"),
+    "02": ("models", "weights", "epochs", "batch_size", "lr", "lr_schedule", "warmup_epochs", "patience",
+           "freeze_epochs",
+           "class_weighted", "precision"),
     "05": ("cam_model", "cam_layer", "cam_methods", "explain_per_class"),
     "07": ("corruption_severities", "generalization_per_class", "external_data_root", "external_dataset", "class_map"),
 }
@@ -232,14 +234,15 @@ def training_settings(run: RunFolder, metrics: pd.DataFrame) -> dict[str, Any]:
         config = dict(meta.get("config", {}))
         if "image_size" in meta:
             config["image_size"] = meta["image_size"]
-        if "lr" in config:
-            config["lr"] = f"{r.model}: {config['lr']:g}"
+        for key in ("lr", "batch_size", "warmup_epochs", "schedule"):  # the settings that may be set per model
+            if key in config:
+                config[key] = f"{r.model}: {config[key]:g}" if key != "schedule" else f"{r.model}: {config[key]}"
         epochs = config.get("epochs")
         if config.get("min_epochs") is None and epochs is not None:
             config = {**config, "min_epochs": f"{epochs // 2} (half of epochs)"}
         for key in ("image_size", "epochs", "batch_size", "lr", "optimizer", "schedule", "weight_decay", "augment",
                     "recalibrate_bn", "bn_calibration_images", "min_epochs", "patience", "class_weighted",
-                    "freeze_epochs", "amp"):
+                    "freeze_epochs", "warmup_epochs", "clip_grad_norm", "amp", "channels_last"):
             if key in config:
                 seen.setdefault(key, set()).add(str(config[key]))
     return {k: ", ".join(sorted(v)) for k, v in seen.items()}
@@ -455,6 +458,7 @@ def protocol_table(runs: list[DatasetRun]) -> pd.DataFrame:
             "dataset": r.dataset, "run folder": r.name, "image_size": t.get("image_size", c.get("image_size")),
             "weights": weights, "folds": int(m["fold"].nunique()), "max epochs": t.get("epochs", c.get("epochs")),
             "lr": t.get("lr", str(c.get("lr"))), "batch size": t.get("batch_size", c.get("batch_size")),
+            "learning-rate warm-up (epochs)": t.get("warmup_epochs", str(c.get("warmup_epochs", 0))),
             "max_per_class": c.get("max_per_class"),
             "train images / fold": int(m["n_train"].median()) if "n_train" in m else None,
             "test images": int(m["n_test"].median()) if "n_test" in m else None,
@@ -471,6 +475,8 @@ def protocol_table(runs: list[DatasetRun]) -> pd.DataFrame:
                 (f"{r.training.get('recalibrate_bn')} ({r.training.get('bn_calibration_images')})"
                  if r.training else None),
             "class-weighted loss": r.training.get("class_weighted"),
+            "precision (per fit, metrics.csv)": (", ".join(sorted(m["precision"].astype(str).unique()))
+                                                 if "precision" in m else "fp32"),
             "explained model": c.get("cam_model"),
             "explained class": "the predicted class" if c.get("cam_model") else None,
             "explained images / class / fold": c.get("explain_per_class") or "all",

@@ -50,18 +50,22 @@ def fold_seed(seed: int, model: str, fold: int) -> int:
     return int(seed) * 1000 + fold * 10 + MODEL_NAMES.index(model)
 
 
-def learning_rate(lr: float | dict[str, float], model: str) -> float:
-    """``lr`` for ``model``: a number, or a mapping with per-model values and a ``default``.
+def per_model(value: Any, model: str, name: str = "lr") -> Any:
+    """``value`` for ``model``: the value itself, or from a mapping with per-model values and a ``default``.
+
+    ``lr``, ``batch_size`` and ``warmup_epochs`` may be set per model this way.
 
     Parameters
     ----------
-    lr : float or dict
-        The ``lr`` parameter.
+    value : number or dict
+        A parameter that may be set per model (``lr``, ``batch_size``, ``warmup_epochs``).
     model : str
+    name : str
+        The parameter's name, for the error.
 
     Returns
     -------
-    float
+    The model's value.
 
     Raises
     ------
@@ -70,17 +74,16 @@ def learning_rate(lr: float | dict[str, float], model: str) -> float:
 
     Examples
     --------
-    >>> lr = {"default": 1e-3, "vgg16": 1e-4}
-    >>> learning_rate(lr, "vgg16"), learning_rate(lr, "resnet50"), learning_rate(0.01, "vgg16")
-    (0.0001, 0.001, 0.01)
+    >>> per_model({"default": 32, "vgg16": 16}, "vgg16", "batch_size"), per_model(32, "vgg16")
+    (16, 32)
     """
-    if isinstance(lr, dict):
-        if model in lr:
-            return float(lr[model])
-        if "default" not in lr:
-            raise ValueError(f"lr: no value for {model} and no 'default' in {lr}")
-        return float(lr["default"])
-    return float(lr)
+    if isinstance(value, dict):
+        if model in value:
+            return value[model]
+        if "default" not in value:
+            raise ValueError(f"{name}: no value for {model} and no 'default' in {value}")
+        return value["default"]
+    return value
 
 
 def train_config(params: dict[str, Any], model: str, fold: int) -> TrainConfig:
@@ -105,10 +108,13 @@ def train_config(params: dict[str, Any], model: str, fold: int) -> TrainConfig:
     >>> config.lr, config.seed, config.epochs
     (0.0001, 22, 6)
     """
-    return TrainConfig(epochs=params["epochs"], batch_size=params["batch_size"],
-                       lr=learning_rate(params["lr"], model), patience=params["patience"],
+    return TrainConfig(epochs=params["epochs"], batch_size=int(per_model(params["batch_size"], model, "batch_size")),
+                       warmup_epochs=float(per_model(params["warmup_epochs"], model, "warmup_epochs")),
+                       schedule=per_model(params["lr_schedule"], model, "lr_schedule"),
+                       lr=float(per_model(params["lr"], model, "lr")), patience=params["patience"],
                        freeze_epochs=params["freeze_epochs"], class_weighted=params["class_weighted"],
-                       seed=fold_seed(params["seed"], model, fold), device=params["device"])
+                       seed=fold_seed(params["seed"], model, fold), device=params["device"],
+                       amp=params["precision"] == "auto", channels_last=params["precision"] == "auto")
 
 
 def fit_fingerprint(data: PreparedData, fold: int, params: dict[str, Any]) -> str:
@@ -186,7 +192,7 @@ def train_models(data: PreparedData, params: dict[str, Any], models: Sequence[st
     pandas.DataFrame
         The full ``metrics.csv``: ``dataset, model, fold, seed, accuracy, balanced_accuracy,
         f1_macro, f1_weighted, roc_auc_ovr, f1_<class>..., best_epoch, epochs_run, n_train,
-        n_val, n_test, train_seconds, images_per_second``.
+        n_val, n_test, train_seconds, images_per_second, precision``.
 
     Examples
     --------
@@ -222,7 +228,7 @@ def train_models(data: PreparedData, params: dict[str, Any], models: Sequence[st
         result = fit(model, pipeline, data.labels, train_rows, val_rows, data.class_names, ckpt_dir, config,
                      weights=weights, image_size=params["image_size"], progress=progress, fingerprint=fingerprint)
         net, _ = load_checkpoint(result.best_file, device)
-        probs = predict_proba(net, pipeline, test_rows, batch_size=max(64, params["batch_size"]))
+        probs = predict_proba(net, pipeline, test_rows, batch_size=64)
         y_test = data.labels[test_rows]
         scores = classification_metrics(y_test, probs, data.class_names)
         scores.pop("confusion_matrix")
@@ -232,7 +238,7 @@ def train_models(data: PreparedData, params: dict[str, Any], models: Sequence[st
                "weights": _weights_label(weights), **scores, "best_epoch": result.best_epoch,
                "epochs_run": len(result.history), "n_train": len(train_rows), "n_val": len(val_rows),
                "n_test": len(test_rows), "train_seconds": float(result.history["train_seconds"].sum()),
-               "images_per_second": result.images_per_second}
+               "images_per_second": result.images_per_second, "precision": result.precision}
         # read-modify-write under the run folder's lock: another run's rows (other models) are kept
         run.update_csv(pd.DataFrame([row]), run.metrics_file, keys=("model", "fold"), arrange=_in_model_order)
         del net
