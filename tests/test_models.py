@@ -39,11 +39,14 @@ def test_freezing_leaves_only_the_head_trainable():
 
 
 def test_imagenet_offline_says_which_file_to_put_where(tmp_path, monkeypatch):
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "hub"))
     import torch.hub
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "hub"))
+    monkeypatch.setattr(torch.hub, "_hub_dir", None)  # whatever set_dir ran before, this test's folder only
     monkeypatch.setattr(torch.hub, "download_url_to_file",
                         lambda *a, **k: (_ for _ in ()).throw(OSError("Network is unreachable")))
     target = imagenet_weights_file("efficientnet_b0")
+    assert target.is_relative_to(tmp_path)  # never the user's own hub folder (the test writes random weights)
     with pytest.raises(WeightsUnavailableError) as err:
         build_model("efficientnet_b0", 3, "imagenet")
     assert str(target) in str(err.value) and "efficientnet_b0_rwightman" in str(err.value)
