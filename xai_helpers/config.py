@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from .cams import STUDY_METHODS, available_methods
 from .data.layouts import LAYOUTS
@@ -173,16 +173,17 @@ def _int(name: str, value: Any, minimum: int) -> int:
     return value
 
 
-def _per_model_ints(name: str, value: Any, models: list[str], minimum: int) -> int | dict[str, int]:
-    """An integer, or a mapping of model -> integer with a ``default`` (as ``lr``), validated."""
+def _per_model(name: str, value: Any, models: list[str], check: Callable[[Any], Any]) -> Any:
+    """A value for every model, or a mapping of model -> value with a ``default`` (``lr``, ``batch_size``,
+    ``lr_schedule``, ``warmup_epochs``); ``check`` validates and normalises one value."""
     if not isinstance(value, dict):
-        return _int(name, value, minimum)
+        return check(value)
     for key in value:
         if key != "default":
             _one_of(name, key, ("default",) + MODEL_NAMES)
     if "default" not in value and not set(models) <= set(value):
         raise ParameterError(f"{name}: the mapping {value} needs a 'default' or a value for every model")
-    return {k: _int(name, v, minimum) for k, v in value.items()}
+    return {k: check(v) for k, v in value.items()}
 
 
 def resolve_params(values: dict[str, Any]) -> dict[str, Any]:
@@ -264,7 +265,7 @@ def resolve_params(values: dict[str, Any]) -> dict[str, Any]:
     p["epochs"] = _int("epochs", p["epochs"], 1)
     p["folds"] = _int("folds", p["folds"], 2)
     p["seed"] = _int("seed", p["seed"], 0)
-    p["batch_size"] = _per_model_ints("batch_size", p["batch_size"], p["models"], 2)
+    p["batch_size"] = _per_model("batch_size", p["batch_size"], p["models"], lambda v: _int("batch_size", v, 2))
     p["patience"] = _int("patience", p["patience"], 1)
     p["freeze_epochs"] = _int("freeze_epochs", p["freeze_epochs"], 0)
     if not isinstance(p["class_weighted"], bool):
@@ -296,27 +297,21 @@ def resolve_params(values: dict[str, Any]) -> dict[str, Any]:
     p["synthetic_per_class"] = _int("synthetic_per_class", p["synthetic_per_class"], 4)
     if p["max_per_class"] is not None:
         p["max_per_class"] = _int("max_per_class", p["max_per_class"], 2)
-    p["warmup_epochs"] = _per_model_ints("warmup_epochs", p["warmup_epochs"], p["models"], 0)
-    schedules = p["lr_schedule"] if isinstance(p["lr_schedule"], dict) else {"default": p["lr_schedule"]}
-    for key, value in schedules.items():
-        _one_of("lr_schedule", key, ("default",) + MODEL_NAMES)
-        _one_of("lr_schedule", value, SCHEDULES)
-    if isinstance(p["lr_schedule"], dict) and "default" not in p["lr_schedule"] \
-            and not set(p["models"]) <= set(p["lr_schedule"]):
-        raise ParameterError(f"lr_schedule: the mapping {p['lr_schedule']} needs a 'default' or a value for "
-                             f"every model")
-    lrs = p["lr"] if isinstance(p["lr"], dict) else {"default": p["lr"]}
-    for key, value in lrs.items():
-        if key != "default":
-            _one_of("lr", key, ("default",) + MODEL_NAMES)
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
-            raise ParameterError(f"lr: expected a positive number (or a mapping of model -> number), got {p['lr']!r}")
-    if isinstance(p["lr"], dict):
-        if "default" not in p["lr"] and not set(p["models"]) <= set(p["lr"]):
-            raise ParameterError(f"lr: the mapping {p['lr']} needs a 'default' or a value for every model")
-        p["lr"] = {k: float(v) for k, v in p["lr"].items()}
-    else:
-        p["lr"] = float(p["lr"])
+    p["warmup_epochs"] = _per_model("warmup_epochs", p["warmup_epochs"], p["models"],
+                                    lambda v: _int("warmup_epochs", v, 0))
+    lr = p["lr"]
+
+    def known_schedule(v: Any) -> str:
+        _one_of("lr_schedule", v, SCHEDULES)
+        return v
+
+    def positive_lr(v: Any) -> float:
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or v <= 0:
+            raise ParameterError(f"lr: expected a positive number (or a mapping of model -> number), got {lr!r}")
+        return float(v)
+
+    p["lr_schedule"] = _per_model("lr_schedule", p["lr_schedule"], p["models"], known_schedule)
+    p["lr"] = _per_model("lr", lr, p["models"], positive_lr)
     if not isinstance(p["interactive"], bool):
         raise ParameterError(f"interactive: expected true or false, got {p['interactive']!r}")
 

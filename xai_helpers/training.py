@@ -200,9 +200,10 @@ class BatchPipeline:
     def __len__(self) -> int:
         return self.data.shape[0]
 
-    def batch(self, rows: torch.Tensor, augment: bool = False,
-              generator: torch.Generator | None = None) -> torch.Tensor:
-        """Normalised float batch of ``rows`` (optionally augmented, with ``generator``)."""
+    def batch(self, rows: torch.Tensor, augment: bool = False, generator: torch.Generator | None = None,
+              channels_last: bool | None = None) -> torch.Tensor:
+        """Normalised float batch of ``rows`` (optionally augmented, with ``generator``), in channels_last
+        memory when ``channels_last`` says so (None: the pipeline's default, on for CUDA)."""
         x = self.data[rows.to(self.data.device)].to(self.device, non_blocking=True)
         x = x.float().div_(255)
         if augment:
@@ -210,7 +211,7 @@ class BatchPipeline:
         if x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1)
         x = (x - self.mean) / self.std
-        if self.channels_last:
+        if self.channels_last if channels_last is None else channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return x
 
@@ -634,9 +635,7 @@ def _train_epoch(model: nn.Module, pipeline: BatchPipeline, order: torch.Tensor,
         rows = order[i:i + config.batch_size]
         if len(rows) < 2 and len(order) > 1:
             continue  # BatchNorm cannot train on a batch of one
-        x = pipeline.batch(rows, augment=config.augment, generator=generator)
-        if config.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
+        x = pipeline.batch(rows, augment=config.augment, generator=generator, channels_last=config.channels_last)
         y = labels[rows].to(device, non_blocking=True)
         with _autocast(device, config.amp):
             loss = F.cross_entropy(model(x), y, weight=class_weight)

@@ -34,12 +34,8 @@ from .summary import (confidence_table, load_study, performance_table, protocol_
                       write_report)
 from .training import train_models
 
-#: The steps, one per notebook, in the order the runner executes them.
-STEPS = ["prepare_data", "train_models", "run_paired_tests", "explain_examples", "rate_explanations",
-         "write_report", "run_generalization"]
-
 # the steps, their helpers, and what the notebooks show of the layers below (tables, constants)
-__all__ = ["STEPS", "prepare_data", "load_prepared", "train_models", "run_paired_tests", "summary_table_for_run",
+__all__ = ["prepare_data", "load_prepared", "train_models", "run_paired_tests", "summary_table_for_run",
            "explain_examples", "ExplainedExamples", "explanation_sample", "rate_explanations", "load_study",
            "protocol_table", "performance_table", "confidence_table", "published_comparison", "write_report",
            "corruption_examples", "describe_external", "run_generalization", "severity_summary", "CORRUPTIONS",

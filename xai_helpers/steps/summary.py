@@ -236,7 +236,8 @@ def training_settings(run: RunFolder, metrics: pd.DataFrame) -> dict[str, Any]:
             config["image_size"] = meta["image_size"]
         for key in ("lr", "batch_size", "warmup_epochs", "schedule"):  # the settings that may be set per model
             if key in config:
-                config[key] = f"{r.model}: {config[key]:g}" if key != "schedule" else f"{r.model}: {config[key]}"
+                value = config[key]
+                config[key] = f"{r.model}: {value:g}" if isinstance(value, (int, float)) else f"{r.model}: {value}"
         epochs = config.get("epochs")
         if config.get("min_epochs") is None and epochs is not None:
             config = {**config, "min_epochs": f"{epochs // 2} (half of epochs)"}
