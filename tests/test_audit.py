@@ -97,6 +97,21 @@ def test_banded_near_duplicate_search_finds_exactly_the_exhaustive_pairs(thresho
     assert len(exhaustive) > 100 and fast == exhaustive
 
 
+def test_banded_search_on_clustered_hashes_in_small_blocks_finds_the_exhaustive_pairs():
+    """Images of one modality share much of their pHash (dark background, centred anatomy): buckets get
+    large. Comparing them in blocks (here tiny ones) must not lose or invent a pair."""
+    from xai_helpers.data import audit as audit_mod
+
+    rng = np.random.default_rng(5)
+    common = np.uint64(rng.integers(0, 2**63))
+    noise = rng.integers(0, 2**63, 2500, dtype=np.uint64) & np.uint64(0x0000_0000_00FF_FFFF)
+    flips = np.uint64(1) << rng.integers(0, 64, 2500).astype(np.uint64)
+    hashes = (common ^ noise) ^ np.where(rng.random(2500) < 0.5, flips, np.uint64(0))
+    exhaustive = audit_mod.near_duplicate_pairs_exhaustive(hashes, 4)
+    blocked = [tuple(map(int, p)) for p in audit_mod._close_pairs_by_band(hashes, 4, block_bytes=4096)]
+    assert len(exhaustive) > 1000 and blocked == exhaustive == audit_mod.near_duplicate_pairs(hashes, 4)
+
+
 def test_banded_cross_search_agrees_with_comparing_every_pair():
     from xai_helpers.data.audit import _popcount, cross_near_duplicates
 

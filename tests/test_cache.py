@@ -96,3 +96,51 @@ def test_a_copy_of_a_dataset_in_another_folder_loads_with_its_own_paths(tmp_path
         assert all(p.startswith(str(tmp_path / name)) for p in data.splits["path"])
     a, b = (load_prepared(runs[n], progress=False) for n in ("original", "copy"))
     assert a.info["cache_file"] == b.info["cache_file"] and np.array_equal(a.images, b.images)
+
+
+def test_cache_is_a_memory_map_whose_rows_match_the_decoded_files(files, tmp_path):
+    """Built chunk by chunk into the file (unreadable files in between shift the rows) and read back
+    as a read-only memory map: each row is exactly what load_image gives for its path."""
+    paths = sorted(str(p) for p in files.iterdir())
+    for workers in (1, 2):
+        cache = build_cache(paths, 16, grey=False, cache_dir=tmp_path / f"c{workers}", workers=workers,
+                            progress=False)
+        loaded = cache_mod.ImageCache.load(cache.file)
+        for c in (cache, loaded):
+            assert isinstance(c.images, np.memmap) and not c.images.flags.writeable
+            assert c.images.shape == (6, 3, 16, 16)
+            for row, path in enumerate(c.paths):
+                assert np.array_equal(c.images[row], load_image(path, grey=False, size=16).transpose(2, 0, 1)), path
+    assert not list((tmp_path / "c2").glob("*.tmp*")), "the temporary file is renamed, not left behind"
+
+
+def test_image_rows_reads_the_rows_asked_for_in_their_order(tmp_path):
+    base = np.lib.format.open_memmap(tmp_path / "a.npy", mode="w+", dtype=np.uint8, shape=(10, 1, 2, 2))
+    base[:] = np.arange(10, dtype=np.uint8)[:, None, None, None]
+    base.flush()
+    base = np.load(tmp_path / "a.npy", mmap_mode="r")
+    rows = np.array([7, 2, 9, 2, 0])
+    view = cache_mod.images_for_rows(base, rows)
+    assert isinstance(view, cache_mod.ImageRows) and view.shape == (5, 1, 2, 2) and len(view) == 5
+    assert np.array_equal(np.asarray(view), base[rows])
+    assert np.array_equal(view[np.array([4, 0, 1])], base[rows[[4, 0, 1]]])
+    assert np.array_equal(view[1:3], base[rows[1:3]]) and np.array_equal(view[-1], base[0])
+    assert cache_mod.images_for_rows(base, np.arange(10)) is base
+    with pytest.raises(TypeError, match="index rows only"):
+        view[0, 0]
+
+
+def test_batches_from_a_memory_map_view_equal_batches_from_memory(tmp_path):
+    import torch
+
+    from xai_helpers.training import BatchPipeline
+
+    rng = np.random.default_rng(0)
+    arr = rng.integers(0, 255, (12, 3, 8, 8), dtype=np.uint8)
+    np.save(tmp_path / "a.npy", arr)
+    rows = rng.permutation(12)[:9]
+    view = cache_mod.images_for_rows(np.load(tmp_path / "a.npy", mmap_mode="r"), rows)
+    ask = torch.tensor([8, 0, 3, 3])
+    a = BatchPipeline(view, torch.device("cpu")).batch(ask)
+    b = BatchPipeline(arr[rows], torch.device("cpu")).batch(ask)
+    assert torch.equal(a, b)

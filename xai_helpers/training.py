@@ -168,44 +168,65 @@ GPU_CACHE_FRACTION = 0.5
 class BatchPipeline:
     """Turns rows of a uint8 image array into normalised float batches on the device.
 
-    The whole uint8 array goes to the GPU once when it fits in :data:`GPU_CACHE_FRACTION` of the
-    free GPU memory (a few hundred MB for the study's datasets), so batches never cross the bus;
-    otherwise it stays in pinned host memory and is streamed by batches. On the CPU it is used
-    in place.
+    On a GPU the whole uint8 array is copied there once, chunk by chunk, when it fits in
+    :data:`GPU_CACHE_FRACTION` of the free GPU memory (a few hundred MB for the study's datasets),
+    so batches never cross the bus; otherwise each batch's rows are read on the host and sent
+    through pinned memory. On the CPU the array is used in place: a memory-mapped cache (or an
+    :class:`~xai_helpers.data.cache.ImageRows` view of it) is read batch by batch, never loaded whole.
 
     Parameters
     ----------
-    images : (N, C, S, S) uint8 array or tensor
+    images : (N, C, S, S) uint8 array, memory map, ImageRows or tensor
         ``C`` = 1 (greyscale, repeated to 3 channels) or 3.
     device : torch.device
     mean, std : sequence of 3 floats
         Normalisation (ImageNet's by default, also for models trained from scratch).
+
+    Examples
+    --------
+    >>> pipe = BatchPipeline(np.zeros((4, 1, 8, 8), np.uint8), torch.device("cpu"))
+    >>> tuple(pipe.batch(torch.tensor([0, 2])).shape), pipe.on_device
+    ((2, 3, 8, 8), False)
     """
 
-    def __init__(self, images: np.ndarray | torch.Tensor, device: torch.device,
+    def __init__(self, images: Any, device: torch.device,
                  mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD):
-        data = torch.as_tensor(images)
-        if data.dtype != torch.uint8 or data.ndim != 4 or data.shape[1] not in (1, 3):
-            raise ValueError(f"images: expected a (N, 1|3, S, S) uint8 array, got {tuple(data.shape)} {data.dtype}")
+        if isinstance(images, torch.Tensor):
+            images = images.cpu().numpy()
+        shape = tuple(images.shape)
+        if np.dtype(images.dtype) != np.uint8 or len(shape) != 4 or shape[1] not in (1, 3):
+            raise ValueError(f"images: expected a (N, 1|3, S, S) uint8 array, got {shape} {images.dtype}")
         self.device = device
-        if device.type == "cuda" and data.numel() <= GPU_CACHE_FRACTION * torch.cuda.mem_get_info(device)[0]:
-            data = data.to(device)  # fits: batches never cross the bus
-        elif device.type == "cuda":
-            data = data.pin_memory()  # streamed by batches from pinned host memory
-        self.data = data
+        self.shape = shape
+        self.host = images
+        self.on_device = (device.type == "cuda"
+                          and int(np.prod(shape)) <= GPU_CACHE_FRACTION * torch.cuda.mem_get_info(device)[0])
+        if self.on_device:  # fits: batches never cross the bus
+            self.data = torch.empty(shape, dtype=torch.uint8, device=device)
+            step = max(1, (64 << 20) // max(1, int(np.prod(shape[1:]))))  # 64 MB of rows at a time
+            for i in range(0, shape[0], step):
+                self.data[i:i + step] = torch.from_numpy(np.ascontiguousarray(images[i:i + step])).to(device)
         self.mean = torch.tensor(mean, device=device).view(1, 3, 1, 1)
         self.std = torch.tensor(std, device=device).view(1, 3, 1, 1)
         self.channels_last = device.type == "cuda"
 
     def __len__(self) -> int:
-        return self.data.shape[0]
+        return self.shape[0]
+
+    def rows(self, rows: torch.Tensor) -> torch.Tensor:
+        """The uint8 images of ``rows`` on the device."""
+        if self.on_device:
+            return self.data[rows.to(self.device)]
+        x = torch.from_numpy(np.ascontiguousarray(self.host[rows.cpu().numpy()]))
+        if self.device.type == "cuda":
+            return x.pin_memory().to(self.device, non_blocking=True)
+        return x.to(self.device)
 
     def batch(self, rows: torch.Tensor, augment: bool = False, generator: torch.Generator | None = None,
               channels_last: bool | None = None) -> torch.Tensor:
         """Normalised float batch of ``rows`` (optionally augmented, with ``generator``), in channels_last
         memory when ``channels_last`` says so (None: the pipeline's default, on for CUDA)."""
-        x = self.data[rows.to(self.data.device)].to(self.device, non_blocking=True)
-        x = x.float().div_(255)
+        x = self.rows(rows).float().div_(255)
         if augment:
             x = augment_batch(x, generator)
         if x.shape[1] == 1:
@@ -721,7 +742,7 @@ def fit(arch: str, pipeline: BatchPipeline, labels: np.ndarray, train_rows: np.n
     device = pipeline.device
     labels_t = torch.as_tensor(np.asarray(labels), dtype=torch.long)
     train_rows, val_rows = np.asarray(train_rows), np.asarray(val_rows)
-    meta = {"arch": arch, "class_names": list(class_names), "image_size": image_size or int(pipeline.data.shape[-1]),
+    meta = {"arch": arch, "class_names": list(class_names), "image_size": image_size or int(pipeline.shape[-1]),
             "mean": list(map(float, pipeline.mean.flatten().tolist())),
             "std": list(map(float, pipeline.std.flatten().tolist())),
             "config": asdict(config), "weights": str(weights), "fingerprint": fingerprint}

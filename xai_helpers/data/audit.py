@@ -64,9 +64,11 @@ def _bands(threshold: int) -> list[tuple[int, int]]:
     return list(zip(shifts, widths))
 
 
-def _candidate_pairs(hashes: np.ndarray, threshold: int) -> np.ndarray:
-    """Pairs ``(i, j)``, ``i < j``, that agree exactly on at least one band (every pair within
-    ``threshold`` bits does: ``threshold`` differing bits cannot touch all ``threshold + 1`` bands)."""
+def _close_pairs_by_band(hashes: np.ndarray, threshold: int, block_bytes: int = 1 << 22) -> np.ndarray:
+    """Pairs ``(i, j)``, ``i < j``, within ``threshold`` bits, compared only inside the buckets of
+    hashes that agree exactly on a band (every pair within ``threshold`` bits agrees on one:
+    ``threshold`` differing bits cannot touch all ``threshold + 1`` bands). A bucket is compared
+    in blocks of at most ``block_bytes`` distances, so memory stays bounded however large it is."""
     found = []
     for shift, width in _bands(threshold):
         key = (hashes >> np.uint64(shift)) & np.uint64((1 << width) - 1)
@@ -74,11 +76,16 @@ def _candidate_pairs(hashes: np.ndarray, threshold: int) -> np.ndarray:
         sorted_key = key[order]
         starts = np.flatnonzero(np.r_[True, sorted_key[1:] != sorted_key[:-1]])
         ends = np.r_[starts[1:], len(key)]
-        for a, b in zip(starts, ends):
-            if b - a > 1:
-                members = np.sort(order[a:b])
-                ii, jj = np.triu_indices(len(members), k=1)
-                found.append(np.stack([members[ii], members[jj]], axis=1))
+        for a, b in zip(starts[ends - starts > 1], ends[ends - starts > 1]):
+            members = np.sort(order[a:b])
+            step = max(1, block_bytes // len(members))
+            for s in range(0, len(members) - 1, step):
+                rows = members[s:s + step]
+                d = _popcount(hashes[rows, None] ^ hashes[None, members])
+                ii, jj = np.nonzero(d <= threshold)
+                keep = members[jj] > rows[ii]
+                if keep.any():
+                    found.append(np.stack([rows[ii[keep]], members[jj[keep]]], axis=1))
     if not found:
         return np.zeros((0, 2), dtype=np.int64)
     return np.unique(np.concatenate(found), axis=0)
@@ -91,7 +98,7 @@ def near_duplicate_pairs(hashes: np.ndarray, threshold: int = NEAR_DUPLICATE_THR
     exactly on some band are compared (two hashes within ``threshold`` bits always do, by the
     pigeonhole principle), so the pairs found are exactly those of the exhaustive comparison
     (:func:`near_duplicate_pairs_exhaustive`) at a cost that grows with the number of images
-    sharing a band value instead of with the square of the number of images.
+    sharing a band value instead of with the square of the number of images, in bounded memory.
 
     Examples
     --------
@@ -101,11 +108,7 @@ def near_duplicate_pairs(hashes: np.ndarray, threshold: int = NEAR_DUPLICATE_THR
     hashes = np.asarray(hashes, dtype=np.uint64)
     if len(hashes) < 2:
         return []
-    cand = _candidate_pairs(hashes, threshold)
-    if not len(cand):
-        return []
-    close = _popcount(hashes[cand[:, 0]] ^ hashes[cand[:, 1]]) <= threshold
-    return [(int(i), int(j)) for i, j in cand[close]]
+    return [(int(i), int(j)) for i, j in _close_pairs_by_band(hashes, threshold)]
 
 
 def near_duplicate_pairs_exhaustive(hashes: np.ndarray, threshold: int = NEAR_DUPLICATE_THRESHOLD,

@@ -5,6 +5,11 @@ is keyed by the content of the image files (a SHA-1 of their bytes), the image s
 colour mode, so a changed file or size builds a new cache, and the same data reuses it across
 runs. Building decodes in parallel on all cores with a tqdm progress bar.
 
+The cache scales past memory: it is built chunk by chunk straight into a memory-mapped ``.npy``
+file (at most a few chunks of decoded images are held at once) and opened with
+``mmap_mode="r"``, so the operating system pages images in as batches ask for them and a
+dataset larger than RAM (100k RGB images at 224 px are ~15 GB) can be used.
+
 Unreadable files (zero bytes, not an image, truncated, too large) are not fatal: they come back
 as ``{path, reason}`` entries and are left out of the array, so a run reports them and goes on.
 """
@@ -15,16 +20,18 @@ import json
 import os
 import shutil
 import warnings
-from concurrent.futures import ProcessPoolExecutor
+from collections import deque
+from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
 from tqdm.auto import tqdm
 
+from ..atomic import write_text_atomic
 from ..paths import project_root
 
 CACHE_VERSION = 1
@@ -160,7 +167,8 @@ class ImageCache:
     Attributes
     ----------
     images : (N, C, S, S) uint8 array
-        ``C`` is 1 for greyscale datasets and 3 for colour ones.
+        ``C`` is 1 for greyscale datasets and 3 for colour ones; a read-only memory map of the cache
+        file when built or loaded from disk.
     paths : list of str
         The file of each row of ``images``.
     unreadable : list of dict
@@ -186,7 +194,10 @@ class ImageCache:
         paths = [p for i, p in enumerate(meta["paths"]) if i not in bad]
         unreadable = [{"path": meta["paths"][i], "reason": r} for i, r in zip(meta["unreadable_rows"], meta["reasons"])]
         info = [tuple(x) for x in meta.get("file_info", [])] or None
-        return cls(np.load(array_file), paths, unreadable, array_file, info)
+        images = np.load(array_file, mmap_mode="r")
+        # rows of unreadable files stay unwritten at the end of the file (it is written as it decodes)
+        images = images[:meta.get("n_rows", len(images))]
+        return cls(images, paths, unreadable, array_file, info)
 
     def rows(self, paths: Sequence[str]) -> np.ndarray:
         """Row numbers of ``paths`` in :attr:`images` (KeyError naming a path not cached)."""
@@ -195,6 +206,85 @@ class ImageCache:
             return np.array([pos[str(p)] for p in paths], dtype=np.int64)
         except KeyError as err:
             raise KeyError(f"{err.args[0]}: not in the image cache (unreadable or not scanned)") from None
+
+
+class ImageRows:
+    """Some rows of an image array (a memory map, usually), read only when indexed.
+
+    What :class:`~xai_helpers.data.prepared.PreparedData` holds when its images are a subset or
+    a reordering of the cache's rows: indexing it reads just those rows from the memory map,
+    where ``cache.images[rows]`` would copy the whole subset into memory.
+
+    Parameters
+    ----------
+    base : (N, C, S, S) array
+        The cache's array (a ``numpy.memmap`` or an in-memory array).
+    rows : sequence of int
+        Row ``i`` of this view is row ``rows[i]`` of ``base``.
+
+    Examples
+    --------
+    >>> view = ImageRows(np.arange(4, dtype=np.uint8).reshape(4, 1, 1, 1), [3, 1])
+    >>> view.shape, view[1].ravel().tolist(), np.asarray(view).ravel().tolist()
+    ((2, 1, 1, 1), [1], [3, 1])
+    """
+
+    def __init__(self, base: np.ndarray, rows: Sequence[int] | np.ndarray):
+        self.base = base
+        self.rows = np.asarray(rows, dtype=np.int64)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self.rows),) + tuple(self.base.shape[1:])
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.base.dtype
+
+    @property
+    def ndim(self) -> int:
+        return self.base.ndim
+
+    @property
+    def nbytes(self) -> int:
+        return int(np.prod(self.shape)) * self.base.dtype.itemsize
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, key) -> np.ndarray:
+        if isinstance(key, tuple):
+            raise TypeError("ImageRows: index rows only (images[rows]), then the array that comes back")
+        picked = self.rows[key]
+        if np.isscalar(picked):
+            return np.asarray(self.base[int(picked)])
+        # a memory map reads fastest in file order; give the rows back in the order asked for
+        order = np.argsort(picked, kind="stable")
+        out = np.empty((len(picked),) + tuple(self.base.shape[1:]), self.base.dtype)
+        out[order] = self.base[picked[order]]
+        return out
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        out = self[:]
+        return out.astype(dtype) if dtype is not None else out
+
+
+def images_for_rows(images: np.ndarray, rows: np.ndarray) -> np.ndarray | ImageRows:
+    """Rows ``rows`` of a cache array: the array itself when they are all of it in order, a copy
+    when it is in memory, an :class:`ImageRows` view when it is a memory map.
+
+    Examples
+    --------
+    >>> base = np.arange(3, dtype=np.uint8).reshape(3, 1, 1, 1)
+    >>> images_for_rows(base, np.arange(3)) is base, images_for_rows(base, np.array([2, 0])).ravel().tolist()
+    (True, [2, 0])
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    if len(rows) == len(images) and np.array_equal(rows, np.arange(len(images))):
+        return images
+    if isinstance(images, np.memmap):
+        return ImageRows(images, rows)
+    return images[rows]
 
 
 def default_cache_dir() -> Path:
@@ -254,38 +344,68 @@ def build_cache(paths: Sequence[str | os.PathLike], image_size: int, grey: bool,
     workers = workers or int(os.environ.get("XAI_HELPERS_WORKERS", 0)) or os.cpu_count() or 1
     chunk = max(1, min(64, len(paths) // (workers * 4) or 1))
     chunks = [paths[i:i + chunk] for i in range(0, len(paths), chunk)]
-    results: list[tuple[np.ndarray | None, str | None, Any]] = []
-    bar = tqdm(total=len(paths), desc=f"decoding images ({image_size}px)", disable=not progress)
-    if workers > 1 and len(chunks) > 1:
-        try:
-            with ProcessPoolExecutor(max_workers=workers) as pool:
-                for part in pool.map(_decode_chunk, [(c, grey, image_size) for c in chunks]):
-                    results.extend(part)
-                    bar.update(len(part))
-        except BrokenProcessPool:
-            raise MemoryError(
-                f"a worker decoding the images was killed (most often for lack of memory: {workers} workers "
-                f"decoding {len(paths)} images to {image_size} px); lower image_size, or decode with fewer workers "
-                f"(XAI_HELPERS_WORKERS=1)") from None
-    else:
-        for c in chunks:
-            part = _decode_chunk((c, grey, image_size))
-            results.extend(part)
-            bar.update(len(part))
-    bar.close()
     channels = 1 if grey else 3
-    good = [i for i, r in enumerate(results) if r[0] is not None]
-    images = np.empty((len(good), channels, image_size, image_size), np.uint8)
-    for row, i in enumerate(good):
-        a = results[i][0]
-        images[row] = a[None] if grey else a.transpose(2, 0, 1)
-    bad_rows = [i for i, r in enumerate(results) if r[0] is None]
-    file_info = [results[i][2] for i in good]
-    unreadable = [{"path": paths[i], "reason": results[i][1]} for i in bad_rows]
-    tmp = array_file.with_name(array_file.name + ".tmp.npy")
-    np.save(tmp, images)
-    os.replace(tmp, array_file)
-    meta_file.write_text(json.dumps({"paths": paths, "unreadable_rows": bad_rows,
-                                     "reasons": [r["reason"] for r in unreadable],
-                                     "file_info": file_info, "image_size": image_size, "grey": bool(grey)}))
+    tmp = array_file.with_name(f"{array_file.name}.{os.getpid()}.tmp.npy")
+    # written as the chunks come back, in order: decoded images never pile up in memory; rows of
+    # unreadable files are left unwritten at the end (``n_rows`` in the metadata says how many are used)
+    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8,
+                                    shape=(len(paths), channels, image_size, image_size))
+    good: list[int] = []
+    bad_rows: list[int] = []
+    reasons: list[str] = []
+    file_info: list[Any] = []
+    bar = tqdm(total=len(paths), desc=f"decoding images ({image_size}px)", disable=not progress)
+    try:
+        for part in _decoded_chunks(chunks, grey, image_size, workers):
+            for arr, reason, header in part:
+                i = len(good) + len(bad_rows)
+                if arr is None:
+                    bad_rows.append(i)
+                    reasons.append(str(reason))
+                    continue
+                out[len(good)] = arr[None] if grey else arr.transpose(2, 0, 1)
+                good.append(i)
+                file_info.append(header)
+            bar.update(len(part))
+        out.flush()
+        del out
+        os.replace(tmp, array_file)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    finally:
+        bar.close()
+    unreadable = [{"path": paths[i], "reason": r} for i, r in zip(bad_rows, reasons)]
+    write_text_atomic(meta_file, json.dumps({"paths": paths, "unreadable_rows": bad_rows, "reasons": reasons,
+                                     "n_rows": len(good), "file_info": file_info, "image_size": image_size,
+                                     "grey": bool(grey)}))
+    images = np.load(array_file, mmap_mode="r")[:len(good)]
     return ImageCache(images, [paths[i] for i in good], unreadable, array_file, file_info)
+
+
+def _decoded_chunks(chunks: list[list[str]], grey: bool, size: int,
+                    workers: int) -> Iterator[list[tuple[np.ndarray | None, str | None, Any]]]:
+    """Decoded chunks in order; with several workers at most ``4 * workers`` chunks are in flight."""
+    if workers <= 1 or len(chunks) <= 1:
+        for c in chunks:
+            yield _decode_chunk((c, grey, size))
+        return
+    try:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            todo = iter(chunks)
+            pending: deque[Future] = deque()
+            for c in todo:
+                pending.append(pool.submit(_decode_chunk, (c, grey, size)))
+                if len(pending) >= 4 * workers:
+                    break
+            while pending:
+                part = pending.popleft().result()
+                nxt = next(todo, None)
+                if nxt is not None:
+                    pending.append(pool.submit(_decode_chunk, (nxt, grey, size)))
+                yield part
+    except BrokenProcessPool:
+        raise MemoryError(
+            f"a worker decoding the images was killed (most often for lack of memory: {workers} workers "
+            f"decoding {sum(map(len, chunks))} images to {size} px); lower image_size, or decode with fewer "
+            f"workers (XAI_HELPERS_WORKERS=1)") from None

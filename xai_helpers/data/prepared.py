@@ -15,6 +15,7 @@ import pandas as pd
 from PIL import Image
 
 from .audit import connected_groups
+from .cache import ImageRows, images_for_rows
 from .splits import fold_indices
 
 @dataclass
@@ -25,8 +26,10 @@ class PreparedData:
     ----------
     splits : pandas.DataFrame
         ``path``, ``split``, ``class``, ``group``, ``fold`` (and ``mask``) of every usable image.
-    images : (N, C, S, S) uint8 array
-        Row ``i`` is the image of ``splits`` row ``i``.
+    images : (N, C, S, S) uint8 array or ImageRows
+        Row ``i`` is the image of ``splits`` row ``i``: the cache's memory map itself, or a view of
+        its rows (:class:`~xai_helpers.data.cache.ImageRows`) that reads only the rows indexed, so a
+        dataset larger than memory is never loaded whole. ``images[rows]`` is always an array.
     class_names : list of str
     labels : (N,) int array
         Index into ``class_names`` of every row.
@@ -37,7 +40,7 @@ class PreparedData:
     """
 
     splits: pd.DataFrame
-    images: np.ndarray
+    images: np.ndarray | ImageRows
     class_names: list[str]
     labels: np.ndarray
     info: dict[str, Any]
@@ -71,7 +74,8 @@ class PreparedData:
         ([2, 0], [1, 0])
         """
         splits = splits.reset_index(drop=True)
-        images = cache.images[cache.rows(splits["path"])]
+        # a memory-mapped cache stays on disk: a view of its rows, read batch by batch
+        images = images_for_rows(cache.images, cache.rows(splits["path"]))
         class_names = list(info["class_names"])
         code = {c: i for i, c in enumerate(class_names)}
         labels = splits["class"].map(code).to_numpy()
