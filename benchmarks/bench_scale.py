@@ -12,8 +12,9 @@ ones as hard links to a part of it. Then a fresh Python process per size runs
    splits;
 2. notebook 02's loading, :func:`xai_helpers.steps.load_prepared`, and one epoch of ResNet50
    training (:func:`xai_helpers.training.fit`, batch 32, the run's default precision path) on
-   ``--train-images`` images drawn at random from the training pool, so the training set is the
-   same size at every dataset size and only the cache it is read from grows.
+   ``--train-images`` images drawn at random from the training pool (with replacement when the pool
+   is smaller), so the training set is the same size at every dataset size and only the cache it
+   is read from grows.
 
 The child process samples its anonymous resident memory (``RssAnon`` in ``/proc/self/status``,
 every 20 ms): file pages of the memory-mapped cache do not count, decoded images held in Python
@@ -141,8 +142,10 @@ def one_size(root: Path, workdir: Path, n_images: int, train_images: int, size_p
     data = load_prepared(params, progress=False)
     pool = np.flatnonzero(data.splits["split"].to_numpy() == "train")
     rng = np.random.default_rng(0)
-    train_rows = np.sort(rng.choice(pool, size=min(train_images, len(pool)), replace=False))
-    val_rows = rng.choice(np.setdiff1d(pool, train_rows), size=64, replace=False)
+    # the same number of training images at every size: drawn with replacement when the pool is smaller
+    train_rows = np.sort(rng.choice(pool, size=train_images, replace=len(pool) < train_images))
+    test = np.flatnonzero(data.splits["split"].to_numpy() == "test")
+    val_rows = rng.choice(test, size=min(64, len(test)), replace=False)  # early stopping only; not scored
     config = TrainConfig(epochs=1, batch_size=batch, patience=2, augment=True, seed=0, device="cpu",
                          resume_every_seconds=1e9)
     with tempfile.TemporaryDirectory(dir=workdir) as out:

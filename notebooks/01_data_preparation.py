@@ -35,11 +35,13 @@ synthetic_per_class = 100
 max_per_class = None
 leak_policy = 'drop_train'
 image_size = 64
+resize_mode = 'squash'
 run_dir = 'runs/demo'
 seed = 0
 device = 'auto'
 interactive = True
 models = ['resnet50', 'densenet121', 'vgg16', 'efficientnet_b0']
+baselines = ['baseline_hgb', 'baseline_logreg']
 weights = 'none'
 folds = 3
 epochs = 6
@@ -68,8 +70,8 @@ generalization_per_class = 20
 from IPython.display import display
 
 from xai_helpers import RunFolder
-from xai_helpers.steps import audit_summary, prepare_data
-from xai_helpers.figures import plot_class_counts, plot_samples
+from xai_helpers.steps import audit_notes, audit_summary, prepare_data
+from xai_helpers.figures import plot_audit_metadata, plot_class_counts, plot_samples
 from xai_helpers.notebook import setup_notebook
 
 params = setup_notebook(globals(), '01 · Data preparation')
@@ -90,6 +92,15 @@ print(f"{data.info['title']}\nlayout: {data.info['layout']}   classes: {data.cla
 
 # %%
 display(audit_summary(data.audit))
+
+# %% [markdown]
+# ## Shortcuts and shifts
+# A CNN learns whatever separates the classes. When the file's size, aspect, colour mode, format, JPEG quality or brightness already do (a **shortcut**), a high accuracy may say nothing about the anatomy; when they change between the training pool and the test split of a class (a **shift**), the test accuracy can fall far below validation. Every image's metadata goes to `data/audit_metadata.csv`; `data/audit_shortcuts.csv` tests each feature against the class on the training pool (Kruskal–Wallis with epsilon², chi-square with Cramér's V, Holm-adjusted) and a depth-3 tree predicting the class from the metadata alone (balanced accuracy, permutation p); `data/audit_shift.csv` compares each class's training pool with its test images (Kolmogorov–Smirnov D, chi-square with Cramér's V, Holm-adjusted). A row is flagged at adjusted p < 0.01 with an effect of at least 0.3 (the tree: 0.15 above chance, p < 0.01).
+
+# %%
+notes = audit_notes(params)
+print('\n'.join(notes) if notes else 'No shortcut or shift flagged.')
+fig = plot_audit_metadata(run.audit_metadata_file, run=run)
 
 # %% [markdown]
 # ## A look at the images

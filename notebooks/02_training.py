@@ -30,11 +30,13 @@ synthetic_per_class = 100
 max_per_class = None
 leak_policy = 'drop_train'
 image_size = 64
+resize_mode = 'squash'
 run_dir = 'runs/demo'
 seed = 0
 device = 'auto'
 interactive = True
 models = ['resnet50', 'densenet121', 'vgg16', 'efficientnet_b0']
+baselines = ['baseline_hgb', 'baseline_logreg']
 weights = 'none'
 folds = 3
 epochs = 6
@@ -64,7 +66,7 @@ from IPython.display import display
 
 from xai_helpers import RunFolder
 from xai_helpers.figures import plot_confusion_matrices, plot_learning_curves, plot_metric_by_model
-from xai_helpers.steps import load_prepared, model_overview, train_models
+from xai_helpers.steps import gap_notes, load_prepared, model_overview, train_baselines, train_models, validation_test_gap
 from xai_helpers.notebook import setup_notebook
 
 params = setup_notebook(globals(), '02 · Training')
@@ -97,14 +99,32 @@ metrics = train_models(data, params)
 display(metrics[['model', 'fold', 'accuracy', 'balanced_accuracy', 'f1_macro', 'roc_auc_ovr', 'best_epoch', 'epochs_run', 'train_seconds']].round(4))
 
 # %% [markdown]
+# ## Baselines: what a trivial model gets
+# A CNN's accuracy means little on its own. A gradient-boosted tree (`baseline_hgb`) and a logistic regression (`baseline_logreg`) on the cached images downsampled to 32×32 grey pixels are fitted on the same folds and scored on the same test split, seeded. When they do as well as the CNNs, the images carry an easy signal (image size, acquisition, a shortcut the audit of notebook 01 may have flagged). Their rows go to `metrics.csv` and `predictions/`; nothing that loads a checkpoint uses them.
+
+# %%
+metrics = train_baselines(data, params)
+display(metrics[metrics.model.str.startswith('baseline_')][['model', 'fold', 'accuracy', 'balanced_accuracy', 'f1_macro', 'train_seconds']].round(4))
+
+# %% [markdown]
 # ## Results
-# Points are folds, bars their mean; the dashed line is chance (one over the number of classes).
+# Points are folds, bars their mean; the dashed line is chance (one over the number of classes), the dotted line the best baseline's mean (grey hatched bars).
 
 # %%
 chance = 1 / len(data.class_names)
 print(f'chance level: {chance:.3f}')
 display(metrics.groupby('model', sort=False)[['accuracy', 'f1_macro']].agg(['mean', 'std']).round(4))
 fig = plot_metric_by_model(metrics, chance=chance, run=run)
+
+# %% [markdown]
+# ## Validation vs test, per class
+# Each fold's model is scored on its validation fold (drawn from the training pool) and on the test split. A large gap says the test split differs from the training pool; the data audit's shift table (`data/audit_shift.csv`, notebook 01) says how.
+
+# %%
+gap = validation_test_gap(metrics, data.class_names)
+display(gap.round(3))
+for line in gap_notes(gap, run):
+    print(line)
 
 # %% [markdown]
 # ## Confusion matrices
@@ -119,5 +139,5 @@ fig = plot_confusion_matrices(preds, data.class_names, run=run)
 
 # %%
 histories = {f'{r.model} fold{r.fold}': pd.read_csv(run.checkpoint_dir(r.model, r.fold) / 'history.csv')
-             for r in metrics.itertuples()}
+             for r in metrics.itertuples() if r.model in params['models']}
 fig = plot_learning_curves(histories, run=run)

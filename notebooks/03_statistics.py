@@ -26,7 +26,7 @@
 # * *Same test images, one fold* (`predictions/`): **McNemar's test** compares two models' correct/incorrect outcomes image by image (exact binomial for fewer than 25 disagreements, chi-square with continuity correction otherwise), and a **paired bootstrap** gives an interval of the accuracy and F1 differences.
 # * *Same explained images* (`xai_per_image.csv`, after notebook 05): paired t and Wilcoxon between CAM methods, with **one value per image**: every fold's model explains the same images, so each image's metric is averaged over the fold models first, and `n` is the number of distinct images.
 #
-# **Which family Holm corrects over** (`holm_family`): one comparison (models or CAM methods), one group (all images, one fold, or one true class), one metric and one test family, across every pair compared there. Both McNemar variants (exact and chi-square, chosen per pair) are one family; each other test is its own.
+# **Which family Holm corrects over** (`holm_family`): one comparison (models, CNNs against the best baseline, or CAM methods), one group (all images, one fold, or one true class), one metric and one test family, across every pair compared there. Both McNemar variants (exact and chi-square, chosen per pair) are one family; each other test is its own. The CNN-vs-baseline pairs (`comparison = cnn_vs_baseline`) are a family of their own, so adding the baselines leaves the CNN-vs-CNN p-values unchanged.
 #
 # **How to read the table**: `p_value` is the raw p, `p_adjusted` the Holm-corrected one in its `holm_family` (use this one), `effect_size` is Cohen's d_z for t-tests (the mean difference in units of its standard deviation), the rank-biserial correlation for Wilcoxon and the accuracy difference `acc(a) − acc(b)` for McNemar and the bootstraps; `ci_low`/`ci_high` bound the difference at the level `ci_level`; `normality_p` is a Shapiro–Wilk check of the differences. Identical results give p = 1; a single fold gives 'not testable'.
 
@@ -39,11 +39,13 @@ synthetic_per_class = 100
 max_per_class = None
 leak_policy = 'drop_train'
 image_size = 64
+resize_mode = 'squash'
 run_dir = 'runs/demo'
 seed = 0
 device = 'auto'
 interactive = True
 models = ['resnet50', 'densenet121', 'vgg16', 'efficientnet_b0']
+baselines = ['baseline_hgb', 'baseline_logreg']
 weights = 'none'
 folds = 3
 epochs = 6
@@ -90,8 +92,15 @@ cols = ['comparison', 'group', 'a', 'b', 'metric', 'test', 'n', 'statistic', 'p_
 display(tests[(tests.comparison == 'models') & (tests.group == 'all')][cols].round(4))
 
 # %% [markdown]
+# ## Did the CNNs beat a trivial model?
+# Notebook 02 also fitted classical baselines on 32×32 grey pixels. Each CNN is compared with the best of them (by mean test accuracy) by the same tests; a CNN that is not above it learnt no more than a pixel classifier, whatever its explanations look like.
+
+# %%
+display(tests[(tests.comparison == 'cnn_vs_baseline') & (tests.group == 'all')][cols].round(4))
+
+# %% [markdown]
 # ## The paper-style table
-# Mean ± standard deviation over folds; the mark compares each model with the best one by the image-level bootstrap, Holm-adjusted (`*` p < 0.05, `**` p < 0.01, `***` p < 0.001, `ns` not significant). The columns `(corrected_t)` give the corrected resampled t-test's mark for the same pair.
+# Mean ± standard deviation over folds; the mark compares each CNN with the best one by the image-level bootstrap, Holm-adjusted (`*` p < 0.05, `**` p < 0.01, `***` p < 0.001, `ns` not significant). The columns `(corrected_t)` give the corrected resampled t-test's mark for the same pair; `kind` tells CNNs from baselines, and `vs <baseline>` says whether each CNN's mean accuracy is above the best baseline's.
 
 # %%
 table = summary_table_for_run(params, tests, ('accuracy', 'f1_macro'))

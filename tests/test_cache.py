@@ -57,7 +57,8 @@ def test_cache_reports_and_skips_bad_files_and_is_reused(files, tmp_path):
     bad = {u["path"].rsplit("/", 1)[-1] for u in first.unreadable}
     assert bad == {"zero.jpg", "text.png", "truncated.jpg"}
     assert first.images.shape == (6, 1, 16, 16) and len(first.paths) == 6
-    assert dict(zip([p.rsplit("/", 1)[-1] for p in first.paths], first.file_info))["rgb.jpg"] == (50, 50, "RGB")
+    info = dict(zip([p.rsplit("/", 1)[-1] for p in first.paths], first.file_info))
+    assert info["rgb.jpg"][:4] == (50, 50, "RGB", "JPEG") and info["rgb.jpg"][4] == 95  # saved at quality 95
     # second call: loaded from the file, not decoded again (decoding would fail: it is patched away)
     again = build_cache(paths, 16, grey=True, cache_dir=tmp_path / "c", progress=False)
     assert again.file == first.file and np.array_equal(again.images, first.images)

@@ -13,7 +13,9 @@ import copy
 from pathlib import Path
 from typing import Any, Callable
 
+from .baselines import BASELINE_NAMES
 from .cams import STUDY_METHODS, available_methods
+from .data.cache import RESIZE_MODES
 from .data.layouts import LAYOUTS
 from .data.splits import LEAK_POLICIES
 from .models import MODEL_NAMES, check_image_size, feature_map_size
@@ -32,6 +34,8 @@ DEFAULTS: dict[str, Any] = {
     "max_per_class": None,           # cap on training-pool images per class (None: all)
     "leak_policy": "drop_train",     # training images duplicating a test image: 'drop_train' or 'keep'
     "image_size": 64,                # pixels, square (>= 64: the CNNs downsample by 32)
+    "resize_mode": "squash",         # non-square images to square: 'squash' (stretched), 'center_crop'
+                                     # (the central square), 'pad' (black borders to a square)
     # run
     "run_dir": "runs/demo",
     "seed": 0,
@@ -39,6 +43,8 @@ DEFAULTS: dict[str, Any] = {
     "interactive": True,             # False under the runner: static figures instead of widgets
     # training
     "models": ["resnet50", "densenet121", "vgg16", "efficientnet_b0"],
+    "baselines": ["baseline_hgb", "baseline_logreg"],  # classical baselines on 32x32 grey pixels, fitted
+                                     # on the same folds ([]: none; see xai_helpers.baselines)
     "weights": "none",               # 'none' (from scratch), 'imagenet', 'auto' (ImageNet when it can be
                                      # loaded, else from scratch; recorded per fit), or a checkpoint path
     "folds": 3,                      # k-fold cross-validation on the training pool
@@ -221,6 +227,7 @@ def resolve_params(values: dict[str, Any]) -> dict[str, Any]:
     _one_of("dataset", p["dataset"], ("auto",) + tuple(LAYOUTS))
     _one_of("leak_policy", p["leak_policy"], LEAK_POLICIES)
     _one_of("precision", p["precision"], PRECISIONS)
+    _one_of("resize_mode", p["resize_mode"], RESIZE_MODES)
     if not p["data_root"]:
         raise ParameterError("data_root: a folder is required (the dataset's root folder)")
     p["data_root"] = str(resolve_path(p["data_root"]))
@@ -246,6 +253,12 @@ def resolve_params(values: dict[str, Any]) -> dict[str, Any]:
         _one_of("models", m, MODEL_NAMES)
     p["models"] = list(models)
     _one_of("cam_model", p["cam_model"], MODEL_NAMES)
+    baselines = p["baselines"] or []
+    if isinstance(baselines, str):
+        baselines = [m.strip() for m in baselines.split(",") if m.strip()]
+    for m in baselines:
+        _one_of("baselines", m, BASELINE_NAMES)
+    p["baselines"] = list(baselines)
 
     methods = p["cam_methods"]
     if isinstance(methods, str):

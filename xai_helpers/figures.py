@@ -7,6 +7,7 @@ under ``runs/<name>/figures/``. Nothing here switches the matplotlib backend: ca
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Sequence
 
 import matplotlib.pyplot as plt
@@ -18,6 +19,7 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from sklearn.metrics import confusion_matrix
 
+from .baselines import is_baseline
 from .cams import method_label
 from .runfolder import RunFolder
 
@@ -131,6 +133,62 @@ def plot_samples(images: np.ndarray, labels: Sequence[str], masks: Sequence[np.n
     return save_figure(fig, run, name)
 
 
+def plot_audit_metadata(metadata: pd.DataFrame | str | Path, run: RunFolder | None = None,
+                        name: str = "audit_metadata") -> plt.Figure:
+    """The audit's file metadata per class, split by split: one panel per numeric feature (width,
+    height, aspect ratio, JPEG quality, mean intensity; box plots) and one per category (colour
+    mode, file format; share of images).
+
+    Parameters
+    ----------
+    metadata : pandas.DataFrame or path
+        ``data/audit_metadata.csv`` (``split``, ``class`` and the features).
+    run : RunFolder, optional
+        Where ``figures/<name>.png`` is saved.
+    name : str
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> meta = pd.DataFrame({"split": ["train", "test"] * 4, "class": list("aabb") * 2, "width": [512, 256] * 4,
+    ...                      "height": 512, "colour_mode": "L", "file_format": "PNG"})
+    >>> fig = plot_audit_metadata(meta)
+    >>> [ax.get_title() for ax in fig.axes][:2]
+    ['width', 'height']
+    >>> plt.close(fig)
+    """
+    if not isinstance(metadata, pd.DataFrame):
+        metadata = pd.read_csv(metadata, keep_default_na=False, na_values=[""])
+    numeric = [f for f in ("width", "height", "aspect_ratio", "jpeg_quality", "mean_intensity")
+               if f in metadata and metadata[f].notna().any()]
+    categorical = [f for f in ("colour_mode", "file_format") if f in metadata]
+    panels = numeric + categorical
+    cols = min(4, len(panels))
+    nrows = int(np.ceil(len(panels) / cols))
+    fig, axes = plt.subplots(nrows, cols, figsize=(4 * cols, 3.2 * nrows), squeeze=False)
+    for ax, feature in zip(axes.ravel(), panels):
+        if feature in numeric:
+            sns.boxplot(data=metadata, x="class", y=feature, hue="split", ax=ax, fliersize=2)
+        else:
+            share = (metadata.groupby(["class", "split"])[feature].value_counts(normalize=True)
+                     .rename("share").reset_index())
+            share["split / value"] = share["split"] + ": " + share[feature].astype(str)
+            sns.barplot(data=share, x="class", y="share", hue="split / value", ax=ax)
+        ax.set_title(feature)
+        ax.tick_params(axis="x", rotation=20)
+        if ax.get_legend() is not None:
+            ax.legend(fontsize=7)
+    for ax in axes.ravel()[len(panels):]:
+        ax.set_visible(False)
+    fig.suptitle("file metadata per class and split (a difference between classes: a shortcut; between splits: "
+                 "a shift)", fontsize=10)
+    fig.tight_layout()
+    return save_figure(fig, run, name)
+
+
 def plot_class_counts(splits: pd.DataFrame, run: RunFolder | None = None, name: str = "class_counts") -> plt.Figure:
     """Images per class in the test split and in each fold of the training pool.
 
@@ -208,6 +266,9 @@ def plot_metric_by_model(metrics: pd.DataFrame, metrics_to_plot: Sequence[str] =
                          name: str = "test_metrics") -> plt.Figure:
     """Test metrics per model: fold values as points, their mean as a bar.
 
+    Classical baselines (``baseline_*`` rows) are drawn as grey hatched bars, and the best
+    baseline's mean as a dotted line: a CNN whose bar does not clear it learnt no more than them.
+
     Parameters
     ----------
     metrics : pandas.DataFrame
@@ -234,9 +295,19 @@ def plot_metric_by_model(metrics: pd.DataFrame, metrics_to_plot: Sequence[str] =
     >>> plt.close(fig)
     """
     fig, axes = plt.subplots(1, len(metrics_to_plot), figsize=(4.5 * len(metrics_to_plot), 3.5), squeeze=False)
+    order = list(dict.fromkeys(metrics["model"]))
+    baseline = [m for m in order if is_baseline(m)]
     for ax, metric in zip(axes[0], metrics_to_plot):
-        sns.barplot(data=metrics, x="model", y=metric, errorbar=None, alpha=0.5, ax=ax)
-        sns.stripplot(data=metrics, x="model", y=metric, color="black", size=5, ax=ax)
+        sns.barplot(data=metrics, x="model", y=metric, order=order, errorbar=None, alpha=0.5, ax=ax)
+        sns.stripplot(data=metrics, x="model", y=metric, order=order, color="black", size=5, ax=ax)
+        for patch, model in zip(ax.patches, order):
+            if is_baseline(model):
+                patch.set_facecolor("lightgrey")
+                patch.set_hatch("//")
+        if baseline:
+            best = metrics[metrics["model"].isin(baseline)].groupby("model")[metric].mean().max()
+            ax.axhline(best, ls=":", color="dimgrey", lw=1)
+            ax.text(ax.get_xlim()[1], best, " best baseline", va="center", fontsize=8, color="dimgrey")
         if chance is not None:
             ax.axhline(chance, ls="--", color="grey", lw=1)
             ax.text(ax.get_xlim()[1], chance, " chance", va="center", fontsize=8, color="grey")

@@ -178,6 +178,18 @@ class RunFolder:
         return self.data_dir / "audit.json"
 
     @property
+    def audit_metadata_file(self) -> Path:
+        return self.data_dir / "audit_metadata.csv"
+
+    @property
+    def audit_shortcuts_file(self) -> Path:
+        return self.data_dir / "audit_shortcuts.csv"
+
+    @property
+    def audit_shift_file(self) -> Path:
+        return self.data_dir / "audit_shift.csv"
+
+    @property
     def metrics_file(self) -> Path:
         return self.root / "metrics.csv"
 

@@ -569,7 +569,8 @@ def adjust_pvalues(p: Sequence[float], method: str = "holm") -> np.ndarray:
 
 
 def compare_models(metrics: pd.DataFrame, metric_names: Sequence[str] = ("accuracy", "f1_macro"),
-                   correction: str = "holm") -> pd.DataFrame:
+                   correction: str = "holm", pairs: Sequence[tuple[str, str]] | None = None,
+                   comparison: str = "models") -> pd.DataFrame:
     """Paired tests between every pair of models over the same folds, per metric.
 
     Parameters
@@ -581,6 +582,11 @@ def compare_models(metrics: pd.DataFrame, metric_names: Sequence[str] = ("accura
     metric_names : sequence of str
     correction : {'holm', 'bonferroni'}
         Applied across the model pairs, per metric and test.
+    pairs : sequence of (a, b), optional
+        The pairs to test (default: every pair of models).
+    comparison : str
+        The ``comparison`` column, part of the Holm family: pairs of another comparison (the
+        CNNs against the best baseline, say) are corrected apart from the CNN-vs-CNN pairs.
 
     Examples
     --------
@@ -592,19 +598,20 @@ def compare_models(metrics: pd.DataFrame, metric_names: Sequence[str] = ("accura
     Returns
     -------
     pandas.DataFrame
-        Rows with the columns of :data:`COLUMNS`, ``comparison`` = 'models'.
+        Rows with the columns of :data:`COLUMNS`, ``comparison`` = ``comparison``.
     """
     rows = []
     models = list(dict.fromkeys(metrics["model"]))
+    pairs = list(pairs) if pairs is not None else list(itertools.combinations(models, 2))
     for metric in metric_names:
         if metric not in metrics.columns:
             raise ValueError(f"metric_names: {metric!r} is not a column of metrics.csv")
         wide = metrics.pivot_table(index="fold", columns="model", values=metric, aggfunc="mean")
-        for a, b in itertools.combinations(models, 2):
+        for a, b in pairs:
             if a not in wide or b not in wide:
                 continue
             va, vb = wide[a].to_numpy(), wide[b].to_numpy()
-            base = {"comparison": "models", "group": "all", "a": a, "b": b, "metric": metric,
+            base = {"comparison": comparison, "group": "all", "a": a, "b": b, "metric": metric,
                     "mean_a": float(np.nanmean(va)) if np.isfinite(va).any() else math.nan,
                     "mean_b": float(np.nanmean(vb)) if np.isfinite(vb).any() else math.nan,
                     "normality_p": shapiro_p(va - vb)}
@@ -619,7 +626,8 @@ def compare_models(metrics: pd.DataFrame, metric_names: Sequence[str] = ("accura
 
 
 def compare_predictions(predictions: dict[tuple[str, int], pd.DataFrame], correction: str = "holm",
-                        n_boot: int = 1000, seed: int = 0, n_boot_images: int = 49999) -> pd.DataFrame:
+                        n_boot: int = 1000, seed: int = 0, n_boot_images: int = 49999,
+                        pairs: Sequence[tuple[str, str]] | None = None, comparison: str = "models") -> pd.DataFrame:
     """Tests between models on the same test images: per fold, and over the fold models together.
 
     Parameters
@@ -632,11 +640,15 @@ def compare_predictions(predictions: dict[tuple[str, int], pd.DataFrame], correc
     seed : int
     n_boot_images : int
         Resamples of the image-level test over all folds (:func:`image_bootstrap_test`).
+    pairs : sequence of (a, b), optional
+        The pairs to test (default: every pair of models).
+    comparison : str
+        The ``comparison`` column (and Holm family), as in :func:`compare_models`.
 
     Returns
     -------
     pandas.DataFrame
-        ``comparison`` = 'models'. Per fold (``group`` = 'fold<k>'): ``mcnemar_*`` (metric
+        ``comparison`` = ``comparison``. Per fold (``group`` = 'fold<k>'): ``mcnemar_*`` (metric
         'accuracy') and ``bootstrap_accuracy`` / ``bootstrap_f1_macro``. Over every fold
         (``group`` = 'all', metrics 'accuracy' and 'f1_macro'): ``bootstrap_images``
         (:func:`image_bootstrap_test`), the test the summary tables mark with.
@@ -651,8 +663,9 @@ def compare_predictions(predictions: dict[tuple[str, int], pd.DataFrame], correc
     rows = []
     folds = sorted({f for _, f in predictions})
     models = list(dict.fromkeys(m for m, _ in predictions))
+    pairs = list(pairs) if pairs is not None else list(itertools.combinations(models, 2))
     for fold in folds:
-        for a, b in itertools.combinations(models, 2):
+        for a, b in pairs:
             if (a, fold) not in predictions or (b, fold) not in predictions:
                 continue
             pa = predictions[(a, fold)].set_index("path")
@@ -662,7 +675,7 @@ def compare_predictions(predictions: dict[tuple[str, int], pd.DataFrame], correc
             code = {c: i for i, c in enumerate(sorted(set(pa["true"]) | set(pa["pred"]) | set(pb["pred"])))}
             y = pa["true"].map(code).to_numpy()
             ya, yb = pa["pred"].map(code).to_numpy(), pb["pred"].map(code).to_numpy()
-            base = {"comparison": "models", "group": f"fold{fold}", "a": a, "b": b,
+            base = {"comparison": comparison, "group": f"fold{fold}", "a": a, "b": b,
                     "normality_p": math.nan}
             ca, cb = ya == y, yb == y
             rows.append({**base, "metric": "accuracy", "mean_a": ca.mean(), "mean_b": cb.mean(),
@@ -670,18 +683,18 @@ def compare_predictions(predictions: dict[tuple[str, int], pd.DataFrame], correc
             for metric in ("accuracy", "f1_macro"):
                 r = paired_bootstrap_ci(y, ya, yb, metric, n_boot=n_boot, seed=seed)
                 rows.append({**base, "metric": metric, "mean_a": math.nan, "mean_b": math.nan, **r})
-    rows += _image_level_rows(predictions, models, n_boot_images, seed)
+    rows += _image_level_rows(predictions, pairs, n_boot_images, seed, comparison)
     return _finish(rows, correction)
 
 
-def _image_level_rows(predictions: dict[tuple[str, int], pd.DataFrame], models: list[str], n_boot: int,
-                      seed: int) -> list[dict[str, Any]]:
+def _image_level_rows(predictions: dict[tuple[str, int], pd.DataFrame], pairs: list[tuple[str, str]], n_boot: int,
+                      seed: int, comparison: str) -> list[dict[str, Any]]:
     """``bootstrap_images`` rows (accuracy and macro-F1) for every model pair, over all fold models."""
     by_model: dict[str, list[pd.DataFrame]] = {}
     for (model, fold) in sorted(predictions, key=lambda k: k[1]):
         by_model.setdefault(model, []).append(predictions[(model, fold)].set_index("path"))
     rows = []
-    for a, b in itertools.combinations([m for m in models if m in by_model], 2):
+    for a, b in [(a, b) for a, b in pairs if a in by_model and b in by_model]:
         images = by_model[a][0].index
         frames = by_model[a] + by_model[b]
         if any(set(f.index) != set(images) for f in frames):
@@ -691,7 +704,7 @@ def _image_level_rows(predictions: dict[tuple[str, int], pd.DataFrame], models: 
         y = by_model[a][0]["true"].map(code).to_numpy()
         pred = {m: np.vstack([f["pred"].reindex(images).map(code).to_numpy() for f in by_model[m]]) for m in (a, b)}
         for metric in ("accuracy", "f1_macro"):
-            rows.append({"comparison": "models", "group": "all", "a": a, "b": b, "metric": metric,
+            rows.append({"comparison": comparison, "group": "all", "a": a, "b": b, "metric": metric,
                          "normality_p": math.nan,
                          **image_bootstrap_test(y, pred[a], pred[b], metric, n_boot, seed=seed)})
     return rows

@@ -26,6 +26,7 @@ from .figures import cam_grid
 from .models import CAM_LAYER_CHOICES
 from .runfolder import RunFolder
 from .training import BatchPipeline, load_checkpoint, resolve_device
+from .baselines import cnn_rows
 
 SELECTION_MODES = ("index", "class", "misclassified", "low confidence")
 COLORMAPS = ("jet", "turbo", "inferno", "viridis", "magma")
@@ -125,7 +126,7 @@ class CamExplorer:
         self.device = resolve_device(params["device"])
         self.pipeline = BatchPipeline(data.images, self.device)
         self.low_confidence = low_confidence
-        metrics = self.run.read_metrics()
+        metrics = cnn_rows(self.run.read_metrics())  # the baselines have no checkpoint to explain
         self.trained = {m: sorted(int(f) for f in g["fold"]) for m, g in metrics.groupby("model", sort=False)}
         self._nets: dict[tuple[str, int], torch.nn.Module] = {}
         self._cache: dict[tuple, dict[str, Any]] = {}

@@ -186,7 +186,7 @@ def connected_groups(n: int, pairs: Sequence[tuple[int, int]]) -> list[list[int]
 
 def audit_dataset(index: pd.DataFrame, unreadable: Sequence[dict[str, str]],
                   images: np.ndarray | None = None, image_paths: Sequence[str] | None = None,
-                  sizes: Sequence[tuple[int, int, str]] | None = None,
+                  sizes: Sequence[tuple] | None = None,
                   near_threshold: int = NEAR_DUPLICATE_THRESHOLD) -> dict[str, Any]:
     """The audit of a scanned dataset, as a JSON-ready dict.
 
@@ -241,8 +241,8 @@ def audit_dataset(index: pd.DataFrame, unreadable: Sequence[dict[str, str]],
     audit["near_duplicate_groups"] = len(near)
     audit["cross_split_near_duplicate_groups"] = sum(len({split_of[p] for p in g}) > 1 for g in near)
     if sizes is not None:
-        audit["sizes"] = {f"{w}x{h}": int(n) for (w, h), n in Counter((w, h) for w, h, _ in sizes).most_common(20)}
-        audit["modes"] = dict(Counter(m for _, _, m in sizes))
+        audit["sizes"] = {f"{w}x{h}": int(n) for (w, h), n in Counter((w, h) for w, h, *_ in sizes).most_common(20)}
+        audit["modes"] = dict(Counter(m for _, _, m, *_ in sizes))
     return audit
 
 

@@ -33,8 +33,13 @@ from tqdm.auto import tqdm
 
 from ..atomic import write_text_atomic
 from ..paths import project_root
+from .metadata import file_header
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: file_info holds (width, height, mode, format, jpeg_quality)
+#: How a non-square image becomes square before it is resized: ``squash`` stretches it (every pixel
+#: kept, shapes distorted), ``center_crop`` keeps its central square (shapes kept, borders lost),
+#: ``pad`` adds black borders to a square (everything kept, smaller content).
+RESIZE_MODES = ("squash", "center_crop", "pad")
 #: Images with more pixels than this are reported as too large instead of decoded.
 MAX_PIXELS = 100_000_000
 
@@ -62,11 +67,47 @@ def _to_uint8(arr: np.ndarray) -> np.ndarray:
     return ((arr - lo) / (hi - lo) * 255).round().astype(np.uint8)
 
 
-def load_image(path: str | os.PathLike, grey: bool, size: int | None = None) -> np.ndarray:
+def square_image(img: Image.Image, resize_mode: str = "squash") -> Image.Image:
+    """A non-square image made square as :data:`RESIZE_MODES` says (a square one as it is).
+
+    Parameters
+    ----------
+    img : PIL.Image.Image
+    resize_mode : {'squash', 'center_crop', 'pad'}
+        ``squash`` returns ``img`` unchanged (the resize then stretches it).
+
+    Returns
+    -------
+    PIL.Image.Image
+
+    Examples
+    --------
+    >>> wide = Image.new("L", (30, 10), 255)
+    >>> square_image(wide, "center_crop").size, square_image(wide, "pad").size, square_image(wide).size
+    ((10, 10), (30, 30), (30, 10))
+    """
+    if resize_mode not in RESIZE_MODES:
+        raise ValueError(f"resize_mode: unknown value {resize_mode!r}; accepted values: {', '.join(RESIZE_MODES)}")
+    w, h = img.size
+    if w == h or resize_mode == "squash":
+        return img
+    if resize_mode == "center_crop":
+        side = min(w, h)
+        left, top = (w - side) // 2, (h - side) // 2
+        return img.crop((left, top, left + side, top + side))
+    side = max(w, h)
+    canvas = Image.new(img.mode, (side, side), 0)
+    canvas.paste(img, ((side - w) // 2, (side - h) // 2))
+    return canvas
+
+
+def load_image(path: str | os.PathLike, grey: bool, size: int | None = None,
+               resize_mode: str = "squash") -> np.ndarray:
     """Decode one image file to uint8, greyscale ``(H, W)`` or RGB ``(H, W, 3)``.
 
-    Greyscale, RGBA, palette, CMYK and 16-bit or float images are converted; with ``size`` the
-    image is resized (bilinear, antialiased) to ``size`` x ``size``.
+    Greyscale, RGBA, palette, CMYK and 16-bit or float images are converted; with ``size`` a
+    non-square image is first made square as ``resize_mode`` says (:func:`square_image`), then
+    resized (bilinear, antialiased) to ``size`` x ``size``.
 
     Raises
     ------
@@ -100,6 +141,8 @@ def load_image(path: str | os.PathLike, grey: bool, size: int | None = None) -> 
                     background = Image.new("RGBA", img.size, (0, 0, 0, 255))
                     img = Image.alpha_composite(background, img)
                 img = img.convert("L" if grey else "RGB")
+                if size is not None:
+                    img = square_image(img, resize_mode)
                 if size is not None and img.size != (size, size):
                     img = img.resize((size, size), Image.Resampling.BILINEAR)
                 return np.asarray(img, dtype=np.uint8)
@@ -140,21 +183,13 @@ def check_cache_fits(n_images: int, image_size: int, grey: bool, cache_dir: str 
                          f"image_size (or max_per_class), or free disk space there (XAI_HELPERS_CACHE moves it)")
 
 
-def _header(path: str) -> tuple[int, int, str] | None:
-    try:
-        with Image.open(path) as img:
-            return img.size[0], img.size[1], img.mode
-    except Exception:  # noqa: BLE001 - reported by load_image
-        return None
-
-
-def _decode_chunk(args: tuple[list[str], bool, int]) -> list[tuple[np.ndarray | None, str | None, Any]]:
-    paths, grey, size = args
+def _decode_chunk(args: tuple[list[str], bool, int, str]) -> list[tuple[np.ndarray | None, str | None, Any]]:
+    paths, grey, size, resize_mode = args
     ImageFile.LOAD_TRUNCATED_IMAGES = False
     out = []
     for p in paths:
         try:
-            out.append((load_image(p, grey, size), None, _header(p)))
+            out.append((load_image(p, grey, size, resize_mode), None, file_header(p)))
         except ImageReadError as err:
             out.append((None, str(err), None))
     return out
@@ -176,7 +211,8 @@ class ImageCache:
     file : pathlib.Path or None
         Where the cache lives on disk.
     file_info : list
-        ``(width, height, mode)`` of each file of :attr:`paths` as stored on disk.
+        ``(width, height, mode, format, jpeg_quality)`` of each file of :attr:`paths` as stored on
+        disk (:func:`~xai_helpers.data.metadata.file_header`).
     """
 
     images: np.ndarray
@@ -293,7 +329,8 @@ def default_cache_dir() -> Path:
 
 def build_cache(paths: Sequence[str | os.PathLike], image_size: int, grey: bool,
                 cache_dir: str | os.PathLike | None = None, workers: int | None = None,
-                digests: Sequence[str] | None = None, progress: bool = True) -> ImageCache:
+                digests: Sequence[str] | None = None, progress: bool = True,
+                resize_mode: str = "squash") -> ImageCache:
     """Decode, convert and resize ``paths`` once, or load the cache built earlier for them.
 
     Parameters
@@ -312,6 +349,8 @@ def build_cache(paths: Sequence[str | os.PathLike], image_size: int, grey: bool,
         SHA-1 of each file's bytes, when already known (the audit computes them).
     progress : bool
         Show tqdm progress bars.
+    resize_mode : {'squash', 'center_crop', 'pad'}
+        How non-square images become square (:func:`square_image`); part of the cache's key.
 
     Returns
     -------
@@ -327,7 +366,13 @@ def build_cache(paths: Sequence[str | os.PathLike], image_size: int, grey: bool,
                 digests.append(file_digest(p))
             except OSError:
                 digests.append("unreadable")
-    key_src = json.dumps([CACHE_VERSION, image_size, bool(grey), list(digests)])
+    if resize_mode not in RESIZE_MODES:
+        raise ValueError(f"resize_mode: unknown value {resize_mode!r}; accepted values: {', '.join(RESIZE_MODES)}")
+    # 'squash' keeps the key it had before resize_mode existed, so earlier caches are reused
+    key_parts = [CACHE_VERSION, image_size, bool(grey), list(digests)]
+    if resize_mode != "squash":
+        key_parts.append(resize_mode)
+    key_src = json.dumps(key_parts)
     key = hashlib.sha1(key_src.encode()).hexdigest()[:20]
     array_file = cache_dir / f"{key}_{image_size}px.npy"
     meta_file = array_file.with_suffix(".json")
@@ -356,7 +401,7 @@ def build_cache(paths: Sequence[str | os.PathLike], image_size: int, grey: bool,
     file_info: list[Any] = []
     bar = tqdm(total=len(paths), desc=f"decoding images ({image_size}px)", disable=not progress)
     try:
-        for part in _decoded_chunks(chunks, grey, image_size, workers):
+        for part in _decoded_chunks(chunks, grey, image_size, resize_mode, workers):
             for arr, reason, header in part:
                 i = len(good) + len(bad_rows)
                 if arr is None:
@@ -378,31 +423,31 @@ def build_cache(paths: Sequence[str | os.PathLike], image_size: int, grey: bool,
     unreadable = [{"path": paths[i], "reason": r} for i, r in zip(bad_rows, reasons)]
     write_text_atomic(meta_file, json.dumps({"paths": paths, "unreadable_rows": bad_rows, "reasons": reasons,
                                      "n_rows": len(good), "file_info": file_info, "image_size": image_size,
-                                     "grey": bool(grey)}))
+                                     "grey": bool(grey), "resize_mode": resize_mode}))
     images = np.load(array_file, mmap_mode="r")[:len(good)]
     return ImageCache(images, [paths[i] for i in good], unreadable, array_file, file_info)
 
 
-def _decoded_chunks(chunks: list[list[str]], grey: bool, size: int,
+def _decoded_chunks(chunks: list[list[str]], grey: bool, size: int, resize_mode: str,
                     workers: int) -> Iterator[list[tuple[np.ndarray | None, str | None, Any]]]:
     """Decoded chunks in order; with several workers at most ``4 * workers`` chunks are in flight."""
     if workers <= 1 or len(chunks) <= 1:
         for c in chunks:
-            yield _decode_chunk((c, grey, size))
+            yield _decode_chunk((c, grey, size, resize_mode))
         return
     try:
         with ProcessPoolExecutor(max_workers=workers) as pool:
             todo = iter(chunks)
             pending: deque[Future] = deque()
             for c in todo:
-                pending.append(pool.submit(_decode_chunk, (c, grey, size)))
+                pending.append(pool.submit(_decode_chunk, (c, grey, size, resize_mode)))
                 if len(pending) >= 4 * workers:
                     break
             while pending:
                 part = pending.popleft().result()
                 nxt = next(todo, None)
                 if nxt is not None:
-                    pending.append(pool.submit(_decode_chunk, (nxt, grey, size)))
+                    pending.append(pool.submit(_decode_chunk, (nxt, grey, size, resize_mode)))
                 yield part
     except BrokenProcessPool:
         raise MemoryError(

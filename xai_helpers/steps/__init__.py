@@ -10,9 +10,12 @@ take arrays and plain arguments and never read notebook parameters or run folder
 notebook     step                                 writes into the run folder
 ===========  ===================================  ==================================================
 01           :func:`prepare_data`                 ``data/splits.csv``, ``data/audit.json``,
-                                                  ``data/dataset.json`` (later steps:
-                                                  :func:`load_prepared`)
-02           :func:`train_models`                 ``metrics.csv``, ``predictions/``, ``checkpoints/``
+                                                  ``data/dataset.json``, ``data/audit_metadata.csv``,
+                                                  ``data/audit_shortcuts.csv``, ``data/audit_shift.csv``
+                                                  (later steps: :func:`load_prepared`)
+01           :func:`audit_notes`                  (reads ``data/audit_shortcuts.csv``, ``data/audit_shift.csv``)
+02           :func:`train_models`,                ``metrics.csv``, ``predictions/``, ``checkpoints/``
+             :func:`train_baselines`
 03, 05       :func:`run_paired_tests`,            ``stats/paired_tests.csv``,
              :func:`summary_table_for_run`        ``stats/summary_table.csv``
 04           :func:`explain_examples`             figures only
@@ -26,16 +29,17 @@ from ..cam_metrics import ALL_METRICS
 from ..data.audit import audit_summary
 from ..generalization import CORRUPTIONS, SEVERITY_LEVELS, severity_summary
 from ..models import model_overview
-from .data import load_prepared, prepare_data
+from .data import audit_notes, load_prepared, prepare_data
 from .explanations import ExplainedExamples, explain_examples, explanation_sample, rate_explanations
 from .generalization import corruption_examples, describe_external, run_generalization
 from .statistics import run_paired_tests, summary_table_for_run
 from .summary import (confidence_table, load_study, performance_table, protocol_table, published_comparison,
                       write_report)
-from .training import train_models
+from .training import gap_notes, train_baselines, train_models, validation_test_gap
 
 # the steps, their helpers, and what the notebooks show of the layers below (tables, constants)
-__all__ = ["prepare_data", "load_prepared", "train_models", "run_paired_tests", "summary_table_for_run",
+__all__ = ["prepare_data", "load_prepared", "audit_notes", "train_models", "train_baselines",
+           "validation_test_gap", "gap_notes", "run_paired_tests", "summary_table_for_run",
            "explain_examples", "ExplainedExamples", "explanation_sample", "rate_explanations", "load_study",
            "protocol_table", "performance_table", "confidence_table", "published_comparison", "write_report",
            "corruption_examples", "describe_external", "run_generalization", "severity_summary", "CORRUPTIONS",

@@ -10,11 +10,15 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from ..atomic import write_text_atomic
 from ..data.audit import audit_dataset
 from ..data.cache import ImageCache, build_cache, file_digest
 from ..data.layouts import LAYOUTS, DatasetError, scan_dataset
+from ..data.metadata import image_metadata
 from ..data.prepared import PreparedData, label_conflicts, merge_groups
+from ..data.shortcuts import shift_notes, shift_table, shortcut_notes, shortcut_table
 from ..data.splits import make_splits
 from ..data.synthetic import make_synthetic_dataset
 from ..runfolder import RunFolder
@@ -68,7 +72,7 @@ def prepare_data(params: dict[str, Any], progress: bool = True) -> PreparedData:
     digests = [file_digest(p) if Path(p).stat().st_size else "empty" for p in index["path"]]
     index["sha1"] = digests
     cache = build_cache(index["path"], params["image_size"], index.attrs["grey"], digests=digests,
-                        progress=progress)
+                        progress=progress, resize_mode=params["resize_mode"])
     audit = audit_dataset(index, cache.unreadable, images=cache.images, image_paths=cache.paths,
                           sizes=cache.file_info)
     conflicts = label_conflicts(index)
@@ -96,12 +100,88 @@ def prepare_data(params: dict[str, Any], progress: bool = True) -> PreparedData:
         .rename("n").reset_index().to_dict("records"))
     info = {"layout": index.attrs["layout"], "title": LAYOUTS[index.attrs["layout"]].title,
             "root": str(root), "grey": bool(index.attrs["grey"]), "image_size": params["image_size"],
-            "class_names": list(index.attrs["classes"]), "cache_file": str(cache.file)}
+            "class_names": list(index.attrs["classes"]), "cache_file": str(cache.file),
+            "resize_mode": params["resize_mode"]}
+    data = PreparedData.from_cache(splits, cache, info, audit)
     run.data_dir.mkdir(parents=True, exist_ok=True)
+    audit.update(audit_shortcuts_and_shift(data, cache, run, params["seed"]))
     run.write_csv(splits, run.splits_file)
     _write_json(run.audit_file, audit)
     _write_json(run.dataset_file, info)
-    return PreparedData.from_cache(splits, cache, info, audit)
+    return data
+
+
+def audit_shortcuts_and_shift(data: PreparedData, cache: ImageCache, run: RunFolder, seed: int) -> dict[str, Any]:
+    """Write ``data/audit_metadata.csv``, ``data/audit_shortcuts.csv`` and ``data/audit_shift.csv``.
+
+    The metadata of every used image (:func:`~xai_helpers.data.metadata.image_metadata`), the
+    shortcut audit on the training pool and the shift audit of each class from the training pool
+    to the test split (:mod:`xai_helpers.data.shortcuts`).
+
+    Parameters
+    ----------
+    data : PreparedData
+    cache : ImageCache
+        Holds every image of ``data`` (its ``file_info`` gives the file headers).
+    run : RunFolder
+    seed : int
+        Of the metadata classifier's folds and permutations.
+
+    Returns
+    -------
+    dict
+        ``shortcuts_flagged`` and ``shifts_flagged`` (feature names, "class: feature" for shifts),
+        for ``data/audit.json``.
+
+    Examples
+    --------
+    >>> run = RunFolder(tiny_run()["run_dir"])
+    >>> sorted(pd.read_csv(run.audit_shift_file).columns)[:3], run.audit_metadata_file.is_file()
+    (['class', 'effect_size', 'feature'], True)
+    """
+    info = cache.file_info or []
+    rows = cache.rows(data.splits["path"])
+    meta = image_metadata(list(data.splits["path"]), [info[i] for i in rows], data.images)
+    meta.insert(1, "split", data.splits["split"].to_numpy())
+    meta.insert(2, "class", data.splits["class"].to_numpy())
+    pool = (meta["split"] != "test").to_numpy()
+    shortcuts = shortcut_table(meta[pool], meta["class"][pool], seed=seed)
+    shift = shift_table(meta[pool], meta["class"][pool], meta[~pool], meta["class"][~pool])
+    run.write_csv(meta, run.audit_metadata_file)
+    run.write_csv(shortcuts, run.audit_shortcuts_file)
+    run.write_csv(shift, run.audit_shift_file)
+    return {"shortcuts_flagged": shortcuts.loc[shortcuts["flagged"], "feature"].tolist(),
+            "shifts_flagged": [f"{c}: {f}" for c, f in shift.loc[shift["flagged"], ["class", "feature"]].values]}
+
+
+def audit_notes(params: dict[str, Any]) -> list[str]:
+    """The flagged shortcuts and shifts of a prepared run folder, in plain words (notebook 01).
+
+    Parameters
+    ----------
+    params : dict
+        Resolved notebook parameters (``run_dir``).
+
+    Returns
+    -------
+    list of str
+        One line per flagged row of ``data/audit_shortcuts.csv`` and ``data/audit_shift.csv``;
+        empty when nothing is flagged (or the files predate the audit).
+
+    Examples
+    --------
+    >>> isinstance(audit_notes(tiny_run()), list)
+    True
+    """
+    run = RunFolder(params["run_dir"])
+    if not run.audit_metadata_file.is_file():
+        return []
+    meta = pd.read_csv(run.audit_metadata_file, keep_default_na=False, na_values=[""])
+    pool = meta[meta["split"] != "test"]
+    test = meta[meta["split"] == "test"]
+    notes = shortcut_notes(pd.read_csv(run.audit_shortcuts_file), pool, pool["class"])
+    notes += shift_notes(pd.read_csv(run.audit_shift_file), pool, pool["class"], test, test["class"])
+    return notes
 
 
 def load_prepared(params: dict[str, Any], progress: bool = True) -> PreparedData:
@@ -140,13 +220,18 @@ def load_prepared(params: dict[str, Any], progress: bool = True) -> PreparedData
     if info["image_size"] != params["image_size"]:
         raise ValueError(f"image_size: the run folder was prepared at {info['image_size']} px, "
                          f"not {params['image_size']}; rerun notebook 01 or pass image_size={info['image_size']}")
+    prepared_mode = info.get("resize_mode", "squash")
+    if prepared_mode != params.get("resize_mode", "squash"):
+        raise ValueError(f"resize_mode: the run folder was prepared with resize_mode={prepared_mode!r}, not "
+                         f"{params['resize_mode']!r}; rerun notebook 01 or pass resize_mode={prepared_mode!r}")
     if "mask" in splits.columns and not splits["mask"].astype(bool).any():
         splits = splits.drop(columns=["mask"])
     cache = ImageCache.load(info["cache_file"]) if Path(info.get("cache_file", "")).is_file() else None
     if cache is None or set(splits["path"]) - set(cache.paths):
         # the cache file is shared by every folder with the same image content (it is keyed by the files'
         # bytes); when it was written for another copy of the data, find it again by content, for these paths
-        cache = build_cache(splits["path"], info["image_size"], info["grey"], progress=progress)
+        cache = build_cache(splits["path"], info["image_size"], info["grey"], progress=progress,
+                            resize_mode=info.get("resize_mode", "squash"))
     missing = sorted(set(splits["path"]) - set(cache.paths))
     if missing:
         raise ValueError(f"{len(missing)} file(s) listed in {run.splits_file} are not in the image cache "

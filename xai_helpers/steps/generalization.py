@@ -30,6 +30,7 @@ from ..generalization import (CORRUPTIONS, SEVERITY_LEVELS, condition_scores, co
                               map_classes, predict_images, severity_summary)
 from ..runfolder import RunFolder
 from ..training import BatchPipeline, load_checkpoint, resolve_device
+from ..baselines import cnn_rows
 from .explanations import explanation_sample
 
 __all__ = ["CORRUPTIONS", "SEVERITY_LEVELS", "SYNTHETIC_EXTERNAL", "STABILITY_COLUMNS", "corruption_examples",
@@ -156,7 +157,8 @@ def load_external(params: dict[str, Any], class_names: Sequence[str], grey: bool
     counts = index.groupby("class").size().to_dict()
     used = index[index["class"].isin(mapping)]
     digests = [file_digest(p) if Path(p).stat().st_size else "empty" for p in used["path"]]
-    cache = build_cache(used["path"], params["image_size"], grey, digests=digests, progress=progress)
+    cache = build_cache(used["path"], params["image_size"], grey, digests=digests, progress=progress,
+                        resize_mode=params["resize_mode"])
     readable = used[used["path"].isin(set(cache.paths))]
     overlap = {"exact": 0, "near": 0, "paths": [], "near_threshold": NEAR_DUPLICATE_THRESHOLD}
     if training is not None and len(readable):
@@ -224,7 +226,7 @@ def run_generalization(data: PreparedData, params: dict[str, Any], n_bins: int =
     """
     run = RunFolder(params["run_dir"])
     run.claim()
-    metrics = run.read_metrics()
+    metrics = cnn_rows(run.read_metrics())  # the baselines have no checkpoint to test
     device = resolve_device(params["device"])
     rows = explanation_sample(data, params["generalization_per_class"], params["seed"])
     clean = data.images[rows]

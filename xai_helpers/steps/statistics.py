@@ -10,17 +10,26 @@ from typing import Any, Sequence
 
 import pandas as pd
 
+import numpy as np
+
+from ..baselines import cnn_rows, is_baseline
 from ..cam_metrics import ALL_METRICS
 from ..runfolder import RunFolder
-from ..stats import COLUMNS, compare_methods, compare_models, compare_predictions, summary_table
+from ..stats import COLUMNS, compare_methods, compare_models, compare_predictions, pair_p_adjusted, summary_table
+
+#: ``comparison`` of the tests between each CNN and the best baseline (their own Holm family).
+BASELINE_COMPARISON = "cnn_vs_baseline"
 
 
 def run_paired_tests(params: dict[str, Any], correction: str = "holm") -> pd.DataFrame:
     """Every paired test the run folder supports, written to ``stats/paired_tests.csv``.
 
-    * between models over folds (``metrics.csv``): paired t, corrected resampled t, Wilcoxon on
+    * between CNNs over folds (``metrics.csv``): paired t, corrected resampled t, Wilcoxon on
       accuracy, balanced accuracy and macro-F1;
-    * between models on the same test images (``predictions/``): McNemar and paired bootstrap;
+    * between CNNs on the same test images (``predictions/``): McNemar and paired bootstrap;
+    * between each CNN and the best baseline (by mean test accuracy), the same tests, with
+      ``comparison`` = ``'cnn_vs_baseline'``: their own Holm families, so adding the baselines
+      leaves the CNN-vs-CNN p-values as they were;
     * between CAM methods on the same images (``xai_per_image.csv``, when notebook 05 has run):
       paired t and Wilcoxon of every explanation metric, overall and per true class.
 
@@ -48,14 +57,23 @@ def run_paired_tests(params: dict[str, Any], correction: str = "holm") -> pd.Dat
     run = RunFolder(params["run_dir"])
     run.claim()
     metrics = run.read_metrics()
-    parts = [compare_models(metrics, ("accuracy", "balanced_accuracy", "f1_macro"), correction)]
+    fold_metrics = ("accuracy", "balanced_accuracy", "f1_macro")
+    cnns = cnn_rows(metrics)
+    parts = [compare_models(cnns, fold_metrics, correction)]
     preds = {}
     for r in metrics[["model", "fold"]].itertuples(index=False):
         f = run.predictions_file(r.model, int(r.fold))
         if f.is_file():
             preds[(r.model, int(r.fold))] = pd.read_csv(f)
-    if preds:
-        parts.append(compare_predictions(preds, correction))
+    cnn_preds = {k: v for k, v in preds.items() if not is_baseline(k[0])}
+    if cnn_preds:
+        parts.append(compare_predictions(cnn_preds, correction))
+    best = best_baseline(metrics)
+    if best is not None and len(cnns):
+        pairs = [(m, best) for m in dict.fromkeys(cnns["model"])]
+        parts.append(compare_models(metrics, fold_metrics, correction, pairs=pairs, comparison=BASELINE_COMPARISON))
+        if any(is_baseline(m) for m, _ in preds) and cnn_preds:
+            parts.append(compare_predictions(preds, correction, pairs=pairs, comparison=BASELINE_COMPARISON))
     if run.xai_per_image_file.is_file():
         per_image = pd.read_csv(run.xai_per_image_file)
         parts.append(compare_methods(per_image, ALL_METRICS, correction))
@@ -94,6 +112,71 @@ def summary_table_for_run(params: dict[str, Any], tests: pd.DataFrame,
     """
     run = RunFolder(params["run_dir"])
     run.claim()
-    table = summary_table(run.read_metrics(), tests, tuple(metric_names))
+    metrics = run.read_metrics()
+    cnns = cnn_rows(metrics)
+    reference = str(cnns.groupby("model")[metric_names[0]].mean().idxmax()) if len(cnns) else None
+    table = summary_table(metrics, tests, tuple(metric_names), reference=reference)
+    table.insert(0, "kind", ["baseline" if is_baseline(m) else "CNN" for m in table.index])
+    best = best_baseline(metrics)
+    if best is not None:
+        table[f"vs {best}"] = [baseline_verdict(metrics, tests, m, best) if not is_baseline(m) else ""
+                               for m in table.index]
     run.write_csv(table.reset_index(), run.summary_table_file)
     return table
+
+
+def best_baseline(metrics: pd.DataFrame, metric: str = "accuracy") -> str | None:
+    """The baseline with the best mean test ``metric`` over folds in ``metrics.csv`` (None without one).
+
+    Parameters
+    ----------
+    metrics : pandas.DataFrame
+        ``metrics.csv``.
+    metric : str
+
+    Returns
+    -------
+    str or None
+
+    Examples
+    --------
+    >>> m = pd.DataFrame({"model": ["resnet50", "baseline_hgb", "baseline_logreg"], "accuracy": [.9, .7, .6]})
+    >>> best_baseline(m)
+    'baseline_hgb'
+    """
+    base = metrics[metrics["model"].map(is_baseline)]
+    if base.empty:
+        return None
+    return str(base.groupby("model")[metric].mean().idxmax())
+
+
+def baseline_verdict(metrics: pd.DataFrame, tests: pd.DataFrame, model: str, baseline: str,
+                     metric: str = "accuracy") -> str:
+    """How a CNN's mean test ``metric`` stands against the best baseline's, in words.
+
+    ``'above (+0.120, p_adj 0.001)'`` when the CNN's mean is higher, ``'NOT above (-0.050, ...)'``
+    otherwise; the p-value is the Holm-adjusted image-level bootstrap test between the two
+    (``cnn_vs_baseline`` family), when the tests have it.
+
+    Parameters
+    ----------
+    metrics, tests : pandas.DataFrame
+        ``metrics.csv`` and ``stats/paired_tests.csv``.
+    model, baseline : str
+    metric : str
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> m = pd.DataFrame({"model": ["resnet50", "baseline_hgb"], "accuracy": [.6, .7]})
+    >>> baseline_verdict(m, pd.DataFrame(), "resnet50", "baseline_hgb")
+    'NOT above (-0.100)'
+    """
+    means = metrics.groupby("model")[metric].mean()
+    diff = float(means[model] - means[baseline])
+    p = pair_p_adjusted(tests, BASELINE_COMPARISON, "all", metric, "bootstrap_images", model, baseline)
+    detail = f"{diff:+.3f}" + (f", p_adj {p:.3g}" if p is not None and np.isfinite(p) else "")
+    return f"above ({detail})" if diff > 0 else f"NOT above ({detail})"

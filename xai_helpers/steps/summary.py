@@ -18,8 +18,10 @@ import pandas as pd
 import torch
 
 from ..atomic import write_text_atomic
+from ..baselines import cnn_rows, is_baseline
 from ..runfolder import RunFolder
 from ..stats import FOLD_TEST, HEADLINE_TEST, pair_p_adjusted, significance_mark
+from .statistics import baseline_verdict, best_baseline
 
 #: Where every published number comes from.
 PUBLISHED_SOURCE = ("Chaddad et al. (2025), Generalizable and explainable deep learning for medical image "
@@ -284,8 +286,10 @@ def performance_table(runs: list[DatasetRun], metric_names=("accuracy", "f1_macr
     Returns
     -------
     pandas.DataFrame
-        ``dataset, model, folds, weights``, then ``"0.8000 ± 0.0100 ref"``-style cells per metric
-        (and per metric and ``second_test``).
+        ``dataset, model, kind`` ('CNN' or 'baseline'), ``folds, weights``, then
+        ``"0.8000 ± 0.0100 ref"``-style cells per metric (and per metric and ``second_test``), and
+        with baselines in the run ``vs best baseline`` (:func:`baseline_verdict`). The reference is
+        the best CNN.
 
     Examples
     --------
@@ -295,10 +299,13 @@ def performance_table(runs: list[DatasetRun], metric_names=("accuracy", "f1_macr
     """
     rows = []
     for r in runs:
-        means = r.metrics.groupby("model", sort=False)[list(metric_names)].mean()
+        cnns = cnn_rows(r.metrics)
+        means = (cnns if len(cnns) else r.metrics).groupby("model", sort=False)[list(metric_names)].mean()
         best = str(means[metric_names[0]].idxmax())
+        baseline = best_baseline(r.metrics)
         for model, part in r.metrics.groupby("model", sort=False):
-            row = {"dataset": r.dataset, "model": model, "folds": int(part["fold"].nunique()),
+            row = {"dataset": r.dataset, "model": model, "kind": "baseline" if is_baseline(model) else "CNN",
+                   "folds": int(part["fold"].nunique()),
                    "weights": ", ".join(sorted(part["weights"].astype(str).unique())) if "weights" in part else
                    str(r.config.get("weights", ""))}
             for metric in metric_names:
@@ -307,8 +314,43 @@ def performance_table(runs: list[DatasetRun], metric_names=("accuracy", "f1_macr
                 if second_test:
                     row[f"{metric} {second_test}"] = "ref" if model == best else \
                         _mark(r.tests, "models", "all", metric, second_test, model, best)
+            if baseline is not None:
+                row["vs best baseline"] = ("best baseline" if model == baseline else "" if is_baseline(model)
+                                           else baseline_verdict(r.metrics, r.tests, model, baseline))
             rows.append(row)
     return pd.DataFrame(rows)
+
+
+def baseline_warnings(runs: list[DatasetRun]) -> list[str]:
+    """One line per dataset where a CNN's mean test accuracy is not above the best baseline's.
+
+    Parameters
+    ----------
+    runs : list of DatasetRun
+
+    Returns
+    -------
+    list of str
+
+    Examples
+    --------
+    >>> baseline_warnings(load_study(example_study()))  # the example study has no baselines
+    []
+    """
+    out = []
+    for r in runs:
+        baseline = best_baseline(r.metrics)
+        if baseline is None:
+            continue
+        means = r.metrics.groupby("model")["accuracy"].mean()
+        losers = [m for m in dict.fromkeys(cnn_rows(r.metrics)["model"]) if means[m] <= means[baseline]]
+        if losers:
+            out.append(f"**{r.dataset}: {', '.join(losers)} not above the best baseline** ({baseline}, mean test "
+                       f"accuracy {means[baseline]:.3f}, a classifier on 32x32 grey pixels): "
+                       + ", ".join(f"{m} {means[m]:.3f}" for m in losers)
+                       + ". The CNN has learnt no more than a trivial model here; see the data audit's shortcuts "
+                         "and shifts before reading its explanations.")
+    return out
 
 
 def confidence_table(runs: list[DatasetRun], metric: str = "confidence_increase") -> pd.DataFrame:
@@ -461,6 +503,9 @@ def protocol_table(runs: list[DatasetRun]) -> pd.DataFrame:
             "lr": t.get("lr", str(c.get("lr"))), "batch size": t.get("batch_size", c.get("batch_size")),
             "learning-rate warm-up (epochs)": t.get("warmup_epochs", str(c.get("warmup_epochs", 0))),
             "max_per_class": c.get("max_per_class"),
+            "non-square images (resize_mode)": c.get("resize_mode", "squash"),
+            "baselines (32x32 grey pixels)": ", ".join(sorted(m.loc[m["model"].map(is_baseline), "model"].unique()))
+            or "none",
             "train images / fold": int(m["n_train"].median()) if "n_train" in m else None,
             "test images": int(m["n_test"].median()) if "n_test" in m else None,
             "test split": a.get("splits", {}).get("test_split"),
@@ -690,8 +735,13 @@ def write_report(study_dir: str | Path, runs: list[DatasetRun] | None = None) ->
              "evidence; the columns marked `corrected_t` give the Nadeau–Bengio corrected resampled t-test over "
              "the fold scores, which every fold scores on the same test split, so it is conditional on that split "
              "and has little power with few folds.", "",
-             _markdown(perf), "",
-             f"## Confidence increase per CAM method and class ({', '.join(explained)})", "",
+             "Rows of kind `baseline` are classical models on the cached images downsampled to 32x32 grey "
+             "pixels, fitted on the same folds and scored on the same test split: what a trivial model gets. "
+             "`vs best baseline`: the CNN's mean test accuracy minus the best baseline's, with the Holm-adjusted "
+             "image-level bootstrap p (the CNN-vs-baseline tests are their own family).", "",
+             _markdown(perf), ""]
+    lines += [f"- {w}" for w in baseline_warnings(runs)]
+    lines += ["", f"## Confidence increase per CAM method and class ({', '.join(explained)})", "",
              "Mean over explained test images (each image's value averaged over the fold models); marks: "
              "Holm-adjusted paired t-test over images against the class's best method (`ref`).", ""]
     lines += [f"- {n}" for n in explanation_notes(runs)] + [""]

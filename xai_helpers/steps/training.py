@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from ..atomic import write_text_atomic
+from ..baselines import BASELINE_IMAGE_SIZE, BASELINE_NAMES, baseline_features, fit_baseline, predict_baseline
 from ..data.cache import file_digest
 from ..data.prepared import PreparedData
 from ..evaluation import classification_metrics, predictions_frame
@@ -191,16 +195,18 @@ def train_models(data: PreparedData, params: dict[str, Any], models: Sequence[st
     -------
     pandas.DataFrame
         The full ``metrics.csv``: ``dataset, model, fold, seed, accuracy, balanced_accuracy,
-        f1_macro, f1_weighted, roc_auc_ovr, f1_<class>..., best_epoch, epochs_run, n_train,
-        n_val, n_test, train_seconds, images_per_second, precision``.
+        f1_macro, f1_weighted, roc_auc_ovr, f1_<class>..., recall_<class>..., val_accuracy,
+        val_recall_<class>..., best_epoch, epochs_run, n_train, n_val, n_test, train_seconds,
+        images_per_second, precision`` (and the baselines' rows, see :func:`train_baselines`).
 
     Examples
     --------
     >>> from xai_helpers.steps import load_prepared
     >>> params = tiny_run()  # prepared and trained: this call reuses every fit
     >>> metrics = train_models(load_prepared(params), params, progress=False)
-    >>> metrics[["model", "fold"]].values.tolist(), bool(metrics["accuracy"].between(0, 1).all())
-    ([['resnet50', 0], ['resnet50', 1]], True)
+    >>> cnn = metrics[metrics["model"] == "resnet50"]  # (and the baselines' rows, when they have run)
+    >>> cnn["fold"].tolist(), bool(cnn["accuracy"].between(0, 1).all())
+    ([0, 1], True)
     """
     run = RunFolder(params["run_dir"])
     run.claim()
@@ -232,6 +238,7 @@ def train_models(data: PreparedData, params: dict[str, Any], models: Sequence[st
         y_test = data.labels[test_rows]
         scores = classification_metrics(y_test, probs, data.class_names)
         scores.pop("confusion_matrix")
+        scores.update(validation_scores(data, val_rows, predict_proba(net, pipeline, val_rows, batch_size=64)))
         run.write_csv(predictions_frame(data.splits["path"].iloc[test_rows], y_test, probs, data.class_names),
                       run.predictions_file(model, fold))
         row = {"dataset": data.info["layout"], "model": model, "fold": fold, "seed": config.seed,
@@ -245,9 +252,196 @@ def train_models(data: PreparedData, params: dict[str, Any], models: Sequence[st
     return pd.read_csv(run.metrics_file)
 
 
+def validation_scores(data: PreparedData, val_rows: np.ndarray, probs: np.ndarray) -> dict[str, float]:
+    """``val_accuracy`` and ``val_recall_<class>`` of a fold's model on its validation rows.
+
+    Beside the test split's ``accuracy`` and ``recall_<class>`` they show the validation-vs-test
+    gap per class (notebook 02), the sign of a test split that differs from the training pool.
+
+    Parameters
+    ----------
+    data : PreparedData
+    val_rows : int array
+    probs : (len(val_rows), K) array
+        The model's probabilities on ``val_rows``.
+
+    Returns
+    -------
+    dict
+
+    Examples
+    --------
+    >>> splits = pd.DataFrame({"path": list("abc"), "split": "train", "class": list("xyy"), "fold": 0})
+    >>> data = PreparedData(splits, np.zeros((3, 1, 4, 4), np.uint8), ["x", "y"], np.array([0, 1, 1]), {})
+    >>> validation_scores(data, np.array([0, 1, 2]), np.array([[.9, .1], [.8, .2], [.3, .7]]))
+    {'val_accuracy': 0.6666666666666666, 'val_recall_x': 1.0, 'val_recall_y': 0.5}
+    """
+    scores = classification_metrics(data.labels[val_rows], probs, data.class_names)
+    return {"val_accuracy": scores["accuracy"],
+            **{f"val_recall_{c}": scores[f"recall_{c}"] for c in data.class_names}}
+
+
+def train_baselines(data: PreparedData, params: dict[str, Any], folds: Sequence[int] | None = None,
+                    progress: bool = True) -> pd.DataFrame:
+    """Fit the classical baselines on every fold, test them on the test split, like the CNNs.
+
+    Each baseline of ``params['baselines']`` (see :mod:`xai_helpers.baselines`) is fitted on the
+    fold's training rows, seeded, and scored on the same test split (and its validation rows) as
+    the CNNs; rows go to ``metrics.csv`` and ``predictions/`` under the baseline's name. A fit is
+    reused when its fingerprint (data, fold, seed) is unchanged.
+
+    Parameters
+    ----------
+    data : PreparedData
+    params : dict
+        Resolved notebook parameters (``run_dir``, ``baselines``, ``seed``, ``image_size``).
+    folds : optional
+        Subset of folds (default: every fold).
+    progress : bool
+
+    Returns
+    -------
+    pandas.DataFrame
+        The full ``metrics.csv``.
+
+    Examples
+    --------
+    >>> from xai_helpers.steps import load_prepared
+    >>> params = tiny_run()
+    >>> metrics = train_baselines(load_prepared(params), params, progress=False)
+    >>> sorted(set(metrics["model"]))
+    ['baseline_hgb', 'baseline_logreg', 'resnet50']
+    """
+    run = RunFolder(params["run_dir"])
+    run.claim()
+    names = list(params.get("baselines", BASELINE_NAMES))
+    folds = list(folds if folds is not None else data.folds)
+    if not names:
+        return run.read_metrics() if run.metrics_file.is_file() else pd.DataFrame()
+    used = np.unique(np.concatenate([np.concatenate(data.fold_rows(f)) for f in folds]))
+    features = None
+    for name in names:
+        for fold in tqdm(folds, desc=name, disable=not progress):
+            train_rows, val_rows, test_rows = data.fold_rows(fold)
+            seed = int(params["seed"]) * 1000 + fold * 10 + 5 + BASELINE_NAMES.index(name)
+            fingerprint = hashlib.sha1(json.dumps([fit_fingerprint(data, fold, params), name, seed,
+                                                   BASELINE_IMAGE_SIZE]).encode()).hexdigest()
+            record = run.checkpoint_dir(name, fold) / "baseline.json"
+            existing = pd.read_csv(run.metrics_file) if run.metrics_file.is_file() else pd.DataFrame()
+            has_row = len(existing) and ((existing["model"] == name) & (existing["fold"] == fold)).any()
+            if (has_row and record.is_file() and run.predictions_file(name, fold).is_file()
+                    and json.loads(record.read_text()).get("fingerprint") == fingerprint):
+                continue
+            if features is None:
+                features = dict(zip(used.tolist(), baseline_features(data.images, used)))
+            t = time.perf_counter()
+            model = fit_baseline(name, np.stack([features[r] for r in train_rows]), data.labels[train_rows], seed)
+            seconds = time.perf_counter() - t
+            k = len(data.class_names)
+            probs = predict_baseline(model, np.stack([features[r] for r in test_rows]), k)
+            y_test = data.labels[test_rows]
+            scores = classification_metrics(y_test, probs, data.class_names)
+            scores.pop("confusion_matrix")
+            scores.update(validation_scores(data, val_rows,
+                                            predict_baseline(model, np.stack([features[r] for r in val_rows]), k)))
+            run.write_csv(predictions_frame(data.splits["path"].iloc[test_rows], y_test, probs, data.class_names),
+                          run.predictions_file(name, fold))
+            row = {"dataset": data.info["layout"], "model": name, "fold": fold, "seed": seed, "weights": "none",
+                   **scores, "best_epoch": np.nan, "epochs_run": np.nan, "n_train": len(train_rows),
+                   "n_val": len(val_rows), "n_test": len(test_rows), "train_seconds": seconds,
+                   "images_per_second": len(train_rows) / max(seconds, 1e-9),
+                   "precision": f"scikit-learn, {BASELINE_IMAGE_SIZE}x{BASELINE_IMAGE_SIZE} grey pixels"}
+            run.update_csv(pd.DataFrame([row]), run.metrics_file, keys=("model", "fold"), arrange=_in_model_order)
+            record.parent.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(record, json.dumps({"fingerprint": fingerprint, "model": repr(model)}))
+    return pd.read_csv(run.metrics_file)
+
+
+#: A validation-vs-test gap this large (accuracy or a class's recall) is pointed out in notebook 02.
+LARGE_GAP = 0.15
+
+
+def validation_test_gap(metrics: pd.DataFrame, class_names: Sequence[str]) -> pd.DataFrame:
+    """Validation vs test, per model and class: accuracy (``class = 'all'``) and each class's recall,
+    mean over folds.
+
+    Parameters
+    ----------
+    metrics : pandas.DataFrame
+        ``metrics.csv`` (rows without ``val_*`` columns, from before they were recorded, give NaN).
+    class_names : sequence of str
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``model, class, validation, test, gap`` (gap = validation - test).
+
+    Examples
+    --------
+    >>> m = pd.DataFrame({"model": ["a", "a"], "fold": [0, 1], "accuracy": [.5, .7], "val_accuracy": [.9, .9],
+    ...                   "recall_x": [.2, .4], "val_recall_x": [.8, .8]})
+    >>> validation_test_gap(m, ["x"]).round(2).values.tolist()
+    [['a', 'all', 0.9, 0.6, 0.3], ['a', 'x', 0.8, 0.3, 0.5]]
+    """
+    rows = []
+    for model, part in metrics.groupby("model", sort=False):
+        for cls, test_col, val_col in [("all", "accuracy", "val_accuracy")] + [
+                (c, f"recall_{c}", f"val_recall_{c}") for c in class_names]:
+            val = float(part[val_col].mean()) if val_col in part else np.nan
+            test = float(part[test_col].mean()) if test_col in part else np.nan
+            rows.append({"model": model, "class": cls, "validation": val, "test": test, "gap": val - test})
+    return pd.DataFrame(rows, columns=["model", "class", "validation", "test", "gap"])
+
+
+def gap_notes(gap: pd.DataFrame, run: RunFolder | None = None, threshold: float = LARGE_GAP) -> list[str]:
+    """Plain-words notes on validation-vs-test gaps above ``threshold``, each with the audit's
+    flagged shifts of that class (``data/audit_shift.csv`` of ``run``).
+
+    Parameters
+    ----------
+    gap : pandas.DataFrame
+        From :func:`validation_test_gap`.
+    run : RunFolder, optional
+        Whose shift audit to quote.
+    threshold : float
+
+    Returns
+    -------
+    list of str
+
+    Examples
+    --------
+    >>> g = pd.DataFrame({"model": ["a"], "class": ["x"], "validation": [.9], "test": [.3], "gap": [.6]})
+    >>> gap_notes(g)
+    ['a, class x: validation 0.90, test 0.30 (gap 0.60); the shift audit has not run.']
+    """
+    shift = None
+    if run is not None and run.audit_shift_file.is_file():
+        shift = pd.read_csv(run.audit_shift_file)
+    notes = []
+    for r in gap[gap["gap"] > threshold].to_dict("records"):
+        line = (f"{r['model']}, class {r['class']}: validation {r['validation']:.2f}, test {r['test']:.2f} "
+                f"(gap {r['gap']:.2f})")
+        if shift is None:
+            line += "; the shift audit has not run."
+        else:
+            flagged = shift[shift["flagged"].astype(bool)]
+            if r["class"] != "all":
+                flagged = flagged[flagged["class"].astype(str) == str(r["class"])]
+            if len(flagged):
+                line += "; the audit flags a shift from the training pool to the test split: " + ", ".join(
+                    f"{f['feature']}" + (f" ({f['class']})" if r["class"] == "all" else "")
+                    + f" (effect {f['effect_size']:.2f})" for f in flagged.to_dict("records")) + "."
+            else:
+                line += "; no metadata shift flagged for it (the difference lies in the images themselves)."
+        notes.append(line)
+    return notes
+
+
 def _in_model_order(table: pd.DataFrame) -> pd.DataFrame:
-    """``metrics.csv`` rows in the order of :data:`MODEL_NAMES` (others last), then by fold."""
-    rank = table["model"].map(lambda m: MODEL_NAMES.index(m) if m in MODEL_NAMES else len(MODEL_NAMES))
+    """``metrics.csv`` rows in the order of :data:`MODEL_NAMES`, then the baselines (others last), then by fold."""
+    order = list(MODEL_NAMES) + list(BASELINE_NAMES)
+    rank = table["model"].map(lambda m: order.index(m) if m in order else len(order))
     return table.assign(_rank=rank).sort_values(["_rank", "fold"], kind="stable").drop(columns="_rank")
 
 
