@@ -72,8 +72,8 @@ from IPython.display import display
 from xai_helpers import RunFolder
 from xai_helpers.figures import (plot_cam_stability, plot_corruption_curves, plot_corruptions,
                                  plot_reliability)
-from xai_helpers.steps import (SEVERITY_LEVELS, corruption_examples, describe_external, load_prepared,
-                               run_generalization, severity_summary)
+from xai_helpers.steps import (SEVERITY_LEVELS, corruption_examples, describe_external, external_shift_notes,
+                               load_prepared, run_generalization, severity_summary)
 from xai_helpers.notebook import setup_notebook
 
 params = setup_notebook(globals(), '07 · Generalization')
@@ -99,6 +99,14 @@ table = run_generalization(data, params)
 print(describe_external(params))
 display(table.groupby(['model', 'condition', 'severity'], sort=False)[['accuracy', 'f1_macro', 'ece']]
        .mean().round(3).head(12))
+
+# %% [markdown]
+# ## How the external set differs from the training data
+# Before its accuracy is read: per class, each file property of the external images (size, aspect ratio, colour mode, format, JPEG quality, mean intensity) against the training pool's, as in notebook 01's shift audit (Kolmogorov–Smirnov D or Cramér's V, Holm-adjusted; flagged at p < 0.01 with an effect of at least 0.3). Written to `generalization_shift.csv`. Uncropped rectangles from another site, say, are distorted by `resize_mode='squash'`: try `center_crop` or `pad`.
+
+# %%
+notes = external_shift_notes(params)
+print('\n'.join(notes) if notes else 'No shift of the external set flagged (or no external set).')
 
 # %% [markdown]
 # ## Accuracy and F1 against severity

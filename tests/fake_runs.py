@@ -39,6 +39,11 @@ def fake_run(folder, dataset, classes, accuracy, ci, weights="none", image_size=
                                "path": f"{c}_{i}.png", "class": c,
                                "confidence_increase": ci[meth] + rng.normal(0, 0.01)}
                               for f in range(3) for meth in ci for c in classes for i in range(8)])
+    # the share of images whose score rises: 3x the method's mean change, drawn per image (own stream, so the
+    # confidence increases above stay what the summary tests expect)
+    rises = np.random.default_rng(1).random(len(per_image))
+    per_image["increase_in_confidence_pct"] = 100.0 * (rises < 3 * per_image["method"].map(ci))
+    per_image.to_csv(folder / "xai_per_image.csv", index=False)
     xai = per_image.groupby(["model", "method", "class"]).agg(n=("path", "size"),
                                                               confidence_increase=("confidence_increase", "mean"))
     xai.reset_index().to_csv(folder / "xai_metrics.csv", index=False)

@@ -145,3 +145,44 @@ def test_batches_from_a_memory_map_view_equal_batches_from_memory(tmp_path):
     a = BatchPipeline(view, torch.device("cpu")).batch(ask)
     b = BatchPipeline(arr[rows], torch.device("cpu")).batch(ask)
     assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("mode, expected", [
+    # a 40x20 image: left half black, right half white; a white dot marks the centre column
+    ("squash", {"left": 0, "right": 255, "top_row_mean": 127.5}),
+    ("center_crop", {"left": 0, "right": 255, "top_row_mean": 127.5}),
+    ("pad", {"left": 0, "right": 255, "top_row_mean": 0.0}),
+])
+def test_resize_modes_make_non_square_images_square_as_named(tmp_path, mode, expected):
+    arr = np.zeros((20, 40), np.uint8)
+    arr[:, 20:] = 255
+    Image.fromarray(arr).save(tmp_path / "wide.png")
+    out = load_image(tmp_path / "wide.png", grey=True, size=20, resize_mode=mode)
+    assert out.shape == (20, 20)
+    assert out[10, 0] == expected["left"] and out[10, -1] == expected["right"]
+    if mode == "pad":  # black bands above and below: the 40x20 image sits in the middle of a 40x40 square
+        assert out[:4].max() == 0 and out[-4:].max() == 0 and out[10, 15] == 255
+    else:
+        assert out[0].mean() == pytest.approx(expected["top_row_mean"], abs=13)
+    if mode == "center_crop":  # the central 20x20 square: columns 10..29, so half black, half white, unscaled
+        assert np.array_equal(out, arr[:, 10:30])
+
+
+def test_resize_mode_is_part_of_the_cache_key_and_checked(tmp_path):
+    p = tmp_path / "tall.png"
+    Image.fromarray(np.tile(np.arange(0, 250, 5, dtype=np.uint8)[:, None], (1, 10))).save(p)  # 50 x 10
+    caches = {m: build_cache([str(p)], 10, grey=True, cache_dir=tmp_path / "c", progress=False, resize_mode=m)
+              for m in cache_mod.RESIZE_MODES}
+    assert len({c.file for c in caches.values()}) == 3
+    assert not np.array_equal(caches["squash"].images, caches["center_crop"].images)
+    with pytest.raises(ValueError, match="resize_mode: unknown value 'stretch'"):
+        build_cache([str(p)], 10, grey=True, cache_dir=tmp_path / "c", progress=False, resize_mode="stretch")
+
+
+def test_resize_mode_is_a_checked_parameter():
+    from xai_helpers.config import ParameterError, resolve_params
+
+    assert resolve_params({"resize_mode": "pad"})["resize_mode"] == "pad"
+    with pytest.raises(ParameterError, match="resize_mode: unknown value 'crop'; accepted values: squash, "
+                                             "center_crop, pad"):
+        resolve_params({"resize_mode": "crop"})

@@ -46,14 +46,17 @@ def test_quick_run_leaves_every_artefact_of_the_contract(quick_run):
         assert any(c.get("outputs") for c in nb.cells if c.cell_type == "code")
 
     models, folds = quick_run["models"], range(quick_run["folds"])
+    baselines = quick_run["baselines"]
     metrics = pd.read_csv(run / "metrics.csv")
-    assert {"dataset", "model", "fold", "accuracy", "f1_macro"} <= set(metrics.columns)
-    assert sorted(zip(metrics.model, metrics.fold)) == sorted((m, f) for m in models for f in folds)
-    assert metrics["accuracy"].between(0, 1).all()
+    assert {"dataset", "model", "fold", "accuracy", "f1_macro", "val_accuracy"} <= set(metrics.columns)
+    assert sorted(zip(metrics.model, metrics.fold)) == sorted((m, f) for m in models + baselines for f in folds)
+    assert metrics["accuracy"].between(0, 1).all() and metrics["val_accuracy"].between(0, 1).all()
+    for name in ("audit_metadata.csv", "audit_shortcuts.csv", "audit_shift.csv"):
+        assert (run / "data" / name).is_file(), name
 
     splits = pd.read_csv(run / "data" / "splits.csv")
     classes = sorted(splits["class"].unique())
-    for m in models:
+    for m in models + baselines:
         for f in folds:
             pred = pd.read_csv(run / "predictions" / f"{m}_fold{f}.csv")
             assert list(pred.columns) == ["path", "true", "pred"] + [f"prob_{c}" for c in classes]
@@ -65,7 +68,10 @@ def test_quick_run_leaves_every_artefact_of_the_contract(quick_run):
             "ci_low", "ci_high"} <= set(tests.columns)
     model_pairs = {frozenset(p) for p in zip(tests.loc[tests.comparison == "models", "a"],
                                             tests.loc[tests.comparison == "models", "b"])}
-    assert len(model_pairs) == len(models) * (len(models) - 1) // 2
+    assert len(model_pairs) == len(models) * (len(models) - 1) // 2  # the CNNs only: baselines apart
+    baseline_pairs = {frozenset(p) for p in zip(tests.loc[tests.comparison == "cnn_vs_baseline", "a"],
+                                               tests.loc[tests.comparison == "cnn_vs_baseline", "b"])}
+    assert len(baseline_pairs) == len(models) and all(len(p & set(baselines)) == 1 for p in baseline_pairs)
     cam_pairs = {frozenset(p) for p in zip(tests.loc[tests.comparison == "cams", "a"],
                                           tests.loc[tests.comparison == "cams", "b"])}
     assert len(cam_pairs) == len(STUDY_METHODS) * (len(STUDY_METHODS) - 1) // 2
@@ -99,6 +105,9 @@ def test_quick_run_generalization_table_has_every_condition_for_every_model(quic
     assert table[["accuracy", "f1_macro", "ece"]].apply(lambda c: c.between(0, 1)).all().all()
     external = json.loads((run / "generalization_external.json").read_text())
     assert external["unmapped_classes"] == {} and external["images_used"] > 0
+    shift = pd.read_csv(run / "generalization_shift.csv")
+    assert list(shift.columns[:6]) == ["class", "feature", "statistic", "effect_size", "p_adjusted", "flagged"]
+    assert set(shift["class"]) == set(external["classes_evaluated"]) and "shift_flagged" in external
     stability = pd.read_csv(run / "generalization_cams.csv")
     assert set(stability.method) == set(STUDY_METHODS) and stability["spearman_mean"].between(-1, 1).all()
     reliability = pd.read_csv(run / "generalization_reliability.csv")
@@ -157,7 +166,9 @@ def test_quick_run_paired_tests_count_images_use_fold_sizes_and_one_mcnemar_fami
         assert family["holm_family"].nunique() == 1
         np.testing.assert_allclose(family["p_adjusted"], multipletests(family["p_value"], method="holm")[1])
     n_models = len(quick_run["models"])
-    assert len(tests[tests.test == "bootstrap_images"]) == 2 * n_models * (n_models - 1) // 2
+    images = tests[tests.test == "bootstrap_images"]
+    assert (images.comparison == "models").sum() == 2 * n_models * (n_models - 1) // 2  # accuracy and F1, per pair
+    assert (images.comparison == "cnn_vs_baseline").sum() == 2 * n_models  # each CNN against the best baseline
 
 
 def test_every_notebook_has_a_paired_script_with_the_same_cells():

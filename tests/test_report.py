@@ -70,3 +70,44 @@ def test_report_states_the_protocol_tables_and_reasons(study):
     assert "GradCAM and XGradCAM give the same map" in text  # the fake runs explain layer4
     assert "Source of every published number: Chaddad et al. (2025)" in text
     assert "## Confidence increase per CAM method and class (resnet50)" in text
+
+
+def test_published_confidence_increase_is_shown_both_ways_with_intervals(study):
+    """Beside each published value: our mean change and our share of images whose score rises, each with a
+    bootstrap interval over images (each image averaged over its fold models first)."""
+    import numpy as np
+    import pandas as pd
+
+    pub = published_comparison(load_study(study)).set_index(["quantity", "method"])
+    per_image = pd.read_csv(study / "brain_tumor_mri" / "xai_per_image.csv")
+    for method in ("xgradcam", "gradcam++", "layercam"):
+        row = pub.loc[("confidence_increase", method)]
+        sel = per_image[(per_image.method == method) & (per_image["class"] == "glioma")]
+        if sel.empty:  # the fake run explains gradcam, xgradcam and layercam only
+            assert np.isnan(row["share_rising"])
+            continue
+        per = sel.groupby("path")[["confidence_increase", "increase_in_confidence_pct"]].mean()
+        assert row["share_rising"] == pytest.approx(per["increase_in_confidence_pct"].mean() / 100)
+        assert row["share_ci_low"] <= row["share_rising"] <= row["share_ci_high"]
+        assert row["ours_ci_low"] <= per["confidence_increase"].mean() <= row["ours_ci_high"]
+        assert row["ours_ci_high"] - row["ours_ci_low"] > 0
+        assert row["setting"] == "layer layer4 at 224 px: as published" and row["reading"]
+    text = write_report(study).read_text()
+    assert "share_rising" in text and "Increase in Confidence" in text and "percentile-bootstrap interval" in text
+
+
+def test_report_flags_a_cnn_that_does_not_beat_the_best_baseline(study):
+    import pandas as pd
+
+    metrics_file = study / "skin_cancer_isic" / "metrics.csv"
+    metrics = pd.read_csv(metrics_file)
+    base = metrics[metrics.model == "resnet50"].assign(model="baseline_hgb", accuracy=[0.74, 0.75, 0.76])
+    pd.concat([metrics, base]).to_csv(metrics_file, index=False)
+    table = performance_table(load_study(study)).set_index(["dataset", "model"])
+    assert table.loc[("skin_cancer_isic", "baseline_hgb"), "kind"] == "baseline"
+    assert table.loc[("skin_cancer_isic", "resnet50"), "accuracy"].endswith("ref")  # the reference is a CNN
+    assert table.loc[("skin_cancer_isic", "densenet121"), "vs best baseline"].startswith("NOT above (-0.050")
+    assert table.loc[("skin_cancer_isic", "resnet50"), "vs best baseline"].startswith("above (+0.050")
+    text = write_report(study).read_text()
+    assert "**skin_cancer_isic: densenet121 not above the best baseline** (baseline_hgb" in text
+    assert "**brain_tumor_mri: " not in text  # no baseline there: nothing to flag

@@ -368,7 +368,7 @@ def test_a_decoding_worker_killed_for_memory_gives_that_message(tmp_path, monkey
         def __exit__(self, *a):
             return False
 
-        def map(self, *a, **k):
+        def submit(self, *a, **k):
             raise BrokenProcessPool("A process in the process pool was terminated abruptly")
 
     monkeypatch.setattr(cache, "ProcessPoolExecutor", Broken)

@@ -103,7 +103,7 @@ def test_notebooks_01_to_03_on_the_brain_dataset_find_its_size_shortcut_and_shif
     from xai_helpers.run import main
 
     root = shared_dataset("brain_tumor_mri")
-    run = tmp_path / "brain"
+    run = tmp_path / "brain_tumor_mri"  # the paper profiles write one run folder per dataset
     code = main(["--profile", "paper_cpu", "--no-progress", "--only", "01,02,03", "--set", "dataset=brain_tumor_mri",
                  "--set", f"data_root={root}", "--set", f"run_dir={tmp_path}", "--set", "max_per_class=30",
                  "--set", "folds=2", "--set", "epochs=1", "--set", "models=[resnet50]"])
@@ -121,6 +121,6 @@ def test_notebooks_01_to_03_on_the_brain_dataset_find_its_size_shortcut_and_shif
     shift = pd.read_csv(run / "data" / "audit_shift.csv")
     assert list(shift.columns[:6]) == ["class", "feature", "statistic", "effect_size", "p_adjusted", "flagged"]
     size_shift = shift[shift["feature"].isin(["width", "height"]) & shift["flagged"]]
-    assert {"glioma_tumor", "meningioma_tumor", "pituitary_tumor"} <= set(size_shift["class"])
+    assert {"glioma", "meningioma", "pituitary"} <= set(size_shift["class"])
     tests = pd.read_csv(run / "stats" / "paired_tests.csv")
     assert (tests["comparison"] == "cnn_vs_baseline").any()

@@ -244,6 +244,10 @@ class RunFolder:
         return self.root / "generalization_cams.csv"
 
     @property
+    def generalization_shift_file(self) -> Path:
+        return self.root / "generalization_shift.csv"
+
+    @property
     def generalization_external_file(self) -> Path:
         return self.root / "generalization_external.json"
 

@@ -22,7 +22,8 @@ notebook     step                                 writes into the run folder
 05           :func:`rate_explanations`            ``xai_per_image.csv``, ``xai_metrics.csv``,
                                                   ``xai_randomisation.csv``
 06           :func:`write_report`                 ``report.md`` (in the study folder)
-07           :func:`run_generalization`           ``generalization*.csv``, ``generalization_external.json``
+07           :func:`run_generalization`           ``generalization*.csv`` (``generalization_shift.csv``: the
+                                                  external set's shift audit), ``generalization_external.json``
 ===========  ===================================  ==================================================
 """
 from ..cam_metrics import ALL_METRICS
@@ -31,16 +32,17 @@ from ..generalization import CORRUPTIONS, SEVERITY_LEVELS, severity_summary
 from ..models import model_overview
 from .data import audit_notes, load_prepared, prepare_data
 from .explanations import ExplainedExamples, explain_examples, explanation_sample, rate_explanations
-from .generalization import corruption_examples, describe_external, run_generalization
+from .generalization import (corruption_examples, describe_external, external_shift_notes,
+                             run_generalization)
 from .statistics import run_paired_tests, summary_table_for_run
 from .summary import (confidence_table, load_study, performance_table, protocol_table, published_comparison,
                       write_report)
 from .training import gap_notes, train_baselines, train_models, validation_test_gap
 
 # the steps, their helpers, and what the notebooks show of the layers below (tables, constants)
-__all__ = ["prepare_data", "load_prepared", "audit_notes", "train_models", "train_baselines",
-           "validation_test_gap", "gap_notes", "run_paired_tests", "summary_table_for_run",
-           "explain_examples", "ExplainedExamples", "explanation_sample", "rate_explanations", "load_study",
-           "protocol_table", "performance_table", "confidence_table", "published_comparison", "write_report",
-           "corruption_examples", "describe_external", "run_generalization", "severity_summary", "CORRUPTIONS",
-           "SEVERITY_LEVELS", "ALL_METRICS", "audit_summary", "model_overview"]
+__all__ = ["prepare_data", "load_prepared", "audit_notes", "train_models", "train_baselines", "validation_test_gap",
+           "gap_notes", "run_paired_tests", "summary_table_for_run", "explain_examples", "ExplainedExamples",
+           "explanation_sample", "rate_explanations", "load_study", "protocol_table", "performance_table",
+           "confidence_table", "published_comparison", "write_report", "corruption_examples", "describe_external",
+           "external_shift_notes", "run_generalization", "severity_summary", "CORRUPTIONS", "SEVERITY_LEVELS",
+           "ALL_METRICS", "audit_summary", "model_overview"]

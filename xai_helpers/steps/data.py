@@ -72,7 +72,7 @@ def prepare_data(params: dict[str, Any], progress: bool = True) -> PreparedData:
     digests = [file_digest(p) if Path(p).stat().st_size else "empty" for p in index["path"]]
     index["sha1"] = digests
     cache = build_cache(index["path"], params["image_size"], index.attrs["grey"], digests=digests,
-                        progress=progress, resize_mode=params["resize_mode"])
+                        progress=progress, resize_mode=params.get("resize_mode", "squash"))
     audit = audit_dataset(index, cache.unreadable, images=cache.images, image_paths=cache.paths,
                           sizes=cache.file_info)
     conflicts = label_conflicts(index)
@@ -101,7 +101,7 @@ def prepare_data(params: dict[str, Any], progress: bool = True) -> PreparedData:
     info = {"layout": index.attrs["layout"], "title": LAYOUTS[index.attrs["layout"]].title,
             "root": str(root), "grey": bool(index.attrs["grey"]), "image_size": params["image_size"],
             "class_names": list(index.attrs["classes"]), "cache_file": str(cache.file),
-            "resize_mode": params["resize_mode"]}
+            "resize_mode": params.get("resize_mode", "squash")}
     data = PreparedData.from_cache(splits, cache, info, audit)
     run.data_dir.mkdir(parents=True, exist_ok=True)
     audit.update(audit_shortcuts_and_shift(data, cache, run, params["seed"]))
@@ -222,8 +222,9 @@ def load_prepared(params: dict[str, Any], progress: bool = True) -> PreparedData
                          f"not {params['image_size']}; rerun notebook 01 or pass image_size={info['image_size']}")
     prepared_mode = info.get("resize_mode", "squash")
     if prepared_mode != params.get("resize_mode", "squash"):
+        asked = params.get("resize_mode", "squash")
         raise ValueError(f"resize_mode: the run folder was prepared with resize_mode={prepared_mode!r}, not "
-                         f"{params['resize_mode']!r}; rerun notebook 01 or pass resize_mode={prepared_mode!r}")
+                         f"{asked!r}; rerun notebook 01 or pass resize_mode={prepared_mode!r}")
     if "mask" in splits.columns and not splits["mask"].astype(bool).any():
         splits = splits.drop(columns=["mask"])
     cache = ImageCache.load(info["cache_file"]) if Path(info.get("cache_file", "")).is_file() else None

@@ -18,19 +18,29 @@ import torch
 from tqdm.auto import tqdm
 
 from ..atomic import write_text_atomic
+from ..baselines import cnn_rows
 from ..cam_metrics import spearman_rows
 from ..cams import compute_cams, resolve_target_layer
 from ..data.audit import NEAR_DUPLICATE_THRESHOLD, cross_near_duplicates, perceptual_hash
 from ..data.cache import build_cache, file_digest
 from ..data.layouts import scan_dataset
+from ..data.metadata import image_metadata
 from ..data.prepared import PreparedData
+from ..data.shortcuts import SHIFT_COLUMNS, shift_notes, shift_table
 from ..data.synthetic import make_synthetic_dataset
 from ..evaluation import reliability_table
-from ..generalization import (CORRUPTIONS, SEVERITY_LEVELS, condition_scores, corrupt, generalization_conditions,
-                              map_classes, predict_images, severity_summary)
+from ..generalization import (
+    CORRUPTIONS,
+    SEVERITY_LEVELS,
+    condition_scores,
+    corrupt,
+    generalization_conditions,
+    map_classes,
+    predict_images,
+    severity_summary,
+)
 from ..runfolder import RunFolder
 from ..training import BatchPipeline, load_checkpoint, resolve_device
-from ..baselines import cnn_rows
 from .explanations import explanation_sample
 
 __all__ = ["CORRUPTIONS", "SEVERITY_LEVELS", "SYNTHETIC_EXTERNAL", "STABILITY_COLUMNS", "corruption_examples",
@@ -126,7 +136,9 @@ def load_external(params: dict[str, Any], class_names: Sequence[str], grey: bool
     (images, labels, report) or None
         ``(N, C, S, S)`` uint8 images, ``(N,)`` training-class indices and a dict (``name``,
         ``layout``, ``class_mapping``, ``unmapped_classes``, ``classes_evaluated``,
-        ``training_overlap``, ``unreadable``, ``images_used``); None when the run has no external set.
+        ``training_overlap``, ``unreadable``, ``images_used``, ``majority_class_rate``, and
+        ``metadata``: the :func:`~xai_helpers.data.metadata.image_metadata` of the images used, with
+        their training ``class``, a DataFrame kept out of the json); None when the run has no external set.
 
     Raises
     ------
@@ -158,7 +170,7 @@ def load_external(params: dict[str, Any], class_names: Sequence[str], grey: bool
     used = index[index["class"].isin(mapping)]
     digests = [file_digest(p) if Path(p).stat().st_size else "empty" for p in used["path"]]
     cache = build_cache(used["path"], params["image_size"], grey, digests=digests, progress=progress,
-                        resize_mode=params["resize_mode"])
+                        resize_mode=params.get("resize_mode", "squash"))
     readable = used[used["path"].isin(set(cache.paths))]
     overlap = {"exact": 0, "near": 0, "paths": [], "near_threshold": NEAR_DUPLICATE_THRESHOLD}
     if training is not None and len(readable):
@@ -175,8 +187,11 @@ def load_external(params: dict[str, Any], class_names: Sequence[str], grey: bool
         keep = [i for _, g in readable.groupby("class", sort=True)
                 for i in rng.choice(g.index.to_numpy(), size=min(cap, len(g)), replace=False)]
         readable = readable.loc[sorted(keep)]
-    images = cache.images[cache.rows(readable["path"])]
+    rows = cache.rows(readable["path"])
+    images = cache.images[rows]
     labels = readable["class"].map(mapping).to_numpy().astype(np.int64)
+    metadata = image_metadata(list(readable["path"]), [(cache.file_info or [])[i] for i in rows], images)
+    metadata.insert(1, "class", [class_names[i] for i in labels])
     name = Path(root).name
     report = {"name": name, "root": str(root), "layout": index.attrs["layout"],
               "class_mapping": {c: class_names[i] for c, i in mapping.items()},
@@ -184,8 +199,72 @@ def load_external(params: dict[str, Any], class_names: Sequence[str], grey: bool
               "classes_evaluated": sorted({class_names[i] for i in labels}),
               "images_per_class": {c: int(n) for c, n in readable.groupby("class").size().items()},
               "training_overlap": overlap, "checked_against_training": training is not None,
-              "unreadable": cache.unreadable, "images_used": int(len(readable))}
+              "unreadable": cache.unreadable, "images_used": int(len(readable)),
+              "majority_class_rate": float(np.bincount(labels).max() / len(labels)) if len(labels) else float("nan"),
+              "metadata": metadata}
     return images, labels, report
+
+
+def external_shift(run: RunFolder, external_metadata: pd.DataFrame) -> pd.DataFrame:
+    """The shift audit between the training pool and an external set, written to
+    ``generalization_shift.csv`` (the columns of ``data/audit_shift.csv``).
+
+    Parameters
+    ----------
+    run : RunFolder
+        Its ``data/audit_metadata.csv`` (notebook 01) gives the training pool.
+    external_metadata : pandas.DataFrame
+        :func:`~xai_helpers.data.metadata.image_metadata` of the external images, with ``class``
+        (the training class each maps onto).
+
+    Returns
+    -------
+    pandas.DataFrame
+        :func:`~xai_helpers.data.shortcuts.shift_table`; empty (with its columns) when the run was
+        prepared before the audit wrote its metadata.
+
+    Examples
+    --------
+    >>> run = RunFolder(tiny_run()["run_dir"])
+    >>> pool = pd.read_csv(run.audit_metadata_file)
+    >>> external = pool[pool["split"] != "test"].assign(width=pool["width"] * 2)
+    >>> table = external_shift(run, external)
+    >>> float(table.loc[table["feature"] == "width", "effect_size"].min()), run.generalization_shift_file.is_file()
+    (1.0, True)
+    """
+    if run.audit_metadata_file.is_file():
+        meta = pd.read_csv(run.audit_metadata_file, keep_default_na=False, na_values=[""])
+        pool = meta[meta["split"] != "test"]
+        table = shift_table(pool, pool["class"], external_metadata, external_metadata["class"])
+    else:
+        table = pd.DataFrame(columns=SHIFT_COLUMNS)
+    run.write_csv(table, run.generalization_shift_file)
+    return table
+
+
+def external_shift_notes(params: dict[str, Any]) -> list[str]:
+    """The flagged rows of ``generalization_shift.csv`` in plain words (notebook 07).
+
+    Parameters
+    ----------
+    params : dict
+        Resolved notebook parameters (``run_dir``).
+
+    Returns
+    -------
+    list of str
+        Empty when nothing is flagged or there is no external set.
+
+    Examples
+    --------
+    >>> isinstance(external_shift_notes(tiny_run()), list)
+    True
+    """
+    run = RunFolder(params["run_dir"])
+    if not run.generalization_shift_file.is_file():
+        return []
+    table = pd.read_csv(run.generalization_shift_file)
+    return shift_notes(table, other_name="the external set") if len(table) else []
 
 
 STABILITY_COLUMNS = ["model", "fold", "layer", "method", "condition", "severity", "n", "spearman_mean",
@@ -240,6 +319,9 @@ def run_generalization(data: PreparedData, params: dict[str, Any], n_bins: int =
     if external is not None:
         ext_images, ext_labels, ext_report = external
         ext_key = (f"external:{ext_report['name']}", 0)
+        ext_meta = ext_report.pop("metadata")
+        shift = external_shift(run, ext_meta)
+        ext_report["shift_flagged"] = [f"{c}: {f}" for c, f in shift.loc[shift["flagged"], ["class", "feature"]].values]
         write_text_atomic(run.generalization_external_file, json.dumps(ext_report, indent=2, default=str))
     # CAM stability: the first cam_images_per_class sampled images of each class
     cam_pos = np.concatenate([np.flatnonzero(y == c)[:cam_images_per_class] for c in np.unique(y)])

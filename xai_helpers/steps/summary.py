@@ -20,7 +20,7 @@ import torch
 from ..atomic import write_text_atomic
 from ..baselines import cnn_rows, is_baseline
 from ..runfolder import RunFolder
-from ..stats import FOLD_TEST, HEADLINE_TEST, pair_p_adjusted, significance_mark
+from ..stats import FOLD_TEST, HEADLINE_TEST, pair_p_adjusted, paired_bootstrap, significance_mark
 from .statistics import baseline_verdict, best_baseline
 
 #: Where every published number comes from.
@@ -62,6 +62,10 @@ class DatasetRun:
         ``metrics.csv``, ``stats/paired_tests.csv``, ``xai_metrics.csv``, ``generalization.csv``.
     audit, external, training : dict
         ``data/audit.json``, ``generalization_external.json``, :func:`training_settings`.
+    shortcuts, shift : pandas.DataFrame
+        ``data/audit_shortcuts.csv`` and ``data/audit_shift.csv`` (empty for runs prepared before them).
+    per_image : pandas.DataFrame
+        ``xai_per_image.csv`` (explanation metrics per fold model, method and image).
     dataset : str
         The layout name (``metrics.csv``'s ``dataset``).
 
@@ -82,6 +86,9 @@ class DatasetRun:
     generalization: pd.DataFrame = field(default_factory=pd.DataFrame)
     external: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
+    shortcuts: pd.DataFrame = field(default_factory=pd.DataFrame)
+    shift: pd.DataFrame = field(default_factory=pd.DataFrame)
+    per_image: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @property
     def dataset(self) -> str:
@@ -156,15 +163,16 @@ def load_study(study_dir: str | Path) -> list[DatasetRun]:
         external = json.loads(external_file.read_text()) if external_file.is_file() else {}
         runs.append(DatasetRun(folder.name, folder, config, metrics, _read_csv(run.paired_tests_file),
                                _read_csv(run.xai_metrics_file), audit, _read_csv(run.generalization_file),
-                               external, training_settings(run, metrics)))
+                               external, training_settings(run, metrics), _read_csv(run.audit_shortcuts_file),
+                               _read_csv(run.audit_shift_file), _read_csv(run.xai_per_image_file)))
     return runs
 
 
 #: Which step's recorded parameters the report takes each parameter from (``config.json``'s ``steps``).
 STEP_PARAMETERS = {
-    "01": ("dataset", "data_root", "image_size", "folds", "seed", "max_per_class", "leak_policy",
+    "01": ("dataset", "data_root", "image_size", "resize_mode", "folds", "seed", "max_per_class", "leak_policy",
            "synthetic_per_class"),
-    "02": ("models", "weights", "epochs", "batch_size", "lr", "lr_schedule", "warmup_epochs", "patience",
+    "02": ("models", "baselines", "weights", "epochs", "batch_size", "lr", "lr_schedule", "warmup_epochs", "patience",
            "freeze_epochs",
            "class_weighted", "precision"),
     "05": ("cam_model", "cam_layer", "cam_methods", "explain_per_class"),
@@ -425,19 +433,97 @@ def published_comparison(runs: list[DatasetRun]) -> pd.DataFrame:
                 n_test = int(part["n_test"].median()) if "n_test" in part else 0
                 spread = float(vals.std(ddof=1)) if len(vals) > 1 else np.nan
                 lo, hi = wilson_interval(ours, n_test)
-        elif r is not None and not r.xai.empty:
+        readings: dict[str, Any] = {}
+        if r is not None and pub["quantity"] == "confidence_increase":
             x = r.xai
-            sel = x[(x["model"] == pub["model"]) & (x["method"] == pub["method"]) & (x["class"] == pub["class"])]
+            sel = x[(x["model"] == pub["model"]) & (x["method"] == pub["method"]) & (x["class"] == pub["class"])] \
+                if not x.empty else x
             if len(sel):
                 ours = float(sel[pub["quantity"]].iloc[0])
                 n = int(sel["n_images"].iloc[0] if "n_images" in sel else sel["n"].iloc[0])
+            readings = confidence_readings(r, pub["model"], pub["method"], pub["class"], pub["published"])
+            lo, hi = readings.pop("change_ci_low", np.nan), readings.pop("change_ci_high", np.nan)
         rows.append({**{k: v for k, v in pub.items() if k != "source"}, "ours": ours, "ours_std": spread,
                      "ours_ci_low": lo, "ours_ci_high": hi, "n": n, "n_test": n_test,
                      "difference": ours - pub["published"] if np.isfinite(ours) else np.nan,
                      "difference_ci": (f"[{lo - pub['published']:+.4f}, {hi - pub['published']:+.4f}]"
                                        if np.isfinite(lo) else ""),
+                     "share_rising": readings.get("share_rising", np.nan),
+                     "share_ci_low": readings.get("share_ci_low", np.nan),
+                     "share_ci_high": readings.get("share_ci_high", np.nan),
+                     "reading": readings.get("reading", ""), "setting": readings.get("setting", ""),
                      "source": pub["source"]})
     return pd.DataFrame(rows)
+
+
+#: Where the study explained ResNet50 (pytorch-grad-cam's default target layer, the ImageNet input size).
+PUBLISHED_CAM_SETTING = {"layer": "layer4", "image_size": 224}
+
+
+def confidence_readings(run: DatasetRun, model: str, method: str, cls: str, published: float,
+                        n_boot: int = 4999, seed: int = 0) -> dict[str, Any]:
+    """Both readings of a published "confidence increase", with 95 % intervals over images.
+
+    * the mean change of the class score when the image is multiplied by the map
+      (``confidence_increase``, pytorch-grad-cam's ``CamMultImageConfidenceChange``), in [-1, 1];
+    * the share of images whose score rises (``increase_in_confidence_pct`` / 100, Chattopadhay et
+      al. 2018's "Increase in Confidence"), in [0, 1].
+
+    Each image's value is first averaged over the fold models (as in the paired tests), then the
+    images are resampled (percentile bootstrap, :func:`xai_helpers.stats.paired_bootstrap`).
+    ``reading`` says which reading has the published value's sign and lies nearer to it, and
+    ``setting`` where this run's target layer or image size differ from the study's.
+
+    Parameters
+    ----------
+    run : DatasetRun
+    model, method, cls : str
+        The published row's model, CAM method and class.
+    published : float
+    n_boot, seed : int
+
+    Returns
+    -------
+    dict
+        ``change_ci_low``, ``change_ci_high``, ``share_rising``, ``share_ci_low``,
+        ``share_ci_high``, ``reading``, ``setting`` (empty when the run has no such images).
+
+    Examples
+    --------
+    >>> confidence_readings(load_study(example_study())[0], "resnet50", "xgradcam", "glioma", 0.12)["setting"]
+    'layer layer4 at 224 px: as published'
+    """
+    out: dict[str, Any] = {}
+    layer = run.config.get("cam_layer")
+    layer = PUBLISHED_CAM_SETTING["layer"] if layer in (None, "default") and model == "resnet50" else layer
+    size = run.config.get("image_size")
+    differs = [f"layer {layer} (published {PUBLISHED_CAM_SETTING['layer']})"
+               if layer != PUBLISHED_CAM_SETTING["layer"] else f"layer {layer}",
+               f"{size} px (published {PUBLISHED_CAM_SETTING['image_size']})"
+               if size != PUBLISHED_CAM_SETTING["image_size"] else f"{size} px"]
+    same = layer == PUBLISHED_CAM_SETTING["layer"] and size == PUBLISHED_CAM_SETTING["image_size"]
+    out["setting"] = " at ".join(differs) + (": as published" if same else ": differs from the study")
+    x = run.per_image
+    if x.empty or "increase_in_confidence_pct" not in x:
+        return out
+    sel = x[(x["model"] == model) & (x["method"] == method) & (x["class"] == cls)]
+    per = sel.groupby("path")[["confidence_increase", "increase_in_confidence_pct"]].mean().dropna()
+    if len(per) < 2:
+        return out
+    change = paired_bootstrap(lambda a: a.mean(axis=1), per["confidence_increase"].to_numpy(), n_boot=n_boot,
+                              seed=seed)
+    share = paired_bootstrap(lambda a: a.mean(axis=1), per["increase_in_confidence_pct"].to_numpy() / 100,
+                             n_boot=n_boot, seed=seed)
+    out.update(change_ci_low=change["ci_low"], change_ci_high=change["ci_high"], share_rising=share["observed"],
+               share_ci_low=share["ci_low"], share_ci_high=share["ci_high"])
+    candidates = {"mean change": change["observed"], "share rising": share["observed"]}
+    same_sign = {k: v for k, v in candidates.items() if np.sign(v) == np.sign(published)}
+    if same_sign:
+        best = min(same_sign, key=lambda k: abs(same_sign[k] - published))
+        out["reading"] = f"{best} (sign and scale nearer the published {published:g})"
+    else:
+        out["reading"] = f"neither has the published sign ({published:g})"
+    return out
 
 
 def wilson_interval(accuracy: float, n: int, alpha: float = 0.05) -> tuple[float, float]:
@@ -571,8 +657,52 @@ def generalization_summary(runs: list[DatasetRun]) -> pd.DataFrame:
             if len(ext):
                 row["ece external"] = ext["ece"].mean()
                 row["external: what was scored"] = external_note(r)
+                flagged = r.external.get("shift_flagged")
+                row["external shift (flagged, generalization_shift.csv)"] = (
+                    ", ".join(flagged) if flagged else "none flagged" if flagged is not None else "not audited")
+                row["warnings"] = "; ".join(external_warnings(
+                    float(ext["accuracy"].mean()), float(row["clean"]), float(ext["ece"].mean()),
+                    r.external.get("majority_class_rate")))
             rows.append(row)
     return pd.DataFrame(rows)
+
+
+#: An external accuracy this far below the clean test accuracy, or an ECE above this, is a warning.
+EXTERNAL_DROP_WARNING = 0.15
+EXTERNAL_ECE_WARNING = 0.2
+
+
+def external_warnings(external_accuracy: float, clean_accuracy: float, external_ece: float,
+                      majority_class_rate: float | None) -> list[str]:
+    """Warning signs of an external accuracy, in words (empty when there is none).
+
+    Parameters
+    ----------
+    external_accuracy, clean_accuracy, external_ece : float
+        Means over the fold models.
+    majority_class_rate : float or None
+        Share of the external set's largest class: what always answering it scores.
+
+    Returns
+    -------
+    list of str
+
+    Examples
+    --------
+    >>> for line in external_warnings(0.55, 0.9, 0.3, 0.6):
+    ...     print(line)
+    WARNING: 0.35 below the clean test accuracy
+    WARNING: below the majority-class rate 0.60
+    WARNING: ECE 0.30 > 0.2
+    """
+    out = []
+    if clean_accuracy - external_accuracy > EXTERNAL_DROP_WARNING:
+        out.append(f"WARNING: {clean_accuracy - external_accuracy:.2f} below the clean test accuracy")
+    if majority_class_rate is not None and np.isfinite(majority_class_rate) and external_accuracy < majority_class_rate:
+        out.append(f"WARNING: below the majority-class rate {majority_class_rate:.2f}")
+    if np.isfinite(external_ece) and external_ece > EXTERNAL_ECE_WARNING:
+        out.append(f"WARNING: ECE {external_ece:.2f} > {EXTERNAL_ECE_WARNING:g}")
+    return out
 
 
 def external_note(run: DatasetRun) -> str:
@@ -653,6 +783,57 @@ def difference_notes(runs: list[DatasetRun]) -> list[str]:
             parts.append(f"confidence increase is averaged over {c['explain_per_class']} test images per class "
                          f"per fold at layer {c.get('cam_layer')}")
         notes.append(f"**{r.dataset}**: " + "; ".join(parts) + ".")
+        notes += [f"**{r.dataset}** (measured): {n}" for n in measured_notes(r)]
+    return notes
+
+
+def measured_notes(run: DatasetRun, gap_threshold: float = 0.15) -> list[str]:
+    """What the run's own measurements say about its numbers: the audit's flagged shortcuts and
+    shifts, and the validation-vs-test gap of the CNNs.
+
+    Parameters
+    ----------
+    run : DatasetRun
+    gap_threshold : float
+        A mean validation accuracy this much above the test accuracy is reported.
+
+    Returns
+    -------
+    list of str
+
+    Examples
+    --------
+    >>> measured_notes(load_study(example_study())[0])  # the example study has no audit tables
+    []
+    """
+    notes = []
+    if not run.shortcuts.empty:
+        flagged = run.shortcuts[run.shortcuts["flagged"].astype(bool)]
+        features = [f for f in flagged["feature"] if f != "all"]
+        if features:
+            notes.append("the data audit flags " + ", ".join(
+                f"{f} ({e:.2f})" for f, e in zip(flagged["feature"], flagged["effect_size"]) if f != "all")
+                + " as telling the classes apart on the training pool (effect sizes in brackets; "
+                  "`data/audit_shortcuts.csv`): a shortcut the CNNs can learn instead of the anatomy")
+        tree = flagged[flagged["feature"] == "all"]
+        if len(tree):
+            notes.append(f"a depth-3 tree on the file metadata alone reaches a balanced accuracy of "
+                         f"{tree['statistic'].iloc[0]:.2f} on the training pool")
+    if not run.shift.empty:
+        flagged = run.shift[run.shift["flagged"].astype(bool)]
+        for cls, part in flagged.groupby("class", sort=True):
+            notes.append(f"class {cls} shifts from the training pool to the test split in "
+                         + ", ".join(f"{f} ({e:.2f})" for f, e in zip(part["feature"], part["effect_size"]))
+                         + " (`data/audit_shift.csv`)")
+    cnns = cnn_rows(run.metrics)
+    if "val_accuracy" in cnns and len(cnns):
+        means = cnns.groupby("model", sort=False)[["val_accuracy", "accuracy"]].mean()
+        gaps = means[means["val_accuracy"] - means["accuracy"] > gap_threshold]
+        if len(gaps):
+            notes.append("validation accuracy (held-out training folds) exceeds test accuracy by more than "
+                         f"{gap_threshold:.2f} for " + ", ".join(
+                             f"{m} ({v:.2f} vs {t:.2f})" for m, (v, t) in gaps.iterrows())
+                         + ": the test split is not distributed like the training pool")
     return notes
 
 
@@ -752,17 +933,28 @@ def write_report(study_dir: str | Path, runs: list[DatasetRun] | None = None) ->
         wide = wide.pivot_table(index=["dataset", "method"], columns="class", values="cell", aggfunc="first")
         lines.append(_markdown(wide.reset_index()))
     lines += ["", "## Next to the published numbers", "", _markdown(pub), "",
-              f"Source of every published number: {PUBLISHED_SOURCE}. `ours_ci_low`/`ours_ci_high`: Wilson 95 % "
-              "interval of our accuracy on the `n_test` test images (test-set sampling only); `n`: folds "
-              "(accuracy) or distinct explained images (confidence increase); `difference_ci`: the same "
-              "interval minus the published value. Rows with `nan` under `ours`: that dataset is not in this study "
-              "folder.", "",
+              f"Source of every published number: {PUBLISHED_SOURCE}. Accuracy: `ours_ci_low`/`ours_ci_high` is the "
+              "Wilson 95 % interval of our accuracy on the `n_test` test images (test-set sampling only); `n`: "
+              "folds. Confidence increase, read two ways, each with a 95 % percentile-bootstrap interval over the "
+              "`n` distinct explained images (each image averaged over the fold models): `ours` is the mean "
+              "change of the class score when the image is multiplied by the map (pytorch-grad-cam's "
+              "`CamMultImageConfidenceChange`, in [-1, 1]); `share_rising` is the share of images whose score "
+              "rises (Chattopadhay et al.'s \"Increase in Confidence\" / 100, in [0, 1]). The published values "
+              "are all positive and small (0.08-0.12): a share of images is positive by construction and on that "
+              "scale, while a mean change of a masked image is usually negative; `reading` says which of ours has "
+              "the published sign and lies nearer. `setting`: our target layer and image size against the "
+              "study's (ResNet50 `layer4` at 224 px). `difference_ci`: our interval minus the published value. "
+              "Rows with `nan` under `ours`: that dataset is not in this study folder.", "",
               "## Why the numbers differ", ""]
     lines += [f"- {n}" for n in difference_notes(runs)]
     lines += ["", "## Generalization (accuracy; mean over folds)", "",
               "Clean test images, each corruption at its highest severity run, and the external set "
-              "(see notebook 07 for the curves, calibration and explanation stability). The last column says "
-              "which classes the external accuracy stands on and which training images were found in it.", "",
+              "(see notebook 07 for the curves, calibration and explanation stability). `external: what was "
+              "scored` says which classes the external accuracy stands on and which training images were found "
+              "in it; `external shift` lists the file properties that differ between the training pool and the "
+              "external set (per class, `generalization_shift.csv`); `warnings` flags an external accuracy more "
+              f"than {EXTERNAL_DROP_WARNING} below the clean one or below the external set's majority-class rate, "
+              f"and an external ECE above {EXTERNAL_ECE_WARNING}.", "",
               _markdown(gen) if not gen.empty else "_(notebook 07 has not run)_", ""]
     path = RunFolder(study_dir).report_file
     write_text_atomic(path, "\n".join(lines))
