@@ -56,7 +56,7 @@ external_data_root = None
 external_dataset = 'auto'
 class_map = {}
 corruption_severities = [1, 3, 5]
-generalization_per_class = 20
+generalization_per_class = 12
 # %% [markdown]
 # ## Setup
 

@@ -72,7 +72,7 @@ DEFAULTS: dict[str, Any] = {
     "external_dataset": "auto",      # its layout ('auto' or a layout name)
     "class_map": {},                 # external class name -> training class name (others match by name)
     "corruption_severities": [1, 3, 5],  # of 1..5 (see xai_helpers.generalization.CORRUPTIONS)
-    "generalization_per_class": 20,      # cap on test / external images per class in notebook 07 (None: all)
+    "generalization_per_class": 12,      # cap on test / external images per class in notebook 07 (None: all)
 }
 
 #: ``precision``: the fast paths where the hardware has them, or plain fp32 (see README, "Speed").

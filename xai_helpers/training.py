@@ -122,7 +122,7 @@ class TrainConfig:
     channels_last: bool = True
     recalibrate_bn: bool = True
     bn_calibration_images: int = 1024
-    resume_every_seconds: float = 60.0
+    resume_every_seconds: float = 120.0
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
