@@ -111,3 +111,31 @@ def test_report_flags_a_cnn_that_does_not_beat_the_best_baseline(study):
     text = write_report(study).read_text()
     assert "**skin_cancer_isic: densenet121 not above the best baseline** (baseline_hgb" in text
     assert "**brain_tumor_mri: " not in text  # no baseline there: nothing to flag
+
+
+def test_report_warns_next_to_an_external_accuracy_that_is_a_warning_sign(study):
+    """External accuracy more than 0.15 below clean, below the external majority-class rate, or ECE above 0.2:
+    the generalization table says so beside the number, with the flagged shifts of the external set."""
+    import json
+
+    import pandas as pd
+
+    from xai_helpers.steps.summary import generalization_summary
+
+    run = study / "skin_cancer_isic"
+    rows = [{"model": m, "fold": f, "condition": c, "severity": 0, "accuracy": a, "f1_macro": a, "ece": e}
+            for m, (clean, ext, ece) in {"resnet50": (0.80, 0.55, 0.30), "densenet121": (0.70, 0.66, 0.05)}.items()
+            for f in range(3) for c, a, e in (("clean", clean, 0.05), ("external:site_b", ext, ece))]
+    pd.DataFrame(rows).to_csv(run / "generalization.csv", index=False)
+    (run / "generalization_external.json").write_text(json.dumps({
+        "name": "site_b", "classes_evaluated": ["benign", "malignant"], "majority_class_rate": 0.6,
+        "training_overlap": {"exact": 0, "near": 0}, "shift_flagged": ["benign: aspect_ratio"]}))
+    table = generalization_summary(load_study(study)).set_index(["dataset", "model"])
+    resnet = table.loc[("skin_cancer_isic", "resnet50"), "warnings"]
+    assert "0.25 below the clean test accuracy" in resnet and "below the majority-class rate 0.60" in resnet
+    assert "ECE 0.30 > 0.2" in resnet
+    assert table.loc[("skin_cancer_isic", "densenet121"), "warnings"] == ""  # 0.04 below, 0.66 > 0.60, ECE 0.05
+    assert table.loc[("skin_cancer_isic", "resnet50"), "external shift (flagged, generalization_shift.csv)"] == \
+        "benign: aspect_ratio"
+    text = write_report(study).read_text()
+    assert "WARNING: 0.25 below the clean test accuracy" in text and "benign: aspect_ratio" in text
