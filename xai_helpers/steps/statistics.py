@@ -107,8 +107,8 @@ def summary_table_for_run(params: dict[str, Any], tests: pd.DataFrame,
     --------
     >>> params = tiny_run()
     >>> table = summary_table_for_run(params, run_paired_tests(params))
-    >>> table.index.tolist(), RunFolder(params["run_dir"]).summary_table_file.is_file()
-    (['resnet50'], True)
+    >>> table.loc["resnet50", "kind"], RunFolder(params["run_dir"]).summary_table_file.is_file()
+    ('CNN', True)
     """
     run = RunFolder(params["run_dir"])
     run.claim()
