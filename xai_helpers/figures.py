@@ -21,6 +21,7 @@ from sklearn.metrics import confusion_matrix
 
 from .baselines import is_baseline
 from .cams import method_label
+from .data.metadata import CATEGORICAL_FEATURES, NUMERIC_FEATURES
 from .runfolder import RunFolder
 
 PALETTE = "colorblind"
@@ -162,9 +163,8 @@ def plot_audit_metadata(metadata: pd.DataFrame | str | Path, run: RunFolder | No
     """
     if not isinstance(metadata, pd.DataFrame):
         metadata = pd.read_csv(metadata, keep_default_na=False, na_values=[""])
-    numeric = [f for f in ("width", "height", "aspect_ratio", "jpeg_quality", "mean_intensity")
-               if f in metadata and metadata[f].notna().any()]
-    categorical = [f for f in ("colour_mode", "file_format") if f in metadata]
+    numeric = [f for f in NUMERIC_FEATURES if f in metadata and metadata[f].notna().any()]
+    categorical = [f for f in CATEGORICAL_FEATURES if f in metadata]
     panels = numeric + categorical
     cols = min(4, len(panels))
     nrows = int(np.ceil(len(panels) / cols))

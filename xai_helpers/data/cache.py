@@ -67,6 +67,11 @@ def _to_uint8(arr: np.ndarray) -> np.ndarray:
     return ((arr - lo) / (hi - lo) * 255).round().astype(np.uint8)
 
 
+def _check_resize_mode(resize_mode: str) -> None:
+    if resize_mode not in RESIZE_MODES:
+        raise ValueError(f"resize_mode: unknown value {resize_mode!r}; accepted values: {', '.join(RESIZE_MODES)}")
+
+
 def square_image(img: Image.Image, resize_mode: str = "squash") -> Image.Image:
     """A non-square image made square as :data:`RESIZE_MODES` says (a square one as it is).
 
@@ -86,8 +91,7 @@ def square_image(img: Image.Image, resize_mode: str = "squash") -> Image.Image:
     >>> square_image(wide, "center_crop").size, square_image(wide, "pad").size, square_image(wide).size
     ((10, 10), (30, 30), (30, 10))
     """
-    if resize_mode not in RESIZE_MODES:
-        raise ValueError(f"resize_mode: unknown value {resize_mode!r}; accepted values: {', '.join(RESIZE_MODES)}")
+    _check_resize_mode(resize_mode)
     w, h = img.size
     if w == h or resize_mode == "squash":
         return img
@@ -366,8 +370,7 @@ def build_cache(paths: Sequence[str | os.PathLike], image_size: int, grey: bool,
                 digests.append(file_digest(p))
             except OSError:
                 digests.append("unreadable")
-    if resize_mode not in RESIZE_MODES:
-        raise ValueError(f"resize_mode: unknown value {resize_mode!r}; accepted values: {', '.join(RESIZE_MODES)}")
+    _check_resize_mode(resize_mode)
     # 'squash' keeps the key it had before resize_mode existed, so earlier caches are reused
     key_parts = [CACHE_VERSION, image_size, bool(grey), list(digests)]
     if resize_mode != "squash":

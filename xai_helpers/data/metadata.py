@@ -42,6 +42,10 @@ def ijg_table(quality: int) -> np.ndarray:
     return np.clip((IJG_LUMINANCE * scale + 50) // 100, 1, 255)
 
 
+#: :func:`ijg_table` of qualities 1..100, one row each: built once, compared with every JPEG's table.
+_IJG_TABLES = np.stack([ijg_table(q) for q in range(1, 101)])
+
+
 def jpeg_quality(quantization: dict[int, Sequence[int]] | None) -> float:
     """Estimated libjpeg quality (1-100) of a JPEG from its quantisation tables, NaN if unknown.
 
@@ -69,7 +73,7 @@ def jpeg_quality(quantization: dict[int, Sequence[int]] | None) -> float:
     if not quantization or 0 not in quantization or len(quantization[0]) != 64:
         return float("nan")
     table = np.asarray(quantization[0], dtype=np.int64)
-    errors = [np.abs(ijg_table(q) - table).sum() for q in range(1, 101)]
+    errors = np.abs(_IJG_TABLES - table).sum(axis=1)
     return float(int(np.argmin(errors)) + 1)
 
 
@@ -120,19 +124,15 @@ def image_metadata(paths: Sequence[str], headers: Sequence[Sequence[Any]], image
     if len(paths) != len(headers) or len(paths) != len(images):
         raise ValueError(f"paths, headers, images: {len(paths)}, {len(headers)} and {len(images)} rows; "
                          f"expected one of each per image")
-    heads = [tuple(h) + (None,) * (5 - len(h)) for h in headers]
-    meta = pd.DataFrame({"path": list(paths),
-                         "width": [int(h[0]) for h in heads], "height": [int(h[1]) for h in heads],
-                         "colour_mode": [str(h[2]) for h in heads],
-                         "file_format": [str(h[3]) if h[3] is not None else "unknown" for h in heads],
-                         "jpeg_quality": [float(h[4]) if h[4] is not None else np.nan for h in heads]})
+    meta = pd.DataFrame([tuple(h) for h in headers],
+                        columns=["width", "height", "colour_mode", "file_format", "jpeg_quality"])
+    meta.insert(0, "path", list(paths))
     meta.insert(3, "aspect_ratio", meta["width"] / meta["height"])
-    luma = np.array([0.299, 0.587, 0.114]).reshape(1, 3, 1, 1)
+    luma = np.array([0.299, 0.587, 0.114])
     means = np.empty(len(paths))
     for s in range(0, len(paths), chunk):
-        x = np.asarray(images[np.arange(s, min(s + chunk, len(paths)))], dtype=np.float64)
-        if x.shape[1] == 3:
-            x = (x * luma).sum(axis=1, keepdims=True)
-        means[s:s + chunk] = x.mean(axis=(1, 2, 3))
+        # the mean of the luma is the luma of the channel means: no float copy of the images
+        channel_means = np.asarray(images[np.arange(s, min(s + chunk, len(paths)))]).mean(axis=(2, 3))
+        means[s:s + chunk] = channel_means @ luma if channel_means.shape[1] == 3 else channel_means[:, 0]
     meta["mean_intensity"] = means
     return meta

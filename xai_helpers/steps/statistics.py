@@ -113,9 +113,7 @@ def summary_table_for_run(params: dict[str, Any], tests: pd.DataFrame,
     run = RunFolder(params["run_dir"])
     run.claim()
     metrics = run.read_metrics()
-    cnns = cnn_rows(metrics)
-    reference = str(cnns.groupby("model")[metric_names[0]].mean().idxmax()) if len(cnns) else None
-    table = summary_table(metrics, tests, tuple(metric_names), reference=reference)
+    table = summary_table(metrics, tests, tuple(metric_names), reference=best_cnn(metrics, metric_names[0]))
     table.insert(0, "kind", ["baseline" if is_baseline(m) else "CNN" for m in table.index])
     best = best_baseline(metrics)
     if best is not None:
@@ -144,10 +142,36 @@ def best_baseline(metrics: pd.DataFrame, metric: str = "accuracy") -> str | None
     >>> best_baseline(m)
     'baseline_hgb'
     """
-    base = metrics[metrics["model"].map(is_baseline)]
-    if base.empty:
+    return _best_of(metrics[metrics["model"].map(is_baseline)], metric)
+
+
+def best_cnn(metrics: pd.DataFrame, metric: str = "accuracy") -> str | None:
+    """The CNN with the best mean test ``metric`` over folds in ``metrics.csv`` (None without one): the
+    reference the summary tables mark the other models against.
+
+    Parameters
+    ----------
+    metrics : pandas.DataFrame
+        ``metrics.csv``.
+    metric : str
+
+    Returns
+    -------
+    str or None
+
+    Examples
+    --------
+    >>> m = pd.DataFrame({"model": ["resnet50", "vgg16", "baseline_hgb"], "accuracy": [.8, .85, .9]})
+    >>> best_cnn(m)
+    'vgg16'
+    """
+    return _best_of(cnn_rows(metrics), metric)
+
+
+def _best_of(rows: pd.DataFrame, metric: str) -> str | None:
+    if rows.empty:
         return None
-    return str(base.groupby("model")[metric].mean().idxmax())
+    return str(rows.groupby("model", sort=False)[metric].mean().idxmax())
 
 
 def baseline_verdict(metrics: pd.DataFrame, tests: pd.DataFrame, model: str, baseline: str,

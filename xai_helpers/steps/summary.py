@@ -21,7 +21,8 @@ from ..atomic import write_text_atomic
 from ..baselines import cnn_rows, is_baseline
 from ..runfolder import RunFolder
 from ..stats import FOLD_TEST, HEADLINE_TEST, pair_p_adjusted, paired_bootstrap, significance_mark
-from .statistics import baseline_verdict, best_baseline
+from .statistics import baseline_verdict, best_baseline, best_cnn
+from .training import LARGE_GAP, validation_test_gap
 
 #: Where every published number comes from.
 PUBLISHED_SOURCE = ("Chaddad et al. (2025), Generalizable and explainable deep learning for medical image "
@@ -307,9 +308,7 @@ def performance_table(runs: list[DatasetRun], metric_names=("accuracy", "f1_macr
     """
     rows = []
     for r in runs:
-        cnns = cnn_rows(r.metrics)
-        means = (cnns if len(cnns) else r.metrics).groupby("model", sort=False)[list(metric_names)].mean()
-        best = str(means[metric_names[0]].idxmax())
+        best = best_cnn(r.metrics, metric_names[0])
         baseline = best_baseline(r.metrics)
         for model, part in r.metrics.groupby("model", sort=False):
             row = {"dataset": r.dataset, "model": model, "kind": "baseline" if is_baseline(model) else "CNN",
@@ -787,7 +786,7 @@ def difference_notes(runs: list[DatasetRun]) -> list[str]:
     return notes
 
 
-def measured_notes(run: DatasetRun, gap_threshold: float = 0.15) -> list[str]:
+def measured_notes(run: DatasetRun, gap_threshold: float = LARGE_GAP) -> list[str]:
     """What the run's own measurements say about its numbers: the audit's flagged shortcuts and
     shifts, and the validation-vs-test gap of the CNNs.
 
@@ -825,15 +824,13 @@ def measured_notes(run: DatasetRun, gap_threshold: float = 0.15) -> list[str]:
             notes.append(f"class {cls} shifts from the training pool to the test split in "
                          + ", ".join(f"{f} ({e:.2f})" for f, e in zip(part["feature"], part["effect_size"]))
                          + " (`data/audit_shift.csv`)")
-    cnns = cnn_rows(run.metrics)
-    if "val_accuracy" in cnns and len(cnns):
-        means = cnns.groupby("model", sort=False)[["val_accuracy", "accuracy"]].mean()
-        gaps = means[means["val_accuracy"] - means["accuracy"] > gap_threshold]
-        if len(gaps):
-            notes.append("validation accuracy (held-out training folds) exceeds test accuracy by more than "
-                         f"{gap_threshold:.2f} for " + ", ".join(
-                             f"{m} ({v:.2f} vs {t:.2f})" for m, (v, t) in gaps.iterrows())
-                         + ": the test split is not distributed like the training pool")
+    gap = validation_test_gap(cnn_rows(run.metrics), [])  # class 'all': accuracy
+    gaps = gap[gap["gap"] > gap_threshold]
+    if len(gaps):
+        notes.append("validation accuracy (held-out training folds) exceeds test accuracy by more than "
+                     f"{gap_threshold:.2f} for " + ", ".join(
+                         f"{r.model} ({r.validation:.2f} vs {r.test:.2f})" for r in gaps.itertuples())
+                     + ": the test split is not distributed like the training pool")
     return notes
 
 

@@ -178,6 +178,14 @@ def _reusable(ckpt_dir: Path, config: TrainConfig, fingerprint: str) -> tuple[bo
     return True, ""
 
 
+def _scored(run: RunFolder, model: str, fold: int) -> bool:
+    """Whether ``metrics.csv`` has a row of (model, fold) and its test predictions are written."""
+    if not run.metrics_file.is_file() or not run.predictions_file(model, fold).is_file():
+        return False
+    existing = pd.read_csv(run.metrics_file)
+    return bool(((existing["model"] == model) & (existing["fold"] == fold)).any())
+
+
 def train_models(data: PreparedData, params: dict[str, Any], models: Sequence[str] | None = None,
                        folds: Sequence[int] | None = None, progress: bool = True) -> pd.DataFrame:
     """Train and test every model on every fold; append rows to ``metrics.csv`` as folds finish.
@@ -223,10 +231,8 @@ def train_models(data: PreparedData, params: dict[str, Any], models: Sequence[st
         ckpt_dir = run.checkpoint_dir(model, fold)
         train_rows, val_rows, test_rows = data.fold_rows(fold)
         fingerprint = fit_fingerprint(data, fold, params)
-        existing = pd.read_csv(run.metrics_file) if run.metrics_file.is_file() else pd.DataFrame()
-        has_row = len(existing) and ((existing["model"] == model) & (existing["fold"] == fold)).any()
         reusable, why = _reusable(ckpt_dir, config, fingerprint)
-        if has_row and reusable and run.predictions_file(model, fold).is_file():
+        if reusable and _scored(run, model, fold):
             continue
         if why:
             print(f"{model} fold {fold}: trained again, {why}", flush=True)
@@ -318,7 +324,6 @@ def train_baselines(data: PreparedData, params: dict[str, Any], folds: Sequence[
     folds = list(folds if folds is not None else data.folds)
     if not names:
         return run.read_metrics() if run.metrics_file.is_file() else pd.DataFrame()
-    used = np.unique(np.concatenate([np.concatenate(data.fold_rows(f)) for f in folds]))
     features = None
     for name in names:
         for fold in tqdm(folds, desc=name, disable=not progress):
@@ -327,23 +332,20 @@ def train_baselines(data: PreparedData, params: dict[str, Any], folds: Sequence[
             fingerprint = hashlib.sha1(json.dumps([fit_fingerprint(data, fold, params), name, seed,
                                                    BASELINE_IMAGE_SIZE]).encode()).hexdigest()
             record = run.checkpoint_dir(name, fold) / "baseline.json"
-            existing = pd.read_csv(run.metrics_file) if run.metrics_file.is_file() else pd.DataFrame()
-            has_row = len(existing) and ((existing["model"] == name) & (existing["fold"] == fold)).any()
-            if (has_row and record.is_file() and run.predictions_file(name, fold).is_file()
-                    and json.loads(record.read_text()).get("fingerprint") == fingerprint):
+            if (record.is_file() and json.loads(record.read_text()).get("fingerprint") == fingerprint
+                    and _scored(run, name, fold)):
                 continue
-            if features is None:
-                features = dict(zip(used.tolist(), baseline_features(data.images, used)))
+            if features is None:  # every row: the folds' training, validation and test rows cover them all
+                features = baseline_features(data.images, np.arange(len(data.labels)))
             t = time.perf_counter()
-            model = fit_baseline(name, np.stack([features[r] for r in train_rows]), data.labels[train_rows], seed)
+            model = fit_baseline(name, features[train_rows], data.labels[train_rows], seed)
             seconds = time.perf_counter() - t
             k = len(data.class_names)
-            probs = predict_baseline(model, np.stack([features[r] for r in test_rows]), k)
+            probs = predict_baseline(model, features[test_rows], k)
             y_test = data.labels[test_rows]
             scores = classification_metrics(y_test, probs, data.class_names)
             scores.pop("confusion_matrix")
-            scores.update(validation_scores(data, val_rows,
-                                            predict_baseline(model, np.stack([features[r] for r in val_rows]), k)))
+            scores.update(validation_scores(data, val_rows, predict_baseline(model, features[val_rows], k)))
             run.write_csv(predictions_frame(data.splits["path"].iloc[test_rows], y_test, probs, data.class_names),
                           run.predictions_file(name, fold))
             row = {"dataset": data.info["layout"], "model": name, "fold": fold, "seed": seed, "weights": "none",
