@@ -54,6 +54,17 @@ def test_lr_mapping_needs_default_or_every_model():
         resolve_params({"lr": {"vgg16": 0.001}})
 
 
+def test_epochs_may_be_set_per_model():
+    p = resolve_params({"models": ["resnet50", "vgg16"], "epochs": {"default": 8, "vgg16": 4}})
+    assert p["epochs"] == {"default": 8, "vgg16": 4}
+    with pytest.raises(ParameterError, match="epochs: expected an integer >= 1, got 0"):
+        resolve_params({"epochs": {"default": 8, "vgg16": 0}})
+    with pytest.raises(ParameterError, match="epochs: the mapping"):
+        resolve_params({"models": ["resnet50", "vgg16"], "epochs": {"vgg16": 4}})
+    with pytest.raises(ParameterError, match="epochs: unknown value 'alexnet'"):
+        resolve_params({"epochs": {"default": 8, "alexnet": 4}})
+
+
 def test_batch_size_and_warmup_may_be_set_per_model():
     p = resolve_params({"batch_size": {"default": 32, "vgg16": 16}, "warmup_epochs": 1})
     assert p["batch_size"] == {"default": 32, "vgg16": 16} and p["warmup_epochs"] == 1

@@ -139,3 +139,28 @@ def test_report_warns_next_to_an_external_accuracy_that_is_a_warning_sign(study)
         "benign: aspect_ratio"
     text = write_report(study).read_text()
     assert "WARNING: 0.25 below the clean test accuracy" in text and "benign: aspect_ratio" in text
+
+
+def test_report_shows_epochs_per_model_and_what_the_cap_left_out(study):
+    import json
+    from dataclasses import asdict
+
+    import torch
+
+    from xai_helpers.training import TrainConfig
+
+    skin = study / "skin_cancer_isic"
+    ckpt = skin / "checkpoints" / "densenet121_fold0"
+    ckpt.mkdir(parents=True)
+    torch.save({"arch": "densenet121", "config": asdict(TrainConfig(epochs=4, seed=0))}, ckpt / "last.pt")
+    audit = json.loads((skin / "data" / "audit.json").read_text())
+    audit["splits"]["pool_per_class"] = {"benign": {"available": 1440, "used": 150},
+                                         "malignant": {"available": 1197, "used": 150}}
+    (skin / "data" / "audit.json").write_text(json.dumps(audit))
+    text = write_report(study).read_text()
+    assert "densenet121: 4, resnet50: 8" in text and "densenet121: 2 (half of epochs), resnet50: 4" in text
+    assert ("at most 150 training images per class were used: 300 of 2,637 (11 %; benign 150 of 1,440, "
+            "malignant 150 of 1,197)") in text
+    # brain (first column): one value for every model, shown once
+    row = next(line for line in text.splitlines() if line.startswith("| max epochs"))
+    assert [cell.strip() for cell in row.strip("|").split("|")] == ["max epochs", "8", "densenet121: 4, resnet50: 8"]

@@ -49,6 +49,8 @@ def test_training_copies_of_test_groups_are_dropped_and_reported():
 def test_max_per_class_and_missing_test_split():
     s = make_splits(_index(), folds=2, seed=0, max_per_class=4)
     assert (s[s.split == "train"].groupby("class").size() == 4).all()
+    pool = _index().query("split == 'train'")["class"].value_counts()
+    assert s.attrs["report"]["pool_per_class"] == {c: {"available": int(n), "used": 4} for c, n in pool.items()}
     no_test = _index(n_test=0)
     s2 = make_splits(no_test, folds=2, seed=0)
     assert 0 < (s2.split == "test").sum() < len(no_test)

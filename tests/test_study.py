@@ -74,3 +74,5 @@ def test_seeds_and_learning_rates_per_model():
     params = resolve_params({"batch_size": {"default": 32, "vgg16": 16}, "warmup_epochs": {"default": 0, "vgg16": 1}})
     vgg, resnet = train_config(params, "vgg16", 0), train_config(params, "resnet50", 0)
     assert (vgg.batch_size, vgg.warmup_epochs, resnet.batch_size, resnet.warmup_epochs) == (16, 1.0, 32, 0.0)
+    params = resolve_params({"epochs": {"default": 8, "vgg16": 4}})
+    assert (train_config(params, "vgg16", 1).epochs, train_config(params, "densenet121", 1).epochs) == (4, 8)

@@ -44,7 +44,8 @@ def make_splits(index: pd.DataFrame, folds: int, seed: int, max_per_class: int |
     -------
     pandas.DataFrame
         Columns ``path``, ``split`` (``train`` or ``test``), ``class``, ``group``, ``fold``
-        (and ``mask`` when the index has it); ``attrs['report']`` counts what was dropped.
+        (and ``mask`` when the index has it); ``attrs['report']`` counts what was dropped (with
+        ``max_per_class``: ``pool_per_class``, the images available and used per class).
 
     Examples
     --------
@@ -94,6 +95,9 @@ def make_splits(index: pd.DataFrame, folds: int, seed: int, max_per_class: int |
             keep.append(part[part["group"].isin(chosen)])
         new_pool = pd.concat(keep)
         report["subsampled_away"] = int(len(pool) - len(new_pool))
+        available, used = pool["class"].value_counts(), new_pool["class"].value_counts()
+        report["pool_per_class"] = {str(c): {"available": int(available[c]), "used": int(used.get(c, 0))}
+                                    for c in sorted(available.index)}
         df = pd.concat([new_pool, df[df["split"] == "test"]])
         pool = new_pool
 

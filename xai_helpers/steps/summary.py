@@ -236,6 +236,7 @@ def training_settings(run: RunFolder, metrics: pd.DataFrame) -> dict[str, Any]:
     ('8', 'resnet50: 0.001', '4 (half of epochs)')
     """
     seen: dict[str, set] = {}
+    per_model_epochs: dict[str, dict[str, str]] = {}
     for r in metrics[["model", "fold"]].drop_duplicates().itertuples(index=False):
         path = run.checkpoint_dir(r.model, int(r.fold)) / "last.pt"
         if not path.is_file():
@@ -245,18 +246,24 @@ def training_settings(run: RunFolder, metrics: pd.DataFrame) -> dict[str, Any]:
         config = dict(meta.get("config", {}))
         if "image_size" in meta:
             config["image_size"] = meta["image_size"]
+        epochs = config.get("epochs")
+        if config.get("min_epochs") is None and epochs is not None:
+            config = {**config, "min_epochs": f"{epochs // 2} (half of epochs)"}
+        for key in ("epochs", "min_epochs"):  # per model only where the models differ (below)
+            if key in config:
+                per_model_epochs.setdefault(key, {})[r.model] = str(config[key])
         for key in ("lr", "batch_size", "warmup_epochs", "schedule"):  # the settings that may be set per model
             if key in config:
                 value = config[key]
                 config[key] = f"{r.model}: {value:g}" if isinstance(value, (int, float)) else f"{r.model}: {value}"
-        epochs = config.get("epochs")
-        if config.get("min_epochs") is None and epochs is not None:
-            config = {**config, "min_epochs": f"{epochs // 2} (half of epochs)"}
         for key in ("image_size", "epochs", "batch_size", "lr", "optimizer", "schedule", "weight_decay", "augment",
                     "recalibrate_bn", "bn_calibration_images", "min_epochs", "patience", "class_weighted",
                     "freeze_epochs", "warmup_epochs", "clip_grad_norm", "amp", "channels_last"):
             if key in config:
                 seen.setdefault(key, set()).add(str(config[key]))
+    for key, values in per_model_epochs.items():
+        if len(set(values.values())) > 1:
+            seen[key] = {f"{model}: {value}" for model, value in values.items()}
     return {k: ", ".join(sorted(v)) for k, v in seen.items()}
 
 
@@ -770,7 +777,7 @@ def difference_notes(runs: list[DatasetRun]) -> list[str]:
         if c.get("image_size") and c["image_size"] != 224:
             parts.append(f"images were {c['image_size']} px instead of 224 px")
         if c.get("max_per_class"):
-            parts.append(f"at most {c['max_per_class']} training images per class were used")
+            parts.append(capped_pool_note(c["max_per_class"], a.get("splits", {}).get("pool_per_class")))
         dropped = len(a.get("splits", {}).get("dropped_train_images", []))
         if dropped:
             parts.append(f"{dropped} training images that duplicate test images were removed (the published "
@@ -784,6 +791,35 @@ def difference_notes(runs: list[DatasetRun]) -> list[str]:
         notes.append(f"**{r.dataset}**: " + "; ".join(parts) + ".")
         notes += [f"**{r.dataset}** (measured): {n}" for n in measured_notes(r)]
     return notes
+
+
+def capped_pool_note(max_per_class: int, pool_per_class: dict[str, dict[str, int]] | None) -> str:
+    """What a ``max_per_class`` cap left out of the training pool, in words.
+
+    Parameters
+    ----------
+    max_per_class : int
+    pool_per_class : dict or None
+        Class -> ``{"available": n, "used": m}`` (``audit.json``'s ``splits``); older runs lack it.
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> capped_pool_note(1000, {"normal": {"available": 1341, "used": 1000},
+    ...                         "pneumonia": {"available": 3875, "used": 1000}})
+    'at most 1000 training images per class were used: 2,000 of 5,216 (38 %; normal 1,000 of 1,341, pneumonia 1,000 of 3,875)'
+    """
+    note = f"at most {max_per_class} training images per class were used"
+    if not pool_per_class:
+        return note
+    available = sum(v["available"] for v in pool_per_class.values())
+    used = sum(v["used"] for v in pool_per_class.values())
+    capped = [f"{c} {v['used']:,} of {v['available']:,}" for c, v in pool_per_class.items() if v["used"] < v["available"]]
+    return (f"{note}: {used:,} of {available:,} ({100 * used / max(available, 1):.0f} %"
+            + (f"; {', '.join(capped)})" if capped else ")"))
 
 
 def measured_notes(run: DatasetRun, gap_threshold: float = LARGE_GAP) -> list[str]:

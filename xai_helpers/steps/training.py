@@ -57,12 +57,12 @@ def fold_seed(seed: int, model: str, fold: int) -> int:
 def per_model(value: Any, model: str, name: str = "lr") -> Any:
     """``value`` for ``model``: the value itself, or from a mapping with per-model values and a ``default``.
 
-    ``lr``, ``batch_size`` and ``warmup_epochs`` may be set per model this way.
+    ``epochs``, ``lr``, ``batch_size``, ``lr_schedule`` and ``warmup_epochs`` may be set per model this way.
 
     Parameters
     ----------
     value : number or dict
-        A parameter that may be set per model (``lr``, ``batch_size``, ``warmup_epochs``).
+        A parameter that may be set per model (``epochs``, ``lr``, ``batch_size``, ``warmup_epochs``).
     model : str
     name : str
         The parameter's name, for the error.
@@ -112,7 +112,7 @@ def train_config(params: dict[str, Any], model: str, fold: int) -> TrainConfig:
     >>> config.lr, config.seed, config.epochs
     (0.0001, 22, 6)
     """
-    return TrainConfig(epochs=params["epochs"], batch_size=int(per_model(params["batch_size"], model, "batch_size")),
+    return TrainConfig(epochs=int(per_model(params["epochs"], model, "epochs")), batch_size=int(per_model(params["batch_size"], model, "batch_size")),
                        warmup_epochs=float(per_model(params["warmup_epochs"], model, "warmup_epochs")),
                        schedule=per_model(params["lr_schedule"], model, "lr_schedule"),
                        lr=float(per_model(params["lr"], model, "lr")), patience=params["patience"],
