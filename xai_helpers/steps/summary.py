@@ -808,16 +808,18 @@ def capped_pool_note(max_per_class: int, pool_per_class: dict[str, dict[str, int
 
     Examples
     --------
-    >>> capped_pool_note(1000, {"normal": {"available": 1341, "used": 1000},
-    ...                         "pneumonia": {"available": 3875, "used": 1000}})
-    'at most 1000 training images per class were used: 2,000 of 5,216 (38 %; normal 1,000 of 1,341, pneumonia 1,000 of 3,875)'
+    >>> note = capped_pool_note(1000, {"normal": {"available": 1341, "used": 1000},
+    ...                                "pneumonia": {"available": 3875, "used": 1000}})
+    >>> note.split(": ")[1]
+    '2,000 of 5,216 (38 %; normal 1,000 of 1,341, pneumonia 1,000 of 3,875)'
     """
     note = f"at most {max_per_class} training images per class were used"
     if not pool_per_class:
         return note
     available = sum(v["available"] for v in pool_per_class.values())
     used = sum(v["used"] for v in pool_per_class.values())
-    capped = [f"{c} {v['used']:,} of {v['available']:,}" for c, v in pool_per_class.items() if v["used"] < v["available"]]
+    capped = [f"{c} {v['used']:,} of {v['available']:,}"
+              for c, v in pool_per_class.items() if v["used"] < v["available"]]
     return (f"{note}: {used:,} of {available:,} ({100 * used / max(available, 1):.0f} %"
             + (f"; {', '.join(capped)})" if capped else ")"))
 

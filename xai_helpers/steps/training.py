@@ -112,7 +112,8 @@ def train_config(params: dict[str, Any], model: str, fold: int) -> TrainConfig:
     >>> config.lr, config.seed, config.epochs
     (0.0001, 22, 6)
     """
-    return TrainConfig(epochs=int(per_model(params["epochs"], model, "epochs")), batch_size=int(per_model(params["batch_size"], model, "batch_size")),
+    return TrainConfig(epochs=int(per_model(params["epochs"], model, "epochs")),
+                       batch_size=int(per_model(params["batch_size"], model, "batch_size")),
                        warmup_epochs=float(per_model(params["warmup_epochs"], model, "warmup_epochs")),
                        schedule=per_model(params["lr_schedule"], model, "lr_schedule"),
                        lr=float(per_model(params["lr"], model, "lr")), patience=params["patience"],
