@@ -56,7 +56,7 @@ def test_paper_profiles_plan_one_run_folder_per_dataset(tmp_path, monkeypatch):
     one, study = plan_runs("paper_cpu", {"dataset": "skin_cancer_isic", "data_root": str(roots["skin_cancer_isic"]),
                                          "run_dir": str(tmp_path / "cpu")})
     assert len(one) == 1 and one[0]["run_dir"] == str(tmp_path / "cpu" / "skin_cancer_isic")
-    assert one[0]["max_per_class"] == 1000 and one[0]["epochs"] == {"default": 8, "vgg16": 4}
+    assert one[0]["max_per_class"] == 1500 and one[0]["epochs"] == {"default": 8, "vgg16": 4}
     assert study["run_dir"] == str(tmp_path / "cpu")
     with pytest.raises(ParameterError, match="name the one data_root belongs to with --set dataset"):
         plan_runs("paper", {"data_root": str(roots["skin_cancer_isic"])})
