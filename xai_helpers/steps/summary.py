@@ -812,12 +812,16 @@ def capped_pool_note(max_per_class: int, pool_per_class: dict[str, dict[str, int
     ...                                "pneumonia": {"available": 3875, "used": 1000}})
     >>> note.split(": ")[1]
     '2,000 of 5,216 (38 %; normal 1,000 of 1,341, pneumonia 1,000 of 3,875)'
+    >>> capped_pool_note(1500, {"benign": {"available": 1429, "used": 1429}})
+    'all 1,429 training-pool images were used (the cap of 1500 per class left none out)'
     """
     note = f"at most {max_per_class} training images per class were used"
     if not pool_per_class:
         return note
     available = sum(v["available"] for v in pool_per_class.values())
     used = sum(v["used"] for v in pool_per_class.values())
+    if used == available:
+        return f"all {available:,} training-pool images were used (the cap of {max_per_class} per class left none out)"
     capped = [f"{c} {v['used']:,} of {v['available']:,}"
               for c, v in pool_per_class.items() if v["used"] < v["available"]]
     return (f"{note}: {used:,} of {available:,} ({100 * used / max(available, 1):.0f} %"
