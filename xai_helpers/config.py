@@ -112,7 +112,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "generalization_per_class": None,
     },
     # The same path on 2 CPU cores within an hour per dataset (measured: README, "paper_cpu"): 64 px,
-    # at most 1500 training images per class (all of brain MRI and skin cancer, 55 % of chest X-ray),
+    # at most 1500 training images per class (all of brain MRI and skin cancer, 60 % of chest X-ray),
     # 3 folds of at most 8 epochs (VGG16, ~2.3x slower per image than ResNet50: 4), 20 explained and
     # 50 generalization images per class.
     "paper_cpu": {
