@@ -822,10 +822,10 @@ def capped_pool_note(max_per_class: int, pool_per_class: dict[str, dict[str, int
     used = sum(v["used"] for v in pool_per_class.values())
     if used == available:
         return f"all {available:,} training-pool images were used (the cap of {max_per_class} per class left none out)"
+    # fewer used than available: at least one class was capped, and available > 0
     capped = [f"{c} {v['used']:,} of {v['available']:,}"
               for c, v in pool_per_class.items() if v["used"] < v["available"]]
-    return (f"{note}: {used:,} of {available:,} ({100 * used / max(available, 1):.0f} %"
-            + (f"; {', '.join(capped)})" if capped else ")"))
+    return f"{note}: {used:,} of {available:,} ({100 * used / available:.0f} %; {', '.join(capped)})"
 
 
 def measured_notes(run: DatasetRun, gap_threshold: float = LARGE_GAP) -> list[str]:
