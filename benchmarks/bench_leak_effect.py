@@ -7,10 +7,11 @@ Prepares the dataset twice as notebook 01 does (into a temporary folder), with
 ``leak_policy='drop_train'`` (the default: training images in an exact or pHash-near duplicate
 group with a test image are removed) and ``leak_policy='keep'``. On each, fits the classical
 baselines of notebook 02 (:mod:`xai_helpers.baselines`) on *every* training-pool image, no folds,
-and scores them on the published test split. As an independent check of the pipeline, the same
-``HistGradientBoostingClassifier`` is fitted on 32x32 greyscale images read straight from the
-files with PIL (BOX resampling), with and without the images the audit dropped. Prints one line
-per fit and, last, one JSON object with every accuracy and the number of dropped images.
+and scores them on the published test split. As an independent check of the feature pipeline
+(cache, resize, greyscale, downsampling), the same ``baseline_hgb`` estimator is fitted on 32x32
+greyscale images read straight from the files with PIL (BOX resampling), with and without the
+images the audit dropped. Prints one line per fit and, last, one JSON object with every accuracy
+and the number of dropped images.
 """
 from __future__ import annotations
 
@@ -21,9 +22,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from sklearn.ensemble import HistGradientBoostingClassifier
 
-from xai_helpers.baselines import BASELINE_NAMES, baseline_features, fit_baseline, predict_baseline
+from xai_helpers.baselines import BASELINE_NAMES, baseline_features, fit_baseline, make_baseline, predict_baseline
 from xai_helpers.config import resolve_params
 from xai_helpers.steps.data import prepare_data
 
@@ -72,8 +72,7 @@ def main() -> None:
         features = pil_features(kept["path"].tolist())
         for label, rows in (("pil/all_train", ~is_test),
                             ("pil/train_without_copies", ~is_test & ~kept["path"].isin(dropped).to_numpy())):
-            model = HistGradientBoostingClassifier(max_iter=200, random_state=args.seed)
-            model.fit(features[rows], labels[rows])
+            model = make_baseline("baseline_hgb", args.seed).fit(features[rows], labels[rows])
             acc = float((model.predict(features[is_test]) == labels[is_test]).mean())
             result[label] = round(acc, 4)
             print(f"PIL 32x32 grey, {label:25s} train {int(rows.sum()):5d}  accuracy {acc:.3f}", flush=True)
