@@ -21,14 +21,14 @@
 #
 # **Which test for which pairing, and what each assumes**
 #
-# * *Same test images, every fold model* (`predictions/`): the **image-level paired bootstrap** (`bootstrap_images`, the headline mark). The unit that carries the evidence is the test image: a new test set would change the images, not the folds. For each image its correctness is averaged over the fold models (the share of folds that got it right); the images are resampled in pairs (49,999 resamples, so that p can fall below 0.001 after Holm) and the difference of the two models' accuracy (and macro-F1, averaged over the fold models) is recomputed on each resample. It assumes the test images are independent draws; its p-value is `min(1, 2(1 + #)/(B + 1))`, never 0.
-# * *Same folds* (`metrics.csv`): the **paired t-test** (as in the study) assumes the fold differences are independent and roughly normal. They are not independent: the training sets of the folds overlap, so its p-values are too small. The **Nadeau–Bengio corrected resampled t-test** inflates the variance by `1/k + n_val/n_train` (the held-out fold against the training folds, about `1/k + 1/(k−1)`; Bouckaert & Frank 2004) to account for that. The **Wilcoxon signed-rank** test drops normality and assumes only symmetric differences, but with *n* folds its two-sided p-value cannot go below `2/2^n` (0.25 for three folds); its interval (Hollander & Wolfe's, from the Walsh averages) cannot reach 95 % either, and `ci_level` says what it reaches (75 % with three folds). **Every fold model is scored on the same test split**, so these fold-level tests are *conditional on that test set*: they see how training varies, not how the test images do. With three folds they have almost no power: a 55-point gap can come out `ns`. That is why the summary table's mark is the image-level bootstrap, with the corrected t beside it.
-# * *Same test images, one fold* (`predictions/`): **McNemar's test** compares two models' correct/incorrect outcomes image by image (exact binomial for fewer than 25 disagreements, chi-square with continuity correction otherwise), and a **paired bootstrap** gives an interval of the accuracy and F1 differences.
-# * *Same explained images* (`xai_per_image.csv`, after notebook 05): paired t and Wilcoxon between CAM methods, with **one value per image**: every fold's model explains the same images, so each image's metric is averaged over the fold models first, and `n` is the number of distinct images.
+# * *Same test images, every fold model* (`predictions/`): the **image-level paired randomisation test** (`randomisation_images`, the headline mark). The unit that carries the evidence is the test image: a new test set would change the images, not the folds. For each image its correctness is averaged over the fold models (the share of folds that got it right), and the statistic is the difference of the two models' accuracy (and macro-F1, averaged over the fold models). If the two models were interchangeable, swapping their predictions on any image would be as likely as not: the p-value is the share of such swap patterns whose difference is at least as far from 0 as the observed one (exact for accuracy and for up to 16 differing images, else 49,999 random patterns, `p = (1 + #)/(B + 1)`, never 0). With one fold it is the exact McNemar test; two models that differ on 5 of 100 images, all one way, get p = 0.0625. The interval of the difference comes from resampling the images in pairs (bootstrap, 49,999 resamples). It assumes the test images are independent draws.
+# * *Same folds* (`metrics.csv`): the **paired t-test** (as in the study) assumes the fold differences are independent and roughly normal. They are not independent: the training sets of the folds overlap, so its p-values are too small. The **Nadeau–Bengio corrected resampled t-test** inflates the variance by `1/k + n_val/n_train` (the held-out fold against the training folds, about `1/k + 1/(k−1)`; Bouckaert & Frank 2004) to account for that. The **Wilcoxon signed-rank** test drops normality and assumes only symmetric differences, but with *n* folds its two-sided p-value cannot go below `2/2^n` (0.25 for three folds); its interval (Hollander & Wolfe's, from the Walsh averages) cannot reach 95 % either, and `ci_level` says what it reaches (75 % with three folds). **Every fold model is scored on the same test split**, so these fold-level tests are *conditional on that test set*: they see how training varies, not how the test images do. With three folds they have almost no power: a 55-point gap can come out `ns`. That is why the summary table's mark is the image-level randomisation test, with the corrected t beside it.
+# * *Same test images, one fold* (`predictions/`): **McNemar's test** compares two models' correct/incorrect outcomes image by image (exact binomial for fewer than 25 disagreements, chi-square with continuity correction otherwise), and the randomisation test of each fold (`randomisation_accuracy`, `randomisation_f1_macro`) gives a p and a bootstrap interval of the accuracy and F1 differences.
+# * *Same explained images* (`xai_per_image.csv`, after notebook 05): paired t and Wilcoxon between CAM methods, with **one value per image**: every fold's model explains the same images, so each image's metric is averaged over the fold models first, and `n` is the number of distinct images. Each explained model and layer (`cam_model`, `cam_layer`) is tested and corrected on its own.
 #
 # **Which family Holm corrects over** (`holm_family`): one comparison (models, CNNs against the best baseline, or CAM methods), one group (all images, one fold, or one true class), one metric and one test family, across every pair compared there. Both McNemar variants (exact and chi-square, chosen per pair) are one family; each other test is its own. The CNN-vs-baseline pairs (`comparison = cnn_vs_baseline`) are a family of their own, so adding the baselines leaves the CNN-vs-CNN p-values unchanged.
 #
-# **How to read the table**: `p_value` is the raw p, `p_adjusted` the Holm-corrected one in its `holm_family` (use this one), `effect_size` is Cohen's d_z for t-tests (the mean difference in units of its standard deviation), the rank-biserial correlation for Wilcoxon and the accuracy difference `acc(a) − acc(b)` for McNemar and the bootstraps; `ci_low`/`ci_high` bound the difference at the level `ci_level`; `normality_p` is a Shapiro–Wilk check of the differences. Identical results give p = 1; a single fold gives 'not testable'.
+# **How to read the table**: `p_value` is the raw p, `p_adjusted` the Holm-corrected one in its `holm_family` (use this one), `effect_size` is Cohen's d_z for t-tests (the mean difference in units of its standard deviation), the rank-biserial correlation for Wilcoxon and the accuracy (or F1) difference for McNemar and the randomisation tests; `ci_low`/`ci_high` bound the difference at the level `ci_level`; `normality_p` is a Shapiro–Wilk check of the differences. Identical results give p = 1; a single fold, or fold differences that are all equal (zero variance), give 'not testable' (p NaN, mark `n/a`), never p = 0.
 
 # %% tags=["parameters"]
 # Parameters (papermill injects overrides after this cell; names shared by every notebook,
@@ -100,7 +100,7 @@ display(tests[(tests.comparison == 'cnn_vs_baseline') & (tests.group == 'all')][
 
 # %% [markdown]
 # ## The paper-style table
-# Mean ± standard deviation over folds; the mark compares each CNN with the best one by the image-level bootstrap, Holm-adjusted (`*` p < 0.05, `**` p < 0.01, `***` p < 0.001, `ns` not significant). The columns `(corrected_t)` give the corrected resampled t-test's mark for the same pair; `kind` tells CNNs from baselines, and `vs <baseline>` says whether each CNN's mean accuracy is above the best baseline's.
+# Mean ± standard deviation over folds; the mark compares each CNN with the best one by the image-level randomisation test, Holm-adjusted (`*` p < 0.05, `**` p < 0.01, `***` p < 0.001, `ns` not significant). The columns `(corrected_t)` give the corrected resampled t-test's mark for the same pair; `kind` tells CNNs from baselines, and `vs <baseline>` says whether each CNN's mean accuracy is above the best baseline's.
 
 # %%
 table = summary_table_for_run(params, tests, ('accuracy', 'f1_macro'))
@@ -108,16 +108,16 @@ display(table)
 
 # %% [markdown]
 # ## Figures
-# Adjusted p-values per pair (image-level bootstrap, then the corrected t), and the fold-wise values joined per fold.
+# Adjusted p-values per pair (image-level randomisation test, then the corrected t), and the fold-wise values joined per fold.
 
 # %%
 for metric in ('accuracy', 'f1_macro'):
-    plot_pvalue_heatmap(tests, metric, 'bootstrap_images', run=run)
+    plot_pvalue_heatmap(tests, metric, 'randomisation_images', run=run)
     plot_pvalue_heatmap(tests, metric, 'corrected_t', run=run)
     plot_paired_lines(metrics, metric, run=run)
 
 # %% [markdown]
-# ## Same test images, one fold: McNemar and bootstrap
+# ## Same test images, one fold: McNemar and the randomisation test
 # One row per fold and model pair.
 
 # %%

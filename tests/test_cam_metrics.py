@@ -61,7 +61,15 @@ def test_average_drop_and_increase_multiply_the_image_not_the_tensor(setup):
         assert not np.allclose(100 * tensor_drop / ours[m]["score"], ours[m]["average_drop_pct"], atol=1e-3)
 
 
-def test_pointing_game_tolerance_of_zhang_et_al():
+def _torchray_pointing(mask, point, tolerance):
+    """TorchRay's ``PointingGame.evaluate`` (torchray/benchmark/pointing_game.py), in numpy: a hit when some
+    mask pixel lies at squared distance strictly below ``tolerance**2`` from the point ``(u, v) = (x, y)``."""
+    v, u = np.meshgrid((np.arange(mask.shape[0]) - point[1]) ** 2.0, (np.arange(mask.shape[1]) - point[0]) ** 2.0,
+                       indexing="ij")
+    return bool((mask & ((v + u) < tolerance ** 2)).any())
+
+
+def test_pointing_game_is_torchrays_hit_test_at_our_tolerance():
     masks = np.zeros((3, 64, 64), bool)
     masks[:, 20:30, 20:30] = True
     maps = np.zeros((3, 64, 64))
@@ -70,15 +78,35 @@ def test_pointing_game_tolerance_of_zhang_et_al():
     maps[2, 33, 33] = 1.0  # 4 px diagonally both ways: sqrt(32) = 5.66 px, outside
     assert localisation_metrics(maps, masks)["pointing_game"].tolist() == [1.0, 0.0, 0.0]
     assert localisation_metrics(maps, masks, tolerance=0)["pointing_game"].tolist() == [0.0, 0.0, 0.0]
-    assert localisation_metrics(maps, masks, tolerance=6)["pointing_game"].tolist() == [1.0, 1.0, 1.0]
-    # at 224 px the tolerance is Zhang et al.'s 15 pixels
+    # a distance equal to the tolerance is a miss (TorchRay: d² < tol²); before, 6 px at tolerance 6 was a hit
+    assert localisation_metrics(maps, masks, tolerance=6)["pointing_game"].tolist() == [1.0, 0.0, 1.0]
+    # at 224 px the tolerance is 15 pixels: 14 px is a hit, 15 px is not
     big_mask = np.zeros((1, 224, 224), bool)
     big_mask[0, 100:110, 100:110] = True
     peak = np.zeros((1, 224, 224))
-    peak[0, 105, 124] = 1.0  # 15 px right of the mask
+    peak[0, 105, 123] = 1.0  # 14 px right of the mask
     assert localisation_metrics(peak, big_mask)["pointing_game"].tolist() == [1.0]
-    peak[0, 105, 124], peak[0, 105, 125] = 0.0, 1.0  # 16 px
+    peak[0, 105, 123], peak[0, 105, 124] = 0.0, 1.0  # 15 px
     assert localisation_metrics(peak, big_mask)["pointing_game"].tolist() == [0.0]
+    # against TorchRay's formula on random masks, peaks and integer tolerances (boundaries included)
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        mask = np.zeros((1, 32, 32), bool)
+        y0, x0 = rng.integers(0, 28, 2)
+        mask[0, y0:y0 + rng.integers(1, 5), x0:x0 + rng.integers(1, 5)] = True
+        m = rng.random((1, 32, 32))
+        tol = int(rng.integers(1, 12))
+        py, px = np.unravel_index(m[0].argmax(), m[0].shape)
+        expected = _torchray_pointing(mask[0], (px, py), tol)
+        assert localisation_metrics(m, mask, tolerance=tol)["pointing_game"][0] == float(expected)
+
+
+def test_a_constant_map_points_nowhere():
+    # before: argmax of an all-zero map is pixel (0, 0), a hit whenever the mask touches that corner
+    masks = np.zeros((2, 16, 16), bool)
+    masks[:, :4, :4] = True
+    flat = np.stack([np.zeros((16, 16)), np.full((16, 16), 0.7)])
+    assert localisation_metrics(flat, masks)["pointing_game"].tolist() == [0.0, 0.0]
 
 
 def test_deletion_insertion_equal_a_naive_loop(setup):

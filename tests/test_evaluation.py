@@ -43,3 +43,22 @@ def test_ece_hand_computed():
     y = np.array([0, 0, 0, 0])
     expected = 3 / 4 * abs(2 / 3 - 0.95) + 1 / 4 * abs(1 - 0.55)
     assert expected_calibration_error(y, probs, 15) == pytest.approx(expected)
+
+
+def test_f1_macro_of_a_test_split_missing_a_class_is_the_one_the_paired_tests_use():
+    # a class absent from the test split: before, f1_macro counted it as 0 while the image-level tests
+    # averaged over the classes present, so the reported value and the tested statistic differed
+    from xai_helpers.stats import image_paired_test
+
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, 80)                       # classes 0 and 1 present, 2 absent
+    probs = rng.dirichlet(np.ones(3), 80)
+    probs[np.arange(80), y] += 0.4
+    pred = probs.argmax(1)
+    m = classification_metrics(y, probs, ["a", "b", "c"])
+    assert m["f1_macro"] == pytest.approx(f1_score(y, pred, labels=[0, 1], average="macro", zero_division=0))
+    assert m["f1_macro"] > f1_score(y, pred, labels=[0, 1, 2], average="macro", zero_division=0)
+    other = np.where(rng.random(80) < 0.2, (pred + 1) % 3, pred)
+    r = image_paired_test(y, pred[None], other[None], "f1_macro", n_boot=99)
+    m_other = classification_metrics(y, np.eye(3)[other], ["a", "b", "c"])
+    assert r["statistic"] == pytest.approx(m["f1_macro"] - m_other["f1_macro"])

@@ -166,7 +166,9 @@ def test_quick_run_paired_tests_count_images_use_fold_sizes_and_one_mcnemar_fami
         assert family["holm_family"].nunique() == 1
         np.testing.assert_allclose(family["p_adjusted"], multipletests(family["p_value"], method="holm")[1])
     n_models = len(quick_run["models"])
-    images = tests[tests.test == "bootstrap_images"]
+    # no p of 0 anywhere, and no bootstrap-share p behind any mark: the image-level test is a randomisation test
+    assert not (tests["p_value"] == 0).any() and not tests["test"].str.startswith("bootstrap").any()
+    images = tests[tests.test == "randomisation_images"]
     assert (images.comparison == "models").sum() == 2 * n_models * (n_models - 1) // 2  # accuracy and F1, per pair
     assert (images.comparison == "cnn_vs_baseline").sum() == 2 * n_models  # each CNN against the best baseline
 

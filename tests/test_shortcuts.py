@@ -94,6 +94,21 @@ def test_shift_table_flags_the_shifted_class_only(tmp_path):
     assert row["effect_size"] == pytest.approx(ks.statistic) == pytest.approx(0.75)
 
 
+def test_shift_table_with_integer_class_labels_flags_as_with_names(tmp_path):
+    # before: str(c) was compared with an int array, no row matched, and nothing was flagged
+    ref, ref_y = _metadata(tmp_path / "ref", {"a": [(512, 512)] * 40, "b": [(512, 512)] * 40})
+    oth, oth_y = _metadata(tmp_path / "oth", {"a": [(256, 256)] * 30 + [(512, 512)] * 10, "b": [(512, 512)] * 40})
+    codes = {"a": 0, "b": 1}
+    named = shift_table(ref, ref_y, oth, oth_y)
+    numbered = shift_table(ref, [codes[c] for c in ref_y], oth, [codes[c] for c in oth_y])
+    assert len(numbered) == len(named) > 0
+    assert numbered["class"].tolist() == [str(codes[c]) for c in named["class"]]
+    assert numbered["flagged"].tolist() == named["flagged"].tolist()
+    ks = sps.ks_2samp(ref.loc[np.array(ref_y) == "a", "width"], oth.loc[np.array(oth_y) == "a", "width"])
+    row = numbered[(numbered["class"] == "0") & (numbered["feature"] == "width")].iloc[0]
+    assert row["statistic"] == pytest.approx(ks.statistic) and row["flagged"]
+
+
 @pytest.mark.slow
 @pytest.mark.shared_data
 def test_notebooks_01_to_03_on_the_brain_dataset_find_its_size_shortcut_and_shift(tmp_path):

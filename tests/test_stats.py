@@ -8,10 +8,10 @@ from scipy import stats as st
 from statsmodels.stats.contingency_tables import mcnemar as sm_mcnemar
 from statsmodels.stats.multitest import multipletests
 
-from xai_helpers.stats import (adjust_pvalues, bootstrap_p_value, cohens_dz, compare_methods, compare_models,
-                               compare_predictions, corrected_resampled_t_test, image_bootstrap_test, mcnemar_test,
-                               paired_bootstrap, paired_bootstrap_ci, paired_t_test, signed_rank_ci,
-                               signed_rank_null_distribution, summary_table, wilcoxon_min_p, wilcoxon_test)
+from xai_helpers.stats import (adjust_pvalues, cohens_dz, compare_methods, compare_models, compare_predictions,
+                               corrected_resampled_t_test, image_paired_test, image_randomisation_p, mcnemar_test,
+                               paired_bootstrap, paired_t_test, signed_rank_ci, signed_rank_null_distribution,
+                               summary_table, wilcoxon_min_p, wilcoxon_test)
 
 # Student (1908) / Cushny & Peebles (1905) sleep data, as in R's `t.test(extra ~ group, data = sleep,
 # paired = TRUE)`: t = -4.0621, df = 9, p-value = 0.002833, 95% CI (-2.4598858, -0.7001142).
@@ -125,10 +125,10 @@ def test_bootstrap_interval_contains_observed_difference():
     y = rng.integers(0, 2, 200)
     a = np.where(rng.random(200) < 0.9, y, 1 - y)
     b = np.where(rng.random(200) < 0.6, y, 1 - y)
-    r = paired_bootstrap_ci(y, a, b, "accuracy", n_boot=500)
+    r = image_paired_test(y, a[None], b[None], "accuracy", n_boot=500)
     assert r["statistic"] == pytest.approx((a == y).mean() - (b == y).mean())
     assert r["ci_low"] < r["statistic"] < r["ci_high"] and r["ci_low"] > 0 and r["p_value"] < 0.01
-    same = paired_bootstrap_ci(y, a, a, "f1_macro", n_boot=200)
+    same = image_paired_test(y, a[None], a[None], "f1_macro", n_boot=200)
     assert same["p_value"] == 1.0 and same["statistic"] == 0
 
 
@@ -155,8 +155,6 @@ def test_paired_bootstrap_matches_scipy_and_the_classification_bootstrap():
         return (a == y).mean(axis=axis) - (b == y).mean(axis=axis)
 
     ours = paired_bootstrap(accuracy_difference, y, a, b, n_boot=4000, seed=3)
-    classification = paired_bootstrap_ci(y, a, b, "accuracy", n_boot=4000, seed=3)
-    assert (classification["ci_low"], classification["ci_high"]) == pytest.approx((ours["ci_low"], ours["ci_high"]))
     ref = st.bootstrap((y, a, b), accuracy_difference, paired=True, vectorized=True, n_resamples=4000,
                        method="percentile", rng=np.random.default_rng(7))
     se = ours["standard_error"]
@@ -180,7 +178,7 @@ def test_degenerate_inputs_answer_clearly():
     nan = paired_t_test([0.8, np.nan, 0.7, 0.9], [0.7, 0.6, 0.6, 0.7])
     assert nan["n"] == 3 and "1 pair(s) with NaN left out" in nan["note"]
     const = paired_t_test([0.9, 0.8, 0.7], [0.8, 0.7, 0.6])
-    assert const["p_value"] == 0.0 and "zero variance" in const["note"]
+    assert np.isnan(const["p_value"]) and "not testable: zero variance" in const["note"]
     agree = mcnemar_test([True, False], [True, False])
     assert agree["p_value"] == 1.0 and "agree on every image" in agree["note"]
 
@@ -335,15 +333,6 @@ def test_signed_rank_interval_level_and_coverage():
     assert r["ci_level"] == pytest.approx(0.75) and "covers 75.0%" in r["note"]
 
 
-def test_bootstrap_p_value_is_never_zero():
-    y = np.zeros(100, int)
-    a, b = y.copy(), y.copy()
-    b[:60] = 1
-    r = paired_bootstrap_ci(y, a, b, "accuracy", n_boot=999)
-    assert r["p_value"] == pytest.approx(2 / 1000) and r["p_value"] > 0
-    assert bootstrap_p_value(np.r_[np.ones(98), -1.0]) == pytest.approx(2 * 2 / 100)
-
-
 def test_image_level_mark_sees_a_large_gap_the_fold_test_cannot():
     truth = ["x"] * 99
     paths = [f"{i}.png" for i in range(99)]
@@ -352,7 +341,7 @@ def test_image_level_mark_sees_a_large_gap_the_fold_test_cannot():
         preds[("a", fold)] = pd.DataFrame({"path": paths, "true": truth, "pred": ["x"] * 99})
         preds[("b", fold)] = pd.DataFrame({"path": paths, "true": truth, "pred": ["y"] * 50 + ["x"] * 49})
     tests = compare_predictions(preds, n_boot=100)
-    row = tests[(tests.test == "bootstrap_images") & (tests.metric == "accuracy")].iloc[0]
+    row = tests[(tests.test == "randomisation_images") & (tests.metric == "accuracy")].iloc[0]
     assert row["n"] == 99 and row["statistic"] == pytest.approx(50 / 99)
     assert row["p_adjusted"] < 0.001
     # the same gap, in fold scores that vary a little: three folds give the corrected t almost no power
@@ -365,12 +354,12 @@ def test_image_level_mark_sees_a_large_gap_the_fold_test_cannot():
     assert table.loc["b", "accuracy (corrected_t)"] == "ns"
 
 
-def test_image_bootstrap_agrees_with_scipy_on_fold_averaged_correctness():
+def test_image_level_interval_agrees_with_scipys_bootstrap_of_fold_averaged_correctness():
     rng = np.random.default_rng(4)
     y = rng.integers(0, 3, 150)
     pa = np.where(rng.random((3, 150)) < 0.8, y, (y + 1) % 3)
     pb = np.where(rng.random((3, 150)) < 0.7, y, (y + 2) % 3)
-    r = image_bootstrap_test(y, pa, pb, "accuracy", n_boot=4000, seed=1)
+    r = image_paired_test(y, pa, pb, "accuracy", n_boot=4000, seed=1)
     d = (pa == y).mean(axis=0) - (pb == y).mean(axis=0)
     assert r["statistic"] == pytest.approx(d.mean())
     ref = st.bootstrap((d,), np.mean, n_resamples=4000, method="percentile", rng=np.random.default_rng(2))
@@ -398,3 +387,161 @@ def test_sign_flip_p_equals_scipys_wilcoxon_with_ties_and_zeros():
         assert r["p_value"] == pytest.approx(ref.pvalue, abs=1e-12) and r["statistic"] == ref.statistic
         checked += 1
     assert checked > 30
+
+
+# --- edge cases that once earned marks (issue: numbers that stay honest at the edges) -----------------------------
+
+def test_equal_fold_differences_are_not_testable_and_earn_no_mark():
+    # the reproducer: every fold 0.01 apart. Before: p = 0, a zero-width interval and '***'
+    a, b = [0.91, 0.85, 0.88], [0.90, 0.84, 0.87]
+    for r in (paired_t_test(a, b), corrected_resampled_t_test(a, b, n_train=200, n_test=100)):
+        assert np.isnan(r["p_value"]) and "not testable: zero variance" in r["note"]
+        assert np.isnan(r["ci_low"]) and np.isnan(r["ci_high"])
+    # the exact sign-flip p of three equal signs, which the Wilcoxon row gives
+    assert wilcoxon_test(a, b)["p_value"] == pytest.approx(2 / 2 ** 3)
+    metrics = pd.DataFrame({"model": ["a"] * 3 + ["b"] * 3, "fold": [0, 1, 2] * 2, "accuracy": a + b,
+                            "n_train": 200, "n_val": 100})
+    tests = compare_models(metrics, ["accuracy"])
+    assert not (tests["p_value"] == 0).any() and not (tests["p_adjusted"] == 0).any()
+    table = summary_table(metrics, tests, ["accuracy"], test="corrected_t", second_test="paired_t")
+    assert table.loc["b", "accuracy"].endswith("n/a") and table.loc["b", "accuracy (paired_t)"] == "n/a"
+
+
+def _exact_mcnemar(ca, cb):
+    b10, b01 = int((ca & ~cb).sum()), int((~ca & cb).sum())
+    if b10 + b01 == 0:
+        return 1.0
+    table = [[int((ca & cb).sum()), b10], [b01, int((~ca & ~cb).sum())]]
+    return min(1.0, float(sm_mcnemar(table, exact=True).pvalue))
+
+
+def test_randomisation_p_is_the_exact_mcnemar_p_with_one_fold():
+    rng = np.random.default_rng(5)
+    for n, flip in ((100, 0.03), (100, 0.1), (300, 0.2), (60, 0.5), (500, 0.08)):
+        y = rng.integers(0, 3, n)
+        a = np.where(rng.random(n) < 0.8, y, (y + 1) % 3)
+        b = np.where(rng.random(n) < flip, (a + 1) % 3, a)   # b differs from a on ~flip of the images
+        b = np.where(rng.random(n) < flip / 2, y, b)
+        expected = _exact_mcnemar(a == y, b == y)
+        got = image_randomisation_p(y, a[None], b[None], "accuracy")
+        assert got["exact"] and got["p_value"] == pytest.approx(expected, rel=1e-9, abs=1e-15)
+
+
+def test_the_headline_p_of_few_differing_images_is_the_sign_test_not_the_bootstrap_share():
+    # the reproducer: 5 of 100 images, all won by a. Before: p = 0.0136 (share of resamples beyond 0)
+    y = np.zeros(100, int)
+    a = np.zeros((1, 100), int)
+    b = a.copy()
+    b[0, :5] = 1
+    for metric in ("accuracy", "f1_macro"):
+        r = image_paired_test(y, a, b, metric, n_boot=999)
+        assert r["p_value"] == pytest.approx(2 / 2 ** 5) and r["p_value"] == pytest.approx(_exact_mcnemar(
+            a[0] == y, b[0] == y))
+    # one differing image: p = 1 (before: 0.002); fewer than two images: not testable
+    b1 = a.copy()
+    b1[0, 0] = 1
+    assert image_paired_test(y, a, b1, n_boot=99)["p_value"] == 1.0
+    assert np.isnan(image_paired_test(y[:1], a[:, :1], b1[:, :1], n_boot=99)["p_value"])
+
+
+def _brute_force_p(y, pa, pb, metric):
+    """Every swap pattern of the differing images, each fold's score from scikit-learn."""
+    from sklearn.metrics import accuracy_score, f1_score
+
+    labels = np.unique(y)
+
+    def score(p):
+        if metric == "accuracy":
+            return accuracy_score(y, p)
+        return f1_score(y, p, labels=labels, average="macro", zero_division=0)
+
+    def stat(a, b):
+        return np.mean([score(p) for p in a]) - np.mean([score(p) for p in b])
+
+    differing = np.flatnonzero((pa != pb).any(axis=0))
+    observed = abs(stat(pa, pb))
+    far = 0
+    for pattern in range(2 ** len(differing)):
+        swap = np.zeros(len(y), bool)
+        swap[differing[[(pattern >> j) & 1 == 1 for j in range(len(differing))]]] = True
+        a2, b2 = np.where(swap, pb, pa), np.where(swap, pa, pb)
+        far += abs(stat(a2, b2)) >= observed - 1e-12
+    return far / 2 ** len(differing)
+
+
+def test_randomisation_p_equals_brute_force_enumeration_with_several_folds():
+    rng = np.random.default_rng(11)
+    for trial in range(6):
+        n, k = 40, 3
+        y = rng.integers(0, 3, n)
+        pa = np.where(rng.random((k, n)) < 0.75, y, (y + 1) % 3)
+        pb = pa.copy()
+        idx = rng.choice(n, 9, replace=False)  # 9 images differ, in some folds only
+        pb[:, idx] = np.where(rng.random((k, 9)) < 0.6, (pa[:, idx] + 1 + trial % 2) % 3, pa[:, idx])
+        for metric in ("accuracy", "f1_macro"):
+            got = image_randomisation_p(y, pa, pb, metric)
+            assert got["exact"]
+            assert got["p_value"] == pytest.approx(_brute_force_p(y, pa, pb, metric), abs=1e-12)
+
+
+def test_randomisation_p_never_below_the_sign_test_of_the_differing_images():
+    rng = np.random.default_rng(2)
+    for m in (3, 6, 12, 20):
+        y = rng.integers(0, 2, 200)
+        pa = np.tile(y, (3, 1))
+        pb = pa.copy()
+        idx = rng.choice(200, m, replace=False)
+        pb[rng.integers(0, 3, m), idx] = 1 - y[idx]  # b wrong on one fold of each: all one way
+        sign_test = min(1.0, 2 / 2 ** m)
+        for metric in ("accuracy", "f1_macro"):
+            assert image_randomisation_p(y, pa, pb, metric)["p_value"] >= sign_test - 1e-15
+
+
+def test_monte_carlo_randomisation_p_agrees_with_the_exact_one(monkeypatch):
+    import xai_helpers.stats as stats
+
+    rng = np.random.default_rng(8)
+    y = rng.integers(0, 2, 120)
+    pa = np.where(rng.random((2, 120)) < 0.8, y, 1 - y)
+    pb = pa.copy()
+    idx = rng.choice(120, 18, replace=False)
+    pb[:, idx] = np.where(rng.random((2, 18)) < 0.7, 1 - pa[:, idx], pa[:, idx])
+    mc = image_randomisation_p(y, pa, pb, "f1_macro", n_perm=20000, seed=3)
+    assert not mc["exact"] and mc["n_differing"] == 18
+    monkeypatch.setattr(stats, "RANDOMISATION_EXACT_MAX_N", 18)
+    exact = image_randomisation_p(y, pa, pb, "f1_macro")
+    assert exact["exact"]
+    se = np.sqrt(exact["p_value"] * (1 - exact["p_value"]) / 20000)
+    assert mc["p_value"] == pytest.approx(exact["p_value"], abs=4 * se + 1e-4)
+    # the accuracy path: its exact lattice distribution against random swaps too
+    monkeypatch.setattr(stats, "RANDOMISATION_EXACT_MAX_WORK", 0)
+    mc_acc = image_randomisation_p(y, pa, pb, "accuracy", n_perm=20000, seed=3)
+    monkeypatch.undo()
+    exact_acc = image_randomisation_p(y, pa, pb, "accuracy")
+    se = np.sqrt(exact_acc["p_value"] * (1 - exact_acc["p_value"]) / 20000)
+    assert not mc_acc["exact"] and mc_acc["p_value"] == pytest.approx(exact_acc["p_value"], abs=4 * se + 1e-4)
+
+
+def test_cam_method_tests_count_each_image_once_per_explained_model():
+    rng = np.random.default_rng(0)
+    rows = []
+    for model, layer, shift in (("resnet50", "layer2", 0.05), ("vgg16", "features.29", 0.0)):
+        for i in range(8):
+            for fold in range(2):
+                base = rng.random()
+                rows += [{"model": model, "layer": layer, "fold": fold, "path": f"{i}.png", "class": "c",
+                          "method": "gradcam", "score": base},
+                         {"model": model, "layer": layer, "fold": fold, "path": f"{i}.png", "class": "c",
+                          "method": "xgradcam", "score": base + shift + 0.01 * rng.normal()}]
+    per_image = pd.DataFrame(rows)
+    both = compare_methods(per_image, ["score"], by_class=False)
+    assert set(both["n"]) == {8}  # 8 images, not 16 (an image once per model)
+    assert set(both["cam_model"]) == {"resnet50", "vgg16"}
+    one = compare_methods(per_image[per_image.model == "resnet50"], ["score"], by_class=False)
+    mine = both[both.cam_model == "resnet50"].reset_index(drop=True)
+    # vgg16's tests are a Holm family of their own: they change nothing in resnet50's
+    assert mine["p_adjusted"].tolist() == pytest.approx(one["p_adjusted"].tolist())
+    ref = st.ttest_rel(*[per_image[(per_image.model == "resnet50") & (per_image.method == m)]
+                         .groupby("path")["score"].mean().to_numpy() for m in ("gradcam", "xgradcam")])
+    assert mine.loc[mine.test == "paired_t", "p_value"].iloc[0] == pytest.approx(ref.pvalue)
+    assert both["holm_family"].str.contains("resnet50@layer2").sum() == 2

@@ -17,9 +17,11 @@ metric                         definition (per image; ``Y`` = softmax score of t
                                first (set to the dataset mean), Petsiuk et al. 2018; lower is better
 ``insertion_auc``              area under the score as the most salient pixels are inserted first
                                into a blurred copy, Petsiuk et al. 2018; higher is better
-``pointing_game``              1 if the map's maximum lies inside the lesion mask or within Zhang et
-                               al.'s (2018) 15-pixel tolerance of it (15 px at 224 px, scaled with the
-                               image size)
+``pointing_game``              1 if the map's maximum lies inside the lesion mask or strictly closer
+                               than a tolerance to it (Zhang et al. 2018; TorchRay's ``d² < tol²``);
+                               a constant map points nowhere: a miss. The tolerance is our
+                               convention: Zhang et al.'s 15 px, taken as 15 px at 224 px and scaled
+                               with the image size
 ``energy_in_mask``             share of the map's total mass inside the mask (Wang et al. 2020)
 ``iou``                        IoU of ``map >= 0.5`` and the mask
 ``road_morf``, ``road_lerf``   ROAD (Rong et al. 2022): score change after removing the most
@@ -406,8 +408,52 @@ def randomisation_check(model: nn.Module, arch: str, images, methods: Sequence[s
     return pd.DataFrame(rows)
 
 
-#: Zhang et al.'s (2018) pointing-game tolerance, in pixels at 224 px.
+#: The pointing-game tolerance, in pixels at 224 px: Zhang et al.'s (2018) 15 px (stated for their
+#: images as given, about 224 px wide after their resize), which we scale with the image size.
 POINTING_TOLERANCE_AT_224 = 15.0
+
+
+def pointing_hits(maps: np.ndarray, masks: np.ndarray, tolerance: float) -> np.ndarray:
+    """1.0 where a map's maximum lies inside its mask or strictly closer than ``tolerance`` pixels to it.
+
+    A hit is TorchRay's ``PointingGame.evaluate``: some mask pixel at squared distance
+    ``d² < tolerance²`` from the map's maximum (a distance equal to the tolerance is a miss); with
+    ``tolerance`` 0 only the mask itself counts. A constant map (all values equal, e.g. all zero)
+    has no maximum to point with and is a miss, whatever the mask. The maximum is the first one in
+    row-major order when several pixels share it.
+
+    Parameters
+    ----------
+    maps : (B, H, W) array
+    masks : (B, H, W) bool array
+    tolerance : float
+        In pixels (Euclidean).
+
+    Returns
+    -------
+    (B,) float array of 0 and 1
+
+    Examples
+    --------
+    >>> mask = np.zeros((1, 5, 5), bool); mask[0, 0, 0] = True
+    >>> m = np.zeros((1, 5, 5)); m[0, 0, 2] = 1           # 2 px from the mask
+    >>> pointing_hits(m, mask, 2.0), pointing_hits(m, mask, 2.01), pointing_hits(0 * m, mask, 15.0)
+    (array([0.]), array([1.]), array([0.]))
+    """
+    maps = np.asarray(maps, dtype=np.float64)
+    masks = np.asarray(masks, dtype=bool)
+    b = maps.shape[0]
+    flat = maps.reshape(b, -1)
+    peak = flat.argmax(axis=1)
+    constant = flat.max(axis=1) == flat.min(axis=1)
+    hit = np.zeros(b)
+    for i in range(b):
+        if constant[i] or not masks[i].any():
+            continue
+        distance = distance_transform_edt(~masks[i]).ravel()  # to the nearest mask pixel, 0 inside
+        d = distance[peak[i]]
+        hit[i] = float(d == 0 or d * d < tolerance * tolerance)
+    return hit
 
 
 def localisation_metrics(maps: np.ndarray, masks: np.ndarray, threshold: float = 0.5,
@@ -420,9 +466,10 @@ def localisation_metrics(maps: np.ndarray, masks: np.ndarray, threshold: float =
     masks : (B, H, W) bool array
     threshold : float
     tolerance : float, optional
-        Pointing game: a hit when the map's maximum is within this many pixels (Euclidean) of
-        the mask. Default: Zhang et al.'s 15 pixels at 224 px, scaled to the image size
-        (``15 * max(H, W) / 224``: 4.3 px at 64 px); 0 asks for the maximum inside the mask.
+        Pointing game (:func:`pointing_hits`): a hit when the map's maximum is inside the mask or
+        strictly closer than this many pixels (Euclidean) to it. Default: our convention, 15 px at
+        224 px scaled to the image size (``15 * max(H, W) / 224``: 4.3 px at 64 px; Zhang et al.
+        state 15 px on their images as given); 0 asks for the maximum inside the mask.
 
     Returns
     -------
@@ -445,11 +492,7 @@ def localisation_metrics(maps: np.ndarray, masks: np.ndarray, threshold: float =
         tolerance = POINTING_TOLERANCE_AT_224 * max(maps.shape[1:]) / 224
     flat, mflat = maps.reshape(b, -1), masks.reshape(b, -1)
     has = mflat.any(axis=1)
-    peak = flat.argmax(axis=1)
-    hit = np.zeros(b)
-    for i in np.flatnonzero(has):
-        distance = distance_transform_edt(~masks[i]).ravel()  # to the nearest mask pixel
-        hit[i] = float(distance[peak[i]] <= tolerance)
+    hit = pointing_hits(maps, masks, tolerance)
     energy = (flat * mflat).sum(axis=1) / np.maximum(flat.sum(axis=1), 1e-12)
     above = flat >= threshold
     iou = (above & mflat).sum(axis=1) / np.maximum((above | mflat).sum(axis=1), 1)

@@ -33,11 +33,25 @@ def classification_metrics(y_true: Sequence[int], probs: np.ndarray, class_names
         (macro average; NaN when a class is absent from ``y_true``), and with ``per_class`` the
         per-class scores and ``confusion_matrix`` (a nested list, rows = true classes).
 
+    Notes
+    -----
+    ``f1_macro`` averages over the classes *present in* ``y_true`` (scikit-learn's
+    ``f1_score(labels=present, average='macro', zero_division=0)``): a class absent from the test
+    split has no F1 to average, rather than an F1 of 0. The paired tests over images
+    (:func:`xai_helpers.stats.image_paired_test`) use the same label set, so the statistic they test is
+    the ``f1_macro`` reported here. Per-class scores are reported for every class.
+
     Examples
     --------
     >>> m = classification_metrics([0, 1, 1], np.array([[.9, .1], [.2, .8], [.6, .4]]), ["a", "b"])
     >>> round(m["accuracy"], 3), round(m["f1_macro"], 3)
     (0.667, 0.667)
+
+    A class missing from the test split (``c``) does not pull the average down:
+
+    >>> m = classification_metrics([0, 1], np.array([[.9, .1, 0], [.2, .8, 0]]), ["a", "b", "c"])
+    >>> m["f1_macro"]
+    1.0
     """
     y_true = np.asarray(y_true)
     probs = np.asarray(probs, dtype=np.float64)
@@ -46,14 +60,15 @@ def classification_metrics(y_true: Sequence[int], probs: np.ndarray, class_names
         raise ValueError(f"probs: expected shape ({len(y_true)}, {k}), got {probs.shape}")
     y_pred = probs.argmax(axis=1)
     labels = list(range(k))
+    present = np.unique(y_true)
     out: dict[str, Any] = {
         "n": int(len(y_true)),
         "accuracy": float(accuracy_score(y_true, y_pred)),
         "balanced_accuracy": float(balanced_accuracy_score(y_true, y_pred)) if len(y_true) else float("nan"),
-        "f1_macro": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
+        "f1_macro": (float(f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0))
+                     if len(present) else float("nan")),
         "f1_weighted": float(f1_score(y_true, y_pred, labels=labels, average="weighted", zero_division=0)),
     }
-    present = np.unique(y_true)
     if len(present) == k and k > 1:
         if k == 2:
             out["roc_auc_ovr"] = float(roc_auc_score(y_true, probs[:, 1]))

@@ -7,7 +7,13 @@ Every test returns a plain dict with the same keys (``test``, ``n``, ``statistic
 * fewer than two pairs: ``p_value`` NaN with ``note`` "not testable: n = 1";
 * identical results (all differences zero): ``p_value`` 1, statistic 0 (scipy's ``ttest_rel``
   would return NaN here);
+* equal, non-zero differences (zero variance, e.g. three folds each 0.01 apart): the t-tests are
+  "not testable: zero variance", ``p_value`` NaN, never 0: three folds that agree are not infinite
+  evidence (the Wilcoxon row beside them gives the exact sign-flip p, 0.25 for three folds);
 * NaN values: the pairs with a NaN are left out and the note says how many.
+
+No p-value is ever 0, and no significance mark comes from a NaN one (:func:`significance_mark`
+says 'n/a').
 
 What the tests assume, in short:
 
@@ -22,9 +28,11 @@ What the tests assume, in short:
   exact two-sided p-value cannot go below ``2 / 2**n`` (0.25 for n = 3);
 * McNemar: paired correct/incorrect outcomes of two models on the same test images (exact
   binomial when fewer than 25 discordant pairs);
-* image-level bootstrap (``bootstrap_images``): each test image's correctness averaged over the
-  fold models, resampled over images; the unit that carries the evidence is the test image, and
-  the fold models enter through their average (:func:`image_bootstrap_test`);
+* image-level randomisation test (``randomisation_images``, the summary tables' marks): each test
+  image's correctness averaged over the fold models; the p-value swaps the two models'
+  predictions per image under the null hypothesis (exact, or Monte Carlo), and the interval
+  resamples the images (bootstrap). The unit that carries the evidence is the test image, and the
+  fold models enter through their average (:func:`image_paired_test`);
 * Holm (default) or Bonferroni correction within each family of tests (``holm_family``): one
   comparison (models or CAM methods), one group (all images, one fold or one class), one metric
   and one test family (both McNemar variants form one family), across every pair compared.
@@ -40,9 +48,9 @@ import pandas as pd
 from scipy import stats as st
 from statsmodels.stats.contingency_tables import mcnemar
 
-COLUMNS = ["comparison", "group", "a", "b", "metric", "test", "n", "statistic", "p_value", "p_adjusted",
-           "correction", "holm_family", "effect_size", "ci_low", "ci_high", "ci_level", "mean_a", "mean_b",
-           "mean_diff", "normality_p", "min_p_possible", "note"]
+COLUMNS = ["comparison", "cam_model", "cam_layer", "group", "a", "b", "metric", "test", "n", "statistic", "p_value",
+           "p_adjusted", "correction", "holm_family", "effect_size", "ci_low", "ci_high", "ci_level", "mean_a",
+           "mean_b", "mean_diff", "normality_p", "min_p_possible", "note"]
 
 #: Tests whose rows are corrected together as one family (a test not listed is its own family).
 TEST_FAMILIES = {"mcnemar_exact": "mcnemar", "mcnemar_chi2": "mcnemar"}
@@ -95,14 +103,16 @@ def _t_based(test: str, d: np.ndarray, var_factor: float, note: str, alpha: floa
     if sd <= 1e-9 * abs(mean):  # equal differences up to rounding (0.9-0.8 vs 0.8-0.7)
         sd = 0.0
     se = math.sqrt(var_factor) * sd
-    effect = cohens_dz(d, np.zeros_like(d)) if sd > 0 else (0.0 if mean == 0 else math.copysign(math.inf, mean))
+    effect = cohens_dz(d, np.zeros_like(d)) if sd > 0 else 0.0
     level = 1 - alpha
     if sd == 0:
         if mean == 0:
             return _result(test, n, 0.0, 1.0, d, (0.0, 0.0), 0.0, _join("all differences are zero", note),
                            ci_level=level)
-        return _result(test, n, math.copysign(math.inf, mean), 0.0, d, (mean, mean), effect,
-                       _join("differences are constant (zero variance)", note), ci_level=level)
+        # n equal differences are not infinite evidence: the t statistic is undefined, not infinite
+        return _result(test, n, math.nan, math.nan, d, note=_join(
+            f"not testable: zero variance (all {n} differences equal {mean:.6g}; the exact sign-flip p of "
+            f"{n} equal signs is {wilcoxon_min_p(n):.3g})", note))
     t = mean / se
     p = 2 * st.t.sf(abs(t), df=n - 1)
     half = st.t.ppf(1 - alpha / 2, df=n - 1) * se
@@ -155,7 +165,13 @@ def wilcoxon_min_p(n: int) -> float:
 
 
 def wilcoxon_test(a: Sequence[float], b: Sequence[float], alpha: float = 0.05) -> dict[str, Any]:
-    """Wilcoxon signed-rank test of ``a - b`` (two-sided, scipy's defaults; exact for small n).
+    """Wilcoxon signed-rank test of ``a - b`` (two-sided; zero differences dropped, as scipy's default).
+
+    The p-value is exact (:func:`signed_rank_sign_flip_p`, every sign flip, ties and all) for up to
+    :data:`SIGN_FLIP_MAX_N` = 13 *non-zero* differences, and scipy's ``wilcoxon`` above that. scipy
+    chooses its method on the number of pairs with the zeros counted, so the two differ where zeros
+    push the count past 13: 14 pairs of which one is zero get the exact 0.0171 here and scipy's
+    normal approximation 0.0192 (see the example).
 
     The effect size is the matched-pairs rank-biserial correlation ``(W+ - W-) / (W+ + W-)``; the
     interval is the distribution-free interval of the median difference of Hollander & Wolfe
@@ -166,6 +182,9 @@ def wilcoxon_test(a: Sequence[float], b: Sequence[float], alpha: float = 0.05) -
     >>> r = wilcoxon_test([0.9, 0.8, 0.85], [0.7, 0.6, 0.65])
     >>> r["p_value"], r["ci_level"]
     (0.25, 0.75)
+    >>> d = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, -12, 13]
+    >>> round(wilcoxon_test(d, [0] * 14)["p_value"], 4), round(float(st.wilcoxon(d).pvalue), 4)
+    (0.0171, 0.0192)
     """
     a, b, note = _clean_pairs(a, b)
     d = a - b
@@ -196,7 +215,8 @@ def wilcoxon_test(a: Sequence[float], b: Sequence[float], alpha: float = 0.05) -
                    _join(extra, note), min_p, ci_level=level)
 
 
-#: Up to this many non-zero differences the signed-rank p is the exact sign-flip p (as scipy's default).
+#: Up to this many non-zero differences the signed-rank p is the exact sign-flip p (scipy's default
+#: threshold, which scipy applies to the number of pairs with the zeros counted).
 SIGN_FLIP_MAX_N = 13
 
 
@@ -205,8 +225,9 @@ def signed_rank_sign_flip_p(d: Sequence[float]) -> float:
 
     The null distribution of ``T+`` with the observed (mid)ranks, by dynamic programming over
     the doubled ranks (integers); ``p = min(1, 2 min(P(T+ <= t), P(T+ >= t)))``. It is what scipy's
-    ``wilcoxon`` returns for up to 13 pairs (zeros dropped), where scipy enumerates the
-    permutations one by one (0.5 s per call with ties).
+    ``wilcoxon`` returns for up to 13 pairs when none of them is zero (scipy counts the zeros
+    when it chooses its method, then drops them), where scipy enumerates the permutations one by
+    one (0.5 s per call with ties).
 
     Examples
     --------
@@ -352,7 +373,8 @@ def _bootstrap_indices(n: int, n_boot: int, seed: int) -> np.ndarray:
 def _weighted_scores(weights: np.ndarray, y: np.ndarray, pred: np.ndarray, metric: str) -> np.ndarray:
     """``metric`` of ``pred`` against ``y`` on each resample given by a row of count ``weights``.
 
-    'accuracy', or 'f1_macro' over the classes present in ``y`` (0 for a class neither present nor
+    'accuracy', or 'f1_macro' over the classes present in the observed ``y`` (the label set of
+    :func:`~xai_helpers.evaluation.classification_metrics`; 0 for such a class neither drawn nor
     predicted in a resample, as scikit-learn's ``zero_division=0``).
     """
     if metric == "accuracy":
@@ -380,8 +402,7 @@ def paired_bootstrap(statistic, *samples: Sequence[float], n_boot: int = 2000, a
     """Paired (case) bootstrap of any statistic of equal-length samples.
 
     The same resampled indices are applied to every sample, so pairs stay together (Efron &
-    Tibshirani 1993, ch. 6). It draws exactly the resamples :func:`paired_bootstrap_ci` draws
-    for the same ``seed``.
+    Tibshirani 1993, ch. 6).
 
     Parameters
     ----------
@@ -423,62 +444,158 @@ def paired_bootstrap(statistic, *samples: Sequence[float], n_boot: int = 2000, a
             "ci_low": float(lo), "ci_high": float(hi)}
 
 
-def paired_bootstrap_ci(y_true: Sequence[int], pred_a: Sequence[int], pred_b: Sequence[int],
-                        metric: str = "accuracy", n_boot: int = 2000, alpha: float = 0.05,
-                        seed: int = 0) -> dict[str, Any]:
-    """Percentile bootstrap CI of ``metric(a) - metric(b)`` resampling test images in pairs.
+#: Up to this many images on which two models' predictions differ, the randomisation test of a
+#: metric that is not a mean over images (macro-F1) enumerates every swap (2**16 patterns).
+RANDOMISATION_EXACT_MAX_N = 16
 
-    ``metric``: 'accuracy' or 'f1_macro' (macro over the classes present in ``y_true``, 0 for a
-    class never predicted nor present in a resample, as scikit-learn's ``zero_division=0``). The
-    p-value is the two-sided bootstrap p, ``min(1, 2 (1 + #) / (B + 1))`` with ``#`` the resamples on
-    the far side of 0 (never 0: the observed sample counts as one resample; Davison & Hinkley
-    1997, eq. 4.11). All resamples are evaluated at once from per-image count weights.
+#: Above this size (differing images x the largest scaled difference) the randomisation test of
+#: accuracy draws swaps at random instead of computing their exact distribution.
+RANDOMISATION_EXACT_MAX_WORK = 200_000_000
+
+
+def image_randomisation_p(y_true: Sequence[int], preds_a: np.ndarray, preds_b: np.ndarray,
+                          metric: str = "accuracy", n_perm: int = 49999, seed: int = 0) -> dict[str, Any]:
+    """Two-sided p of a paired randomisation (sign-flip) test over images: are ``a`` and ``b`` exchangeable?
+
+    Under the null hypothesis the two models' predictions on each test image could as well have
+    been the other way round, so each image's predictions are swapped between ``a`` and ``b`` (all
+    fold models at once, fold ``j`` of ``a`` with fold ``j`` of ``b``) with probability 1/2, and the
+    statistic, the fold-averaged ``metric`` of ``a`` minus that of ``b``, is recomputed (Good 2005,
+    *Permutation, Parametric and Bootstrap Tests of Hypotheses*, ch. 3; the paired randomisation
+    test of two classifiers, Dietterich 1998 / Smucker et al. 2007). Only images on which the
+    predictions differ can change anything.
+
+    * accuracy: the statistic is a mean of per-image differences ``d_i`` (share of ``a``'s folds
+      right minus share of ``b``'s), so its null distribution is that of ``sum(+-d_i)``, computed
+      exactly on the integer lattice of the ``d_i`` (any number of images). With one fold model each
+      it is the exact sign test of the discordant images, i.e. the exact McNemar p;
+    * macro-F1 (over the classes present in ``y_true``): every swap pattern when at most
+      :data:`RANDOMISATION_EXACT_MAX_N` images differ, else ``n_perm`` random patterns with
+      ``p = (1 + #) / (n_perm + 1)`` (never 0; Phipson & Smyth 2010).
+
+    ``#`` counts the patterns whose statistic is at least as far from 0 as the observed one.
+
+    Parameters
+    ----------
+    y_true : (n,) int array
+    preds_a, preds_b : (k, n) int arrays
+        Predicted class of each fold model (rows) on each test image (columns); macro-F1 needs the
+        same number of fold models on both sides.
+    metric : {'accuracy', 'f1_macro'}
+    n_perm : int
+        Random swap patterns when the test is not exact.
+    seed : int
+
+    Returns
+    -------
+    dict
+        ``p_value``, ``exact`` (bool), ``n_differing`` (images whose predictions differ), ``method``
+        (a phrase for the notes).
+
+    Examples
+    --------
+    Five images, all won by ``a``: the exact two-sided sign-test p, 2 / 2**5.
+
+    >>> y = np.zeros(100, int); a = np.zeros((1, 100), int); b = a.copy(); b[0, :5] = 1
+    >>> image_randomisation_p(y, a, b)["p_value"]
+    0.0625
     """
     if metric not in ("accuracy", "f1_macro"):
         raise ValueError(f"metric: unknown value {metric!r}; accepted values: accuracy, f1_macro")
     y = np.asarray(y_true)
-    pa, pb = np.asarray(pred_a), np.asarray(pred_b)
-    n = len(y)
-    if n == 0:
-        return _result(f"bootstrap_{metric}", 0, math.nan, math.nan, note="not testable: n = 0")
-    weights = _bootstrap_weights(n, n_boot, seed)  # row 0: the observed sample
-    all_diffs = _weighted_scores(weights, y, pa, metric) - _weighted_scores(weights, y, pb, metric)
-    observed, diffs = float(all_diffs[0]), all_diffs[1:]
-    lo, hi = np.quantile(diffs, [alpha / 2, 1 - alpha / 2])
-    p = bootstrap_p_value(diffs)
-    return _result(f"bootstrap_{metric}", n, observed, p, np.array([observed]), (lo, hi), observed,
-                   note=f"{n_boot} paired bootstrap resamples", ci_level=1 - alpha)
+    pa, pb = np.atleast_2d(np.asarray(preds_a)), np.atleast_2d(np.asarray(preds_b))
+    if metric == "accuracy":
+        ka, kb = len(pa), len(pb)
+        # d_i * ka * kb: integers, so the distribution of sum(+-d_i) is exact on that lattice
+        scaled = (pa == y).sum(axis=0) * kb - (pb == y).sum(axis=0) * ka
+        s = np.abs(scaled[scaled != 0]).astype(np.int64)
+        m = len(s)
+        if m == 0:
+            return {"p_value": 1.0, "exact": True, "n_differing": 0, "method": "no image differs"}
+        total, observed = int(s.sum()), abs(int(scaled.sum()))
+        if m * total <= RANDOMISATION_EXACT_MAX_WORK:
+            pmf = _sign_flip_pmf(s)  # P(sum of the |d_i| given a + sign = t)
+            t = np.arange(total + 1)
+            p = float(pmf[np.abs(2 * t - total) >= observed].sum())
+            return {"p_value": min(1.0, p), "exact": True, "n_differing": m,
+                    "method": f"exact over the 2^{m} swaps of the {m} differing images"}
+        rng = np.random.default_rng(seed)
+        far = 0
+        for start in range(0, n_perm, 2000):
+            signs = rng.integers(0, 2, (min(2000, n_perm - start), m)) * 2 - 1
+            far += int((np.abs(signs @ s) >= observed).sum())
+        return {"p_value": (1 + far) / (n_perm + 1), "exact": False, "n_differing": m,
+                "method": f"{n_perm} random swaps of the {m} differing images"}
+    if pa.shape != pb.shape:
+        raise ValueError(f"preds_a, preds_b: macro-F1's randomisation swaps fold j of a with fold j of b and needs "
+                         f"the same fold models on both sides, got {pa.shape} and {pb.shape}")
+    differing = np.flatnonzero((pa != pb).any(axis=0))
+    m = len(differing)
+    if m == 0:
+        return {"p_value": 1.0, "exact": True, "n_differing": 0, "method": "no image differs"}
+    labels = np.unique(y)
+    truth = (y[:, None] == labels[None]).astype(np.float64)            # (n, C)
+    support = truth.sum(axis=0)                                         # > 0: classes present in y
+
+    def counts(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:        # per fold: tp (k, n, C), predicted
+        onehot = (p[:, :, None] == labels[None, None]).astype(np.float64)
+        return onehot * truth[None], onehot
+
+    tp_a, pp_a = counts(pa)
+    tp_b, pp_b = counts(pb)
+    base = [tp_a.sum(axis=1), pp_a.sum(axis=1), tp_b.sum(axis=1), pp_b.sum(axis=1)]   # (k, C) each
+    delta_tp = (tp_b - tp_a)[:, differing]                              # (k, m, C): a's change when swapped
+    delta_pp = (pp_b - pp_a)[:, differing]
+
+    def statistic(swaps: np.ndarray) -> np.ndarray:                     # swaps: (B, m) of 0/1
+        tpa = base[0][None] + np.einsum("bm,kmc->bkc", swaps, delta_tp)
+        ppa = base[1][None] + np.einsum("bm,kmc->bkc", swaps, delta_pp)
+        tpb = base[2][None] - np.einsum("bm,kmc->bkc", swaps, delta_tp)
+        ppb = base[3][None] - np.einsum("bm,kmc->bkc", swaps, delta_pp)
+        f1a = (2 * tpa / (support + ppa)).mean(axis=(1, 2))
+        f1b = (2 * tpb / (support + ppb)).mean(axis=(1, 2))
+        return f1a - f1b
+
+    observed = abs(float(statistic(np.zeros((1, m)))[0]))
+    tolerance = 1e-12 * max(1.0, observed)
+    if m <= RANDOMISATION_EXACT_MAX_N:
+        patterns = ((np.arange(2 ** m)[:, None] >> np.arange(m)[None]) & 1).astype(np.float64)
+        far = sum(int((np.abs(statistic(patterns[i:i + 4096])) >= observed - tolerance).sum())
+                  for i in range(0, len(patterns), 4096))
+        return {"p_value": far / 2 ** m, "exact": True, "n_differing": m,
+                "method": f"exact over the 2^{m} swaps of the {m} differing images"}
+    rng = np.random.default_rng(seed)
+    far = 0
+    for start in range(0, n_perm, 2000):
+        swaps = rng.integers(0, 2, (min(2000, n_perm - start), m)).astype(np.float64)
+        far += int((np.abs(statistic(swaps)) >= observed - tolerance).sum())
+    return {"p_value": (1 + far) / (n_perm + 1), "exact": False, "n_differing": m,
+            "method": f"{n_perm} random swaps of the {m} differing images"}
 
 
-def bootstrap_p_value(distribution: Sequence[float]) -> float:
-    """Two-sided bootstrap p of "the difference is 0": ``min(1, 2 (1 + #) / (B + 1))``, where ``#``
-    counts the ``B`` resampled differences on the far side of 0 (at or beyond it); 1 when every
-    resampled difference is 0.
-
-    Examples
-    --------
-    >>> round(bootstrap_p_value(np.ones(999)), 4), bootstrap_p_value(np.zeros(10))
-    (0.002, 1.0)
-    """
-    dist = np.asarray(distribution, dtype=np.float64)
-    if len(dist) == 0 or np.all(dist == 0):
-        return 1.0
-    far = min(int((dist <= 0).sum()), int((dist >= 0).sum()))
-    return min(1.0, 2.0 * (1 + far) / (len(dist) + 1))
+#: The test behind the summary tables' marks: p from :func:`image_randomisation_p`, interval from the
+#: bootstrap over images (:func:`image_paired_test`).
+IMAGE_TEST = "randomisation_images"
 
 
-def image_bootstrap_test(y_true: Sequence[int], preds_a: np.ndarray, preds_b: np.ndarray,
-                         metric: str = "accuracy", n_boot: int = 49999, alpha: float = 0.05,
-                         seed: int = 0, chunk: int = 500) -> dict[str, Any]:
-    """Paired bootstrap over test images of the difference between two models' fold models.
+def image_paired_test(y_true: Sequence[int], preds_a: np.ndarray, preds_b: np.ndarray,
+                      metric: str = "accuracy", n_boot: int = 49999, n_perm: int = 49999, alpha: float = 0.05,
+                      seed: int = 0, chunk: int = 500) -> dict[str, Any]:
+    """Two models' fold models on the same test images: a randomisation p and a bootstrap interval.
 
-    Every fold's model of ``a`` and of ``b`` classified the same ``n`` test images. On each
-    resample of the images (the same resample for every model, so pairs stay together),
-    ``metric`` is computed for every fold model and averaged over the folds; the statistic is
-    ``a``'s average minus ``b``'s. For accuracy this is the mean over images of the share of
-    folds that got each image right. The test image is the unit that carries the evidence (it is
-    what a new test set would change), and the fold models enter through their average. The
-    p-value is :func:`bootstrap_p_value`.
+    Every fold's model of ``a`` and of ``b`` classified the same ``n`` test images. The statistic
+    is ``metric`` averaged over ``a``'s fold models minus the same for ``b``; for accuracy it is the
+    mean over images of the share of folds that got each image right. The test image is the unit
+    that carries the evidence (it is what a new test set would change), and the fold models enter
+    through their average.
+
+    * ``p_value``: the paired randomisation (sign-flip) test over images,
+      :func:`image_randomisation_p`, a test under the null hypothesis: two models that differ on 5
+      of 100 images, all one way, get the exact sign-test p 0.0625, not the share of bootstrap
+      resamples beyond 0 (0.0136 there, which is not a p-value: the resamples are drawn around the
+      observed difference, not under the null);
+    * ``ci_low``, ``ci_high``: the percentile interval of ``n_boot`` paired bootstrap resamples of the
+      images (the same resample for every model, so pairs stay together).
 
     Parameters
     ----------
@@ -486,7 +603,12 @@ def image_bootstrap_test(y_true: Sequence[int], preds_a: np.ndarray, preds_b: np
     preds_a, preds_b : (k, n) int arrays
         Predicted class of each fold model (rows) on each test image (columns).
     metric : {'accuracy', 'f1_macro'}
+        Macro-F1 over the classes present in ``y_true`` (as
+        :func:`~xai_helpers.evaluation.classification_metrics`).
     n_boot : int
+        Bootstrap resamples of the interval.
+    n_perm : int
+        Random swap patterns of the p-value when it is not exact.
     alpha : float
     seed : int
     chunk : int
@@ -495,14 +617,14 @@ def image_bootstrap_test(y_true: Sequence[int], preds_a: np.ndarray, preds_b: np
     Returns
     -------
     dict
-        The common result keys, ``test`` = 'bootstrap_images', ``statistic`` = ``mean_diff`` =
-        the observed difference, ``mean_a``/``mean_b`` the fold-averaged scores.
+        The common result keys, ``test`` = :data:`IMAGE_TEST`, ``statistic`` = ``mean_diff`` =
+        the observed difference, ``mean_a``/``mean_b`` the fold-averaged scores; NaN p for n < 2.
 
     Examples
     --------
     >>> y = np.zeros(40, int); a = np.zeros((3, 40), int); b = a.copy(); b[:, :20] = 1
-    >>> r = image_bootstrap_test(y, a, b, n_boot=999)
-    >>> r["statistic"], r["p_value"] < 0.01
+    >>> r = image_paired_test(y, a, b, n_boot=999)
+    >>> r["statistic"], r["p_value"] < 0.001
     (0.5, True)
     """
     if metric not in ("accuracy", "f1_macro"):
@@ -513,7 +635,7 @@ def image_bootstrap_test(y_true: Sequence[int], preds_a: np.ndarray, preds_b: np
     if pa.shape[1] != n or pb.shape[1] != n:
         raise ValueError(f"preds_a, preds_b: expected one column per test image ({n}), got {pa.shape} and {pb.shape}")
     if n < 2:
-        return _result("bootstrap_images", n, math.nan, math.nan, note=f"not testable: n = {n}")
+        return _result(IMAGE_TEST, n, math.nan, math.nan, note=f"not testable: n = {n}")
 
     def difference(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         sa = np.mean([_weighted_scores(weights, y, p, metric) for p in pa], axis=0)
@@ -528,12 +650,12 @@ def image_bootstrap_test(y_true: Sequence[int], preds_a: np.ndarray, preds_b: np
         offsets = (np.arange(len(idx))[:, None] * n + idx).ravel()
         weights = np.bincount(offsets, minlength=len(idx) * n).reshape(len(idx), n).astype(np.float64)
         dist.append(difference(weights)[0])
-    dist = np.concatenate(dist)
-    lo, hi = np.quantile(dist, [alpha / 2, 1 - alpha / 2])
+    lo, hi = np.quantile(np.concatenate(dist), [alpha / 2, 1 - alpha / 2])
+    rand = image_randomisation_p(y, pa, pb, metric, n_perm=n_perm, seed=seed)
     folds = f"{len(pa)} and {len(pb)}" if len(pa) != len(pb) else f"{len(pa)}"
-    return {**_result("bootstrap_images", n, float(obs[0]), bootstrap_p_value(dist), obs, (lo, hi), float(obs[0]),
-                      f"{n_boot} resamples of the test images (p >= {2 / (n_boot + 1):.1g}); {metric} averaged "
-                      f"over {folds} fold models",
+    note = (f"p: paired randomisation test over images ({rand['method']}); interval: {n_boot} bootstrap "
+            f"resamples of the images; {metric} averaged over {folds} fold model(s)")
+    return {**_result(IMAGE_TEST, n, float(obs[0]), rand["p_value"], obs, (lo, hi), float(obs[0]), note,
                       ci_level=1 - alpha),
             "mean_a": float(obs_a[0]), "mean_b": float(obs_b[0])}
 
@@ -627,7 +749,8 @@ def compare_models(metrics: pd.DataFrame, metric_names: Sequence[str] = ("accura
 
 def compare_predictions(predictions: dict[tuple[str, int], pd.DataFrame], correction: str = "holm",
                         n_boot: int = 1000, seed: int = 0, n_boot_images: int = 49999,
-                        pairs: Sequence[tuple[str, str]] | None = None, comparison: str = "models") -> pd.DataFrame:
+                        pairs: Sequence[tuple[str, str]] | None = None, comparison: str = "models",
+                        n_perm: int = 49999) -> pd.DataFrame:
     """Tests between models on the same test images: per fold, and over the fold models together.
 
     Parameters
@@ -636,29 +759,34 @@ def compare_predictions(predictions: dict[tuple[str, int], pd.DataFrame], correc
         ``(model, fold)`` -> predictions frame (``path``, ``true``, ``pred``).
     correction : {'holm', 'bonferroni'}
     n_boot : int
-        Resamples of the per-fold bootstraps.
+        Bootstrap resamples of the per-fold intervals.
     seed : int
     n_boot_images : int
-        Resamples of the image-level test over all folds (:func:`image_bootstrap_test`).
+        Bootstrap resamples of the interval of the test over all folds (:func:`image_paired_test`).
     pairs : sequence of (a, b), optional
         The pairs to test (default: every pair of models).
     comparison : str
         The ``comparison`` column (and Holm family), as in :func:`compare_models`.
+    n_perm : int
+        Random swaps of the randomisation p-values, where they are not exact
+        (:func:`image_randomisation_p`).
 
     Returns
     -------
     pandas.DataFrame
         ``comparison`` = ``comparison``. Per fold (``group`` = 'fold<k>'): ``mcnemar_*`` (metric
-        'accuracy') and ``bootstrap_accuracy`` / ``bootstrap_f1_macro``. Over every fold
-        (``group`` = 'all', metrics 'accuracy' and 'f1_macro'): ``bootstrap_images``
-        (:func:`image_bootstrap_test`), the test the summary tables mark with.
+        'accuracy') and ``randomisation_accuracy`` / ``randomisation_f1_macro`` (one fold model
+        each). Over every fold both models have (``group`` = 'all', metrics 'accuracy' and
+        'f1_macro'): :data:`IMAGE_TEST` (:func:`image_paired_test`), the test the summary tables
+        mark with. Each p is a test under the null hypothesis; each interval a bootstrap over images.
 
     Examples
     --------
     >>> t = pd.DataFrame({"path": list("pqrs"), "true": list("xyxy")})
     >>> preds = {("a", 0): t.assign(pred=list("xyxy")), ("b", 0): t.assign(pred=list("xxxx"))}
     >>> compare_predictions(preds, n_boot=99, n_boot_images=99)["test"].tolist()
-    ['mcnemar_exact', 'bootstrap_accuracy', 'bootstrap_f1_macro', 'bootstrap_images', 'bootstrap_images']
+    ['mcnemar_exact', 'randomisation_accuracy', 'randomisation_f1_macro', 'randomisation_images', \
+'randomisation_images']
     """
     rows = []
     folds = sorted({f for _, f in predictions})
@@ -681,44 +809,56 @@ def compare_predictions(predictions: dict[tuple[str, int], pd.DataFrame], correc
             rows.append({**base, "metric": "accuracy", "mean_a": ca.mean(), "mean_b": cb.mean(),
                          **mcnemar_test(ca, cb)})
             for metric in ("accuracy", "f1_macro"):
-                r = paired_bootstrap_ci(y, ya, yb, metric, n_boot=n_boot, seed=seed)
-                rows.append({**base, "metric": metric, "mean_a": math.nan, "mean_b": math.nan, **r})
-    rows += _image_level_rows(predictions, pairs, n_boot_images, seed, comparison)
+                r = image_paired_test(y, ya[None], yb[None], metric, n_boot=n_boot, n_perm=n_perm, seed=seed)
+                rows.append({**base, "metric": metric, **r, "test": f"randomisation_{metric}"})
+    rows += _image_level_rows(predictions, pairs, n_boot_images, n_perm, seed, comparison)
     return _finish(rows, correction)
 
 
 def _image_level_rows(predictions: dict[tuple[str, int], pd.DataFrame], pairs: list[tuple[str, str]], n_boot: int,
-                      seed: int, comparison: str) -> list[dict[str, Any]]:
-    """``bootstrap_images`` rows (accuracy and macro-F1) for every model pair, over all fold models."""
-    by_model: dict[str, list[pd.DataFrame]] = {}
+                      n_perm: int, seed: int, comparison: str) -> list[dict[str, Any]]:
+    """:data:`IMAGE_TEST` rows (accuracy and macro-F1) for every model pair, over the folds both have
+    (fold ``j`` of one model paired with fold ``j`` of the other)."""
+    by_model: dict[str, dict[int, pd.DataFrame]] = {}
     for (model, fold) in sorted(predictions, key=lambda k: k[1]):
-        by_model.setdefault(model, []).append(predictions[(model, fold)].set_index("path"))
+        by_model.setdefault(model, {})[fold] = predictions[(model, fold)].set_index("path")
     rows = []
     for a, b in [(a, b) for a, b in pairs if a in by_model and b in by_model]:
-        images = by_model[a][0].index
-        frames = by_model[a] + by_model[b]
+        folds = [f for f in by_model[a] if f in by_model[b]]
+        if not folds:
+            continue
+        images = by_model[a][folds[0]].index
+        frames = [by_model[m][f] for m in (a, b) for f in folds]
         if any(set(f.index) != set(images) for f in frames):
             raise ValueError(f"predictions of {a} and {b}: the folds are not on the same test images")
-        classes = sorted(set(images.map(by_model[a][0]["true"])) | set().union(*(set(f["pred"]) for f in frames)))
+        classes = sorted(set(by_model[a][folds[0]]["true"]) | set().union(*(set(f["pred"]) for f in frames)))
         code = {c: i for i, c in enumerate(classes)}
-        y = by_model[a][0]["true"].map(code).to_numpy()
-        pred = {m: np.vstack([f["pred"].reindex(images).map(code).to_numpy() for f in by_model[m]]) for m in (a, b)}
+        y = by_model[a][folds[0]]["true"].map(code).to_numpy()
+        pred = {m: np.vstack([by_model[m][f]["pred"].reindex(images).map(code).to_numpy() for f in folds])
+                for m in (a, b)}
+        left_out = sorted((set(by_model[a]) ^ set(by_model[b])))
         for metric in ("accuracy", "f1_macro"):
+            r = image_paired_test(y, pred[a], pred[b], metric, n_boot, n_perm, seed=seed)
+            if left_out:
+                r["note"] = _join(r["note"], f"fold(s) {left_out} of only one model left out")
             rows.append({"comparison": comparison, "group": "all", "a": a, "b": b, "metric": metric,
-                         "normality_p": math.nan,
-                         **image_bootstrap_test(y, pred[a], pred[b], metric, n_boot, seed=seed)})
+                         "normality_p": math.nan, **r})
     return rows
 
 
 def compare_methods(per_image: pd.DataFrame, metric_names: Sequence[str], correction: str = "holm",
                     by_class: bool = True) -> pd.DataFrame:
-    """Paired t-test and Wilcoxon between every pair of CAM methods on the same images.
+    """Paired t-test and Wilcoxon between every pair of CAM methods on the same images, per explained
+    model and layer.
 
     The unit of analysis is the image: every fold's model explains the same test images, so each
     image's metric is first averaged over the fold models (``model``, ``layer``, ``path``), and the
-    methods are paired on those averages. ``n`` is the number of distinct images with a finite
-    value for both methods (some metrics exist only on a subsample, or where a mask exists). Each
-    metric is tested over all images (``group`` 'all') and, with ``by_class``, within each true class.
+    methods are paired on those averages. When several models (or layers) are explained, each
+    (model, layer) is tested on its own (columns ``cam_model``, ``cam_layer``) and is its own Holm
+    family: an image is counted once per test, never once per model. ``n`` is the number of
+    distinct images with a finite value for both methods (some metrics exist only on a subsample,
+    or where a mask exists). Each metric is tested over all images (``group`` 'all') and, with
+    ``by_class``, within each true class.
 
     Examples
     --------
@@ -727,6 +867,9 @@ def compare_methods(per_image: pd.DataFrame, metric_names: Sequence[str], correc
     ...     "method": ["g", "x"] * 6, "score": [.1, .2, .1, .2, .3, .5, .3, .5, .2, .3, .2, .3]})
     >>> compare_methods(per_image, ["score"], by_class=False)["n"].tolist()
     [3, 3]
+    >>> two_models = pd.concat([per_image, per_image.assign(model="v")])
+    >>> compare_methods(two_models, ["score"], by_class=False)[["cam_model", "n"]].values.tolist()
+    [['r', 3], ['r', 3], ['v', 3], ['v', 3]]
     """
     rows = []
     keys = ["model", "layer", "path"]
@@ -735,49 +878,60 @@ def compare_methods(per_image: pd.DataFrame, metric_names: Sequence[str], correc
     # one value per image and method: the mean over the fold models that explained it
     per_image = (per_image.groupby(keys + ["class", "method"], sort=False, dropna=False)[metric_names]
                  .mean().reset_index())
-    groups: list[tuple[str, pd.DataFrame]] = [("all", per_image)]
-    if by_class:
-        groups += [(str(c), part) for c, part in per_image.groupby("class", sort=True)]
-    for metric in metric_names:
-        for group, part in groups:
-            wide = part.pivot_table(index=keys, columns="method", values=metric, aggfunc="mean", dropna=False)
-            for a, b in itertools.combinations(methods, 2):
-                if a not in wide or b not in wide:
-                    continue
-                va, vb = wide[a].to_numpy(), wide[b].to_numpy()
-                both = np.isfinite(va) & np.isfinite(vb)
-                if not both.any():
-                    continue  # metric not computed for these images (e.g. no mask)
-                va, vb = va[both], vb[both]
-                base = {"comparison": "cams", "group": group, "a": a, "b": b, "metric": metric,
-                        "mean_a": float(va.mean()), "mean_b": float(vb.mean()),
-                        "normality_p": shapiro_p(va - vb)}
-                for r in (paired_t_test(va, vb), wilcoxon_test(va, vb)):
-                    rows.append({**base, **r})
+    for (model, layer), explained in per_image.groupby(["model", "layer"], sort=False, dropna=False):
+        groups: list[tuple[str, pd.DataFrame]] = [("all", explained)]
+        if by_class:
+            groups += [(str(c), part) for c, part in explained.groupby("class", sort=True)]
+        for metric in metric_names:
+            for group, part in groups:
+                wide = part.pivot_table(index="path", columns="method", values=metric, aggfunc="mean",
+                                        dropna=False)
+                for a, b in itertools.combinations(methods, 2):
+                    if a not in wide or b not in wide:
+                        continue
+                    va, vb = wide[a].to_numpy(), wide[b].to_numpy()
+                    both = np.isfinite(va) & np.isfinite(vb)
+                    if not both.any():
+                        continue  # metric not computed for these images (e.g. no mask)
+                    va, vb = va[both], vb[both]
+                    base = {"comparison": "cams", "cam_model": model, "cam_layer": layer, "group": group,
+                            "a": a, "b": b, "metric": metric, "mean_a": float(va.mean()),
+                            "mean_b": float(vb.mean()), "normality_p": shapiro_p(va - vb)}
+                    for r in (paired_t_test(va, vb), wilcoxon_test(va, vb)):
+                        rows.append({**base, **r})
     return _finish(rows, correction)
 
 
-def holm_family(comparison: str, group: str, metric: str, test: str) -> str:
-    """The family a test's p-value is corrected in: ``comparison/group/metric/test family``.
+def holm_family(comparison: str, group: str, metric: str, test: str, explained: str = "") -> str:
+    """The family a test's p-value is corrected in: ``comparison[/explained]/group/metric/test family``.
 
     Both McNemar variants (exact and chi-square, chosen per pair by the number of discordant
-    pairs) are one family (:data:`TEST_FAMILIES`); every other test is its own.
+    pairs) are one family (:data:`TEST_FAMILIES`); every other test is its own. ``explained``
+    (``model@layer``) keeps the CAM-method tests of each explained model and layer apart.
 
     Examples
     --------
     >>> holm_family("models", "fold0", "accuracy", "mcnemar_chi2")
     'models/fold0/accuracy/mcnemar'
+    >>> holm_family("cams", "all", "iou", "paired_t", "vgg16@features.29")
+    'cams/vgg16@features.29/all/iou/paired_t'
     """
-    return f"{comparison}/{group}/{metric}/{TEST_FAMILIES.get(test, test)}"
+    scope = f"{comparison}/{explained}" if explained else comparison
+    return f"{scope}/{group}/{metric}/{TEST_FAMILIES.get(test, test)}"
 
 
 def _finish(rows: list[dict[str, Any]], correction: str) -> pd.DataFrame:
     df = pd.DataFrame(rows)
     if df.empty:
         return pd.DataFrame(columns=COLUMNS)
+    for col in ("cam_model", "cam_layer"):
+        if col not in df:
+            df[col] = ""
     df["correction"] = correction
+    explained = [f"{m}@{lay}" if m else "" for m, lay in zip(df["cam_model"].fillna("").astype(str),
+                                                              df["cam_layer"].fillna("").astype(str))]
     df["holm_family"] = [holm_family(*k) for k in zip(df["comparison"], df["group"].astype(str), df["metric"],
-                                                      df["test"])]
+                                                      df["test"], explained)]
     df["p_adjusted"] = np.nan
     for _, idx in df.groupby("holm_family", sort=False).groups.items():
         df.loc[idx, "p_adjusted"] = adjust_pvalues(df.loc[idx, "p_value"].to_numpy(), correction)
@@ -792,19 +946,24 @@ def significance_mark(p: float) -> str:
 
 
 def pair_p_adjusted(tests: pd.DataFrame, comparison: str, group: str, metric: str, test: str,
-                    a: str, b: str) -> float | None:
+                    a: str, b: str, cam_model: str | None = None, cam_layer: str | None = None) -> float | None:
     """The adjusted p of ``test`` between ``a`` and ``b`` (either order) in a paired-tests table,
-    or None when the table has no such row."""
+    or None when the table has no such row; ``cam_model`` / ``cam_layer`` pick the explained model
+    and layer of a CAM-method test (None: any)."""
     if tests.empty:
         return None
-    sel = tests[(tests["comparison"] == comparison) & (tests["group"].astype(str) == group)
-                & (tests["metric"] == metric) & (tests["test"] == test)
-                & (((tests["a"] == a) & (tests["b"] == b)) | ((tests["a"] == b) & (tests["b"] == a)))]
+    sel = ((tests["comparison"] == comparison) & (tests["group"].astype(str) == group)
+           & (tests["metric"] == metric) & (tests["test"] == test)
+           & (((tests["a"] == a) & (tests["b"] == b)) | ((tests["a"] == b) & (tests["b"] == a))))
+    for col, value in (("cam_model", cam_model), ("cam_layer", cam_layer)):
+        if value is not None and col in tests:
+            sel &= tests[col].astype(str) == str(value)
+    sel = tests[sel]
     return float(sel["p_adjusted"].iloc[0]) if len(sel) else None
 
 
 #: The test behind the summary tables' marks, and the fold-level test shown beside it.
-HEADLINE_TEST = "bootstrap_images"
+HEADLINE_TEST = IMAGE_TEST
 FOLD_TEST = "corrected_t"
 
 
@@ -815,8 +974,8 @@ def summary_table(metrics: pd.DataFrame, tests: pd.DataFrame, metric_names: Sequ
 
     The mark after each value is the Holm-adjusted significance of ``test`` between that model
     and ``reference`` (default: the model with the best mean of the first metric). The default
-    test, ``bootstrap_images``, resamples the test images with every fold model's predictions
-    (:func:`image_bootstrap_test`): the images carry the evidence. With ``second_test`` (default
+    test, :data:`IMAGE_TEST`, is the paired randomisation test over the test images with every fold
+    model's predictions (:func:`image_paired_test`): the images carry the evidence. With ``second_test`` (default
     the corrected resampled t-test over the fold scores, which has little power with few folds)
     a column ``<metric> (<second_test>)`` gives its mark too.
 

@@ -240,8 +240,9 @@ def shift_table(reference: pd.DataFrame, reference_labels: Sequence, other: pd.D
                and (reference[f].notna().any() or other[f].notna().any())]
     categorical = [f for f in CATEGORICAL_FEATURES if f in reference and f in other]
     rows = []
-    for c in [str(c) for c in pd.unique(ref_y) if c in set(oth_y)]:
-        a, b = reference[ref_y == c], other[oth_y == c]
+    for label in [c for c in pd.unique(ref_y) if c in set(oth_y)]:
+        # select by the raw label (an int class index is not equal to its str); format only the output
+        a, b, c = reference[ref_y == label], other[oth_y == label], str(label)
         for f in numeric:
             va = a[f].to_numpy(dtype=np.float64)
             vb = b[f].to_numpy(dtype=np.float64)

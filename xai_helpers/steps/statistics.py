@@ -15,7 +15,8 @@ import numpy as np
 from ..baselines import cnn_rows, is_baseline
 from ..cam_metrics import ALL_METRICS
 from ..runfolder import RunFolder
-from ..stats import COLUMNS, compare_methods, compare_models, compare_predictions, pair_p_adjusted, summary_table
+from ..stats import (COLUMNS, HEADLINE_TEST, compare_methods, compare_models, compare_predictions, pair_p_adjusted,
+                     summary_table)
 
 #: ``comparison`` of the tests between each CNN and the best baseline (their own Holm family).
 BASELINE_COMPARISON = "cnn_vs_baseline"
@@ -26,7 +27,8 @@ def run_paired_tests(params: dict[str, Any], correction: str = "holm") -> pd.Dat
 
     * between CNNs over folds (``metrics.csv``): paired t, corrected resampled t, Wilcoxon on
       accuracy, balanced accuracy and macro-F1;
-    * between CNNs on the same test images (``predictions/``): McNemar and paired bootstrap;
+    * between CNNs on the same test images (``predictions/``): McNemar and the paired randomisation
+      test over images (with a bootstrap interval), per fold and over the fold models;
     * between each CNN and the best baseline (by mean test accuracy), the same tests, with
       ``comparison`` = ``'cnn_vs_baseline'``: their own Holm families, so adding the baselines
       leaves the CNN-vs-CNN p-values as they were;
@@ -49,7 +51,7 @@ def run_paired_tests(params: dict[str, Any], correction: str = "holm") -> pd.Dat
 
     Examples
     --------
-    >>> params = tiny_run()  # one model: no model pair, but every fold's McNemar and bootstrap rows are there
+    >>> params = tiny_run()  # one model: no model pair: an empty table
     >>> tests = run_paired_tests(params)
     >>> list(tests.columns) == COLUMNS, RunFolder(params["run_dir"]).paired_tests_file.is_file()
     (True, True)
@@ -179,7 +181,7 @@ def baseline_verdict(metrics: pd.DataFrame, tests: pd.DataFrame, model: str, bas
     """How a CNN's mean test ``metric`` stands against the best baseline's, in words.
 
     ``'above (+0.120, p_adj 0.001)'`` when the CNN's mean is higher, ``'NOT above (-0.050, ...)'``
-    otherwise; the p-value is the Holm-adjusted image-level bootstrap test between the two
+    otherwise; the p-value is the Holm-adjusted image-level randomisation test between the two
     (``cnn_vs_baseline`` family), when the tests have it.
 
     Parameters
@@ -201,6 +203,6 @@ def baseline_verdict(metrics: pd.DataFrame, tests: pd.DataFrame, model: str, bas
     """
     means = metrics.groupby("model")[metric].mean()
     diff = float(means[model] - means[baseline])
-    p = pair_p_adjusted(tests, BASELINE_COMPARISON, "all", metric, "bootstrap_images", model, baseline)
+    p = pair_p_adjusted(tests, BASELINE_COMPARISON, "all", metric, HEADLINE_TEST, model, baseline)
     detail = f"{diff:+.3f}" + (f", p_adj {p:.3g}" if p is not None and np.isfinite(p) else "")
     return f"above ({detail})" if diff > 0 else f"NOT above ({detail})"

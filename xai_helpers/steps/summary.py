@@ -276,8 +276,9 @@ def _mean_std(values: pd.Series, digits: int = 4) -> str:
     return f"{values.mean():.{digits}f} ± {values.std(ddof=1):.{digits}f}"
 
 
-def _mark(tests: pd.DataFrame, comparison: str, group: str, metric: str, test: str, a: str, b: str) -> str:
-    p = pair_p_adjusted(tests, comparison, group, metric, test, a, b)
+def _mark(tests: pd.DataFrame, comparison: str, group: str, metric: str, test: str, a: str, b: str,
+          cam_model: str | None = None) -> str:
+    p = pair_p_adjusted(tests, comparison, group, metric, test, a, b, cam_model=cam_model)
     return "" if p is None else significance_mark(p)
 
 
@@ -286,9 +287,9 @@ def performance_table(runs: list[DatasetRun], metric_names=("accuracy", "f1_macr
     """Mean ± std over folds per dataset and model, marked against the dataset's best model.
 
     The mark is the Holm-adjusted significance of ``test`` between the model and the best one by
-    mean of the first metric ("ref"): by default the paired bootstrap over test images of the fold
-    models' results (``bootstrap_images``). With ``second_test`` (default the corrected resampled
-    t-test over the fold scores) a column ``<metric> <second_test>`` gives its mark too.
+    mean of the first metric ("ref"): by default the paired randomisation test over test images of the
+    fold models' results (:data:`~xai_helpers.stats.HEADLINE_TEST`). With ``second_test`` (default the
+    corrected resampled t-test over the fold scores) a column ``<metric> <second_test>`` gives its mark too.
 
     Parameters
     ----------
@@ -311,7 +312,7 @@ def performance_table(runs: list[DatasetRun], metric_names=("accuracy", "f1_macr
     --------
     >>> table = performance_table(load_study(example_study())).set_index(["dataset", "model"])
     >>> table.loc["skin_cancer_isic", "accuracy"].to_dict()
-    {'resnet50': '0.8000 ± 0.0100 ref', 'densenet121': '0.7000 ± 0.0100 ***'}
+    {'resnet50': '0.8000 ± 0.0100 ref', 'densenet121': '0.7000 ± 0.0100 **'}
     """
     rows = []
     for r in runs:
@@ -399,7 +400,8 @@ def confidence_table(runs: list[DatasetRun], metric: str = "confidence_increase"
             values = part.set_index("method")[metric]
             best = str(values.idxmax())
             for method, value in values.items():
-                mark = "ref" if method == best else _mark(r.tests, "cams", str(cls), metric, "paired_t", method, best)
+                mark = "ref" if method == best else _mark(r.tests, "cams", str(cls), metric, "paired_t", method,
+                                                          best, cam_model=str(model))
                 rows.append({"dataset": r.dataset, "model": model, "class": cls, "method": method,
                              metric: float(value), "mark": mark, "n": int(part.set_index("method").loc[method, "n"])})
     return pd.DataFrame(rows)
@@ -949,8 +951,10 @@ def write_report(study_dir: str | Path, runs: list[DatasetRun] | None = None) ->
              "## Protocol", "",
              _markdown(protocol_table(runs).set_index("dataset").T.rename_axis("").reset_index()), "",
              "## Classification (mean ± std over folds)", "",
-             f"Marks: Holm-adjusted paired bootstrap over the test images (`{HEADLINE_TEST}`: each image's "
-             "result averaged over the fold models, resampled by image) against the dataset's best model (`ref`): "
+             f"Marks: Holm-adjusted paired randomisation test over the test images (`{HEADLINE_TEST}`: each "
+             "image's result averaged over the fold models; under the null hypothesis the two models' predictions "
+             "of an image are swapped at random, exactly or with 49,999 random swaps) against the dataset's best "
+             "model (`ref`): "
              "`*` p < 0.05, `**` p < 0.01, `***` p < 0.001, `ns` not significant. The test images carry the "
              "evidence; the columns marked `corrected_t` give the Nadeau–Bengio corrected resampled t-test over "
              "the fold scores, which every fold scores on the same test split, so it is conditional on that split "
@@ -958,7 +962,7 @@ def write_report(study_dir: str | Path, runs: list[DatasetRun] | None = None) ->
              "Rows of kind `baseline` are classical models on the cached images downsampled to 32x32 grey "
              "pixels, fitted on the same folds and scored on the same test split: what a trivial model gets. "
              "`vs best baseline`: the CNN's mean test accuracy minus the best baseline's, with the Holm-adjusted "
-             "image-level bootstrap p (the CNN-vs-baseline tests are their own family).", "",
+             "image-level randomisation p (the CNN-vs-baseline tests are their own family).", "",
              _markdown(perf), ""]
     lines += [f"- {w}" for w in baseline_warnings(runs)]
     lines += ["", f"## Confidence increase per CAM method and class ({', '.join(explained)})", "",
