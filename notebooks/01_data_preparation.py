@@ -20,7 +20,7 @@
 # Everything later in the study rests on this step. Public medical datasets are messy: mixed sizes and colour modes, corrupt files, and duplicated images, sometimes the *same image in the training and the test split*, which silently inflates published accuracies. This notebook
 #
 # 1. reads the dataset folder in its published layout (or generates the embedded synthetic dataset),
-# 2. audits it (unreadable files, exact and near duplicates, class balance),
+# 2. audits it (files left out and why, what the decoder converted, exact and near duplicates, class balance),
 # 3. draws leak-free splits: the published test split stays the test set, and the training pool is divided into `folds` stratified, grouped folds for cross-validation,
 # 4. decodes and resizes every image once into a compact cache, so that training never decodes a JPEG again.
 #
@@ -88,7 +88,7 @@ print(f"{data.info['title']}\nlayout: {data.info['layout']}   classes: {data.cla
 
 # %% [markdown]
 # ## What the audit found
-# Exact duplicates are byte-identical files; near duplicates have perceptual hashes within a small Hamming distance (the hash and the threshold are named in `audit.json`). Duplicates *across* splits are leaks: by default the training copies of anything that also sits in the test split are dropped.
+# **Left out** are files that cannot be used, each named with its reason in `audit.json`: missing or a dangling link, empty, not an image, corrupt, too large, or smaller than 8 px a side (a 1×1 "image" blown up to the input size is a flat square, not a sample of its class). **Converted** counts what the decoder changed in images it kept: CMYK, 16-bit, palette or transparent images, the first frame of an animation, colour to grey (or back) for the dataset's colour mode, small images upscaled; look at a few of `conversion_examples` when a count is large. Exact duplicates are byte-identical files; near duplicates have perceptual hashes within a small Hamming distance (the hash and the threshold are named in `audit.json`). Duplicates *across* splits are leaks: by default the training copies of anything that also sits in the test split are dropped.
 
 # %%
 display(audit_summary(data.audit))

@@ -86,7 +86,8 @@ def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("reuse")
     params = resolve_params({"run_dir": str(root / "run"), "data_root": str(root / "synthetic"),
                              "synthetic_per_class": 8, "folds": 2, "epochs": 1, "batch_size": 8,
-                             "models": ["efficientnet_b0"], "max_per_class": 8})
+                             "models": ["efficientnet_b0"], "cam_model": "efficientnet_b0",
+                             "cam_layer": "default", "max_per_class": 8})
     prepare_data(params, progress=False)
     RunFolder(params["run_dir"]).write_config(params, step="01")
     metrics = train_models(load_prepared(params, progress=False), params, progress=False)

@@ -16,12 +16,12 @@ from typing import Any, Callable
 from .baselines import BASELINE_NAMES
 from .cams import STUDY_METHODS, available_methods
 from .data.cache import RESIZE_MODES
-from .data.layouts import LAYOUTS
+from .data.layouts import LAYOUTS, DatasetError, detect_layout
 from .data.splits import LEAK_POLICIES
 from .models import MODEL_NAMES, check_image_size, feature_map_size
 from .paths import project_root, resolve_path
 from .runfolder import RunFolderRefused, check_run_dir
-from .training import SCHEDULES
+from .training import SCHEDULES, resolve_device
 
 
 #: The shared notebook parameters and their defaults (the ``demo`` profile).
@@ -309,6 +309,11 @@ def resolve_params(values: dict[str, Any]) -> dict[str, Any]:
         p["external_data_root"] = str(resolve_path(p["external_data_root"]))
         if not Path(p["external_data_root"]).is_dir():
             raise ParameterError(f"external_data_root: folder {p['external_data_root']} does not exist")
+        if p["external_dataset"] == "auto":  # a folder of no known layout is refused now, not in notebook 07
+            try:
+                detect_layout(p["external_data_root"])
+            except DatasetError as err:
+                raise ParameterError(f"external_data_root: {err}") from None
     p["synthetic_per_class"] = _int("synthetic_per_class", p["synthetic_per_class"], 4)
     if p["max_per_class"] is not None:
         p["max_per_class"] = _int("max_per_class", p["max_per_class"], 2)
@@ -333,6 +338,10 @@ def resolve_params(values: dict[str, Any]) -> dict[str, Any]:
     dev = str(p["device"])
     if not (dev in ("auto", "cpu", "cuda", "mps") or dev.startswith("cuda:")):
         raise ParameterError(f"device: unknown value {dev!r}; accepted values: auto, cpu, cuda, cuda:N, mps")
+    try:  # a device this machine lacks is refused here, not in notebook 02 after the data work
+        resolve_device(dev)
+    except ValueError as err:
+        raise ParameterError(str(err)) from None
     weights = p["weights"]
     if weights not in ("none", "imagenet", "auto", None):
         if not Path(resolve_path(weights)).is_file():

@@ -143,6 +143,33 @@ def plan_runs(profile: str, overrides: dict[str, Any]) -> tuple[list[dict[str, A
     return per_dataset, study
 
 
+#: Notebooks that explain the fold models of ``cam_model``.
+EXPLAINING_NOTEBOOKS = ("04", "05", "07")
+
+
+def check_cam_model_is_trained(params: dict[str, Any], notebooks: Sequence[Path]) -> None:
+    """Refuse, before anything runs, a run whose explaining notebooks would find no model to explain.
+
+    Notebooks 04, 05 and 07 explain ``cam_model``'s fold models: it must be one of ``models`` (so
+    notebook 02 trains it) or already trained in the run folder (notebook 02 run alone for another
+    subset of models is fine).
+
+    Raises
+    ------
+    ParameterError
+        Naming ``cam_model`` and the models that would be trained.
+    """
+    numbers = {b.name[:2] for b in notebooks}
+    if not numbers & set(EXPLAINING_NOTEBOOKS) or params["cam_model"] in params["models"]:
+        return
+    if any((Path(params["run_dir"]) / "checkpoints").glob(f"{params['cam_model']}_fold*/last.pt")):
+        return
+    explaining = ", ".join(sorted(numbers & set(EXPLAINING_NOTEBOOKS)))
+    raise ParameterError(f"cam_model: {params['cam_model']!r} is not among models {params['models']} and has no "
+                         f"checkpoint in {params['run_dir']}: notebooks {explaining} would find nothing to explain "
+                         f"after notebook 02 trained the others; add it to models or choose one of them")
+
+
 def _failure_message(book: Path, executed: Path, err: Exception) -> str:
     """'notebook X failed in cell [N] (`first line of the cell`): Error: message'."""
     import nbformat  # noqa: PLC0415 - only to quote the failing cell
@@ -215,6 +242,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         books = list_notebooks(args.only.split(",") if args.only else None)
         dataset_books = [b for b in books if b.name[:2] not in STUDY_LEVEL_NOTEBOOKS]
         study_books = [b for b in books if b.name[:2] in STUDY_LEVEL_NOTEBOOKS]
+        for params in per_dataset:  # every check before the first notebook starts
+            check_cam_model_is_trained(params, dataset_books)
         started = time.perf_counter()
         for params in per_dataset:
             if dataset_books:

@@ -147,17 +147,43 @@ class FitResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def _mps_available() -> bool:
+    return getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+
+
 def resolve_device(device: str = "auto") -> torch.device:
-    """``torch.device`` for a device parameter; 'auto' picks CUDA, then MPS, then the CPU."""
+    """``torch.device`` for a device parameter; 'auto' picks CUDA, then MPS, then the CPU.
+
+    Raises
+    ------
+    ValueError
+        Naming the device when this machine lacks it (no CUDA, no such GPU index, no MPS), so that
+        the parameter check refuses it before any work starts.
+
+    Examples
+    --------
+    >>> resolve_device("cpu")
+    device(type='cpu')
+    """
     if device == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        if _mps_available():
             return torch.device("mps")
         return torch.device("cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device: {device!r} was asked for, but CUDA is not available here; use 'auto' or 'cpu'")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise ValueError(f"device: unknown value {device!r}; accepted values: auto, cpu, cuda, cuda:N, mps") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device: {device!r} was asked for, but CUDA is not available here; use 'auto' or 'cpu'")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"device: {device!r} was asked for, but this machine has {torch.cuda.device_count()} "
+                             f"CUDA device(s) (cuda:0 .. cuda:{torch.cuda.device_count() - 1})")
+    if dev.type == "mps" and not _mps_available():
+        raise ValueError(f"device: {device!r} was asked for, but MPS (Apple GPU) is not available here; "
+                         f"use 'auto' or 'cpu'")
     return dev
 
 

@@ -1,8 +1,8 @@
 """Data audit: what is in a dataset folder, and what is wrong with it.
 
-Counts per split and class, image sizes and colour modes, unreadable files with the reason,
-exact duplicates (identical bytes, SHA-1) and near duplicates (perceptual hash within a Hamming
-distance), within a split and across splits, and class imbalance. Duplicates across the train and
+Counts per split and class, image sizes and colour modes, files left out with the reason, what the
+decoder converted, exact duplicates (identical bytes, SHA-1) and near duplicates (perceptual hash
+within a Hamming distance), within a split and across splits, and class imbalance. Duplicates across the train and
 test splits silently inflate test accuracy; the audit names them so that the splits can drop them.
 """
 from __future__ import annotations
@@ -16,6 +16,8 @@ from PIL import Image
 from scipy.fft import dct
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
+
+from .cache import PROBLEMS
 
 #: Perceptual hash used for near duplicates, and the default Hamming distance threshold (of 64 bits).
 NEAR_DUPLICATE_HASH = ("pHash as ImageHash's phash (DCT of the 32x32 Lanczos-resized 8-bit grey image, 8x8 low "
@@ -187,7 +189,8 @@ def connected_groups(n: int, pairs: Sequence[tuple[int, int]]) -> list[list[int]
 def audit_dataset(index: pd.DataFrame, unreadable: Sequence[dict[str, str]],
                   images: np.ndarray | None = None, image_paths: Sequence[str] | None = None,
                   sizes: Sequence[tuple] | None = None,
-                  near_threshold: int = NEAR_DUPLICATE_THRESHOLD) -> dict[str, Any]:
+                  near_threshold: int = NEAR_DUPLICATE_THRESHOLD,
+                  conversions: Sequence[Sequence[str]] | None = None) -> dict[str, Any]:
     """The audit of a scanned dataset, as a JSON-ready dict.
 
     Parameters
@@ -195,18 +198,24 @@ def audit_dataset(index: pd.DataFrame, unreadable: Sequence[dict[str, str]],
     index : pandas.DataFrame
         From :func:`~xai_helpers.data.layouts.scan_dataset`, with a ``sha1`` column.
     unreadable : list of dict
-        ``{path, reason}`` of files that could not be decoded.
+        ``{path, reason, problem}`` of files left out (cannot be opened, empty, not an image,
+        corrupt, too large, too small: :data:`~xai_helpers.data.cache.PROBLEMS`).
     images, image_paths : optional
         Decoded images (``(N, C, H, W)`` uint8) and their paths, for near duplicates.
     sizes : optional
         ``(width, height, mode)`` of every file of ``index`` as stored on disk.
     near_threshold : int
         Hamming distance (of 64 bits) up to which two pHashes are near duplicates.
+    conversions : optional
+        What the decoder changed in each image of ``image_paths``
+        (:attr:`~xai_helpers.data.cache.ImageCache.conversions`).
 
     Returns
     -------
     dict
         Keys ``n_images``, ``per_split_class``, ``class_imbalance``, ``unreadable``,
+        ``left_out`` (count per problem), ``conversions`` (count per conversion, with up to three
+        ``conversion_examples`` each),
         ``skipped``, ``exact_duplicate_groups``, ``cross_split_exact_duplicate_groups``,
         ``exact_duplicates``, ``near_duplicate_groups``, ``cross_split_near_duplicate_groups``,
         ``near_duplicates``, ``near_duplicate_hash``, ``near_duplicate_threshold`` (and
@@ -221,6 +230,16 @@ def audit_dataset(index: pd.DataFrame, unreadable: Sequence[dict[str, str]],
     audit["class_imbalance"] = {"counts": {c: int(n) for c, n in per_class.items()},
                                 "max_over_min": float(per_class.max() / max(per_class.min(), 1))}
     audit["unreadable"] = list(unreadable)
+    audit["left_out"] = dict(Counter(u.get("problem", "undecodable") for u in unreadable))
+    counted: Counter = Counter()
+    examples: dict[str, list[str]] = {}
+    for path, changed in zip(image_paths or [], conversions or []):
+        for what in changed or []:
+            counted[what] += 1
+            if len(examples.setdefault(what, [])) < 3:
+                examples[what].append(str(path))
+    audit["conversions"] = dict(counted.most_common())
+    audit["conversion_examples"] = examples
     audit["skipped"] = list(index.attrs.get("skipped", []))
     audit["ignored_system_files"] = list(index.attrs.get("ignored", []))
 
@@ -246,48 +265,61 @@ def audit_dataset(index: pd.DataFrame, unreadable: Sequence[dict[str, str]],
     return audit
 
 
-def audit_summary(audit: dict[str, Any]) -> pd.DataFrame:
+def audit_summary(audit: dict[str, Any], listed: int = 20) -> pd.DataFrame:
     """The audit's headline numbers as a two-column table (for notebook 01).
 
     Parameters
     ----------
     audit : dict
         ``data/audit.json`` (:func:`audit_dataset`).
+    listed : int
+        Files listed by name per kind (skipped, left out); the table says how many more
+        ``data/audit.json`` holds.
 
     Returns
     -------
     pandas.DataFrame
-        One ``value`` per check (the index: images found, unreadable and skipped files,
-        duplicates, label conflicts, leaks dropped, class imbalance), then each unreadable file.
+        One ``value`` per check (the index: images found, files left out and why, skipped files,
+        what the decoder converted, duplicates, label conflicts, leaks dropped, class imbalance),
+        then the files skipped and left out.
 
     Examples
     --------
     >>> table = audit_summary({"n_images": 10, "unreadable": [{"path": "x.png", "reason": "truncated"}]})
     >>> table.iloc[:2].reset_index().values.tolist()
-    [['images found', 10], ['unreadable files (left out)', 1]]
+    [['images found', 10], ['files left out (unusable)', 1]]
+    >>> audit_summary({"left_out": {"too_small": 2}, "conversions": {"CMYK -> RGB": 3}}).loc[
+    ...     ["  left out: too small (under 8 px a side)", "  converted: CMYK -> RGB"], "value"].tolist()
+    [2, 3]
     """
     rows = [("images found", audit.get("n_images")),
-            ("unreadable files (left out)", len(audit.get("unreadable", []))),
-            ("other files skipped (not images)", len(audit.get("skipped", []))),
-            ("exact duplicate groups", audit.get("exact_duplicate_groups")),
-            ("  of which across splits", audit.get("cross_split_exact_duplicate_groups")),
-            ("near duplicate groups", audit.get("near_duplicate_groups")),
-            ("  of which across splits", audit.get("cross_split_near_duplicate_groups")),
-            ("near-duplicate hash", audit.get("near_duplicate_hash")),
-            ("near-duplicate threshold (Hamming bits)", audit.get("near_duplicate_threshold")),
-            ("class imbalance (largest / smallest class)",
-             round(audit.get("class_imbalance", {}).get("max_over_min", float("nan")), 2))]
+            ("files left out (unusable)", len(audit.get("unreadable", [])) or sum(audit.get("left_out", {}).values()))]
+    for problem, n in audit.get("left_out", {}).items():
+        rows.append((f"  left out: {PROBLEMS.get(problem, problem)}", n))
+    rows.append(("other files skipped (not images)", len(audit.get("skipped", []))))
+    for what, n in audit.get("conversions", {}).items():
+        rows.append((f"  converted: {what}", n))
+    rows += [("exact duplicate groups", audit.get("exact_duplicate_groups")),
+             ("  of which across splits", audit.get("cross_split_exact_duplicate_groups")),
+             ("near duplicate groups", audit.get("near_duplicate_groups")),
+             ("  of which across splits", audit.get("cross_split_near_duplicate_groups")),
+             ("near-duplicate hash", audit.get("near_duplicate_hash")),
+             ("near-duplicate threshold (Hamming bits)", audit.get("near_duplicate_threshold")),
+             ("class imbalance (largest / smallest class)",
+              round(audit.get("class_imbalance", {}).get("max_over_min", float("nan")), 2))]
     conflicts = audit.get("label_conflicts", [])
     rows.append(("label conflicts: identical files under different classes (left out)", len(conflicts)))
-    for c in conflicts[:20]:
+    for c in conflicts[:listed]:
         rows.append(("label conflict", f"{', '.join(c['paths'])} ({' vs '.join(c['classes'])})"))
     for key, value in audit.get("splits", {}).items():
         if isinstance(value, (int, float)):
             rows.append((f"splits: {key.replace('_', ' ')}", value))
     if "test_split" in audit.get("splits", {}):
         rows.append(("test split", audit["splits"]["test_split"]))
-    for s in audit.get("skipped", [])[:20]:
-        rows.append(("skipped", f"{s['path']}: {s['reason']}"))
-    for u in audit.get("unreadable", [])[:20]:
-        rows.append(("unreadable", f"{u['path']}: {u['reason']}"))
-    return pd.DataFrame(rows, columns=["item", "value"]).set_index("item")
+    for kind, entries in (("label conflict", conflicts), ("skipped", audit.get("skipped", [])),
+                          ("left out", audit.get("unreadable", []))):
+        if kind != "label conflict":
+            rows += [(kind, f"{e['path']}: {e['reason']}") for e in entries[:listed]]
+        if len(entries) > listed:
+            rows.append((kind, f"... and {len(entries) - listed} more, all in data/audit.json"))
+    return pd.DataFrame(rows, columns=["item", "value"], dtype=object).set_index("item")

@@ -10,8 +10,12 @@ file (at most a few chunks of decoded images are held at once) and opened with
 ``mmap_mode="r"``, so the operating system pages images in as batches ask for them and a
 dataset larger than RAM (100k RGB images at 224 px are ~15 GB) can be used.
 
-Unreadable files (zero bytes, not an image, truncated, too large) are not fatal: they come back
-as ``{path, reason}`` entries and are left out of the array, so a run reports them and goes on.
+Files that cannot be used (missing or a dangling link, zero bytes, not an image, truncated, too
+large, too small to mean anything) are not fatal: they come back as ``{path, reason, problem}``
+entries (:data:`PROBLEMS`) and are left out of the array, so a run reports them and goes on. What
+the decoder changes silently in a file it can use (a CMYK, 16-bit, palette or transparent image, the
+first frame of an animation, an upscaled small image) is recorded per image
+(:attr:`ImageCache.conversions`) and counted in the audit.
 """
 from __future__ import annotations
 
@@ -35,17 +39,41 @@ from ..atomic import write_text_atomic
 from ..paths import project_root
 from .metadata import file_header
 
-CACHE_VERSION = 2  # 2: file_info holds (width, height, mode, format, jpeg_quality)
+CACHE_VERSION = 3  # 2: file_info holds (width, height, mode, format, jpeg_quality); 3: conversions, problems
 #: How a non-square image becomes square before it is resized: ``squash`` stretches it (every pixel
 #: kept, shapes distorted), ``center_crop`` keeps its central square (shapes kept, borders lost),
 #: ``pad`` adds black borders to a square (everything kept, smaller content).
 RESIZE_MODES = ("squash", "center_crop", "pad")
 #: Images with more pixels than this are reported as too large instead of decoded.
 MAX_PIXELS = 100_000_000
+#: Images narrower or lower than this many pixels are reported as too small and left out: a 1x1
+#: "image" upscaled to the input size is a flat square, not a sample of the class.
+MIN_SIDE = 8
+
+#: Why a file is left out (the ``problem`` of an unreadable entry), in words for the audit.
+PROBLEMS = {
+    "cannot_open": "cannot be opened (missing, a dangling link, no permission)",
+    "empty": "empty file (0 bytes)",
+    "not_an_image": "not an image",
+    "undecodable": "truncated or corrupt",
+    "too_large": f"too large (over {MAX_PIXELS:,} pixels)",
+    "too_small": f"too small (under {MIN_SIDE} px a side)",
+}
 
 
 class ImageReadError(ValueError):
-    """An image file cannot be decoded; the message names the file and the reason."""
+    """An image file cannot be used; the message names the file and the reason.
+
+    Parameters
+    ----------
+    message : str
+    problem : str
+        A key of :data:`PROBLEMS`.
+    """
+
+    def __init__(self, message: str, problem: str = "undecodable"):
+        super().__init__(message)
+        self.problem = problem
 
 
 def file_digest(path: str | os.PathLike) -> str:
@@ -55,6 +83,30 @@ def file_digest(path: str | os.PathLike) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def file_digests(paths: Sequence[str | os.PathLike], progress: bool = False) -> list[str]:
+    """SHA-1 of each file, never failing on one: ``'empty'`` for a 0-byte file and
+    ``'unreadable:<path>'`` for one that cannot be read (vanished, a dangling link, no permission):
+    unique per path, so two unreadable files are never taken for duplicates. The decoder then
+    reports why each of those is left out (:func:`load_image`).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp()); (d / "a.png").write_bytes(b"x"); (d / "b.png").touch()
+    1
+    >>> (d / "c.png").symlink_to(d / "gone.png")
+    >>> [x[:12] for x in file_digests([d / "a.png", d / "b.png", d / "c.png"])]
+    ['11f6ad8ec52a', 'empty', 'unreadable:/']
+    """
+    out = []
+    for p in tqdm(paths, desc="hashing files", disable=not progress, leave=False):
+        try:
+            out.append(file_digest(p) if os.stat(p).st_size else "empty")
+        except OSError:
+            out.append(f"unreadable:{p}")
+    return out
 
 
 def _to_uint8(arr: np.ndarray) -> np.ndarray:
@@ -109,23 +161,65 @@ def load_image(path: str | os.PathLike, grey: bool, size: int | None = None,
                resize_mode: str = "squash") -> np.ndarray:
     """Decode one image file to uint8, greyscale ``(H, W)`` or RGB ``(H, W, 3)``.
 
-    Greyscale, RGBA, palette, CMYK and 16-bit or float images are converted; with ``size`` a
-    non-square image is first made square as ``resize_mode`` says (:func:`square_image`), then
-    resized (bilinear, antialiased) to ``size`` x ``size``.
+    :func:`decode_image` without the list of what was converted.
 
     Raises
     ------
     ImageReadError
-        For a zero-byte file, a file that is not an image, a truncated file or an image over
-        :data:`MAX_PIXELS` pixels; the message names the file.
+        As :func:`decode_image`.
+    """
+    return decode_image(path, grey, size, resize_mode)[0]
+
+
+#: Modes of images with one intensity channel (a palette image counts as colour).
+_GREY_MODES = ("1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F")
+
+
+def _unopenable(path: Path, err: OSError) -> ImageReadError:
+    if path.is_symlink() and not path.exists():
+        return ImageReadError(f"{path}: dangling symbolic link (to {os.readlink(path)})", "cannot_open")
+    return ImageReadError(f"{path}: cannot open file ({err.strerror or err})", "cannot_open")
+
+
+def decode_image(path: str | os.PathLike, grey: bool, size: int | None = None,
+                 resize_mode: str = "squash") -> tuple[np.ndarray, list[str]]:
+    """Decode one image file to uint8, greyscale ``(H, W)`` or RGB ``(H, W, 3)``, and say what changed.
+
+    Greyscale, RGBA, palette, CMYK and 16-bit or float images are converted; with ``size`` a
+    non-square image is first made square as ``resize_mode`` says (:func:`square_image`), then
+    resized (bilinear, antialiased) to ``size`` x ``size``. Each conversion a reader would want to
+    know of is named in the returned list (the audit counts them): ``'CMYK -> RGB'``,
+    ``'16/32-bit -> 8-bit (min-max per image)'``, ``'palette -> RGB'`` (or ``-> grey``),
+    ``'transparency composited on black'``, ``'alpha channel dropped (fully opaque)'``,
+    ``'animation: first frame only'``, ``'colour -> grey'``, ``'grey -> RGB'``,
+    ``'upscaled (smaller than image_size)'``, ``'EXIF orientation not applied'``, and other modes as
+    ``'<mode> -> RGB'``.
+
+    Raises
+    ------
+    ImageReadError
+        Naming the file, with ``problem`` one of :data:`PROBLEMS`: a file that cannot be opened (a
+        dangling link names its target), a zero-byte file, a file that is not an image, a
+        truncated one, an image over :data:`MAX_PIXELS` pixels or under :data:`MIN_SIDE` px a side.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "cmyk.jpg"
+    >>> Image.new("CMYK", (40, 30), (0, 128, 255, 0)).save(p)
+    >>> arr, conversions = decode_image(p, grey=False, size=64)
+    >>> arr.shape, conversions
+    ((64, 64, 3), ['CMYK -> RGB', 'upscaled (smaller than image_size)'])
     """
     path = Path(path)
     try:
         nbytes = path.stat().st_size
     except OSError as err:
-        raise ImageReadError(f"{path}: cannot read file ({err.strerror})") from None
+        raise _unopenable(path, err) from None
     if nbytes == 0:
-        raise ImageReadError(f"{path}: empty file (0 bytes)")
+        raise ImageReadError(f"{path}: empty file (0 bytes)", "empty")
+    target = "L" if grey else "RGB"
+    done: list[str] = []
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -133,31 +227,62 @@ def load_image(path: str | os.PathLike, grey: bool, size: int | None = None,
                 w, h = img.size
                 if w * h > MAX_PIXELS:
                     raise ImageReadError(f"{path}: image too large ({w}x{h} = {w * h:,} pixels, "
-                                         f"limit {MAX_PIXELS:,}; raise xai_helpers.data.cache.MAX_PIXELS)")
+                                         f"limit {MAX_PIXELS:,}; raise xai_helpers.data.cache.MAX_PIXELS)",
+                                         "too_large")
+                if min(w, h) < MIN_SIDE:
+                    raise ImageReadError(f"{path}: image too small ({w}x{h} px; at least {MIN_SIDE} px a side "
+                                         f"is needed, xai_helpers.data.cache.MIN_SIDE)", "too_small")
+                mode = img.mode
+                if getattr(img, "n_frames", 1) > 1:
+                    done.append("animation: first frame only")
+                if img.getexif().get(0x0112, 1) not in (0, 1):
+                    done.append("EXIF orientation not applied")
                 if size is not None and img.format == "JPEG":
-                    img.draft("L" if grey else "RGB", (size, size))
+                    img.draft(target, (size, size))
                 img.load()
                 if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-                    arr = _to_uint8(np.asarray(img))
-                    img = Image.fromarray(arr)
-                if img.mode in ("RGBA", "LA", "P", "PA"):
+                    done.append("16/32-bit -> 8-bit (min-max per image)")
+                    img = Image.fromarray(_to_uint8(np.asarray(img)))
+                if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+                    if img.mode == "P":
+                        done.append(f"palette -> {'grey' if grey else 'RGB'}")
                     img = img.convert("RGBA")
+                    opaque = img.getchannel("A").getextrema()[0] == 255
+                    done.append("alpha channel dropped (fully opaque)" if opaque else
+                                "transparency composited on black")
                     background = Image.new("RGBA", img.size, (0, 0, 0, 255))
                     img = Image.alpha_composite(background, img)
-                img = img.convert("L" if grey else "RGB")
+                elif img.mode == "P":
+                    done.append(f"palette -> {'grey' if grey else 'RGB'}")
+                elif mode == "CMYK":
+                    done.append("CMYK -> RGB")
+                elif mode == "1":
+                    done.append("1-bit -> 8-bit")
+                elif img.mode not in ("L", "RGB", "RGBA"):
+                    done.append(f"{img.mode} -> RGB")
+                source_grey = mode in _GREY_MODES
+                if grey and not source_grey:
+                    done.append("colour -> grey")
+                elif not grey and source_grey:
+                    done.append("grey -> RGB")
+                img = img.convert(target)
                 if size is not None:
                     img = square_image(img, resize_mode)
+                    if min(img.size) < size:
+                        done.append("upscaled (smaller than image_size)")
                 if size is not None and img.size != (size, size):
                     img = img.resize((size, size), Image.Resampling.BILINEAR)
-                return np.asarray(img, dtype=np.uint8)
+                return np.asarray(img, dtype=np.uint8), done
     except ImageReadError:
         raise
     except UnidentifiedImageError:
-        raise ImageReadError(f"{path}: not an image (cannot identify image file)") from None
+        raise ImageReadError(f"{path}: not an image (cannot identify image file)", "not_an_image") from None
     except (Image.DecompressionBombWarning, Image.DecompressionBombError) as err:
-        raise ImageReadError(f"{path}: image too large ({err})") from None
+        raise ImageReadError(f"{path}: image too large ({err})", "too_large") from None
+    except (FileNotFoundError, PermissionError, IsADirectoryError) as err:
+        raise _unopenable(path, err) from None
     except (OSError, SyntaxError, ValueError) as err:
-        raise ImageReadError(f"{path}: cannot decode image ({err})") from None
+        raise ImageReadError(f"{path}: cannot decode image ({err})", "undecodable") from None
 
 
 def cache_bytes(n_images: int, image_size: int, grey: bool) -> int:
@@ -187,15 +312,17 @@ def check_cache_fits(n_images: int, image_size: int, grey: bool, cache_dir: str 
                          f"image_size (or max_per_class), or free disk space there (XAI_HELPERS_CACHE moves it)")
 
 
-def _decode_chunk(args: tuple[list[str], bool, int, str]) -> list[tuple[np.ndarray | None, str | None, Any]]:
+def _decode_chunk(args: tuple[list[str], bool, int, str]) -> list[tuple[Any, ...]]:
+    """``(array or None, reason or None, problem or None, header, conversions)`` per file of a chunk."""
     paths, grey, size, resize_mode = args
     ImageFile.LOAD_TRUNCATED_IMAGES = False
     out = []
     for p in paths:
         try:
-            out.append((load_image(p, grey, size, resize_mode), None, file_header(p)))
+            arr, conversions = decode_image(p, grey, size, resize_mode)
+            out.append((arr, None, None, file_header(p), conversions))
         except ImageReadError as err:
-            out.append((None, str(err), None))
+            out.append((None, str(err), err.problem, None, None))
     return out
 
 
@@ -211,12 +338,15 @@ class ImageCache:
     paths : list of str
         The file of each row of ``images``.
     unreadable : list of dict
-        ``{path, reason}`` for every file that could not be decoded (not in ``images``).
+        ``{path, reason, problem}`` for every file left out of ``images`` (``problem``: a key of
+        :data:`PROBLEMS`).
     file : pathlib.Path or None
         Where the cache lives on disk.
     file_info : list
         ``(width, height, mode, format, jpeg_quality)`` of each file of :attr:`paths` as stored on
         disk (:func:`~xai_helpers.data.metadata.file_header`).
+    conversions : list of list of str
+        What :func:`decode_image` changed in each file of :attr:`paths` (empty lists for most).
     """
 
     images: np.ndarray
@@ -224,6 +354,7 @@ class ImageCache:
     unreadable: list[dict[str, str]]
     file: Path | None = None
     file_info: list[tuple[int, int, str]] | None = None
+    conversions: list[list[str]] | None = None
 
     @classmethod
     def load(cls, array_file: str | os.PathLike) -> "ImageCache":
@@ -232,12 +363,14 @@ class ImageCache:
         meta = json.loads(array_file.with_suffix(".json").read_text())
         bad = set(meta["unreadable_rows"])
         paths = [p for i, p in enumerate(meta["paths"]) if i not in bad]
-        unreadable = [{"path": meta["paths"][i], "reason": r} for i, r in zip(meta["unreadable_rows"], meta["reasons"])]
+        problems = meta.get("problems") or ["undecodable"] * len(meta["reasons"])
+        unreadable = [{"path": meta["paths"][i], "reason": r, "problem": k}
+                      for i, r, k in zip(meta["unreadable_rows"], meta["reasons"], problems)]
         info = [tuple(x) for x in meta.get("file_info", [])] or None
         images = np.load(array_file, mmap_mode="r")
         # rows of unreadable files stay unwritten at the end of the file (it is written as it decodes)
         images = images[:meta.get("n_rows", len(images))]
-        return cls(images, paths, unreadable, array_file, info)
+        return cls(images, paths, unreadable, array_file, info, meta.get("conversions"))
 
     def rows(self, paths: Sequence[str]) -> np.ndarray:
         """Row numbers of ``paths`` in :attr:`images` (KeyError naming a path not cached)."""
@@ -364,12 +497,7 @@ def build_cache(paths: Sequence[str | os.PathLike], image_size: int, grey: bool,
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     cache_dir.mkdir(parents=True, exist_ok=True)
     if digests is None:
-        digests = []
-        for p in tqdm(paths, desc="hashing files", disable=not progress, leave=False):
-            try:
-                digests.append(file_digest(p))
-            except OSError:
-                digests.append("unreadable")
+        digests = file_digests(paths, progress=progress)
     _check_resize_mode(resize_mode)
     # 'squash' keeps the key it had before resize_mode existed, so earlier caches are reused
     key_parts = [CACHE_VERSION, image_size, bool(grey), list(digests)]
@@ -384,7 +512,7 @@ def build_cache(paths: Sequence[str | os.PathLike], image_size: int, grey: bool,
         # the bytes are the same; the files may have moved: rows follow the order of ``paths``
         moved = dict(zip(json.loads(meta_file.read_text())["paths"], paths))
         cached.paths = [moved[p] for p in cached.paths]
-        cached.unreadable = [{"path": moved[u["path"]], "reason": u["reason"].replace(u["path"], moved[u["path"]])}
+        cached.unreadable = [{**u, "path": moved[u["path"]], "reason": u["reason"].replace(u["path"], moved[u["path"]])}
                              for u in cached.unreadable]
         return cached
 
@@ -401,19 +529,23 @@ def build_cache(paths: Sequence[str | os.PathLike], image_size: int, grey: bool,
     good: list[int] = []
     bad_rows: list[int] = []
     reasons: list[str] = []
+    problems: list[str] = []
     file_info: list[Any] = []
+    conversions: list[list[str]] = []
     bar = tqdm(total=len(paths), desc=f"decoding images ({image_size}px)", disable=not progress)
     try:
         for part in _decoded_chunks(chunks, grey, image_size, resize_mode, workers):
-            for arr, reason, header in part:
+            for arr, reason, problem, header, changed in part:
                 i = len(good) + len(bad_rows)
                 if arr is None:
                     bad_rows.append(i)
                     reasons.append(str(reason))
+                    problems.append(str(problem))
                     continue
                 out[len(good)] = arr[None] if grey else arr.transpose(2, 0, 1)
                 good.append(i)
                 file_info.append(header)
+                conversions.append(changed)
             bar.update(len(part))
         out.flush()
         del out
@@ -423,16 +555,17 @@ def build_cache(paths: Sequence[str | os.PathLike], image_size: int, grey: bool,
         raise
     finally:
         bar.close()
-    unreadable = [{"path": paths[i], "reason": r} for i, r in zip(bad_rows, reasons)]
+    unreadable = [{"path": paths[i], "reason": r, "problem": k} for i, r, k in zip(bad_rows, reasons, problems)]
     write_text_atomic(meta_file, json.dumps({"paths": paths, "unreadable_rows": bad_rows, "reasons": reasons,
-                                     "n_rows": len(good), "file_info": file_info, "image_size": image_size,
-                                     "grey": bool(grey), "resize_mode": resize_mode}))
+                                             "problems": problems, "n_rows": len(good), "file_info": file_info,
+                                             "conversions": conversions, "image_size": image_size,
+                                             "grey": bool(grey), "resize_mode": resize_mode}))
     images = np.load(array_file, mmap_mode="r")[:len(good)]
-    return ImageCache(images, [paths[i] for i in good], unreadable, array_file, file_info)
+    return ImageCache(images, [paths[i] for i in good], unreadable, array_file, file_info, conversions)
 
 
 def _decoded_chunks(chunks: list[list[str]], grey: bool, size: int, resize_mode: str,
-                    workers: int) -> Iterator[list[tuple[np.ndarray | None, str | None, Any]]]:
+                    workers: int) -> Iterator[list[tuple[Any, ...]]]:
     """Decoded chunks in order; with several workers at most ``4 * workers`` chunks are in flight."""
     if workers <= 1 or len(chunks) <= 1:
         for c in chunks:

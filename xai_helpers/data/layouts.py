@@ -167,23 +167,36 @@ def detect_layout(root: str | Path) -> str:
         f"(or HAM10000_metadata.csv); accepted layouts: {', '.join(LAYOUTS)}")
 
 
-def _files(folder: Path) -> tuple[list[Path], list[Path], list[Path]]:
-    """Image files, other files (reported) and ignorable system files below ``folder``.
+#: What a directory entry that is neither a folder nor a regular file is, for the audit's ``skipped`` list.
+_SPECIAL_FILES = (("is_fifo", "a named pipe"), ("is_socket", "a socket"), ("is_block_device", "a block device"),
+                  ("is_char_device", "a character device"))
+
+
+def _files(folder: Path) -> tuple[list[Path], list[dict[str, str]], list[Path]]:
+    """Image files, other entries (``{path, reason}``, reported) and ignorable system files below ``folder``.
 
     Hidden files and everything in hidden folders (``.DS_Store``, macOS's ``._img.png``
-    resource forks, ``.ipynb_checkpoints/``) are never images: they are ignored and listed.
+    resource forks, ``.ipynb_checkpoints/``) are never images: they are ignored and listed. A
+    symbolic link with an image extension is an image candidate even when it points nowhere (the
+    decoder reports it as a dangling link, with its target); a named pipe, socket or device is
+    reported as not a regular file and never opened (reading a pipe would wait forever).
     """
     images, others, ignored = [], [], []
     for p in sorted(folder.rglob("*")):
-        if not p.is_file() and not p.is_symlink():
-            continue
+        if not p.is_symlink():
+            if p.is_dir():
+                continue
+            if not p.is_file():
+                kind = next((what for test, what in _SPECIAL_FILES if getattr(p, test)()), "not a regular file")
+                others.append({"path": str(p), "reason": f"not a regular file ({kind})"})
+                continue
         hidden = any(part.startswith(".") for part in p.relative_to(folder).parts)
         if p.name.lower() in _SYSTEM_FILES or hidden:
             ignored.append(p)
         elif p.suffix.lower() in IMAGE_EXTENSIONS:
             images.append(p)
         else:
-            others.append(p)
+            others.append({"path": str(p), "reason": "not an image file (extension)"})
     return images, others, ignored
 
 
@@ -210,7 +223,7 @@ def _scan_ham10000(root: Path) -> pd.DataFrame:
         rows.append({"path": str(p), "split": "train", "class": HAM10000_CLASSES[dx],
                      "group": str(r.lesion_id), "mask": None})
     df = pd.DataFrame(rows, columns=["path", "split", "class", "group", "mask"])
-    df.attrs["skipped"] = ([{"path": str(p), "reason": "not an image file (extension)"} for p in others]
+    df.attrs["skipped"] = (others
                            + [{"path": str(p), "reason": "image file not listed in HAM10000_metadata.csv"}
                               for p in by_id.values()]
                            + [{"path": f"{root}/{i}.*", "reason": "listed in HAM10000_metadata.csv but missing"}
@@ -294,7 +307,7 @@ def scan_dataset(root: str | Path, dataset: str = "auto") -> pd.DataFrame:
                 images, others, ign = _files(cdir)
                 if not images:
                     raise DatasetError(f"{cdir}: class folder is empty (no image files)")
-                skipped += [{"path": str(p), "reason": "not an image file (extension)"} for p in others]
+                skipped += others
                 ignored += [str(p) for p in ign]
                 for p in images:
                     group = layout.group_of(p.name) if layout.group_of else str(p.relative_to(root))

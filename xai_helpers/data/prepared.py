@@ -6,6 +6,8 @@ and :func:`merge_groups` decide which images are left out and which must share a
 """
 from __future__ import annotations
 
+import warnings
+
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -95,6 +97,7 @@ class PreparedData:
     def masks(self, rows: np.ndarray) -> list[np.ndarray | None]:
         """Lesion masks of ``rows`` at the cache's size: one ``(S, S)`` bool array per image that
         has a mask, None for an image without one (and for every image of a dataset without masks).
+        A mask file that exists but cannot be read is reported (a warning naming it) and left out.
 
         Examples
         --------
@@ -108,11 +111,15 @@ class PreparedData:
         out: list[np.ndarray | None] = []
         for r in np.asarray(rows):
             p = self.splits["mask"].iloc[r] if "mask" in self.splits.columns else None
+            mask = None
             if isinstance(p, str) and p and Path(p).is_file():
-                with Image.open(p) as m:
-                    out.append(np.asarray(m.convert("L").resize((size, size), Image.Resampling.NEAREST)) > 127)
-            else:
-                out.append(None)
+                try:
+                    with Image.open(p) as m:
+                        mask = np.asarray(m.convert("L").resize((size, size), Image.Resampling.NEAREST)) > 127
+                except (OSError, SyntaxError, ValueError) as err:  # one bad mask never stops the explanations
+                    warnings.warn(f"{p}: cannot read the lesion mask ({err}); mask left out, the image's "
+                                  f"localisation metrics are NaN", stacklevel=2)
+            out.append(mask)
         return out
 
     def mask_array(self, rows: np.ndarray) -> np.ndarray | None:

@@ -14,7 +14,7 @@ import pandas as pd
 
 from ..atomic import write_text_atomic
 from ..data.audit import audit_dataset
-from ..data.cache import ImageCache, build_cache, file_digest
+from ..data.cache import ImageCache, build_cache, file_digests
 from ..data.layouts import LAYOUTS, DatasetError, scan_dataset
 from ..data.metadata import image_metadata
 from ..data.prepared import PreparedData, label_conflicts, merge_groups
@@ -69,12 +69,13 @@ def prepare_data(params: dict[str, Any], progress: bool = True) -> PreparedData:
         raise DatasetError(f"{root}: only one class ({index.attrs['classes'][0]!r}, {len(index)} images) was found; "
                            f"a classifier needs at least two. Check that data_root is the dataset's root folder "
                            f"(with one folder per class, or <split>/<class>/ folders)")
-    digests = [file_digest(p) if Path(p).stat().st_size else "empty" for p in index["path"]]
+    # a file that vanished or cannot be read gets a digest of its own: the decoder reports why, never a crash
+    digests = file_digests(index["path"], progress=progress)
     index["sha1"] = digests
     cache = build_cache(index["path"], params["image_size"], index.attrs["grey"], digests=digests,
                         progress=progress, resize_mode=params.get("resize_mode", "squash"))
     audit = audit_dataset(index, cache.unreadable, images=cache.images, image_paths=cache.paths,
-                          sizes=cache.file_info)
+                          sizes=cache.file_info, conversions=cache.conversions)
     conflicts = label_conflicts(index)
     audit["label_conflicts"] = conflicts
     conflicting = {p for group in conflicts for p in group["paths"]}

@@ -22,7 +22,7 @@ from ..baselines import cnn_rows
 from ..cam_metrics import spearman_rows
 from ..cams import compute_cams, resolve_target_layer
 from ..data.audit import NEAR_DUPLICATE_THRESHOLD, cross_near_duplicates, perceptual_hash
-from ..data.cache import build_cache, file_digest
+from ..data.cache import build_cache, file_digests
 from ..data.layouts import scan_dataset
 from ..data.metadata import image_metadata
 from ..data.prepared import PreparedData
@@ -98,7 +98,7 @@ def training_fingerprints(data: PreparedData) -> dict[str, Any]:
     (True, True)
     """
     pool = np.flatnonzero(data.splits["split"].to_numpy() != "test")
-    return {"sha1": {file_digest(p) for p in data.splits["path"].to_numpy()[pool]},
+    return {"sha1": set(file_digests(data.splits["path"].to_numpy()[pool])),
             "phash": perceptual_hash(data.images[pool])}
 
 
@@ -168,7 +168,7 @@ def load_external(params: dict[str, Any], class_names: Sequence[str], grey: bool
     mapping, unmapped = map_classes(list(index.attrs["classes"]), class_names, params.get("class_map"))
     counts = index.groupby("class").size().to_dict()
     used = index[index["class"].isin(mapping)]
-    digests = [file_digest(p) if Path(p).stat().st_size else "empty" for p in used["path"]]
+    digests = file_digests(used["path"], progress=progress)
     cache = build_cache(used["path"], params["image_size"], grey, digests=digests, progress=progress,
                         resize_mode=params.get("resize_mode", "squash"))
     readable = used[used["path"].isin(set(cache.paths))]
