@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from xai_helpers.models import MODEL_NAMES, build_model
-from xai_helpers.training import cpu_supports_bf16
+from xai_helpers.inference import cpu_supports_bf16
 
 
 def _autocast(bf16: bool, device: torch.device):

@@ -25,7 +25,7 @@ from torchvision import datasets, transforms
 from xai_helpers.data.cache import build_cache
 from xai_helpers.data.layouts import scan_dataset
 from xai_helpers.models import IMAGENET_MEAN, IMAGENET_STD
-from xai_helpers.training import BatchPipeline
+from xai_helpers.inference import BatchPipeline
 
 
 def main() -> None:

@@ -128,7 +128,8 @@ def one_size(root: Path, workdir: Path, n_images: int, train_images: int, size_p
 
     from xai_helpers.config import resolve_params
     from xai_helpers.steps import load_prepared, prepare_data
-    from xai_helpers.training import BatchPipeline, TrainConfig, fit, precision_path
+    from xai_helpers.inference import BatchPipeline, precision_path
+    from xai_helpers.training import TrainConfig, fit
 
     sampler = AnonMemorySampler()
     sampler.start()

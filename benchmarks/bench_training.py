@@ -25,7 +25,8 @@ import torch
 import torch.nn.functional as F
 
 from xai_helpers.models import IMAGENET_MEAN, IMAGENET_STD, build_model
-from xai_helpers.training import BatchPipeline, TrainConfig, autocast_dtype, fit, precision_path
+from xai_helpers.inference import BatchPipeline, autocast_dtype, precision_path
+from xai_helpers.training import TrainConfig, fit
 
 
 def bare_loop(model_name, images, labels, batch, epochs, device, amp=False, channels_last=False):

@@ -134,7 +134,7 @@ def test_image_rows_reads_the_rows_asked_for_in_their_order(tmp_path):
 def test_batches_from_a_memory_map_view_equal_batches_from_memory(tmp_path):
     import torch
 
-    from xai_helpers.training import BatchPipeline
+    from xai_helpers.inference import BatchPipeline
 
     rng = np.random.default_rng(0)
     arr = rng.integers(0, 255, (12, 3, 8, 8), dtype=np.uint8)

@@ -105,7 +105,7 @@ def test_accuracy_falls_as_corruption_grows_on_a_trained_model():
     x_test, y_test = _lesion_images(30, seed=2)
     model = _TinyCNN()
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    from xai_helpers.training import BatchPipeline
+    from xai_helpers.inference import BatchPipeline
     pipe = BatchPipeline(x_train, torch.device("cpu"))
     gen = torch.Generator().manual_seed(0)
     for _ in range(150):

@@ -241,6 +241,7 @@ def test_history_csv_is_written_atomically(tmp_path, monkeypatch):
     import numpy as np
     import torch
 
+    import xai_helpers.inference as inference
     import xai_helpers.training as training
 
     written = []
@@ -249,7 +250,7 @@ def test_history_csv_is_written_atomically(tmp_path, monkeypatch):
                                                                        real(df, path)))
     images = np.random.default_rng(0).integers(0, 255, (8, 1, 32, 32), dtype=np.uint8)
     config = training.TrainConfig(epochs=1, batch_size=4, resume_every_seconds=0)
-    training.fit("efficientnet_b0", training.BatchPipeline(images, torch.device("cpu")), np.arange(8) % 2,
+    training.fit("efficientnet_b0", inference.BatchPipeline(images, torch.device("cpu")), np.arange(8) % 2,
                  np.arange(6), np.arange(6, 8), ["a", "b"], tmp_path, config, progress=False)
     assert "history.csv" in written and pd.read_csv(tmp_path / "history.csv")["epoch"].tolist() == [1]
     assert not list(tmp_path.glob("*.tmp"))

@@ -3,8 +3,9 @@ import pandas as pd
 import pytest
 import torch
 
-from xai_helpers.training import (BatchPipeline, NonFiniteLossError, TrainConfig, augment_batch, fit, load_checkpoint,
-                                  predict_proba)
+from xai_helpers.errors import NonFiniteLossError
+from xai_helpers.inference import BatchPipeline, augment_batch, load_checkpoint, predict_proba
+from xai_helpers.training import TrainConfig, fit
 
 
 @pytest.fixture(scope="module")
@@ -196,7 +197,8 @@ def test_warmup_scales_the_learning_rate_step_by_step_and_clipping_bounds_the_gr
 
 def test_each_fit_records_its_precision_path(tiny, tmp_path):
     """bf16 where the CPU runs it natively, except for the models it slows down (EfficientNet-B0)."""
-    from xai_helpers.training import CPU_FP32_MODELS, cpu_supports_bf16
+    from xai_helpers.inference import cpu_supports_bf16
+    from xai_helpers.training import CPU_FP32_MODELS
 
     images, labels = tiny
     plain = _fit(tiny, tmp_path / "fp32", epochs=1, amp=False, channels_last=False)

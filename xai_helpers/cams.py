@@ -28,6 +28,7 @@ import torchvision.models as tvm
 from torch import nn
 
 from .models import DEFAULT_TARGET_LAYERS, get_layer
+from .errors import LayerModifiedInPlaceError
 
 MethodFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 _METHODS: dict[str, MethodFn] = {}
@@ -271,10 +272,6 @@ def resolve_target_layer(model: nn.Module, target_layer: str | nn.Module | None)
             raise ValueError("target_layer: not one of the four CNNs; name the layer explicitly")
         target_layer = DEFAULT_TARGET_LAYERS[arch]
     return get_layer(model, target_layer), str(target_layer)
-
-
-class LayerModifiedInPlaceError(RuntimeError):
-    """The target layer's output was changed in place later in the forward pass."""
 
 
 def forward_with_layer(model: nn.Module, x: torch.Tensor, layer: nn.Module,

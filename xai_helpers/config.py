@@ -21,7 +21,9 @@ from .data.splits import LEAK_POLICIES
 from .models import MODEL_NAMES, check_image_size, feature_map_size
 from .paths import project_root, resolve_path
 from .runfolder import RunFolderRefused, check_run_dir
-from .training import SCHEDULES, resolve_device
+from .inference import resolve_device
+from .training import SCHEDULES
+from .errors import ParameterError
 
 
 #: The shared notebook parameters and their defaults (the ``demo`` profile).
@@ -139,24 +141,6 @@ STUDY_DATASETS: dict[str, dict[str, str]] = {
     }
     for profile in ("paper", "paper_cpu")
 }
-
-
-class ParameterError(ValueError):
-    """A notebook parameter has a value the toolkit cannot use.
-
-    The message names the parameter first (``"epochs: ..."``), then what it accepts.
-
-    Parameters
-    ----------
-    message : str
-
-    Examples
-    --------
-    >>> resolve_params({"epochs": 0})
-    Traceback (most recent call last):
-    ...
-    xai_helpers.config.ParameterError: epochs: ...
-    """
 
 
 def profile_params(profile: str) -> dict[str, Any]:

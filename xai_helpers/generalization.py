@@ -34,7 +34,9 @@ from sklearn.metrics import f1_score
 from .blur import gaussian_blur
 from .data.layouts import canonical_class_name
 from .evaluation import expected_calibration_error
-from .training import IMAGENET_MEAN, IMAGENET_STD, BatchPipeline, predict_proba
+from .inference import BatchPipeline, predict_proba
+from .models import IMAGENET_MEAN, IMAGENET_STD
+from .errors import ClassMappingError
 
 #: Parameters of each corruption at severities 1..5.
 SEVERITY_LEVELS: dict[str, tuple] = {
@@ -45,10 +47,6 @@ SEVERITY_LEVELS: dict[str, tuple] = {
     "low_resolution": (1.5, 2.0, 3.0, 4.0, 6.0),         # downsampling factor (then back up)
     "intensity_shift": ((1.15, 0.02), (1.3, 0.04), (1.5, 0.06), (1.75, 0.08), (2.0, 0.1)),  # (gamma, offset)
 }
-
-
-class ClassMappingError(ValueError):
-    """The external set's classes cannot be mapped onto the training classes."""
 
 
 def _level(name: str, severity: int) -> float:

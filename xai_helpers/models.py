@@ -36,6 +36,9 @@ import torch
 import torchvision
 from torch import nn
 
+from .checkpoints import read_checkpoint
+from .errors import CheckpointMismatchError, CorruptWeightsError, ParameterError, WeightsUnavailableError
+
 MODEL_NAMES = ("resnet50", "densenet121", "vgg16", "efficientnet_b0")
 
 DEFAULT_TARGET_LAYERS = {
@@ -63,18 +66,6 @@ _HEADS = {
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-class WeightsUnavailableError(RuntimeError):
-    """Pretrained weights could not be downloaded and no local copy was found."""
-
-
-class CorruptWeightsError(RuntimeError):
-    """A weights file in the torch hub folder exists but cannot be loaded."""
-
-
-class CheckpointMismatchError(ValueError):
-    """A checkpoint does not fit the model it is loaded into."""
 
 
 def _check_name(name: str) -> None:
@@ -208,10 +199,7 @@ def load_weights(model: nn.Module, name: str, path: str | os.PathLike, num_class
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"weights: checkpoint file {path} does not exist")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any unpickling problem is reported with the file
-        raise CheckpointMismatchError(f"{path}: not a loadable checkpoint ({err})") from err
+    ckpt = read_checkpoint(path)
     meta: dict[str, Any] = {}
     state = ckpt
     if isinstance(ckpt, dict) and "model_state" in ckpt:
@@ -250,7 +238,7 @@ def get_layer(model: nn.Module, layer: str) -> nn.Module:
         return model.get_submodule(layer)
     except AttributeError:
         names = [n for n, _ in model.named_children()]
-        raise ValueError(f"cam_layer: model has no layer {layer!r}; top-level layers: {', '.join(names)}") from None
+        raise ParameterError(f"cam_layer: model has no layer {layer!r}; top-level layers: {', '.join(names)}") from None
 
 
 def feature_map_size(name: str, image_size: int, layer: str | None = None) -> tuple[int, int]:
@@ -268,7 +256,7 @@ def feature_map_size(name: str, image_size: int, layer: str | None = None) -> tu
         with torch.no_grad():
             model.eval()(torch.empty(1, 3, image_size, image_size, device="meta"))
     except RuntimeError as err:
-        raise ValueError(f"image_size: {image_size} px is too small for {name} ({err})") from None
+        raise ParameterError(f"image_size: {image_size} px is too small for {name} ({err})") from None
     finally:
         handle.remove()
     return int(shape[0]), int(shape[1])
@@ -280,7 +268,7 @@ def check_image_size(name: str, image_size: int) -> None:
             "efficientnet_b0": "features"}[name]
     h, w = feature_map_size(name, image_size, last)
     if h < 2 or w < 2:
-        raise ValueError(
+        raise ParameterError(
             f"image_size: {image_size} px gives {name} a last feature map of {h}x{w}; "
             f"at least 2x2 is needed (64 px or more works for all four CNNs)")
 

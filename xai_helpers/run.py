@@ -34,10 +34,7 @@ from tqdm.auto import tqdm
 from .config import (DEFAULTS, PROFILES, STUDY_DATASETS, ParameterError, profile_params, project_root,
                      resolve_params, resolve_path)
 from .runfolder import RunFolder, RunFolderRefused
-
-
-class NotebookFailed(RuntimeError):
-    """A notebook raised an error; the message names the notebook and the cell."""
+from .errors import NotebookFailed
 
 
 def notebook_dir() -> Path:

@@ -48,6 +48,7 @@ import pandas as pd
 
 from .atomic import write_csv_atomic, write_text_atomic
 from .paths import repository_root
+from .errors import RunFolderError, RunFolderLocked, RunFolderRefused
 
 #: The file that marks a folder as a run folder of this toolkit.
 RUN_MARKER = ".xai-run.json"
@@ -55,14 +56,6 @@ RUN_MARKER = ".xai-run.json"
 LOCK_FILE = ".lock"
 #: Seconds to wait for another run's lock before giving up (``XAI_HELPERS_LOCK_TIMEOUT`` overrides).
 LOCK_TIMEOUT = 300.0
-
-
-class RunFolderRefused(ValueError):
-    """The folder cannot be used as a run folder (it would write into the user's files)."""
-
-
-class RunFolderLocked(TimeoutError):
-    """Another live run held the run folder's lock for longer than the timeout."""
 
 
 def check_run_dir(path: str | os.PathLike, repository: str | os.PathLike | None = None) -> str:
@@ -127,10 +120,6 @@ def _pid_alive(pid: int) -> bool:
 
 #: Locks this process holds, by folder, with their depth (a step's writes may nest).
 _HELD: dict[str, int] = {}
-
-
-class RunFolderError(FileNotFoundError):
-    """An artefact a notebook needs is not in the run folder yet."""
 
 
 class RunFolder:

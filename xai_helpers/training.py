@@ -10,8 +10,8 @@ uninterrupted one (on the same CPU machine).
 Files in ``out_dir``:
 
 * ``best.pt``: weights of the epoch with the best validation macro-F1, with everything needed to
-  use them (architecture, class names, image size, normalisation, config); loads with
-  ``torch.load(..., weights_only=True)``;
+  use them (architecture, class names, image size, normalisation, config): the format of
+  :mod:`xai_helpers.checkpoints`, loaded for inference by :func:`xai_helpers.inference.load_checkpoint`;
 * ``last.pt``: the same for the final epoch;
 * ``resume.pt``: model, optimizer, scheduler and random states after the latest epoch; deleted
   when the fit ends (a VGG16 resume file is about 1.6 GB);
@@ -22,7 +22,6 @@ from __future__ import annotations
 import math
 import os
 import time
-import uuid
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -34,16 +33,15 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from .evaluation import classification_metrics
-from .models import IMAGENET_MEAN, IMAGENET_STD, build_model, set_backbone_trainable
 from .atomic import write_csv_atomic
+from .checkpoints import read_checkpoint, save_checkpoint
+from .errors import NonFiniteLossError
+from .evaluation import classification_metrics
+from .inference import BatchPipeline, _autocast, precision_path, predict_proba
+from .models import build_model, set_backbone_trainable
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("cosine", "step", "none")
-
-
-class NonFiniteLossError(FloatingPointError):
-    """The training loss became NaN or infinite; the last good checkpoint is kept."""
 
 
 @dataclass
@@ -84,7 +82,7 @@ class TrainConfig:
     amp : bool
         Mixed precision where the hardware runs it natively: bf16 autocast on a CUDA GPU with
         bf16 (else fp16 with loss scaling) and on a CPU with AVX-512 BF16 or AMX
-        (:func:`cpu_supports_bf16`); fp32 everywhere else, and everywhere with False.
+        (:func:`~xai_helpers.inference.cpu_supports_bf16`); fp32 everywhere else, and everywhere with False.
     channels_last : bool
         Model and batches in channels_last memory format (faster convolutions on CUDA and on
         oneDNN CPUs); :func:`precision_path` names what a fit ran with.
@@ -147,267 +145,11 @@ class FitResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _mps_available() -> bool:
-    return getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
-
-
-def resolve_device(device: str = "auto") -> torch.device:
-    """``torch.device`` for a device parameter; 'auto' picks CUDA, then MPS, then the CPU.
-
-    Raises
-    ------
-    ValueError
-        Naming the device when this machine lacks it (no CUDA, no such GPU index, no MPS), so that
-        the parameter check refuses it before any work starts.
-
-    Examples
-    --------
-    >>> resolve_device("cpu")
-    device(type='cpu')
-    """
-    if device == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if _mps_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, ValueError):
-        raise ValueError(f"device: unknown value {device!r}; accepted values: auto, cpu, cuda, cuda:N, mps") from None
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"device: {device!r} was asked for, but CUDA is not available here; use 'auto' or 'cpu'")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise ValueError(f"device: {device!r} was asked for, but this machine has {torch.cuda.device_count()} "
-                             f"CUDA device(s) (cuda:0 .. cuda:{torch.cuda.device_count() - 1})")
-    if dev.type == "mps" and not _mps_available():
-        raise ValueError(f"device: {device!r} was asked for, but MPS (Apple GPU) is not available here; "
-                         f"use 'auto' or 'cpu'")
-    return dev
-
-
-#: Share of the GPU's free memory the uint8 image cache may take when it is copied there whole.
-GPU_CACHE_FRACTION = 0.5
-
-
-class BatchPipeline:
-    """Turns rows of a uint8 image array into normalised float batches on the device.
-
-    On a GPU the whole uint8 array is copied there once, chunk by chunk, when it fits in
-    :data:`GPU_CACHE_FRACTION` of the free GPU memory (a few hundred MB for the study's datasets),
-    so batches never cross the bus; otherwise each batch's rows are read on the host and sent
-    through pinned memory. On the CPU the array is used in place: a memory-mapped cache (or an
-    :class:`~xai_helpers.data.cache.ImageRows` view of it) is read batch by batch, never loaded whole.
-
-    Parameters
-    ----------
-    images : (N, C, S, S) uint8 array, memory map, ImageRows or tensor
-        ``C`` = 1 (greyscale, repeated to 3 channels) or 3.
-    device : torch.device
-    mean, std : sequence of 3 floats
-        Normalisation (ImageNet's by default, also for models trained from scratch).
-
-    Examples
-    --------
-    >>> pipe = BatchPipeline(np.zeros((4, 1, 8, 8), np.uint8), torch.device("cpu"))
-    >>> tuple(pipe.batch(torch.tensor([0, 2])).shape), pipe.on_device
-    ((2, 3, 8, 8), False)
-    """
-
-    def __init__(self, images: Any, device: torch.device,
-                 mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD):
-        if isinstance(images, torch.Tensor):
-            images = images.cpu().numpy()
-        shape = tuple(images.shape)
-        if np.dtype(images.dtype) != np.uint8 or len(shape) != 4 or shape[1] not in (1, 3):
-            raise ValueError(f"images: expected a (N, 1|3, S, S) uint8 array, got {shape} {images.dtype}")
-        self.device = device
-        self.shape = shape
-        self.host = images
-        self.on_device = (device.type == "cuda"
-                          and int(np.prod(shape)) <= GPU_CACHE_FRACTION * torch.cuda.mem_get_info(device)[0])
-        if self.on_device:  # fits: batches never cross the bus
-            self.data = torch.empty(shape, dtype=torch.uint8, device=device)
-            step = max(1, (64 << 20) // max(1, int(np.prod(shape[1:]))))  # 64 MB of rows at a time
-            for i in range(0, shape[0], step):
-                self.data[i:i + step] = torch.from_numpy(np.ascontiguousarray(images[i:i + step])).to(device)
-        self.mean = torch.tensor(mean, device=device).view(1, 3, 1, 1)
-        self.std = torch.tensor(std, device=device).view(1, 3, 1, 1)
-        self.channels_last = device.type == "cuda"
-
-    def __len__(self) -> int:
-        return self.shape[0]
-
-    def rows(self, rows: torch.Tensor) -> torch.Tensor:
-        """The uint8 images of ``rows`` on the device."""
-        if self.on_device:
-            return self.data[rows.to(self.device)]
-        x = torch.from_numpy(np.ascontiguousarray(self.host[rows.cpu().numpy()]))
-        if self.device.type == "cuda":
-            return x.pin_memory().to(self.device, non_blocking=True)
-        return x.to(self.device)
-
-    def batch(self, rows: torch.Tensor, augment: bool = False, generator: torch.Generator | None = None,
-              channels_last: bool | None = None) -> torch.Tensor:
-        """Normalised float batch of ``rows`` (optionally augmented, with ``generator``), in channels_last
-        memory when ``channels_last`` says so (None: the pipeline's default, on for CUDA)."""
-        x = self.rows(rows).float().div_(255)
-        if augment:
-            x = augment_batch(x, generator)
-        if x.shape[1] == 1:
-            x = x.expand(-1, 3, -1, -1)
-        x = (x - self.mean) / self.std
-        if self.channels_last if channels_last is None else channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return x
-
-
-def augment_batch(x: torch.Tensor, generator: torch.Generator | None = None,
-                  max_rotation: float = 10.0, max_scale: float = 0.1, max_shift: float = 0.05,
-                  max_brightness: float = 0.1, max_contrast: float = 0.1) -> torch.Tensor:
-    """Medical-image augmentation of a float batch in [0, 1], on its device.
-
-    Per image: horizontal flip (p = 0.5), rotation within +-``max_rotation`` degrees, scaling
-    within 1 +- ``max_scale``, shift within +-``max_shift`` of the side, brightness and contrast
-    changes within +-10 %. The random numbers come from ``generator`` (on the CPU), so the same
-    generator state gives the same batch on any device.
-    """
-    b = x.shape[0]
-    r = torch.rand(b, 7, generator=generator).to(x.device)
-    flip = torch.where(r[:, 0] < 0.5, -1.0, 1.0)
-    angle = (r[:, 1] * 2 - 1) * math.radians(max_rotation)
-    scale = 1 + (r[:, 2] * 2 - 1) * max_scale
-    tx, ty = (r[:, 3] * 2 - 1) * max_shift * 2, (r[:, 4] * 2 - 1) * max_shift * 2
-    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
-    theta = torch.stack([torch.stack([cos * flip, -sin, tx], 1), torch.stack([sin * flip, cos, ty], 1)], 1)
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    brightness = ((r[:, 5] * 2 - 1) * max_brightness).view(b, 1, 1, 1)
-    contrast = (1 + (r[:, 6] * 2 - 1) * max_contrast).view(b, 1, 1, 1)
-    mean = x.mean(dim=(1, 2, 3), keepdim=True)
-    return ((x - mean) * contrast + mean + brightness).clamp_(0, 1)
-
-
-def cpu_supports_bf16(cpuinfo: str | None = None) -> bool:
-    """Whether this CPU multiplies bfloat16 natively (AVX-512 BF16 or AMX), where bf16 autocast pays.
-
-    Without those instructions oneDNN emulates bfloat16 and autocast is slower than float32.
-
-    Parameters
-    ----------
-    cpuinfo : str, optional
-        The text of ``/proc/cpuinfo`` (read when None; a machine without one has no known support).
-
-    Returns
-    -------
-    bool
-
-    Examples
-    --------
-    >>> cpu_supports_bf16("flags : fpu avx512f avx512_bf16 amx_tile"), cpu_supports_bf16("flags : fpu avx2")
-    (True, False)
-    """
-    if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text()
-        except OSError:
-            return False
-    flags = set()
-    for line in cpuinfo.splitlines():
-        if line.startswith("flags"):
-            flags.update(line.split(":", 1)[-1].split())
-    return bool(flags & {"avx512_bf16", "amx_bf16"})
-
-
-_CPU_BF16 = cpu_supports_bf16()
-
 #: Models whose training is slower in bf16 than in fp32 on the CPU, even with native bf16
 #: (benchmarks/bench_cpu_paths.py, 2 cores, 64 px, batch 32: EfficientNet-B0 85 img/s in bf16 with
 #: channels_last against 144 in fp32; its depthwise convolutions have no fast bf16 kernel). They train
 #: in fp32 there, with channels_last.
 CPU_FP32_MODELS = ("efficientnet_b0",)
-
-
-def autocast_dtype(device: torch.device, amp: bool = True) -> torch.dtype | None:
-    """The dtype mixed precision runs in on ``device``, or None where it stays fp32.
-
-    Parameters
-    ----------
-    device : torch.device
-    amp : bool
-        False: fp32 everywhere.
-
-    Returns
-    -------
-    torch.dtype or None
-        bfloat16 on a CUDA GPU with bf16 and on a CPU with native bf16 (:func:`cpu_supports_bf16`),
-        float16 on an older CUDA GPU, None otherwise.
-
-    Examples
-    --------
-    >>> autocast_dtype(torch.device("cpu"), amp=False) is None
-    True
-    >>> autocast_dtype(torch.device("cpu")) == (torch.bfloat16 if cpu_supports_bf16() else None)
-    True
-    """
-    if not amp:
-        return None
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if device.type == "cpu" and _CPU_BF16:
-        return torch.bfloat16
-    return None
-
-
-def precision_path(device: torch.device, amp: bool = True, channels_last: bool = True) -> str:
-    """How a fit computes, in words, for ``metrics.csv`` and the report's protocol table.
-
-    Parameters
-    ----------
-    device : torch.device
-    amp, channels_last : bool
-        :class:`TrainConfig`'s fields.
-
-    Returns
-    -------
-    str
-        ``'bf16 autocast'``, ``'fp16 autocast'`` or ``'fp32'``, with ``', channels_last'`` when set.
-
-    Examples
-    --------
-    >>> precision_path(torch.device("cpu"), amp=False, channels_last=False)
-    'fp32'
-    >>> precision_path(torch.device("cpu"), amp=False)
-    'fp32, channels_last'
-    """
-    dtype = autocast_dtype(device, amp)
-    name = {torch.bfloat16: "bf16 autocast", torch.float16: "fp16 autocast", None: "fp32"}[dtype]
-    return f"{name}, channels_last" if channels_last else name
-
-
-def _autocast(device: torch.device, enabled: bool):
-    dtype = autocast_dtype(device, enabled)
-    if dtype is None:
-        return torch.autocast(device.type, enabled=False)
-    return torch.autocast(device.type, dtype=dtype)
-
-
-@torch.no_grad()
-def predict_proba(model: nn.Module, pipeline: BatchPipeline, rows: np.ndarray | Sequence[int],
-                  batch_size: int = 64, amp: bool = True, progress: bool = False,
-                  desc: str = "predicting") -> np.ndarray:
-    """Softmax probabilities ``(len(rows), K)`` of ``model`` on cached images ``rows``."""
-    model.eval()
-    rows_t = torch.as_tensor(np.asarray(rows), dtype=torch.long)
-    out = []
-    for i in tqdm(range(0, len(rows_t), batch_size), desc=desc, leave=False, disable=not progress):
-        with _autocast(pipeline.device, amp):
-            logits = model(pipeline.batch(rows_t[i:i + batch_size]))
-        out.append(torch.softmax(logits.float(), dim=1))
-    if not out:
-        return np.zeros((0, 0), np.float32)
-    return torch.cat(out).cpu().numpy()
 
 
 @torch.no_grad()
@@ -477,16 +219,6 @@ def stratified_sample(rows: np.ndarray, labels: np.ndarray, size: int, seed: int
     rng = np.random.default_rng(seed)
     chosen = [rng.choice(rows[labels == c], size=k, replace=False) for c, k in zip(classes, take)]
     return np.sort(np.concatenate(chosen))
-
-
-def _save_atomic(obj: Any, path: Path) -> None:
-    """``torch.save`` through a temporary file of a unique name, then an atomic rename."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
@@ -609,7 +341,7 @@ class ResumeState:
         rng = {"torch": torch.get_rng_state()}
         if device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state(device)
-        _save_atomic({"meta": meta, "epoch": self.epoch, "best_f1": self.best_f1, "best_epoch": self.best_epoch,
+        save_checkpoint({"meta": meta, "epoch": self.epoch, "best_f1": self.best_f1, "best_epoch": self.best_epoch,
                       "bad_epochs": self.bad_epochs, "history": pd.DataFrame(self.history).to_dict("list"),
                       "model_state": model.state_dict(), "optimizer_state": optimizer.state_dict(),
                       "scheduler_state": scheduler.state_dict(), "scaler_state": scaler.state_dict(),
@@ -623,7 +355,7 @@ class ResumeState:
         settings and data fingerprint); a fresh state (and nothing restored) otherwise."""
         if not path.is_file():
             return cls()
-        state = torch.load(path, map_location=device, weights_only=True)
+        state = read_checkpoint(path, device)
         saved = state.get("meta", {})
         if any(saved.get(k, "") != meta.get(k, "") for k in ("arch", "config", "fingerprint")):
             return cls()
@@ -819,7 +551,7 @@ def fit(arch: str, pipeline: BatchPipeline, labels: np.ndarray, train_rows: np.n
         state.epoch = epoch + 1
         if val["val_f1_macro"] > state.best_f1:
             state.best_f1, state.best_epoch, state.bad_epochs = val["val_f1_macro"], epoch + 1, 0
-            _save_atomic({**meta, "epoch": epoch + 1, "val_f1_macro": state.best_f1,
+            save_checkpoint({**meta, "epoch": epoch + 1, "val_f1_macro": state.best_f1,
                           "model_state": model.state_dict()}, best_file)
         else:
             state.bad_epochs += 1
@@ -836,7 +568,7 @@ def fit(arch: str, pipeline: BatchPipeline, labels: np.ndarray, train_rows: np.n
     epochs_bar.close()
     seconds = time.perf_counter() - started
     history = state.history
-    _save_atomic({**meta, "epoch": len(history), "val_f1_macro": history[-1]["val_f1_macro"] if history else None,
+    save_checkpoint({**meta, "epoch": len(history), "val_f1_macro": history[-1]["val_f1_macro"] if history else None,
                   "model_state": model.state_dict()}, last_file)
     resume_file.unlink(missing_ok=True)
     hist_df = pd.DataFrame(history)
@@ -847,21 +579,3 @@ def fit(arch: str, pipeline: BatchPipeline, labels: np.ndarray, train_rows: np.n
                      precision=precision_path(device, config.amp, config.channels_last))
 
 
-def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild the model stored in a ``best.pt``/``last.pt`` file (loaded with ``weights_only=True``).
-
-    Returns
-    -------
-    model : torch.nn.Module
-        In eval mode, on ``device``.
-    meta : dict
-        ``arch``, ``class_names``, ``image_size``, ``mean``, ``std``, ``config``, ``epoch``.
-    """
-    path = Path(path)
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(ckpt, dict) or "arch" not in ckpt:
-        raise ValueError(f"{path}: not a checkpoint written by xai_helpers.training (no 'arch')")
-    model = build_model(ckpt["arch"], len(ckpt["class_names"]))
-    model.load_state_dict(ckpt["model_state"])
-    meta = {k: v for k, v in ckpt.items() if k != "model_state"}
-    return model.to(device).eval(), meta

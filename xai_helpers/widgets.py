@@ -25,7 +25,7 @@ from .data.prepared import PreparedData
 from .figures import cam_grid
 from .models import CAM_LAYER_CHOICES
 from .runfolder import RunFolder
-from .training import BatchPipeline, load_checkpoint, resolve_device
+from .inference import BatchPipeline, load_checkpoint, resolve_device
 from .baselines import cnn_rows
 
 SELECTION_MODES = ("index", "class", "misclassified", "low confidence")

@@ -38,6 +38,7 @@ from tqdm.auto import tqdm
 from ..atomic import write_text_atomic
 from ..paths import project_root
 from .metadata import file_header
+from ..errors import ImageReadError, ParameterError
 
 CACHE_VERSION = 3  # 2: file_info holds (width, height, mode, format, jpeg_quality); 3: conversions, problems
 #: How a non-square image becomes square before it is resized: ``squash`` stretches it (every pixel
@@ -59,21 +60,6 @@ PROBLEMS = {
     "too_large": f"too large (over {MAX_PIXELS:,} pixels)",
     "too_small": f"too small (under {MIN_SIDE} px a side)",
 }
-
-
-class ImageReadError(ValueError):
-    """An image file cannot be used; the message names the file and the reason.
-
-    Parameters
-    ----------
-    message : str
-    problem : str
-        A key of :data:`PROBLEMS`.
-    """
-
-    def __init__(self, message: str, problem: str = "undecodable"):
-        super().__init__(message)
-        self.problem = problem
 
 
 def file_digest(path: str | os.PathLike) -> str:
@@ -121,7 +107,7 @@ def _to_uint8(arr: np.ndarray) -> np.ndarray:
 
 def _check_resize_mode(resize_mode: str) -> None:
     if resize_mode not in RESIZE_MODES:
-        raise ValueError(f"resize_mode: unknown value {resize_mode!r}; accepted values: {', '.join(RESIZE_MODES)}")
+        raise ParameterError(f"resize_mode: unknown value {resize_mode!r}; accepted values: {', '.join(RESIZE_MODES)}")
 
 
 def square_image(img: Image.Image, resize_mode: str = "squash") -> Image.Image:
@@ -307,7 +293,7 @@ def check_cache_fits(n_images: int, image_size: int, grey: bool, cache_dir: str 
     need = cache_bytes(n_images, image_size, grey)
     free = shutil.disk_usage(cache_dir).free
     if need > reserve * free:
-        raise ValueError(f"image_size: the image cache of {n_images} images at {image_size} px would take "
+        raise ParameterError(f"image_size: the image cache of {n_images} images at {image_size} px would take "
                          f"{need / 1e9:.1f} GB, more than the {free / 1e9:.1f} GB free in {cache_dir}; lower "
                          f"image_size (or max_per_class), or free disk space there (XAI_HELPERS_CACHE moves it)")
 

@@ -17,14 +17,11 @@ from pathlib import Path
 from typing import Callable
 
 import pandas as pd
+from ..errors import DatasetError
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".gif", ".webp"}
 # system files that are not data: reported under 'ignored', not as problems
 _SYSTEM_FILES = {".ds_store", "thumbs.db", "desktop.ini"}
-
-
-class DatasetError(ValueError):
-    """The dataset folder cannot be read as the requested layout."""
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold
+from ..errors import ParameterError
 
 LEAK_POLICIES = ("drop_train", "keep")
 
@@ -56,9 +57,9 @@ def make_splits(index: pd.DataFrame, folds: int, seed: int, max_per_class: int |
     [0, 1, 2]
     """
     if leak_policy not in LEAK_POLICIES:
-        raise ValueError(f"leak_policy: unknown value {leak_policy!r}; accepted values: {', '.join(LEAK_POLICIES)}")
+        raise ParameterError(f"leak_policy: unknown value {leak_policy!r}; accepted values: {', '.join(LEAK_POLICIES)}")
     if folds < 2:
-        raise ValueError(f"folds: at least 2 folds are needed, got {folds}")
+        raise ParameterError(f"folds: at least 2 folds are needed, got {folds}")
     df = index.copy()
     df["split"] = df["split"].replace({"val": "train"})
     rng = np.random.default_rng(seed)

@@ -32,6 +32,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 from tqdm.auto import tqdm
+from ..errors import GeneratedDataError
 
 SYNTHETIC_CLASSES = ("no_lesion", "solid_lesion", "ring_lesion")
 NATIVE_SIZE = 128
@@ -199,10 +200,6 @@ def make_synthetic_dataset(root: str | Path, n_per_class: int = 150, n_test_per_
 
 #: Who wrote a synthetic dataset folder: checked before any file in it is removed.
 GENERATOR = "xai_helpers.data.synthetic.make_synthetic_dataset"
-
-
-class GeneratedDataError(RuntimeError):
-    """A folder's synthetic-dataset marker cannot prove that the toolkit generated its files."""
 
 
 def _read_marker(marker: Path) -> dict:

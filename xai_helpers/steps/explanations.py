@@ -22,7 +22,8 @@ from ..cams import compute_cams, resolve_target_layer
 from ..data.prepared import PreparedData
 from ..models import feature_map_size
 from ..runfolder import RunFolder
-from ..training import BatchPipeline, load_checkpoint, resolve_device
+from ..inference import BatchPipeline, load_checkpoint, resolve_device
+from ..errors import RunFolderError
 
 
 def explanation_sample(data: PreparedData, per_class: int | None, seed: int) -> np.ndarray:
@@ -226,7 +227,7 @@ def rate_explanations(data: PreparedData, params: dict[str, Any], costly_per_cla
     metrics_df = pd.read_csv(run.metrics_file) if run.metrics_file.is_file() else None
     folds = sorted(metrics_df.loc[metrics_df["model"] == model_name, "fold"].unique()) if metrics_df is not None else []
     if not folds:
-        raise FileNotFoundError(f"{run.metrics_file}: no trained {model_name}; run notebook 02 with "
+        raise RunFolderError(f"{run.metrics_file}: no trained {model_name}; run notebook 02 with "
                                 f"{model_name} in models first")
     for fold in tqdm(folds, desc=f"explaining {model_name}", disable=not progress):
         net, meta = load_checkpoint(run.checkpoint_dir(model_name, int(fold)) / "best.pt", device)

@@ -40,7 +40,7 @@ from ..generalization import (
     severity_summary,
 )
 from ..runfolder import RunFolder
-from ..training import BatchPipeline, load_checkpoint, resolve_device
+from ..inference import BatchPipeline, load_checkpoint, resolve_device
 from .explanations import explanation_sample
 
 __all__ = ["CORRUPTIONS", "SEVERITY_LEVELS", "SYNTHETIC_EXTERNAL", "STABILITY_COLUMNS", "corruption_examples",

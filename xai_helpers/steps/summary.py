@@ -15,14 +15,15 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 
+from ..checkpoints import read_checkpoint_meta
 from ..atomic import write_text_atomic
 from ..baselines import cnn_rows, is_baseline
 from ..runfolder import RunFolder
 from ..stats import FOLD_TEST, HEADLINE_TEST, pair_p_adjusted, paired_bootstrap, significance_mark
 from .statistics import baseline_verdict, best_baseline, best_cnn
 from .training import LARGE_GAP, validation_test_gap
+from ..errors import RunFolderError
 
 #: Where every published number comes from.
 PUBLISHED_SOURCE = ("Chaddad et al. (2025), Generalizable and explainable deep learning for medical image "
@@ -152,7 +153,7 @@ def load_study(study_dir: str | Path) -> list[DatasetRun]:
     """
     folders = find_dataset_runs(study_dir)
     if not folders:
-        raise FileNotFoundError(f"{study_dir}: no run folder with a metrics.csv in it or in its sub-folders; "
+        raise RunFolderError(f"{study_dir}: no run folder with a metrics.csv in it or in its sub-folders; "
                                 f"run notebooks 01-05 for at least one dataset first")
     runs = []
     for folder in folders:
@@ -241,8 +242,7 @@ def training_settings(run: RunFolder, metrics: pd.DataFrame) -> dict[str, Any]:
         path = run.checkpoint_dir(r.model, int(r.fold)) / "last.pt"
         if not path.is_file():
             continue
-        # mmap: the weights are not read, only the settings beside them
-        meta = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        meta = read_checkpoint_meta(path)  # the settings beside the weights; the weights are not read
         config = dict(meta.get("config", {}))
         if "image_size" in meta:
             config["image_size"] = meta["image_size"]

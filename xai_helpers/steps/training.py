@@ -17,9 +17,9 @@ from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
-import torch
 from tqdm.auto import tqdm
 
+from ..checkpoints import read_checkpoint_meta
 from ..atomic import write_text_atomic
 from ..baselines import BASELINE_IMAGE_SIZE, BASELINE_NAMES, baseline_features, fit_baseline, predict_baseline
 from ..data.cache import file_digest
@@ -27,7 +27,9 @@ from ..data.prepared import PreparedData
 from ..evaluation import classification_metrics, predictions_frame
 from ..models import MODEL_NAMES, check_image_size, resolve_weights
 from ..runfolder import RunFolder
-from ..training import BatchPipeline, TrainConfig, fit, load_checkpoint, predict_proba, resolve_device
+from ..inference import BatchPipeline, load_checkpoint, predict_proba, resolve_device
+from ..training import TrainConfig, fit
+from ..errors import ParameterError
 
 
 def fold_seed(seed: int, model: str, fold: int) -> int:
@@ -85,7 +87,7 @@ def per_model(value: Any, model: str, name: str = "lr") -> Any:
         if model in value:
             return value[model]
         if "default" not in value:
-            raise ValueError(f"{name}: no value for {model} and no 'default' in {value}")
+            raise ParameterError(f"{name}: no value for {model} and no 'default' in {value}")
         return value["default"]
     return value
 
@@ -170,7 +172,7 @@ def _reusable(ckpt_dir: Path, config: TrainConfig, fingerprint: str) -> tuple[bo
     last = ckpt_dir / "last.pt"
     if not last.is_file() or not (ckpt_dir / "best.pt").is_file():
         return False, ""
-    meta = torch.load(last, map_location="cpu", weights_only=True, mmap=True)
+    meta = read_checkpoint_meta(last)
     if meta.get("fingerprint") != fingerprint:
         return False, "its data (splits, cached images, image size) or weights changed since it was trained"
     if meta.get("config") != asdict(config):
