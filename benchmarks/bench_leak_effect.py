@@ -25,7 +25,7 @@ from PIL import Image
 
 from xai_helpers.baselines import BASELINE_NAMES, baseline_features, fit_baseline, make_baseline, predict_baseline
 from xai_helpers.config import resolve_params
-from xai_helpers.steps.data import prepare_data
+from xai_helpers.steps import prepare_data
 
 
 def pil_features(paths: list[str]) -> np.ndarray:

@@ -86,7 +86,7 @@ display(protocol_table(runs).set_index('dataset').T)
 
 # %% [markdown]
 # ## Accuracy and F1 per CNN and dataset
-# Mean ± standard deviation over the fold models, each tested on the same held-out test split; the mark compares each model with the dataset's best one by the paired bootstrap over the test images (every fold model's results averaged per image), Holm-adjusted, and the `corrected_t` columns by the corrected resampled t-test over the folds (notebook 03 explains both).
+# Mean ± standard deviation over the fold models, each tested on the same held-out test split; the mark compares each model with the dataset's best one by the paired randomisation test over the test images (every fold model's results averaged per image), Holm-adjusted, and the `(corrected_t)` columns by the corrected resampled t-test over the folds (notebook 03 explains both, with the same table for one dataset).
 
 # %%
 display(performance_table(runs))

@@ -50,7 +50,7 @@ def test_baselines_write_rows_and_predictions_seeded_and_reused(prepared, monkey
     first = pd.read_csv(run.predictions_file("baseline_hgb", 1))
     assert len(first) == (data.splits.split == "test").sum()
     # the same data and seed: nothing is refitted (fitting would fail here)
-    monkeypatch.setattr("xai_helpers.steps.training.fit_baseline", lambda *a, **k: 1 / 0)
+    monkeypatch.setattr("xai_helpers.steps.train.fit_baseline", lambda *a, **k: 1 / 0)
     again = train_baselines(data, params, progress=False)
     pd.testing.assert_frame_equal(again, metrics)
     monkeypatch.undo()
@@ -72,7 +72,7 @@ def test_unknown_baseline_is_a_parameter_error():
 def test_cnn_vs_baseline_tests_leave_the_cnn_pairs_p_values_unchanged():
     """Adding baseline rows must not change a CNN-vs-CNN p-value: the baseline pairs are their own Holm family."""
     from xai_helpers.stats import compare_models
-    from xai_helpers.steps.statistics import BASELINE_COMPARISON, best_baseline
+    from xai_helpers.baselines import BASELINE_COMPARISON, best_baseline
 
     rng = np.random.default_rng(2)
     rows = [{"model": m, "fold": f, "accuracy": a + rng.normal(0, 0.02), "n_train": 100, "n_val": 50}

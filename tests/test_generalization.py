@@ -134,7 +134,7 @@ def _external_folder(root, classes, n=3):
 
 
 def test_external_set_is_mapped_and_unmapped_classes_are_reported(tmp_path):
-    from xai_helpers.steps.generalization import load_external
+    from xai_helpers.steps.stress import load_external
 
     root = _external_folder(tmp_path / "site_b", ["tumour", "no_lesion", "artefact"])
     params = {"external_data_root": str(root), "external_dataset": "imagefolder", "dataset": "brain_tumor_mri",
@@ -162,7 +162,7 @@ def test_external_copies_of_training_images_are_counted_and_left_out(tmp_path):
     from PIL import Image
 
     from xai_helpers.data.cache import build_cache
-    from xai_helpers.steps.generalization import load_external, training_fingerprints
+    from xai_helpers.steps.stress import load_external, training_fingerprints
 
     train_root = _external_folder(tmp_path / "train", ["glioma", "meningioma", "no_tumor", "pituitary"], n=4)
     train_paths = sorted(str(p) for p in train_root.rglob("*.png"))

@@ -2,9 +2,9 @@
 
 import pytest
 
-from xai_helpers.steps.summary import (PUBLISHED, confidence_table, find_dataset_runs, load_study, performance_table,
+from xai_helpers.report import (PUBLISHED, confidence_table, find_dataset_runs, load_study, performance_table,
                                 published_comparison, write_report)
-from fake_runs import fake_study
+from xai_helpers.examples import fake_study
 
 @pytest.fixture
 def study(tmp_path):
@@ -21,14 +21,14 @@ def test_find_dataset_runs_in_a_study_folder_or_a_single_run(study):
 def test_performance_table_mean_std_and_marks(study):
     table = performance_table(load_study(study)).set_index(["dataset", "model"])
     skin = table.loc[("skin_cancer_isic", "resnet50"), "accuracy"]
-    assert skin.startswith("0.8000 ± 0.0100") and skin.endswith("ref")
+    assert skin.startswith("0.8000 ± 0.0100") and skin.endswith("(ref)")
     # densenet121 is 0.10 below, wrong on 9 of the 90 test images resnet50 gets right in every fold and right
     # on none it gets wrong: the image-level randomisation test gives the exact sign-test p of 9 one-way images,
     # 2 / 2**9 = 0.0039, '**' (the share of bootstrap resamples beyond 0 gave '***')
     assert table.loc[("skin_cancer_isic", "densenet121"), "accuracy"].split()[-1] == "**"
     # every fold is exactly 0.10 apart: zero variance is 'not testable', never p = 0 and '***'
-    assert table.loc[("skin_cancer_isic", "densenet121"), "accuracy corrected_t"] == "n/a"
-    assert table.loc[("brain_tumor_mri", "densenet121"), "accuracy"].endswith("ref")
+    assert table.loc[("skin_cancer_isic", "densenet121"), "accuracy (corrected_t)"] == "n/a"
+    assert table.loc[("brain_tumor_mri", "densenet121"), "accuracy"].endswith("(ref)")
     assert table.loc[("brain_tumor_mri", "resnet50"), "weights"] == "imagenet"
 
 
@@ -58,7 +58,7 @@ def test_report_states_the_protocol_tables_and_reasons(study):
     for heading in ("## Protocol", "## Classification", "## Confidence increase", "## Next to the published numbers",
                     "## Why the numbers differ", "## Generalization"):
         assert heading in text
-    assert "0.8631" in text and "0.8000 ± 0.0100 ref" in text
+    assert "0.8631" in text and "0.8000 ± 0.0100 (ref)" in text
     assert "**skin_cancer_isic**: the CNNs were trained from scratch" in text
     assert "images were 64 px instead of 224 px" in text
     assert "2 training images that duplicate test images were removed" in text
@@ -107,7 +107,7 @@ def test_report_flags_a_cnn_that_does_not_beat_the_best_baseline(study):
     pd.concat([metrics, base]).to_csv(metrics_file, index=False)
     table = performance_table(load_study(study)).set_index(["dataset", "model"])
     assert table.loc[("skin_cancer_isic", "baseline_hgb"), "kind"] == "baseline"
-    assert table.loc[("skin_cancer_isic", "resnet50"), "accuracy"].endswith("ref")  # the reference is a CNN
+    assert table.loc[("skin_cancer_isic", "resnet50"), "accuracy"].endswith("(ref)")  # the reference is a CNN
     assert table.loc[("skin_cancer_isic", "densenet121"), "vs best baseline"].startswith("NOT above (-0.050")
     assert table.loc[("skin_cancer_isic", "resnet50"), "vs best baseline"].startswith("above (+0.050")
     text = write_report(study).read_text()
@@ -122,7 +122,7 @@ def test_report_warns_next_to_an_external_accuracy_that_is_a_warning_sign(study)
 
     import pandas as pd
 
-    from xai_helpers.steps.summary import generalization_summary
+    from xai_helpers.report import generalization_summary
 
     run = study / "skin_cancer_isic"
     rows = [{"model": m, "fold": f, "condition": c, "severity": 0, "accuracy": a, "f1_macro": a, "ece": e}

@@ -138,7 +138,7 @@ def test_fits_are_retrained_when_the_weights_changed(trained):
 
 def test_fingerprint_changes_with_weights_and_folds(trained):
     from xai_helpers.steps import load_prepared
-    from xai_helpers.steps.training import fit_fingerprint
+    from xai_helpers.steps.train import fit_fingerprint
 
     params, _ = trained
     data = load_prepared(params, progress=False)
@@ -161,7 +161,7 @@ def test_later_notebooks_refuse_parameters_that_contradict_the_prepared_data(tra
 
 
 def test_the_report_states_what_the_training_used_not_the_latest_parameters(trained):
-    from xai_helpers.steps.summary import load_study, protocol_table
+    from xai_helpers.report import load_study, protocol_table
 
     params, _ = trained
     run = RunFolder(params["run_dir"])
@@ -327,7 +327,7 @@ def test_identical_files_under_different_classes_are_flagged_and_left_out(tmp_pa
 
 def test_a_published_layout_without_its_test_split_says_so(tmp_path, capsys):
     from xai_helpers.steps import prepare_data
-    from xai_helpers.steps.summary import load_study, protocol_table
+    from xai_helpers.report import load_study, protocol_table
 
     root = tmp_path / "brain"
     for c, base in (("glioma_tumor", 0), ("no_tumor", 1000)):

@@ -545,3 +545,15 @@ def test_cam_method_tests_count_each_image_once_per_explained_model():
                          .groupby("path")["score"].mean().to_numpy() for m in ("gradcam", "xgradcam")])
     assert mine.loc[mine.test == "paired_t", "p_value"].iloc[0] == pytest.approx(ref.pvalue)
     assert both["holm_family"].str.contains("resnet50@layer2").sum() == 2
+
+
+def test_wilson_interval_is_wilsons_closed_form():
+    # Wilson (1927): (p + z²/2n ± z sqrt(p(1-p)/n + z²/4n²)) / (1 + z²/n), here against statsmodels' wrapper
+    from xai_helpers.stats import wilson_interval
+
+    z = st.norm.ppf(0.975)
+    for acc, n in ((0.8, 100), (0.863, 1300), (1.0, 12), (0.0, 7)):
+        centre = (acc + z * z / (2 * n)) / (1 + z * z / n)
+        half = z * math.sqrt(acc * (1 - acc) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+        assert wilson_interval(acc, n) == pytest.approx((centre - half, centre + half), abs=1e-12)
+    assert all(np.isnan(wilson_interval(0.5, 0)))

@@ -6,7 +6,7 @@ import pytest
 
 from xai_helpers.config import resolve_params
 from xai_helpers.steps import load_prepared, prepare_data
-from xai_helpers.steps.training import fold_seed, per_model, train_config, train_models
+from xai_helpers.steps.train import fold_seed, per_model, train_config, train_models
 
 TIMING = ["train_seconds", "images_per_second"]
 

@@ -121,7 +121,7 @@ def test_regeneration_removes_only_what_the_generator_wrote(tmp_path):
 
 
 def test_the_generated_external_set_is_protected_the_same_way(tmp_path):
-    from xai_helpers.steps.generalization import SYNTHETIC_EXTERNAL, load_external
+    from xai_helpers.steps.stress import SYNTHETIC_EXTERNAL, load_external
 
     data_root = tmp_path / "synthetic"
     external = _user_dataset(tmp_path / "synthetic_external")

@@ -14,12 +14,15 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+
+from .stats import HEADLINE_TEST, pair_p_adjusted
 
 #: The baselines, as named in ``metrics.csv`` and ``predictions/``.
 BASELINE_NAMES = ("baseline_hgb", "baseline_logreg")
@@ -163,3 +166,90 @@ def predict_baseline(model, features: np.ndarray, n_classes: int) -> np.ndarray:
     out = np.zeros((len(probs), n_classes))
     out[:, np.asarray(model.classes_, dtype=int)] = probs
     return out
+
+
+#: ``comparison`` of the tests between each CNN and the best baseline (their own Holm family).
+BASELINE_COMPARISON = "cnn_vs_baseline"
+
+
+def best_baseline(metrics: pd.DataFrame, metric: str = "accuracy") -> str | None:
+    """The baseline with the best mean test ``metric`` over folds in ``metrics.csv`` (None without one).
+
+    Parameters
+    ----------
+    metrics : pandas.DataFrame
+        ``metrics.csv``.
+    metric : str
+
+    Returns
+    -------
+    str or None
+
+    Examples
+    --------
+    >>> m = pd.DataFrame({"model": ["resnet50", "baseline_hgb", "baseline_logreg"], "accuracy": [.9, .7, .6]})
+    >>> best_baseline(m)
+    'baseline_hgb'
+    """
+    return _best_of(metrics[metrics["model"].map(is_baseline)], metric)
+
+
+def best_cnn(metrics: pd.DataFrame, metric: str = "accuracy") -> str | None:
+    """The CNN with the best mean test ``metric`` over folds in ``metrics.csv`` (None without one): the
+    reference the summary tables mark the other models against.
+
+    Parameters
+    ----------
+    metrics : pandas.DataFrame
+        ``metrics.csv``.
+    metric : str
+
+    Returns
+    -------
+    str or None
+
+    Examples
+    --------
+    >>> m = pd.DataFrame({"model": ["resnet50", "vgg16", "baseline_hgb"], "accuracy": [.8, .85, .9]})
+    >>> best_cnn(m)
+    'vgg16'
+    """
+    return _best_of(cnn_rows(metrics), metric)
+
+
+def _best_of(rows: pd.DataFrame, metric: str) -> str | None:
+    if rows.empty:
+        return None
+    return str(rows.groupby("model", sort=False)[metric].mean().idxmax())
+
+
+def baseline_verdict(metrics: pd.DataFrame, tests: pd.DataFrame, model: str, baseline: str,
+                     metric: str = "accuracy") -> str:
+    """How a CNN's mean test ``metric`` stands against the best baseline's, in words.
+
+    ``'above (+0.120, p_adj 0.001)'`` when the CNN's mean is higher, ``'NOT above (-0.050, ...)'``
+    otherwise; the p-value is the Holm-adjusted image-level randomisation test between the two
+    (``cnn_vs_baseline`` family), when the tests have it.
+
+    Parameters
+    ----------
+    metrics, tests : pandas.DataFrame
+        ``metrics.csv`` and ``stats/paired_tests.csv``.
+    model, baseline : str
+    metric : str
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> m = pd.DataFrame({"model": ["resnet50", "baseline_hgb"], "accuracy": [.6, .7]})
+    >>> baseline_verdict(m, pd.DataFrame(), "resnet50", "baseline_hgb")
+    'NOT above (-0.100)'
+    """
+    means = metrics.groupby("model")[metric].mean()
+    diff = float(means[model] - means[baseline])
+    p = pair_p_adjusted(tests, BASELINE_COMPARISON, "all", metric, HEADLINE_TEST, model, baseline)
+    detail = f"{diff:+.3f}" + (f", p_adj {p:.3g}" if p is not None and np.isfinite(p) else "")
+    return f"above ({detail})" if diff > 0 else f"NOT above ({detail})"

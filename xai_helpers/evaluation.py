@@ -131,3 +131,39 @@ def expected_calibration_error(y_true: Sequence[int], probs: np.ndarray, n_bins:
         return 0.0
     gap = (filled["accuracy"] - filled["confidence"]).abs()
     return float((filled["count"] * gap).sum() / filled["count"].sum())
+
+
+#: A validation-vs-test gap this large (accuracy or a class's recall) is pointed out in notebook 02.
+LARGE_GAP = 0.15
+
+
+def validation_test_gap(metrics: pd.DataFrame, class_names: Sequence[str]) -> pd.DataFrame:
+    """Validation vs test, per model and class: accuracy (``class = 'all'``) and each class's recall,
+    mean over folds.
+
+    Parameters
+    ----------
+    metrics : pandas.DataFrame
+        ``metrics.csv`` (rows without ``val_*`` columns, from before they were recorded, give NaN).
+    class_names : sequence of str
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``model, class, validation, test, gap`` (gap = validation - test).
+
+    Examples
+    --------
+    >>> m = pd.DataFrame({"model": ["a", "a"], "fold": [0, 1], "accuracy": [.5, .7], "val_accuracy": [.9, .9],
+    ...                   "recall_x": [.2, .4], "val_recall_x": [.8, .8]})
+    >>> validation_test_gap(m, ["x"]).round(2).values.tolist()
+    [['a', 'all', 0.9, 0.6, 0.3], ['a', 'x', 0.8, 0.3, 0.5]]
+    """
+    rows = []
+    for model, part in metrics.groupby("model", sort=False):
+        for cls, test_col, val_col in [("all", "accuracy", "val_accuracy")] + [
+                (c, f"recall_{c}", f"val_recall_{c}") for c in class_names]:
+            val = float(part[val_col].mean()) if val_col in part else np.nan
+            test = float(part[test_col].mean()) if test_col in part else np.nan
+            rows.append({"model": model, "class": cls, "validation": val, "test": test, "gap": val - test})
+    return pd.DataFrame(rows, columns=["model", "class", "validation", "test", "gap"])

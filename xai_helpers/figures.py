@@ -675,7 +675,7 @@ def plot_confidence_heatmaps(conf: pd.DataFrame, metric: str = "confidence_incre
     Parameters
     ----------
     conf : pandas.DataFrame
-        :func:`xai_helpers.steps.summary.confidence_table`: ``dataset``, ``method``, ``class``, ``metric``.
+        :func:`xai_helpers.report.confidence_table`: ``dataset``, ``method``, ``class``, ``metric``.
     metric : str
     run : RunFolder, optional
         Where ``figures/<name>.png`` is saved (nothing is saved without one).

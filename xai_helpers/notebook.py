@@ -38,6 +38,7 @@ def check_against_prepared_data(run: RunFolder, params: dict[str, Any]) -> None:
 
     Examples
     --------
+    >>> from xai_helpers.examples import tiny_run
     >>> params = tiny_run()
     >>> check_against_prepared_data(RunFolder(params["run_dir"]), params)  # as prepared: passes
     >>> check_against_prepared_data(RunFolder(params["run_dir"]), {**params, "image_size": 128})
@@ -128,6 +129,7 @@ def setup_notebook(namespace: dict[str, Any], title: str) -> dict[str, Any]:
 
     Examples
     --------
+    >>> from xai_helpers.examples import tiny_run
     >>> params = setup_notebook(tiny_run(), "03 · Statistics")  # doctest: +ELLIPSIS
     03 · Statistics
       python ...

@@ -47,6 +47,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as st
 from statsmodels.stats.contingency_tables import mcnemar
+from statsmodels.stats.proportion import proportion_confint
 
 COLUMNS = ["comparison", "cam_model", "cam_layer", "group", "a", "b", "metric", "test", "n", "statistic", "p_value",
            "p_adjusted", "correction", "holm_family", "effect_size", "ci_low", "ci_high", "ci_level", "mean_a",
@@ -658,6 +659,37 @@ def image_paired_test(y_true: Sequence[int], preds_a: np.ndarray, preds_b: np.nd
     return {**_result(IMAGE_TEST, n, float(obs[0]), rand["p_value"], obs, (lo, hi), float(obs[0]), note,
                       ci_level=1 - alpha),
             "mean_a": float(obs_a[0]), "mean_b": float(obs_b[0])}
+
+
+def wilson_interval(accuracy: float, n: int, alpha: float = 0.05) -> tuple[float, float]:
+    """Wilson score interval of an accuracy measured on ``n`` test images (Wilson 1927).
+
+    For a mean over fold models on the same ``n`` images this is the interval of one model's
+    accuracy at that value: it covers test-set sampling, not the variation between folds.
+
+    Parameters
+    ----------
+    accuracy : float
+        In [0, 1].
+    n : int
+        Test images.
+    alpha : float
+        1 - the confidence level.
+
+    Returns
+    -------
+    (float, float)
+        Lower and upper bound (NaN, NaN for ``n`` = 0).
+
+    Examples
+    --------
+    >>> [round(v, 4) for v in wilson_interval(0.8, 100)]
+    [0.7112, 0.8666]
+    """
+    if n <= 0 or not np.isfinite(accuracy):
+        return np.nan, np.nan
+    lo, hi = proportion_confint(accuracy * n, n, alpha=alpha, method="wilson")
+    return float(lo), float(hi)
 
 
 def adjust_pvalues(p: Sequence[float], method: str = "holm") -> np.ndarray:

@@ -472,7 +472,7 @@ def fit(arch: str, pipeline: BatchPipeline, labels: np.ndarray, train_rows: np.n
     progress : bool
         tqdm bars per epoch and per batch.
     fingerprint : str
-        What the fit's data and weights are (see :func:`xai_helpers.steps.training.fit_fingerprint`):
+        What the fit's data and weights are (see :func:`xai_helpers.steps.train.fit_fingerprint`):
         recorded in the checkpoints; a ``resume.pt`` of another fingerprint is not resumed.
 
     Returns

@@ -109,6 +109,7 @@ class CamExplorer:
 
     Examples
     --------
+    >>> from xai_helpers.examples import tiny_run
     >>> from xai_helpers.steps import load_prepared
     >>> params = tiny_run()
     >>> explorer = CamExplorer(load_prepared(params), params)

@@ -171,3 +171,39 @@ def merge_groups(index: pd.DataFrame, duplicate_groups: list[list[str]]) -> list
         for i in component:
             out[i] = groups[component[0]]
     return out
+
+
+def explanation_sample(data: PreparedData, per_class: int | None, seed: int) -> np.ndarray:
+    """Rows of up to ``per_class`` test images per class (seeded; the same for every fold).
+
+    Parameters
+    ----------
+    data : PreparedData
+    per_class : int or None
+        Images per class; None takes every test image.
+    seed : int
+
+    Returns
+    -------
+    (n,) int64 array
+        Rows of ``data``, class by class, sorted within each class.
+
+    Examples
+    --------
+    >>> splits = pd.DataFrame({"path": list("abcdef"), "split": "test", "class": list("xxxyyy"), "fold": -1})
+    >>> data = PreparedData(splits, np.zeros((6, 1, 8, 8), np.uint8), ["x", "y"], np.array([0, 0, 0, 1, 1, 1]), {})
+    >>> rows = explanation_sample(data, 2, seed=0)
+    >>> len(rows), data.labels[rows].tolist(), np.array_equal(rows, explanation_sample(data, 2, seed=0))
+    (4, [0, 0, 1, 1], True)
+    >>> explanation_sample(data, None, seed=0).tolist()
+    [0, 1, 2, 3, 4, 5]
+    """
+    rng = np.random.default_rng(seed)
+    test = data.test_rows()
+    if per_class is None:
+        return np.sort(test).astype(np.int64)
+    chosen = []
+    for c in range(len(data.class_names)):
+        rows = test[data.labels[test] == c]
+        chosen.extend(sorted(rng.choice(rows, size=min(per_class, len(rows)), replace=False).tolist()))
+    return np.array(chosen, dtype=np.int64)

@@ -28,16 +28,17 @@ notebook     step                                 writes into the run folder
 """
 from ..cam_metrics import ALL_METRICS
 from ..data.audit import audit_summary
+from ..data.prepared import explanation_sample
+from ..evaluation import validation_test_gap
 from ..generalization import CORRUPTIONS, SEVERITY_LEVELS, severity_summary
 from ..models import model_overview
-from .data import audit_notes, load_prepared, prepare_data
-from .explanations import ExplainedExamples, explain_examples, explanation_sample, rate_explanations
-from .generalization import (corruption_examples, describe_external, external_shift_notes,
-                             run_generalization)
-from .statistics import run_paired_tests, summary_table_for_run
-from .summary import (confidence_table, load_study, performance_table, protocol_table, published_comparison,
-                      write_report)
-from .training import gap_notes, train_baselines, train_models, validation_test_gap
+from .compare import run_paired_tests, summary_table_for_run
+from .explain import ExplainedExamples, explain_examples, rate_explanations
+from .prepare import audit_notes, load_prepared, prepare_data
+from .stress import corruption_examples, describe_external, external_shift_notes, run_generalization
+from ..report import (confidence_table, load_study, performance_table, protocol_table, published_comparison,
+                       write_report)
+from .train import gap_notes, train_baselines, train_models
 
 # the steps, their helpers, and what the notebooks show of the layers below (tables, constants)
 __all__ = ["prepare_data", "load_prepared", "audit_notes", "train_models", "train_baselines", "validation_test_gap",

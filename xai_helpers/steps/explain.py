@@ -19,47 +19,11 @@ from tqdm.auto import tqdm
 from ..cam_metrics import (aggregate_per_class, confidence_metrics, deletion_insertion, localisation_metrics,
                            randomisation_check, road)
 from ..cams import compute_cams, resolve_target_layer
-from ..data.prepared import PreparedData
+from ..data.prepared import PreparedData, explanation_sample
 from ..models import feature_map_size
 from ..runfolder import RunFolder
 from ..inference import BatchPipeline, load_checkpoint, resolve_device
 from ..errors import RunFolderError
-
-
-def explanation_sample(data: PreparedData, per_class: int | None, seed: int) -> np.ndarray:
-    """Rows of up to ``per_class`` test images per class (seeded; the same for every fold).
-
-    Parameters
-    ----------
-    data : PreparedData
-    per_class : int or None
-        Images per class; None takes every test image.
-    seed : int
-
-    Returns
-    -------
-    (n,) int64 array
-        Rows of ``data``, class by class, sorted within each class.
-
-    Examples
-    --------
-    >>> splits = pd.DataFrame({"path": list("abcdef"), "split": "test", "class": list("xxxyyy"), "fold": -1})
-    >>> data = PreparedData(splits, np.zeros((6, 1, 8, 8), np.uint8), ["x", "y"], np.array([0, 0, 0, 1, 1, 1]), {})
-    >>> rows = explanation_sample(data, 2, seed=0)
-    >>> len(rows), data.labels[rows].tolist(), np.array_equal(rows, explanation_sample(data, 2, seed=0))
-    (4, [0, 0, 1, 1], True)
-    >>> explanation_sample(data, None, seed=0).tolist()
-    [0, 1, 2, 3, 4, 5]
-    """
-    rng = np.random.default_rng(seed)
-    test = data.test_rows()
-    if per_class is None:
-        return np.sort(test).astype(np.int64)
-    chosen = []
-    for c in range(len(data.class_names)):
-        rows = test[data.labels[test] == c]
-        chosen.extend(sorted(rng.choice(rows, size=min(per_class, len(rows)), replace=False).tolist()))
-    return np.array(chosen, dtype=np.int64)
 
 
 @dataclass
@@ -87,6 +51,7 @@ class ExplainedExamples:
 
     Examples
     --------
+    >>> from xai_helpers.examples import tiny_run
     >>> from xai_helpers.steps import load_prepared
     >>> params = tiny_run()
     >>> ex = explain_examples(load_prepared(params), params, per_class=1)
@@ -148,6 +113,7 @@ def explain_examples(data: PreparedData, params: dict[str, Any], per_class: int 
 
     Examples
     --------
+    >>> from xai_helpers.examples import tiny_run
     >>> from xai_helpers.steps import load_prepared
     >>> params = tiny_run()
     >>> ex = explain_examples(load_prepared(params), params, per_class=1)
@@ -201,6 +167,7 @@ def rate_explanations(data: PreparedData, params: dict[str, Any], costly_per_cla
 
     Examples
     --------
+    >>> from xai_helpers.examples import tiny_run
     >>> from xai_helpers.steps import load_prepared
     >>> params = tiny_run()  # one image per class, 2 folds
     >>> per_image = rate_explanations(load_prepared(params), params, costly_per_class=1, n_steps=4, progress=False)

@@ -54,6 +54,7 @@ def prepare_data(params: dict[str, Any], progress: bool = True) -> PreparedData:
 
     Examples
     --------
+    >>> from xai_helpers.examples import tiny_run
     >>> data = prepare_data(tiny_run(), progress=False)
     >>> data.class_names, data.images.shape[1:], data.folds
     (['no_lesion', 'ring_lesion', 'solid_lesion'], (1, 64, 64), [0, 1])
@@ -136,6 +137,7 @@ def audit_shortcuts_and_shift(data: PreparedData, cache: ImageCache, run: RunFol
 
     Examples
     --------
+    >>> from xai_helpers.examples import tiny_run
     >>> run = RunFolder(tiny_run()["run_dir"])
     >>> sorted(pd.read_csv(run.audit_shift_file).columns)[:3], run.audit_metadata_file.is_file()
     (['class', 'effect_size', 'feature'], True)
@@ -171,6 +173,7 @@ def audit_notes(params: dict[str, Any]) -> list[str]:
 
     Examples
     --------
+    >>> from xai_helpers.examples import tiny_run
     >>> isinstance(audit_notes(tiny_run()), list)
     True
     """
@@ -209,6 +212,7 @@ def load_prepared(params: dict[str, Any], progress: bool = True) -> PreparedData
 
     Examples
     --------
+    >>> from xai_helpers.examples import tiny_run
     >>> params = tiny_run()
     >>> data = load_prepared(params)
     >>> len(data.splits) == len(data.images) == len(data.labels), data.info["image_size"]

@@ -25,7 +25,7 @@ from ..data.audit import NEAR_DUPLICATE_THRESHOLD, cross_near_duplicates, percep
 from ..data.cache import build_cache, file_digests
 from ..data.layouts import scan_dataset
 from ..data.metadata import image_metadata
-from ..data.prepared import PreparedData
+from ..data.prepared import PreparedData, explanation_sample
 from ..data.shortcuts import SHIFT_COLUMNS, shift_notes, shift_table
 from ..data.synthetic import make_synthetic_dataset
 from ..evaluation import reliability_table
@@ -41,7 +41,6 @@ from ..generalization import (
 )
 from ..runfolder import RunFolder
 from ..inference import BatchPipeline, load_checkpoint, resolve_device
-from .explanations import explanation_sample
 
 __all__ = ["CORRUPTIONS", "SEVERITY_LEVELS", "SYNTHETIC_EXTERNAL", "STABILITY_COLUMNS", "corruption_examples",
            "describe_external", "load_external", "run_generalization", "severity_summary", "synthetic_external_root",
@@ -90,6 +89,7 @@ def training_fingerprints(data: PreparedData) -> dict[str, Any]:
 
     Examples
     --------
+    >>> from xai_helpers.examples import tiny_run
     >>> from xai_helpers.steps import load_prepared
     >>> data = load_prepared(tiny_run())
     >>> prints = training_fingerprints(data)
@@ -147,6 +147,7 @@ def load_external(params: dict[str, Any], class_names: Sequence[str], grey: bool
 
     Examples
     --------
+    >>> from xai_helpers.examples import tiny_run
     >>> from xai_helpers.steps import load_prepared
     >>> params = tiny_run()
     >>> data = load_prepared(params)
@@ -225,6 +226,7 @@ def external_shift(run: RunFolder, external_metadata: pd.DataFrame) -> pd.DataFr
 
     Examples
     --------
+    >>> from xai_helpers.examples import tiny_run
     >>> run = RunFolder(tiny_run()["run_dir"])
     >>> pool = pd.read_csv(run.audit_metadata_file)
     >>> external = pool[pool["split"] != "test"].assign(width=pool["width"] * 2)
@@ -257,6 +259,7 @@ def external_shift_notes(params: dict[str, Any]) -> list[str]:
 
     Examples
     --------
+    >>> from xai_helpers.examples import tiny_run
     >>> isinstance(external_shift_notes(tiny_run()), list)
     True
     """
@@ -297,6 +300,7 @@ def run_generalization(data: PreparedData, params: dict[str, Any], n_bins: int =
 
     Examples
     --------
+    >>> from xai_helpers.examples import tiny_run
     >>> from xai_helpers.steps import load_prepared
     >>> params = tiny_run()  # severity 1 only, 2 images per class
     >>> table = run_generalization(load_prepared(params), params, cam_images_per_class=1, progress=False)
@@ -399,6 +403,7 @@ def corruption_examples(data: PreparedData, params: dict[str, Any], severity: in
 
     Examples
     --------
+    >>> from xai_helpers.examples import tiny_run
     >>> from xai_helpers.steps import load_prepared
     >>> params = tiny_run()
     >>> images, views, labels = corruption_examples(load_prepared(params), params)

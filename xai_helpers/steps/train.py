@@ -24,7 +24,7 @@ from ..atomic import write_text_atomic
 from ..baselines import BASELINE_IMAGE_SIZE, BASELINE_NAMES, baseline_features, fit_baseline, predict_baseline
 from ..data.cache import file_digest
 from ..data.prepared import PreparedData
-from ..evaluation import classification_metrics, predictions_frame
+from ..evaluation import LARGE_GAP, classification_metrics, predictions_frame
 from ..models import MODEL_NAMES, check_image_size, resolve_weights
 from ..runfolder import RunFolder
 from ..inference import BatchPipeline, load_checkpoint, predict_proba, resolve_device
@@ -33,27 +33,31 @@ from ..errors import ParameterError
 
 
 def fold_seed(seed: int, model: str, fold: int) -> int:
-    """Seed of one (model, fold) fit: independent of which other models or folds are run.
+    """Seed of one (model, fold) fit, CNN or baseline: independent of which other models or folds are run.
 
     Parameters
     ----------
     seed : int
         The run's ``seed``.
     model : str
-        One of :data:`xai_helpers.models.MODEL_NAMES`.
+        One of :data:`xai_helpers.models.MODEL_NAMES` or :data:`xai_helpers.baselines.BASELINE_NAMES`.
     fold : int
 
     Returns
     -------
     int
-        ``1000 * seed + 10 * fold + index of the model``.
+        ``1000 * seed + 10 * fold + k``, ``k`` the CNN's index in ``MODEL_NAMES`` (0-3) or 5 + the
+        baseline's index in ``BASELINE_NAMES``.
 
     Examples
     --------
     >>> fold_seed(0, "resnet50", 1), fold_seed(0, "densenet121", 1), fold_seed(1, "resnet50", 0)
     (10, 11, 1000)
+    >>> fold_seed(0, "baseline_hgb", 1), fold_seed(0, "baseline_logreg", 1)
+    (15, 16)
     """
-    return int(seed) * 1000 + fold * 10 + MODEL_NAMES.index(model)
+    k = MODEL_NAMES.index(model) if model in MODEL_NAMES else 5 + BASELINE_NAMES.index(model)
+    return int(seed) * 1000 + fold * 10 + k
 
 
 def per_model(value: Any, model: str, name: str = "lr") -> Any:
@@ -212,6 +216,7 @@ def train_models(data: PreparedData, params: dict[str, Any], models: Sequence[st
 
     Examples
     --------
+    >>> from xai_helpers.examples import tiny_run
     >>> from xai_helpers.steps import load_prepared
     >>> params = tiny_run()  # prepared and trained: this call reuses every fit
     >>> metrics = train_models(load_prepared(params), params, progress=False)
@@ -243,22 +248,33 @@ def train_models(data: PreparedData, params: dict[str, Any], models: Sequence[st
         result = fit(model, pipeline, data.labels, train_rows, val_rows, data.class_names, ckpt_dir, config,
                      weights=weights, image_size=params["image_size"], progress=progress, fingerprint=fingerprint)
         net, _ = load_checkpoint(result.best_file, device)
-        probs = predict_proba(net, pipeline, test_rows, batch_size=64)
-        y_test = data.labels[test_rows]
-        scores = classification_metrics(y_test, probs, data.class_names)
-        scores.pop("confusion_matrix")
-        scores.update(validation_scores(data, val_rows, predict_proba(net, pipeline, val_rows, batch_size=64)))
-        run.write_csv(predictions_frame(data.splits["path"].iloc[test_rows], y_test, probs, data.class_names),
-                      run.predictions_file(model, fold))
-        row = {"dataset": data.info["layout"], "model": model, "fold": fold, "seed": config.seed,
-               "weights": _weights_label(weights), **scores, "best_epoch": result.best_epoch,
-               "epochs_run": len(result.history), "n_train": len(train_rows), "n_val": len(val_rows),
-               "n_test": len(test_rows), "train_seconds": float(result.history["train_seconds"].sum()),
-               "images_per_second": result.images_per_second, "precision": result.precision}
-        # read-modify-write under the run folder's lock: another run's rows (other models) are kept
-        run.update_csv(pd.DataFrame([row]), run.metrics_file, keys=("model", "fold"), arrange=_in_model_order)
+        _record_fit(run, data, model, fold, predict_proba(net, pipeline, test_rows, batch_size=64),
+                    predict_proba(net, pipeline, val_rows, batch_size=64), seed=config.seed,
+                    weights=_weights_label(weights), best_epoch=result.best_epoch, epochs_run=len(result.history),
+                    train_seconds=float(result.history["train_seconds"].sum()),
+                    images_per_second=result.images_per_second, precision=result.precision)
         del net
     return pd.read_csv(run.metrics_file)
+
+
+def _record_fit(run: RunFolder, data: PreparedData, name: str, fold: int, test_probs: np.ndarray,
+                val_probs: np.ndarray, *, seed: int, weights: str, best_epoch: float, epochs_run: float,
+                train_seconds: float, images_per_second: float, precision: str) -> None:
+    """What every fit of notebook 02, CNN or baseline, leaves: its test predictions in ``predictions/``
+    and one ``metrics.csv`` row (test scores, validation scores, sizes, timing), written under the run
+    folder's lock by read-modify-write, so another run's rows (other models) are kept."""
+    train_rows, val_rows, test_rows = data.fold_rows(fold)
+    y_test = data.labels[test_rows]
+    scores = classification_metrics(y_test, test_probs, data.class_names)
+    scores.pop("confusion_matrix")
+    scores.update(validation_scores(data, val_rows, val_probs))
+    run.write_csv(predictions_frame(data.splits["path"].iloc[test_rows], y_test, test_probs, data.class_names),
+                  run.predictions_file(name, fold))
+    row = {"dataset": data.info["layout"], "model": name, "fold": fold, "seed": seed, "weights": weights,
+           **scores, "best_epoch": best_epoch, "epochs_run": epochs_run, "n_train": len(train_rows),
+           "n_val": len(val_rows), "n_test": len(test_rows), "train_seconds": train_seconds,
+           "images_per_second": images_per_second, "precision": precision}
+    run.update_csv(pd.DataFrame([row]), run.metrics_file, keys=("model", "fold"), arrange=_in_model_order)
 
 
 def validation_scores(data: PreparedData, val_rows: np.ndarray, probs: np.ndarray) -> dict[str, float]:
@@ -315,6 +331,7 @@ def train_baselines(data: PreparedData, params: dict[str, Any], folds: Sequence[
 
     Examples
     --------
+    >>> from xai_helpers.examples import tiny_run
     >>> from xai_helpers.steps import load_prepared
     >>> params = tiny_run()
     >>> metrics = train_baselines(load_prepared(params), params, progress=False)
@@ -331,7 +348,7 @@ def train_baselines(data: PreparedData, params: dict[str, Any], folds: Sequence[
     for name in names:
         for fold in tqdm(folds, desc=name, disable=not progress):
             train_rows, val_rows, test_rows = data.fold_rows(fold)
-            seed = int(params["seed"]) * 1000 + fold * 10 + 5 + BASELINE_NAMES.index(name)
+            seed = fold_seed(params["seed"], name, fold)
             fingerprint = hashlib.sha1(json.dumps([fit_fingerprint(data, fold, params), name, seed,
                                                    BASELINE_IMAGE_SIZE]).encode()).hexdigest()
             record = run.checkpoint_dir(name, fold) / "baseline.json"
@@ -344,58 +361,14 @@ def train_baselines(data: PreparedData, params: dict[str, Any], folds: Sequence[
             model = fit_baseline(name, features[train_rows], data.labels[train_rows], seed)
             seconds = time.perf_counter() - t
             k = len(data.class_names)
-            probs = predict_baseline(model, features[test_rows], k)
-            y_test = data.labels[test_rows]
-            scores = classification_metrics(y_test, probs, data.class_names)
-            scores.pop("confusion_matrix")
-            scores.update(validation_scores(data, val_rows, predict_baseline(model, features[val_rows], k)))
-            run.write_csv(predictions_frame(data.splits["path"].iloc[test_rows], y_test, probs, data.class_names),
-                          run.predictions_file(name, fold))
-            row = {"dataset": data.info["layout"], "model": name, "fold": fold, "seed": seed, "weights": "none",
-                   **scores, "best_epoch": np.nan, "epochs_run": np.nan, "n_train": len(train_rows),
-                   "n_val": len(val_rows), "n_test": len(test_rows), "train_seconds": seconds,
-                   "images_per_second": len(train_rows) / max(seconds, 1e-9),
-                   "precision": f"scikit-learn, {BASELINE_IMAGE_SIZE}x{BASELINE_IMAGE_SIZE} grey pixels"}
-            run.update_csv(pd.DataFrame([row]), run.metrics_file, keys=("model", "fold"), arrange=_in_model_order)
+            _record_fit(run, data, name, fold, predict_baseline(model, features[test_rows], k),
+                        predict_baseline(model, features[val_rows], k), seed=seed, weights="none",
+                        best_epoch=np.nan, epochs_run=np.nan, train_seconds=seconds,
+                        images_per_second=len(train_rows) / max(seconds, 1e-9),
+                        precision=f"scikit-learn, {BASELINE_IMAGE_SIZE}x{BASELINE_IMAGE_SIZE} grey pixels")
             record.parent.mkdir(parents=True, exist_ok=True)
             write_text_atomic(record, json.dumps({"fingerprint": fingerprint, "model": repr(model)}))
     return pd.read_csv(run.metrics_file)
-
-
-#: A validation-vs-test gap this large (accuracy or a class's recall) is pointed out in notebook 02.
-LARGE_GAP = 0.15
-
-
-def validation_test_gap(metrics: pd.DataFrame, class_names: Sequence[str]) -> pd.DataFrame:
-    """Validation vs test, per model and class: accuracy (``class = 'all'``) and each class's recall,
-    mean over folds.
-
-    Parameters
-    ----------
-    metrics : pandas.DataFrame
-        ``metrics.csv`` (rows without ``val_*`` columns, from before they were recorded, give NaN).
-    class_names : sequence of str
-
-    Returns
-    -------
-    pandas.DataFrame
-        ``model, class, validation, test, gap`` (gap = validation - test).
-
-    Examples
-    --------
-    >>> m = pd.DataFrame({"model": ["a", "a"], "fold": [0, 1], "accuracy": [.5, .7], "val_accuracy": [.9, .9],
-    ...                   "recall_x": [.2, .4], "val_recall_x": [.8, .8]})
-    >>> validation_test_gap(m, ["x"]).round(2).values.tolist()
-    [['a', 'all', 0.9, 0.6, 0.3], ['a', 'x', 0.8, 0.3, 0.5]]
-    """
-    rows = []
-    for model, part in metrics.groupby("model", sort=False):
-        for cls, test_col, val_col in [("all", "accuracy", "val_accuracy")] + [
-                (c, f"recall_{c}", f"val_recall_{c}") for c in class_names]:
-            val = float(part[val_col].mean()) if val_col in part else np.nan
-            test = float(part[test_col].mean()) if test_col in part else np.nan
-            rows.append({"model": model, "class": cls, "validation": val, "test": test, "gap": val - test})
-    return pd.DataFrame(rows, columns=["model", "class", "validation", "test", "gap"])
 
 
 def gap_notes(gap: pd.DataFrame, run: RunFolder | None = None, threshold: float = LARGE_GAP) -> list[str]:

@@ -10,17 +10,11 @@ from typing import Any, Sequence
 
 import pandas as pd
 
-import numpy as np
 
-from ..baselines import cnn_rows, is_baseline
+from ..baselines import BASELINE_COMPARISON, baseline_verdict, best_baseline, best_cnn, cnn_rows, is_baseline
 from ..cam_metrics import ALL_METRICS
 from ..runfolder import RunFolder
-from ..stats import (COLUMNS, HEADLINE_TEST, compare_methods, compare_models, compare_predictions, pair_p_adjusted,
-                     summary_table)
-
-#: ``comparison`` of the tests between each CNN and the best baseline (their own Holm family).
-BASELINE_COMPARISON = "cnn_vs_baseline"
-
+from ..stats import (COLUMNS, compare_methods, compare_models, compare_predictions, summary_table)
 
 def run_paired_tests(params: dict[str, Any], correction: str = "holm") -> pd.DataFrame:
     """Every paired test the run folder supports, written to ``stats/paired_tests.csv``.
@@ -51,6 +45,7 @@ def run_paired_tests(params: dict[str, Any], correction: str = "holm") -> pd.Dat
 
     Examples
     --------
+    >>> from xai_helpers.examples import tiny_run
     >>> params = tiny_run()  # one model: no model pair: an empty table
     >>> tests = run_paired_tests(params)
     >>> list(tests.columns) == COLUMNS, RunFolder(params["run_dir"]).paired_tests_file.is_file()
@@ -107,6 +102,7 @@ def summary_table_for_run(params: dict[str, Any], tests: pd.DataFrame,
 
     Examples
     --------
+    >>> from xai_helpers.examples import tiny_run
     >>> params = tiny_run()
     >>> table = summary_table_for_run(params, run_paired_tests(params))
     >>> table.loc["resnet50", "kind"], RunFolder(params["run_dir"]).summary_table_file.is_file()
@@ -125,84 +121,3 @@ def summary_table_for_run(params: dict[str, Any], tests: pd.DataFrame,
     return table
 
 
-def best_baseline(metrics: pd.DataFrame, metric: str = "accuracy") -> str | None:
-    """The baseline with the best mean test ``metric`` over folds in ``metrics.csv`` (None without one).
-
-    Parameters
-    ----------
-    metrics : pandas.DataFrame
-        ``metrics.csv``.
-    metric : str
-
-    Returns
-    -------
-    str or None
-
-    Examples
-    --------
-    >>> m = pd.DataFrame({"model": ["resnet50", "baseline_hgb", "baseline_logreg"], "accuracy": [.9, .7, .6]})
-    >>> best_baseline(m)
-    'baseline_hgb'
-    """
-    return _best_of(metrics[metrics["model"].map(is_baseline)], metric)
-
-
-def best_cnn(metrics: pd.DataFrame, metric: str = "accuracy") -> str | None:
-    """The CNN with the best mean test ``metric`` over folds in ``metrics.csv`` (None without one): the
-    reference the summary tables mark the other models against.
-
-    Parameters
-    ----------
-    metrics : pandas.DataFrame
-        ``metrics.csv``.
-    metric : str
-
-    Returns
-    -------
-    str or None
-
-    Examples
-    --------
-    >>> m = pd.DataFrame({"model": ["resnet50", "vgg16", "baseline_hgb"], "accuracy": [.8, .85, .9]})
-    >>> best_cnn(m)
-    'vgg16'
-    """
-    return _best_of(cnn_rows(metrics), metric)
-
-
-def _best_of(rows: pd.DataFrame, metric: str) -> str | None:
-    if rows.empty:
-        return None
-    return str(rows.groupby("model", sort=False)[metric].mean().idxmax())
-
-
-def baseline_verdict(metrics: pd.DataFrame, tests: pd.DataFrame, model: str, baseline: str,
-                     metric: str = "accuracy") -> str:
-    """How a CNN's mean test ``metric`` stands against the best baseline's, in words.
-
-    ``'above (+0.120, p_adj 0.001)'`` when the CNN's mean is higher, ``'NOT above (-0.050, ...)'``
-    otherwise; the p-value is the Holm-adjusted image-level randomisation test between the two
-    (``cnn_vs_baseline`` family), when the tests have it.
-
-    Parameters
-    ----------
-    metrics, tests : pandas.DataFrame
-        ``metrics.csv`` and ``stats/paired_tests.csv``.
-    model, baseline : str
-    metric : str
-
-    Returns
-    -------
-    str
-
-    Examples
-    --------
-    >>> m = pd.DataFrame({"model": ["resnet50", "baseline_hgb"], "accuracy": [.6, .7]})
-    >>> baseline_verdict(m, pd.DataFrame(), "resnet50", "baseline_hgb")
-    'NOT above (-0.100)'
-    """
-    means = metrics.groupby("model")[metric].mean()
-    diff = float(means[model] - means[baseline])
-    p = pair_p_adjusted(tests, BASELINE_COMPARISON, "all", metric, HEADLINE_TEST, model, baseline)
-    detail = f"{diff:+.3f}" + (f", p_adj {p:.3g}" if p is not None and np.isfinite(p) else "")
-    return f"above ({detail})" if diff > 0 else f"NOT above ({detail})"

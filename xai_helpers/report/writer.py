@@ -1,0 +1,85 @@
+"""``report.md`` of a study folder: the tables and notes of the package filled into one Markdown template.
+
+The English around the tables lives in ``report.md.template`` beside this module (``string.Template``
+placeholders, ``$$name``), so the text can be read and edited as the reader sees it.
+"""
+from __future__ import annotations
+
+from importlib.resources import files
+from pathlib import Path
+from string import Template
+
+import pandas as pd
+
+from ..atomic import write_text_atomic
+from ..runfolder import RunFolder
+from ..stats import FOLD_TEST, HEADLINE_TEST
+from .notes import difference_notes, explanation_notes
+from .published import PUBLISHED_SOURCE
+from .study import DatasetRun, load_study
+from .tables import (EXTERNAL_DROP_WARNING, EXTERNAL_ECE_WARNING, baseline_warnings, confidence_table,
+                     generalization_summary, performance_table, protocol_table, published_comparison)
+
+#: The report's text with ``string.Template`` placeholders.
+TEMPLATE = files(__package__).joinpath("report.md.template")
+
+
+def _markdown(df: pd.DataFrame, floatfmt: str = ".4f") -> str:
+    if df.empty:
+        return "_(nothing to show yet)_"
+    try:
+        return df.to_markdown(index=False, floatfmt=floatfmt)
+    except ImportError:  # tabulate missing: a plain table is still readable
+        return "```\n" + df.to_string(index=False) + "\n```"
+
+
+def write_report(study_dir: str | Path, runs: list[DatasetRun] | None = None) -> Path:
+    """Write ``<study_dir>/report.md``: protocol, performance, explanations, published values,
+    generalization and the reasons for the differences (notebook 06).
+
+    Parameters
+    ----------
+    study_dir : str or pathlib.Path
+    runs : list of DatasetRun, optional
+        Default: :func:`load_study` of ``study_dir``.
+
+    Returns
+    -------
+    pathlib.Path
+        The report's path.
+
+    Examples
+    --------
+    >>> from xai_helpers.examples import example_study
+    >>> path = write_report(example_study())
+    >>> path.name, "## Why the numbers differ" in path.read_text()
+    ('report.md', True)
+    """
+    study_dir = Path(study_dir)
+    runs = runs if runs is not None else load_study(study_dir)
+    conf = confidence_table(runs)
+    gen = generalization_summary(runs)
+    if conf.empty:
+        confidence = "_(notebook 05 has not run)_"
+    else:
+        wide = conf.assign(cell=conf.apply(lambda r: f"{r['confidence_increase']:.4f} {r['mark']}".strip(), axis=1))
+        wide = wide.pivot_table(index=["dataset", "method"], columns="class", values="cell", aggfunc="first")
+        confidence = _markdown(wide.reset_index())
+    explained = sorted({str(r.config.get("cam_model")) for r in runs if r.config.get("cam_model")}) or ["?"]
+    text = Template(TEMPLATE.read_text(encoding="utf-8")).substitute(
+        datasets=", ".join(r.dataset for r in runs), study_dir=study_dir,
+        protocol=_markdown(protocol_table(runs).set_index("dataset").T.rename_axis("").reset_index()),
+        headline_test=HEADLINE_TEST, fold_test=FOLD_TEST, performance=_markdown(performance_table(runs)),
+        baseline_warnings=_bullets(baseline_warnings(runs)), explained=", ".join(explained),
+        explanation_notes=_bullets(explanation_notes(runs)), confidence=confidence,
+        published=_markdown(published_comparison(runs)), published_source=PUBLISHED_SOURCE,
+        difference_notes=_bullets(difference_notes(runs)), external_drop=EXTERNAL_DROP_WARNING,
+        external_ece=EXTERNAL_ECE_WARNING,
+        generalization=_markdown(gen) if not gen.empty else "_(notebook 07 has not run)_")
+    path = RunFolder(study_dir).report_file
+    write_text_atomic(path, text)
+    return path
+
+
+def _bullets(lines: list[str]) -> str:
+    return "\n".join(f"- {line}" for line in lines)
