@@ -37,17 +37,17 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     args = ap.parse_args()
     index = scan_dataset(args.root)
-    train = index[index["split"] == "train"]
+    train = index.rows[index.rows["split"] == "train"]
     train_dir = Path(train["path"].iloc[0]).parents[1]
     n = len(train)
 
     with tempfile.TemporaryDirectory() as cache_dir:
         t = time.perf_counter()
-        cache = build_cache(train["path"], args.size, index.attrs["grey"], cache_dir=cache_dir,
+        cache = build_cache(train["path"], args.size, index.grey, cache_dir=cache_dir,
                             workers=args.workers, progress=False)
         build_s = time.perf_counter() - t
         t = time.perf_counter()
-        build_cache(train["path"], args.size, index.attrs["grey"], cache_dir=cache_dir, progress=False)
+        build_cache(train["path"], args.size, index.grey, cache_dir=cache_dir, progress=False)
         reload_s = time.perf_counter() - t
     pipe = BatchPipeline(cache.images, torch.device("cpu"))
     gen = torch.Generator().manual_seed(0)
@@ -58,7 +58,7 @@ def main() -> None:
     cache_s = time.perf_counter() - t
 
     tf = transforms.Compose([
-        (transforms.Grayscale(num_output_channels=3) if index.attrs["grey"]
+        (transforms.Grayscale(num_output_channels=3) if index.grey
          else transforms.Lambda(lambda im: im.convert("RGB"))),
         transforms.Resize((args.size, args.size)),
         transforms.RandomHorizontalFlip(),

@@ -67,13 +67,13 @@ def test_brain_tumor_audit_reports_the_published_cross_split_duplicates(tmp_path
     from xai_helpers.data.layouts import scan_dataset
 
     index = scan_dataset(root)
-    index["sha1"] = [file_digest(p) for p in index["path"]]
-    cache = build_cache(index["path"], 64, grey=True, digests=list(index["sha1"]), progress=False)
+    index.rows["sha1"] = [file_digest(p) for p in index.rows["path"]]
+    cache = build_cache(index.rows["path"], 64, grey=True, digests=list(index.rows["sha1"]), progress=False)
     audit = audit_dataset(index, cache.unreadable, cache.images, cache.paths)
     assert audit["n_images"] == 3264 and audit["unreadable"] == []
     assert audit["cross_split_exact_duplicate_groups"] > 0
     assert audit["cross_split_near_duplicate_groups"] >= audit["cross_split_exact_duplicate_groups"]
-    splits = {p: s for p, s in zip(index["path"], index["split"])}
+    splits = {p: s for p, s in zip(index.rows["path"], index.rows["split"])}
     leak = next(g for g in audit["exact_duplicates"] if len({splits[p] for p in g}) > 1)
     assert len({open(p, "rb").read() for p in leak}) == 1  # really byte-identical
 

@@ -34,9 +34,9 @@ def test_layout_detected_and_classes_canonical(tmp_path, splits, classes, layout
     root = _tree(tmp_path / "ds", splits, classes)
     assert detect_layout(root) == layout
     index = scan_dataset(root)
-    assert index.attrs["layout"] == layout
-    assert index.attrs["classes"] == canonical
-    assert set(index["split"]) == {"train", "test"} | ({"val"} if "val" in splits else set())
+    assert index.layout == layout
+    assert index.classes == canonical
+    assert set(index.rows["split"]) == {"train", "test"} | ({"val"} if "val" in splits else set())
 
 
 def test_imagefolder_without_split_folders_is_all_training(tmp_path):
@@ -46,7 +46,7 @@ def test_imagefolder_without_split_folders_is_all_training(tmp_path):
             _img(root / c / f"{i}.png")
     assert detect_layout(root) == "imagefolder"
     index = scan_dataset(root, "imagefolder")
-    assert set(index["split"]) == {"train"} and len(index) == 6
+    assert set(index.rows["split"]) == {"train"} and len(index) == 6
 
 
 def test_ham10000_classes_and_lesion_groups(tmp_path):
@@ -60,10 +60,10 @@ def test_ham10000_classes_and_lesion_groups(tmp_path):
     _img(root / "HAM10000_images_part_2" / "ISIC_99.jpg")  # not in the metadata
     assert detect_layout(root) == "ham10000"
     index = scan_dataset(root)
-    assert dict(zip(index["path"].str.extract(r"(ISIC_\d+)")[0], index["class"])) == {
+    assert dict(zip(index.rows["path"].str.extract(r"(ISIC_\d+)")[0], index.rows["class"])) == {
         "ISIC_1": "melanoma", "ISIC_2": "melanoma", "ISIC_3": "melanocytic_nevus"}
-    assert index.loc[index["class"] == "melanoma", "group"].nunique() == 1
-    reasons = {r["reason"] for r in index.attrs["skipped"]}
+    assert index.rows.loc[index.rows["class"] == "melanoma", "group"].nunique() == 1
+    reasons = {r["reason"] for r in index.skipped}
     assert "listed in HAM10000_metadata.csv but missing" in reasons  # ISIC_4
     assert "image file not listed in HAM10000_metadata.csv" in reasons  # ISIC_99
 
@@ -102,8 +102,8 @@ def test_non_image_files_are_reported_not_dropped_silently(tmp_path):
     (root / "train" / "benign" / "notes.txt").write_text("hello")
     (root / "train" / "benign" / ".DS_Store").write_bytes(b"\0")
     index = scan_dataset(root)
-    assert [r["path"].endswith("notes.txt") for r in index.attrs["skipped"]] == [True]
-    assert index.attrs["ignored"][0].endswith(".DS_Store")
+    assert [r["path"].endswith("notes.txt") for r in index.skipped] == [True]
+    assert index.ignored[0].endswith(".DS_Store")
 
 
 @pytest.mark.shared_data
@@ -116,8 +116,8 @@ def test_real_datasets_are_recognised(name, layout, counts):
     root = shared_dataset(name)
     assert detect_layout(root) == layout
     index = scan_dataset(root)
-    sizes = index.groupby(["split", "class"]).size()
+    sizes = index.rows.groupby(["split", "class"]).size()
     for key, n in counts.items():
         assert sizes[key] == n
     if layout == "chest_xray_pneumonia":  # patients group several images
-        assert index["group"].nunique() < len(index)
+        assert index.rows["group"].nunique() < len(index)

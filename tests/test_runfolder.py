@@ -293,9 +293,9 @@ def test_masks_is_a_class_hidden_files_are_never_images_and_skipped_folders_are_
     _png(root / "lesion" / "._0.png")                    # macOS resource fork
     _png(root / "lesion" / ".ipynb_checkpoints" / "x.png")
     index = scan_dataset(root, "imagefolder")
-    assert sorted(index["class"].unique()) == ["lesion", "masks"] and len(index) == 4
-    assert not any(Path(p).name.startswith(".") or ".ipynb_checkpoints" in p for p in index["path"])
-    assert len(index.attrs["ignored"]) == 2
+    assert sorted(index.rows["class"].unique()) == ["lesion", "masks"] and len(index) == 4
+    assert not any(Path(p).name.startswith(".") or ".ipynb_checkpoints" in p for p in index.rows["path"])
+    assert len(index.ignored) == 2
     # a published layout: a folder that is not a split is skipped, and listed with the reason
     brain = tmp_path / "brain"
     for split in ("Training", "Testing"):
@@ -303,7 +303,7 @@ def test_masks_is_a_class_hidden_files_are_never_images_and_skipped_folders_are_
             _png(brain / split / c / "a.png")
     _png(brain / "extra_scans" / "b.png")
     index = scan_dataset(brain, "brain_tumor_mri")
-    assert [s["reason"] for s in index.attrs["skipped"] if s["path"].endswith("extra_scans")] == [
+    assert [s["reason"] for s in index.skipped if s["path"].endswith("extra_scans")] == [
         "not a split folder of layout 'brain_tumor_mri' (expected train, training, val, valid, validation, test, "
         "testing)"]
 

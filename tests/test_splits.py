@@ -15,7 +15,7 @@ def _index(n_train=30, n_test=9, groups_of=1):
 
 
 def test_test_split_untouched_and_folds_stratified():
-    s = make_splits(_index(n_train=27), folds=3, seed=0)
+    s, s_report = make_splits(_index(n_train=27), folds=3, seed=0)
     assert (s.loc[s.split == "test", "fold"] == -1).all() and (s.split == "test").sum() == 9
     counts = s[s.split == "train"].groupby(["fold", "class"]).size().unstack()
     assert counts.shape == (3, 3) and (counts == 3).all().all()
@@ -27,32 +27,32 @@ def test_groups_never_straddle_folds_and_seed_reproduces():
     idx = _index(n_train=36, groups_of=3)
     idx.loc[idx.split == "train", "class"] = idx.loc[idx.split == "train", "group"].map(
         lambda g: "abc"[int(g.split("-")[1]) % 3])
-    a = make_splits(idx, folds=3, seed=1)
+    a, a_report = make_splits(idx, folds=3, seed=1)
     assert (a[a.split == "train"].groupby("group")["fold"].nunique() == 1).all()
-    b = make_splits(idx, folds=3, seed=1)
+    b, b_report = make_splits(idx, folds=3, seed=1)
     pd.testing.assert_frame_equal(a, b)
-    c = make_splits(idx, folds=3, seed=2)
+    c, c_report = make_splits(idx, folds=3, seed=2)
     assert not a["fold"].equals(c["fold"])
 
 
 def test_training_copies_of_test_groups_are_dropped_and_reported():
     idx = _index()
     idx.loc[0, "group"] = idx.loc[idx.split == "test", "group"].iloc[0]
-    s = make_splits(idx, folds=3, seed=0)
+    s, s_report = make_splits(idx, folds=3, seed=0)
     assert idx.loc[0, "path"] not in set(s.path)
-    assert s.attrs["report"]["dropped_train_images"] == [idx.loc[0, "path"]]
-    kept = make_splits(idx, folds=3, seed=0, leak_policy="keep")
+    assert s_report["dropped_train_images"] == [idx.loc[0, "path"]]
+    kept, kept_report = make_splits(idx, folds=3, seed=0, leak_policy="keep")
     assert idx.loc[0, "path"] in set(kept.path)
-    assert kept.attrs["report"]["train_images_sharing_a_group_with_test"] == 1
+    assert kept_report["train_images_sharing_a_group_with_test"] == 1
 
 
 def test_max_per_class_and_missing_test_split():
-    s = make_splits(_index(), folds=2, seed=0, max_per_class=4)
+    s, s_report = make_splits(_index(), folds=2, seed=0, max_per_class=4)
     assert (s[s.split == "train"].groupby("class").size() == 4).all()
     pool = _index().query("split == 'train'")["class"].value_counts()
-    assert s.attrs["report"]["pool_per_class"] == {c: {"available": int(n), "used": 4} for c, n in pool.items()}
+    assert s_report["pool_per_class"] == {c: {"available": int(n), "used": 4} for c, n in pool.items()}
     no_test = _index(n_test=0)
-    s2 = make_splits(no_test, folds=2, seed=0)
+    s2, s2_report = make_splits(no_test, folds=2, seed=0)
     assert 0 < (s2.split == "test").sum() < len(no_test)
 
 

@@ -31,9 +31,9 @@ def test_layout_masks_beside_images_and_class_decided_by_lesion(tmp_path):
     assert json.loads((root / "synthetic.json").read_text())["settings"]["n_per_class"] == 4
     assert detect_layout(root) == "synthetic"
     index = scan_dataset(root)
-    assert index.attrs["classes"] == sorted(SYNTHETIC_CLASSES)
-    assert (index.groupby(["split", "class"]).size() == [2, 2, 2, 4, 4, 4]).all()
-    for row in index.itertuples():
+    assert index.classes == sorted(SYNTHETIC_CLASSES)
+    assert (index.rows.groupby(["split", "class"]).size() == [2, 2, 2, 4, 4, 4]).all()
+    for row in index.rows.itertuples():
         mask = np.asarray(Image.open(row.mask)) > 127
         img = np.asarray(Image.open(row.path))
         assert mask.shape == img.shape

@@ -18,6 +18,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from .cache import PROBLEMS
+from .layouts import DatasetIndex
 
 #: Perceptual hash used for near duplicates, and the default Hamming distance threshold (of 64 bits).
 NEAR_DUPLICATE_HASH = ("pHash as ImageHash's phash (DCT of the 32x32 Lanczos-resized 8-bit grey image, 8x8 low "
@@ -186,7 +187,7 @@ def connected_groups(n: int, pairs: Sequence[tuple[int, int]]) -> list[list[int]
     return [m for m in members.values() if len(m) > 1]
 
 
-def audit_dataset(index: pd.DataFrame, unreadable: Sequence[dict[str, str]],
+def audit_dataset(index: DatasetIndex, unreadable: Sequence[dict[str, str]],
                   images: np.ndarray | None = None, image_paths: Sequence[str] | None = None,
                   sizes: Sequence[tuple] | None = None,
                   near_threshold: int = NEAR_DUPLICATE_THRESHOLD,
@@ -195,8 +196,8 @@ def audit_dataset(index: pd.DataFrame, unreadable: Sequence[dict[str, str]],
 
     Parameters
     ----------
-    index : pandas.DataFrame
-        From :func:`~xai_helpers.data.layouts.scan_dataset`, with a ``sha1`` column.
+    index : DatasetIndex
+        From :func:`~xai_helpers.data.layouts.scan_dataset`, its rows with a ``sha1`` column.
     unreadable : list of dict
         ``{path, reason, problem}`` of files left out (cannot be opened, empty, not an image,
         corrupt, too large, too small: :data:`~xai_helpers.data.cache.PROBLEMS`).
@@ -221,12 +222,12 @@ def audit_dataset(index: pd.DataFrame, unreadable: Sequence[dict[str, str]],
         ``near_duplicates``, ``near_duplicate_hash``, ``near_duplicate_threshold`` (and
         ``sizes``/``modes`` when given).
     """
-    split_of = dict(zip(index["path"], index["split"]))
-    audit: dict[str, Any] = {"layout": index.attrs.get("layout"), "root": index.attrs.get("root"),
-                             "n_images": int(len(index))}
-    counts = index.groupby(["split", "class"]).size()
+    rows = index.rows
+    split_of = dict(zip(rows["path"], rows["split"]))
+    audit: dict[str, Any] = {"layout": index.layout, "root": index.root, "n_images": int(len(rows))}
+    counts = rows.groupby(["split", "class"]).size()
     audit["per_split_class"] = {f"{s}/{c}": int(n) for (s, c), n in counts.items()}
-    per_class = index.groupby("class").size()
+    per_class = rows.groupby("class").size()
     audit["class_imbalance"] = {"counts": {c: int(n) for c, n in per_class.items()},
                                 "max_over_min": float(per_class.max() / max(per_class.min(), 1))}
     audit["unreadable"] = list(unreadable)
@@ -240,10 +241,10 @@ def audit_dataset(index: pd.DataFrame, unreadable: Sequence[dict[str, str]],
                 examples[what].append(str(path))
     audit["conversions"] = dict(counted.most_common())
     audit["conversion_examples"] = examples
-    audit["skipped"] = list(index.attrs.get("skipped", []))
-    audit["ignored_system_files"] = list(index.attrs.get("ignored", []))
+    audit["skipped"] = list(index.skipped)
+    audit["ignored_system_files"] = list(index.ignored)
 
-    exact_groups = [list(g["path"]) for _, g in index[index["sha1"] != "empty"].groupby("sha1") if len(g) > 1]
+    exact_groups = [list(g["path"]) for _, g in rows[rows["sha1"] != "empty"].groupby("sha1") if len(g) > 1]
     audit["exact_duplicates"] = exact_groups
     audit["exact_duplicate_groups"] = len(exact_groups)
     audit["cross_split_exact_duplicate_groups"] = sum(len({split_of[p] for p in g}) > 1 for g in exact_groups)

@@ -6,8 +6,9 @@ canonical class names, so that the same class means the same thing across datase
 
 :func:`scan_dataset` returns one row per image file with ``path``, ``split``, ``class``,
 ``group`` (images that must stay in one split: a patient, a lesion; the file itself otherwise)
-and ``mask`` (the lesion mask, synthetic data only). Files that are not images are reported in
-``index.attrs['skipped']``, never dropped silently.
+and ``mask`` (the lesion mask, synthetic data only), in a :class:`DatasetIndex` beside what the
+scan found: the layout, the classes, and the files that are not images (``skipped``, never dropped
+silently) or are system files (``ignored``).
 """
 from __future__ import annotations
 
@@ -22,6 +23,51 @@ from ..errors import DatasetError
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".gif", ".webp"}
 # system files that are not data: reported under 'ignored', not as problems
 _SYSTEM_FILES = {".ds_store", "thumbs.db", "desktop.ini"}
+
+
+@dataclass
+class DatasetIndex:
+    """Every image of a dataset folder, and what the scan found beside them.
+
+    Attributes
+    ----------
+    rows : pandas.DataFrame
+        One row per image file: ``path``, ``split``, ``class``, ``group``, ``mask``.
+    layout : str
+        The layout's name (a key of :data:`LAYOUTS`).
+    root : str
+        The dataset folder.
+    classes : list of str
+        Sorted canonical class names.
+    grey : bool
+        Whether the layout's images are greyscale.
+    skipped : list of dict
+        ``{path, reason}`` of entries that are not images (reported in the audit).
+    ignored : list of str
+        System files (``.DS_Store`` and the like).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from PIL import Image
+    >>> root = Path(tempfile.mkdtemp())
+    >>> for c in ("cats", "dogs"):
+    ...     (root / c).mkdir(); Image.new("RGB", (8, 8)).save(root / c / "a.png")
+    >>> index = scan_dataset(root)
+    >>> index.layout, index.classes, len(index)
+    ('imagefolder', ['cats', 'dogs'], 2)
+    """
+
+    rows: pd.DataFrame
+    layout: str
+    root: str
+    classes: list[str]
+    grey: bool
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.rows)
 
 
 @dataclass(frozen=True)
@@ -197,7 +243,7 @@ def _files(folder: Path) -> tuple[list[Path], list[dict[str, str]], list[Path]]:
     return images, others, ignored
 
 
-def _scan_ham10000(root: Path) -> pd.DataFrame:
+def _scan_ham10000(root: Path) -> tuple[pd.DataFrame, list[dict[str, str]], list[str]]:
     meta_file = root / "HAM10000_metadata.csv"
     if not meta_file.is_file():
         meta_file = root / "HAM10000_metadata"
@@ -220,16 +266,14 @@ def _scan_ham10000(root: Path) -> pd.DataFrame:
         rows.append({"path": str(p), "split": "train", "class": HAM10000_CLASSES[dx],
                      "group": str(r.lesion_id), "mask": None})
     df = pd.DataFrame(rows, columns=["path", "split", "class", "group", "mask"])
-    df.attrs["skipped"] = (others
-                           + [{"path": str(p), "reason": "image file not listed in HAM10000_metadata.csv"}
-                              for p in by_id.values()]
-                           + [{"path": f"{root}/{i}.*", "reason": "listed in HAM10000_metadata.csv but missing"}
-                              for i in unmatched])
-    df.attrs["ignored"] = [str(p) for p in ignored]
-    return df
+    skipped = (others
+               + [{"path": str(p), "reason": "image file not listed in HAM10000_metadata.csv"} for p in by_id.values()]
+               + [{"path": f"{root}/{i}.*", "reason": "listed in HAM10000_metadata.csv but missing"}
+                  for i in unmatched])
+    return df, skipped, [str(p) for p in ignored]
 
 
-def scan_dataset(root: str | Path, dataset: str = "auto") -> pd.DataFrame:
+def scan_dataset(root: str | Path, dataset: str = "auto") -> DatasetIndex:
     """Index every image of the dataset at ``root``.
 
     Parameters
@@ -241,10 +285,10 @@ def scan_dataset(root: str | Path, dataset: str = "auto") -> pd.DataFrame:
 
     Returns
     -------
-    pandas.DataFrame
-        Columns ``path``, ``split``, ``class``, ``group``, ``mask``; ``attrs`` holds ``layout``,
-        ``classes`` (sorted canonical class names), ``grey``, ``skipped`` (list of
-        ``{path, reason}`` for files that are not images) and ``ignored`` (system files).
+    DatasetIndex
+        ``rows`` with columns ``path``, ``split``, ``class``, ``group``, ``mask``, and the layout,
+        root, sorted canonical class names, ``grey``, ``skipped`` (``{path, reason}`` of entries
+        that are not images) and ``ignored`` (system files).
 
     Raises
     ------
@@ -260,7 +304,7 @@ def scan_dataset(root: str | Path, dataset: str = "auto") -> pd.DataFrame:
         raise DatasetError(f"dataset: unknown layout {name!r}; accepted values: auto, {', '.join(LAYOUTS)}")
     layout = LAYOUTS[name]
     if name == "ham10000":
-        df = _scan_ham10000(root)
+        df, skipped, ignored = _scan_ham10000(root)
     else:
         splits = _split_dirs(root, layout)
         if not splits:
@@ -313,12 +357,7 @@ def scan_dataset(root: str | Path, dataset: str = "auto") -> pd.DataFrame:
                         mask = str(root / "masks" / p.relative_to(root))
                     rows.append({"path": str(p), "split": s, "class": cname, "group": group, "mask": mask})
         df = pd.DataFrame(rows, columns=["path", "split", "class", "group", "mask"])
-        df.attrs["skipped"] = skipped_folders + skipped
-        df.attrs["ignored"] = ignored
+        skipped = skipped_folders + skipped
     if df.empty:
         raise DatasetError(f"{root}: no image files found for layout {name!r}")
-    df.attrs["layout"] = name
-    df.attrs["root"] = str(root)
-    df.attrs["classes"] = sorted(df["class"].unique())
-    df.attrs["grey"] = layout.grey
-    return df
+    return DatasetIndex(df, name, str(root), sorted(df["class"].unique()), layout.grey, skipped, ignored)

@@ -12,6 +12,8 @@ The result is saved as ``runs/<name>/data/splits.csv`` (``path``, ``split``, ``c
 """
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold
@@ -21,13 +23,13 @@ LEAK_POLICIES = ("drop_train", "keep")
 
 
 def make_splits(index: pd.DataFrame, folds: int, seed: int, max_per_class: int | None = None,
-                leak_policy: str = "drop_train", test_fraction: float = 0.2) -> pd.DataFrame:
+                leak_policy: str = "drop_train", test_fraction: float = 0.2) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Assign every image to the test split or to one fold of the training pool.
 
     Parameters
     ----------
     index : pandas.DataFrame
-        From :func:`~xai_helpers.data.layouts.scan_dataset` (columns ``path``, ``split``,
+        The rows of :func:`~xai_helpers.data.layouts.scan_dataset` (columns ``path``, ``split``,
         ``class``, ``group``).
     folds : int
         Number of cross-validation folds (>= 2).
@@ -43,16 +45,18 @@ def make_splits(index: pd.DataFrame, folds: int, seed: int, max_per_class: int |
 
     Returns
     -------
-    pandas.DataFrame
+    splits : pandas.DataFrame
         Columns ``path``, ``split`` (``train`` or ``test``), ``class``, ``group``, ``fold``
-        (and ``mask`` when the index has it); ``attrs['report']`` counts what was dropped (with
-        ``max_per_class``: ``pool_per_class``, the images available and used per class).
+        (and ``mask`` when the index has it).
+    report : dict
+        What was dropped and why (with ``max_per_class``: ``pool_per_class``, the images
+        available and used per class).
 
     Examples
     --------
     >>> idx = pd.DataFrame({"path": list("abcdefgh"), "split": ["train"] * 6 + ["test"] * 2,
     ...                     "class": list("xyxyxyxy"), "group": list("abcdefgh")})
-    >>> s = make_splits(idx, folds=3, seed=0)
+    >>> s, report = make_splits(idx, folds=3, seed=0)
     >>> sorted(s.loc[s.split == "train", "fold"].unique().tolist())
     [0, 1, 2]
     """
@@ -105,7 +109,7 @@ def make_splits(index: pd.DataFrame, folds: int, seed: int, max_per_class: int |
     n_groups = pool.groupby("class")["group"].nunique()
     too_few = n_groups[n_groups < folds]
     if len(too_few):
-        raise ValueError(
+        raise ParameterError(
             f"folds: {folds} folds need at least {folds} groups per class in the training pool; "
             + ", ".join(f"{c} has {n}" for c, n in too_few.items()))
     df = df.sort_values(["split", "class", "path"]).reset_index(drop=True)
@@ -117,10 +121,8 @@ def make_splits(index: pd.DataFrame, folds: int, seed: int, max_per_class: int |
     for f, (_, val_idx) in enumerate(sgkf.split(pool_pos, df.loc[is_pool, "class"], df.loc[is_pool, "group"])):
         fold_col[pool_pos[val_idx]] = f
     df["fold"] = fold_col
-    df.attrs = dict(index.attrs)
-    df.attrs["report"] = report
     cols = ["path", "split", "class", "group", "fold"] + (["mask"] if "mask" in df.columns else [])
-    return df[cols]
+    return df[cols], report
 
 
 def fold_indices(splits: pd.DataFrame, fold: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

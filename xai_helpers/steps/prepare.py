@@ -66,43 +66,42 @@ def prepare_data(params: dict[str, Any], progress: bool = True) -> PreparedData:
         make_synthetic_dataset(root, n_per_class=params["synthetic_per_class"], seed=SYNTHETIC_DATA_SEED,
                                progress=progress)
     index = scan_dataset(root, params["dataset"])
-    if len(index.attrs["classes"]) < 2:
-        raise DatasetError(f"{root}: only one class ({index.attrs['classes'][0]!r}, {len(index)} images) was found; "
+    if len(index.classes) < 2:
+        raise DatasetError(f"{root}: only one class ({index.classes[0]!r}, {len(index)} images) was found; "
                            f"a classifier needs at least two. Check that data_root is the dataset's root folder "
                            f"(with one folder per class, or <split>/<class>/ folders)")
     # a file that vanished or cannot be read gets a digest of its own: the decoder reports why, never a crash
-    digests = file_digests(index["path"], progress=progress)
-    index["sha1"] = digests
-    cache = build_cache(index["path"], params["image_size"], index.attrs["grey"], digests=digests,
+    digests = file_digests(index.rows["path"], progress=progress)
+    index.rows["sha1"] = digests
+    cache = build_cache(index.rows["path"], params["image_size"], index.grey, digests=digests,
                         progress=progress, resize_mode=params.get("resize_mode", "squash"))
     audit = audit_dataset(index, cache.unreadable, images=cache.images, image_paths=cache.paths,
                           sizes=cache.file_info, conversions=cache.conversions)
-    conflicts = label_conflicts(index)
+    conflicts = label_conflicts(index.rows)
     audit["label_conflicts"] = conflicts
     conflicting = {p for group in conflicts for p in group["paths"]}
-    usable = index[~index["path"].isin({u["path"] for u in cache.unreadable} | conflicting)].copy()
-    usable.attrs = dict(index.attrs)
+    usable = index.rows[~index.rows["path"].isin({u["path"] for u in cache.unreadable} | conflicting)]
     usable = usable.drop(columns=["sha1"])
     # duplicates (byte-identical or near-identical) share a group: they never straddle splits or folds,
     # and training copies of test images are dropped by the leak policy
     usable["group"] = merge_groups(usable, audit["exact_duplicates"] + audit["near_duplicates"])
-    splits = make_splits(usable, folds=params["folds"], seed=params["seed"],
-                         max_per_class=params["max_per_class"], leak_policy=params["leak_policy"])
-    audit["splits"] = {k: v for k, v in splits.attrs.get("report", {}).items()}
+    splits, report = make_splits(usable, folds=params["folds"], seed=params["seed"],
+                                 max_per_class=params["max_per_class"], leak_policy=params["leak_policy"])
+    audit["splits"] = dict(report)
     if "test_drawn_from_train" in audit["splits"]:
         audit["splits"]["test_split"] = (f"drawn from the training data ({audit['splits']['test_drawn_from_train']} "
                                          f"images, grouped and stratified): {root} has no test split")
-        if index.attrs["layout"] not in ("imagefolder", "ham10000"):
-            print(f"note: the published layout {index.attrs['layout']!r} has a test split, but {root} has none; "
+        if index.layout not in ("imagefolder", "ham10000"):
+            print(f"note: the published layout {index.layout!r} has a test split, but {root} has none; "
                   f"a test split was drawn from the training data instead (the report says so)")
     else:
         audit["splits"]["test_split"] = "the dataset's own test split"
     audit["splits"]["images_per_split_and_class"] = (
         splits.groupby(["split", "class"]).size()
         .rename("n").reset_index().to_dict("records"))
-    info = {"layout": index.attrs["layout"], "title": LAYOUTS[index.attrs["layout"]].title,
-            "root": str(root), "grey": bool(index.attrs["grey"]), "image_size": params["image_size"],
-            "class_names": list(index.attrs["classes"]), "cache_file": str(cache.file),
+    info = {"layout": index.layout, "title": LAYOUTS[index.layout].title,
+            "root": str(root), "grey": bool(index.grey), "image_size": params["image_size"],
+            "class_names": list(index.classes), "cache_file": str(cache.file),
             "resize_mode": params.get("resize_mode", "squash")}
     data = PreparedData.from_cache(splits, cache, info, audit)
     run.data_dir.mkdir(parents=True, exist_ok=True)

@@ -166,9 +166,9 @@ def load_external(params: dict[str, Any], class_names: Sequence[str], grey: bool
                                progress=progress, **SYNTHETIC_EXTERNAL)
         layout = "synthetic"
     index = scan_dataset(root, layout)
-    mapping, unmapped = map_classes(list(index.attrs["classes"]), class_names, params.get("class_map"))
-    counts = index.groupby("class").size().to_dict()
-    used = index[index["class"].isin(mapping)]
+    mapping, unmapped = map_classes(list(index.classes), class_names, params["class_map"])
+    counts = index.rows.groupby("class").size().to_dict()
+    used = index.rows[index.rows["class"].isin(mapping)]
     digests = file_digests(used["path"], progress=progress)
     cache = build_cache(used["path"], params["image_size"], grey, digests=digests, progress=progress,
                         resize_mode=params.get("resize_mode", "squash"))
@@ -194,7 +194,7 @@ def load_external(params: dict[str, Any], class_names: Sequence[str], grey: bool
     metadata = image_metadata(list(readable["path"]), [(cache.file_info or [])[i] for i in rows], images)
     metadata.insert(1, "class", [class_names[i] for i in labels])
     name = Path(root).name
-    report = {"name": name, "root": str(root), "layout": index.attrs["layout"],
+    report = {"name": name, "root": str(root), "layout": index.layout,
               "class_mapping": {c: class_names[i] for c, i in mapping.items()},
               "unmapped_classes": {c: int(counts[c]) for c in unmapped},
               "classes_evaluated": sorted({class_names[i] for i in labels}),
