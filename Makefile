@@ -42,6 +42,7 @@ lab: $(STAMP)
 	$(PY) -m jupyter lab --notebook-dir=notebooks
 
 notebooks: $(STAMP)
+	$(PY) -c "from xai_helpers.config import write_parameter_cells; write_parameter_cells('notebooks')"
 	$(PY) -m jupytext --update --to ipynb notebooks/[0-9][0-9]_*.py
 
 clean:

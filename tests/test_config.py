@@ -82,3 +82,29 @@ def test_profiles_only_use_known_parameters_and_validate():
     assert quick["folds"] >= 2 and profile_params("demo")["folds"] >= 3
     with pytest.raises(ParameterError, match="profile: unknown profile 'fast'"):
         profile_params("fast")
+
+
+def test_the_parameter_table_is_the_one_place_a_parameter_is_described():
+    from pathlib import Path
+
+    from xai_helpers.config import PARAMETERS, STEP_PARAMETERS, parameter_table_markdown
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert parameter_table_markdown() in readme  # the README's table is generated from PARAMETERS
+    assert [p.name for p in PARAMETERS] == list(DEFAULTS) and all(p.doc for p in PARAMETERS)
+    # every parameter a step records is read by the report from that step
+    assert sorted(n for names in STEP_PARAMETERS.values() for n in names) == sorted(
+        p.name for p in PARAMETERS if p.step != "run")
+
+
+def test_the_prepared_data_check_names_the_parameter_and_both_values():
+    from xai_helpers.config import check_against_prepared
+
+    prepared = {"dataset": "synthetic", "data_root": "/d", "image_size": 64, "resize_mode": "squash", "folds": 3}
+    ok = {**prepared, "models": ["vgg16"], "epochs": 9}  # not fixed by the data
+    check_against_prepared(ok, prepared, "runs/x")
+    check_against_prepared({**ok, "dataset": "auto"}, prepared, "runs/x")
+    for name, other in (("image_size", 96), ("folds", 5), ("resize_mode", "pad"), ("data_root", "/e"),
+                        ("dataset", "imagefolder")):
+        with pytest.raises(ParameterError, match=f"^{name}: the run folder runs/x holds data prepared with {name}="):
+            check_against_prepared({**ok, name: other}, prepared, "runs/x")

@@ -132,3 +132,70 @@ def test_the_notebooks_call_the_steps_layer():
                 imported.setdefault(node.module, []).append(script.name)
     assert "xai_helpers.steps" in imported
     assert {m: names for m, names in imported.items() if m not in allowed} == {}
+
+
+def test_no_step_module_imports_another_step_module():
+    """The step modules are leaves: what two of them share lives a floor down (or in the report package)."""
+    graph = _package_imports()
+    steps = sorted(m for m in graph if m.startswith("xai_helpers.steps."))
+    assert {"xai_helpers.steps.prepare", "xai_helpers.steps.train", "xai_helpers.steps.compare",
+            "xai_helpers.steps.explain", "xai_helpers.steps.stress"} <= set(steps)
+    offenders = [f"{m} imports {d}" for m in steps for d in sorted(graph[m])
+                 if d.startswith("xai_helpers.steps") and d != m]
+    assert offenders == []
+    # nor does the report read what a step module writes through the step: it imports none of them
+    assert [m for m in graph if m.startswith("xai_helpers.report") and any(
+        d.startswith("xai_helpers.steps") for d in graph[m])] == []
+
+
+def _calls(name: str) -> list[str]:
+    """``module:line`` of every call of the dotted ``name`` (e.g. ``torch.load``) in the package."""
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and ast.unparse(node.func) == name:
+                found.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno}")
+    return found
+
+
+def test_only_the_checkpoint_module_reads_checkpoints():
+    assert _calls("torch.load") and all(c.startswith("xai_helpers/checkpoints.py") for c in _calls("torch.load"))
+
+
+def test_the_parameter_table_is_the_only_place_a_default_is_written():
+    """No ``params.get(name, default)`` below the table, and no ``.get("<parameter>", <literal>)`` that would
+    restate a parameter's default outside xai_helpers/config.py."""
+    from xai_helpers.config import DEFAULTS
+
+    offenders = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if path.name == "config.py" and path.parent == PACKAGE:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "get"):
+                continue
+            where = f"{path.relative_to(PACKAGE.parent)}:{node.lineno}: {ast.unparse(node)}"
+            if ast.unparse(node.func.value) == "params":
+                offenders.append(where)
+            elif (len(node.args) == 2 and isinstance(node.args[0], ast.Constant) and node.args[0].value in DEFAULTS
+                  and isinstance(node.args[1], ast.Constant)):
+                offenders.append(where)
+    assert offenders == []
+
+
+def test_every_error_of_the_toolkit_is_defined_in_one_module_under_one_base():
+    import inspect
+
+    import xai_helpers.errors as errors
+
+    defined_elsewhere = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if path.name == "errors.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef) and any(ast.unparse(b).endswith(("Error", "Exception"))
+                                                      for b in node.bases):
+                defined_elsewhere.append(f"{path.relative_to(PACKAGE.parent)}: {node.name}")
+    assert defined_elsewhere == []
+    classes = [c for _, c in inspect.getmembers(errors, inspect.isclass) if c.__module__ == errors.__name__]
+    assert len(classes) == 15 and all(issubclass(c, errors.XaiHelpersError) for c in classes)

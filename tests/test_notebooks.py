@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from xai_helpers.cams import STUDY_METHODS
-from xai_helpers.config import DEFAULTS
+from xai_helpers.config import DEFAULTS, parameters_cell
 from xai_helpers.run import list_notebooks
 
 NOTEBOOKS = list_notebooks()
@@ -31,6 +31,7 @@ def test_notebook_is_clean_and_has_the_shared_parameters(path):
     for node in ast.parse(params[0].source).body:
         values[node.targets[0].id] = ast.literal_eval(node.value)
     assert values == DEFAULTS  # the same parameters, with the demo defaults, in every notebook
+    assert params[0].source == parameters_cell()  # written from the parameter table (make notebooks)
     assert "matplotlib.use" not in "".join(c.source for c in code)  # it would drop the plots
     assert sum(c.cell_type == "markdown" for c in nb.cells) >= 3
 

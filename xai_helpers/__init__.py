@@ -12,11 +12,13 @@ Main entry points
 - :mod:`xai_helpers.stats` - paired tests with corrections and effect sizes
 - :mod:`xai_helpers.cam_metrics` - confidence increase and the other explanation metrics
 - :mod:`xai_helpers.run` - the papermill runner (``python -m xai_helpers.run --profile demo``)
+- :mod:`xai_helpers.errors` - every error the toolkit raises, under :class:`XaiHelpersError`
 """
 from .cams import STUDY_METHODS, available_methods, compute_cams, register_method
-from .config import DEFAULTS, PROFILES, ParameterError, resolve_params
+from .config import DEFAULTS, PROFILES, resolve_params
+from .errors import ParameterError, XaiHelpersError
 from .runfolder import RunFolder
 
 __version__ = "0.1.0"
 __all__ = ["compute_cams", "available_methods", "register_method", "STUDY_METHODS", "DEFAULTS",
-           "PROFILES", "ParameterError", "resolve_params", "RunFolder", "__version__"]
+           "PROFILES", "ParameterError", "XaiHelpersError", "resolve_params", "RunFolder", "__version__"]

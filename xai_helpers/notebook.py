@@ -1,7 +1,6 @@
 """The setup every notebook runs first: validate parameters, seed, style, print the environment."""
 from __future__ import annotations
 
-import json
 import platform
 import random
 from importlib.metadata import version
@@ -12,55 +11,10 @@ import numpy as np
 import torch
 import torchvision
 
-from .config import DEFAULTS, ParameterError, resolve_params
+from .config import DEFAULTS, check_against_prepared, resolve_params
 from .figures import set_style
 from .runfolder import RunFolder
-
-
-def check_against_prepared_data(run: RunFolder, params: dict[str, Any]) -> None:
-    """Refuse parameters that contradict the data notebook 01 prepared in ``run``.
-
-    The image size, the number of folds and the dataset (layout and folder) are fixed by the
-    prepared data; a later notebook run with other values would state a protocol that was never
-    run. Other parameters may differ (training another subset of models is allowed).
-
-    Parameters
-    ----------
-    run : RunFolder
-        The run folder (a folder without ``data/dataset.json`` passes: nothing is prepared yet).
-    params : dict
-        Resolved notebook parameters.
-
-    Raises
-    ------
-    ParameterError
-        Naming the parameter, both values, and how to proceed.
-
-    Examples
-    --------
-    >>> from xai_helpers.examples import tiny_run
-    >>> params = tiny_run()
-    >>> check_against_prepared_data(RunFolder(params["run_dir"]), params)  # as prepared: passes
-    >>> check_against_prepared_data(RunFolder(params["run_dir"]), {**params, "image_size": 128})
-    Traceback (most recent call last):
-    ...
-    xai_helpers.errors.ParameterError: image_size: the run folder ... with image_size=64, not 128; ...
-    """
-    info_file = run.dataset_file
-    if not info_file.is_file():
-        return
-    info = json.loads(info_file.read_text())
-    prepared = run.step_params("01") if run.config_file.is_file() else {}
-    checks = [("image_size", info.get("image_size"), params["image_size"]),
-              ("folds", prepared.get("folds"), params["folds"]),
-              ("data_root", info.get("root"), params["data_root"])]
-    if params["dataset"] != "auto":
-        checks.append(("dataset", info.get("layout"), params["dataset"]))
-    for name, have, asked in checks:
-        if have is not None and str(have) != str(asked):
-            raise ParameterError(f"{name}: the run folder {run.root} holds data prepared with {name}={have!r}, not "
-                                 f"{asked!r}; pass {name}={have!r}, or rerun notebook 01 (or use another run_dir) "
-                                 f"to prepare the data anew")
+from .steps.prepare import prepared_parameters
 
 
 def seed_everything(seed: int) -> None:
@@ -140,7 +94,7 @@ def setup_notebook(namespace: dict[str, Any], title: str) -> dict[str, Any]:
     step = title[:2] if title[:2].isdigit() else None
     run = RunFolder(params["run_dir"])
     if step not in (None, "01", "06"):
-        check_against_prepared_data(run, params)
+        check_against_prepared(params, prepared_parameters(run), str(run.root))
     seed_everything(params["seed"])
     set_style()
     run.claim()

@@ -31,10 +31,10 @@ from typing import Any, Sequence
 import yaml
 from tqdm.auto import tqdm
 
-from .config import (DEFAULTS, PROFILES, STUDY_DATASETS, ParameterError, profile_params, project_root,
+from .config import (DEFAULTS, PROFILES, STUDY_DATASETS, profile_params, project_root,
                      resolve_params, resolve_path)
-from .runfolder import RunFolder, RunFolderRefused
-from .errors import NotebookFailed
+from .runfolder import RunFolder
+from .errors import NotebookFailed, ParameterError, RunFolderRefused
 
 
 def notebook_dir() -> Path:

@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from ..config import STEP_PARAMETERS
 from ..checkpoints import read_checkpoint_meta
 from ..errors import RunFolderError
 from ..runfolder import RunFolder
@@ -142,18 +143,6 @@ def load_study(study_dir: str | Path) -> list[DatasetRun]:
                                external, training_settings(run, metrics), _read_csv(run.audit_shortcuts_file),
                                _read_csv(run.audit_shift_file), _read_csv(run.xai_per_image_file)))
     return runs
-
-
-#: Which step's recorded parameters the report takes each parameter from (``config.json``'s ``steps``).
-STEP_PARAMETERS = {
-    "01": ("dataset", "data_root", "image_size", "resize_mode", "folds", "seed", "max_per_class", "leak_policy",
-           "synthetic_per_class"),
-    "02": ("models", "baselines", "weights", "epochs", "batch_size", "lr", "lr_schedule", "warmup_epochs", "patience",
-           "freeze_epochs",
-           "class_weighted", "precision"),
-    "05": ("cam_model", "cam_layer", "cam_methods", "explain_per_class"),
-    "07": ("corruption_severities", "generalization_per_class", "external_data_root", "external_dataset", "class_map"),
-}
 
 
 def step_config(config: dict[str, Any]) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..config import RECORDED_BEFORE
 from ..baselines import baseline_verdict, best_baseline, best_cnn, cnn_rows, is_baseline
 from ..stats import (FOLD_TEST, HEADLINE_TEST, pair_p_adjusted, paired_bootstrap, significance_mark, summary_table,
                      wilson_interval)
@@ -74,7 +75,7 @@ def performance_table(runs: list[DatasetRun], metric_names=("accuracy", "f1_macr
             row = {"dataset": r.dataset, "model": model, "kind": "baseline" if is_baseline(model) else "CNN",
                    "folds": int(part["fold"].nunique()),
                    "weights": ", ".join(sorted(part["weights"].astype(str).unique())) if "weights" in part else
-                   str(r.config.get("weights", "")), **marked.loc[model].to_dict()}
+                   str(r.config.get("weights") or ""), **marked.loc[model].to_dict()}
             if baseline is not None:
                 row["vs best baseline"] = ("best baseline" if model == baseline else "" if is_baseline(model)
                                            else baseline_verdict(r.metrics, r.tests, model, baseline))
@@ -314,9 +315,10 @@ def protocol_table(runs: list[DatasetRun]) -> pd.DataFrame:
             "dataset": r.dataset, "run folder": r.name, "image_size": t.get("image_size", c.get("image_size")),
             "weights": weights, "folds": int(m["fold"].nunique()), "max epochs": t.get("epochs", c.get("epochs")),
             "lr": t.get("lr", str(c.get("lr"))), "batch size": t.get("batch_size", c.get("batch_size")),
-            "learning-rate warm-up (epochs)": t.get("warmup_epochs", str(c.get("warmup_epochs", 0))),
+            "learning-rate warm-up (epochs)": t.get("warmup_epochs", str(c.get("warmup_epochs",
+                                                                                 RECORDED_BEFORE["warmup_epochs"]))),
             "max_per_class": c.get("max_per_class"),
-            "non-square images (resize_mode)": c.get("resize_mode", "squash"),
+            "non-square images (resize_mode)": c.get("resize_mode", RECORDED_BEFORE["resize_mode"]),
             "baselines (32x32 grey pixels)": ", ".join(sorted(m.loc[m["model"].map(is_baseline), "model"].unique()))
             or "none",
             "train images / fold": int(m["n_train"].median()) if "n_train" in m else None,

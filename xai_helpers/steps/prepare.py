@@ -15,12 +15,14 @@ import pandas as pd
 from ..atomic import write_text_atomic
 from ..data.audit import audit_dataset
 from ..data.cache import ImageCache, build_cache, file_digests
-from ..data.layouts import LAYOUTS, DatasetError, scan_dataset
+from ..data.layouts import LAYOUTS, scan_dataset
+from ..errors import DatasetError, RunFolderError
 from ..data.metadata import image_metadata
 from ..data.prepared import PreparedData, label_conflicts, merge_groups
 from ..data.shortcuts import shift_notes, shift_table, shortcut_notes, shortcut_table
 from ..data.splits import make_splits
 from ..data.synthetic import make_synthetic_dataset
+from ..config import RECORDED_BEFORE, check_against_prepared
 from ..runfolder import RunFolder
 
 #: Seed of the embedded synthetic dataset: fixed, so that the dataset is the same for every run
@@ -74,7 +76,7 @@ def prepare_data(params: dict[str, Any], progress: bool = True) -> PreparedData:
     digests = file_digests(index.rows["path"], progress=progress)
     index.rows["sha1"] = digests
     cache = build_cache(index.rows["path"], params["image_size"], index.grey, digests=digests,
-                        progress=progress, resize_mode=params.get("resize_mode", "squash"))
+                        progress=progress, resize_mode=params["resize_mode"])
     audit = audit_dataset(index, cache.unreadable, images=cache.images, image_paths=cache.paths,
                           sizes=cache.file_info, conversions=cache.conversions)
     conflicts = label_conflicts(index.rows)
@@ -102,7 +104,7 @@ def prepare_data(params: dict[str, Any], progress: bool = True) -> PreparedData:
     info = {"layout": index.layout, "title": LAYOUTS[index.layout].title,
             "root": str(root), "grey": bool(index.grey), "image_size": params["image_size"],
             "class_names": list(index.classes), "cache_file": str(cache.file),
-            "resize_mode": params.get("resize_mode", "squash")}
+            "resize_mode": params["resize_mode"], "folds": params["folds"]}
     data = PreparedData.from_cache(splits, cache, info, audit)
     run.data_dir.mkdir(parents=True, exist_ok=True)
     audit.update(audit_shortcuts_and_shift(data, cache, run, params["seed"]))
@@ -206,8 +208,11 @@ def load_prepared(params: dict[str, Any], progress: bool = True) -> PreparedData
     ------
     RunFolderError
         When notebook 01 has not run on ``run_dir``.
-    ValueError
-        When ``image_size`` differs from the prepared one, or a listed file is not in the cache.
+    ParameterError
+        When a parameter the prepared data fixes (image size, folds, resize mode, dataset, folder)
+        differs from the prepared one (:func:`xai_helpers.config.check_against_prepared`).
+    RunFolderError
+        When a file listed in ``data/splits.csv`` is no longer in the image cache.
 
     Examples
     --------
@@ -221,24 +226,51 @@ def load_prepared(params: dict[str, Any], progress: bool = True) -> PreparedData
     splits = run.read_splits()
     info = json.loads(run.require(run.dataset_file, "notebook 01").read_text())
     audit = json.loads(run.audit_file.read_text()) if run.audit_file.is_file() else {}
-    if info["image_size"] != params["image_size"]:
-        raise ValueError(f"image_size: the run folder was prepared at {info['image_size']} px, "
-                         f"not {params['image_size']}; rerun notebook 01 or pass image_size={info['image_size']}")
-    prepared_mode = info.get("resize_mode", "squash")
-    if prepared_mode != params.get("resize_mode", "squash"):
-        asked = params.get("resize_mode", "squash")
-        raise ValueError(f"resize_mode: the run folder was prepared with resize_mode={prepared_mode!r}, not "
-                         f"{asked!r}; rerun notebook 01 or pass resize_mode={prepared_mode!r}")
+    check_against_prepared(params, prepared_parameters(run), str(run.root))
     if "mask" in splits.columns and not splits["mask"].astype(bool).any():
         splits = splits.drop(columns=["mask"])
+    resize_mode = prepared_parameters(run)["resize_mode"]
     cache = ImageCache.load(info["cache_file"]) if Path(info.get("cache_file", "")).is_file() else None
     if cache is None or set(splits["path"]) - set(cache.paths):
         # the cache file is shared by every folder with the same image content (it is keyed by the files'
         # bytes); when it was written for another copy of the data, find it again by content, for these paths
         cache = build_cache(splits["path"], info["image_size"], info["grey"], progress=progress,
-                            resize_mode=info.get("resize_mode", "squash"))
+                            resize_mode=resize_mode)
     missing = sorted(set(splits["path"]) - set(cache.paths))
     if missing:
-        raise ValueError(f"{len(missing)} file(s) listed in {run.splits_file} are not in the image cache "
-                         f"(e.g. {missing[0]}); rerun notebook 01")
+        raise RunFolderError(f"{len(missing)} file(s) listed in {run.splits_file} are not in the image cache "
+                             f"(e.g. {missing[0]}): they were removed or changed since notebook 01; rerun notebook 01")
     return PreparedData.from_cache(splits, cache, info, audit)
+
+
+def prepared_parameters(run: RunFolder) -> dict[str, Any]:
+    """What notebook 01 prepared ``run``'s data with: the parameters the prepared data fixes
+    (:func:`xai_helpers.config.check_against_prepared`); empty before notebook 01 has run.
+
+    Read from ``data/dataset.json`` (``folds`` from ``config.json``'s record of step 01 for run
+    folders prepared before ``dataset.json`` held it; ``resize_mode`` is ``squash`` for those
+    prepared before it existed).
+
+    Parameters
+    ----------
+    run : RunFolder
+
+    Returns
+    -------
+    dict
+        ``dataset`` (the layout), ``data_root``, ``image_size``, ``resize_mode``, ``folds``.
+
+    Examples
+    --------
+    >>> from xai_helpers.examples import tiny_run
+    >>> prepared_parameters(RunFolder(tiny_run()["run_dir"]))
+    {'dataset': 'synthetic', 'data_root': ..., 'image_size': 64, 'resize_mode': 'squash', 'folds': 2}
+    """
+    if not run.dataset_file.is_file():
+        return {}
+    info = json.loads(run.dataset_file.read_text())
+    step01 = run.step_params("01") if run.config_file.is_file() else {}
+    folds = info.get("folds", step01.get("folds"))
+    return {"dataset": info.get("layout"), "data_root": info.get("root"), "image_size": info.get("image_size"),
+            "resize_mode": info.get("resize_mode", RECORDED_BEFORE["resize_mode"]),
+            **({"folds": folds} if folds is not None else {})}

@@ -156,8 +156,8 @@ def load_external(params: dict[str, Any], class_names: Sequence[str], grey: bool
     >>> images.shape[1:], report["unmapped_classes"], report["images_used"] == len(labels)
     ((1, 64, 64), {}, True)
     """
-    root = params.get("external_data_root")
-    layout = params.get("external_dataset", "auto")
+    root = params["external_data_root"]
+    layout = params["external_dataset"]
     if root is None:
         if params["dataset"] != "synthetic":
             return None
@@ -171,7 +171,7 @@ def load_external(params: dict[str, Any], class_names: Sequence[str], grey: bool
     used = index.rows[index.rows["class"].isin(mapping)]
     digests = file_digests(used["path"], progress=progress)
     cache = build_cache(used["path"], params["image_size"], grey, digests=digests, progress=progress,
-                        resize_mode=params.get("resize_mode", "squash"))
+                        resize_mode=params["resize_mode"])
     readable = used[used["path"].isin(set(cache.paths))]
     overlap = {"exact": 0, "near": 0, "paths": [], "near_threshold": NEAR_DUPLICATE_THRESHOLD}
     if training is not None and len(readable):
@@ -182,7 +182,7 @@ def load_external(params: dict[str, Any], class_names: Sequence[str], grey: bool
         overlap.update(exact=int(exact.sum()), near=int(near.sum()),
                        paths=readable["path"][exact | near].tolist())
         readable = readable[~(exact | near)]
-    cap = params.get("generalization_per_class")
+    cap = params["generalization_per_class"]
     if cap is not None:
         rng = np.random.default_rng(params["seed"])
         keep = [i for _, g in readable.groupby("class", sort=True)
@@ -438,7 +438,7 @@ def describe_external(params: dict[str, Any]) -> str:
     'no external set: pass external_data_root=<folder> (and class_map if names differ)'
     """
     run = RunFolder(params["run_dir"])
-    has_one = params.get("external_data_root") is not None or params.get("dataset") == "synthetic"
+    has_one = params["external_data_root"] is not None or params["dataset"] == "synthetic"
     if not has_one or not run.generalization_external_file.is_file():
         return "no external set: pass external_data_root=<folder> (and class_map if names differ)"
     ext = json.loads(run.generalization_external_file.read_text())

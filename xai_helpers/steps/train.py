@@ -340,7 +340,7 @@ def train_baselines(data: PreparedData, params: dict[str, Any], folds: Sequence[
     """
     run = RunFolder(params["run_dir"])
     run.claim()
-    names = list(params.get("baselines", BASELINE_NAMES))
+    names = list(params["baselines"])
     folds = list(folds if folds is not None else data.folds)
     if not names:
         return run.read_metrics() if run.metrics_file.is_file() else pd.DataFrame()
