@@ -138,7 +138,8 @@ def test_external_set_is_mapped_and_unmapped_classes_are_reported(tmp_path):
 
     root = _external_folder(tmp_path / "site_b", ["tumour", "no_lesion", "artefact"])
     params = {"external_data_root": str(root), "external_dataset": "imagefolder", "dataset": "brain_tumor_mri",
-              "class_map": {"tumour": "solid_lesion"}, "generalization_per_class": 2, "image_size": 32, "seed": 0}
+              "class_map": {"tumour": "solid_lesion"}, "generalization_per_class": 2, "image_size": 32, "seed": 0,
+              "resize_mode": "squash"}
     images, labels, report = load_external(params, ["no_lesion", "ring_lesion", "solid_lesion"], grey=True,
                                            progress=False)
     assert images.shape == (4, 1, 32, 32) and images.dtype == np.uint8
@@ -180,7 +181,7 @@ def test_external_copies_of_training_images_are_counted_and_left_out(tmp_path):
         im.convert("L").save(ext / "no_tumor" / "reencoded.jpg", quality=85)              # re-encoded
         im.resize((96, 96)).save(ext / "pituitary_tumor" / "resized.png")                  # resized
     params = {"external_data_root": str(ext), "external_dataset": "imagefolder", "dataset": "brain_tumor_mri",
-              "class_map": {}, "generalization_per_class": 2, "image_size": 64, "seed": 0}
+              "class_map": {}, "generalization_per_class": 2, "image_size": 64, "seed": 0, "resize_mode": "squash"}
     classes = ["glioma", "meningioma", "no_tumor", "pituitary"]
     images, labels, report = load_external(params, classes, grey=True, training=training_fingerprints(data),
                                            progress=False)

@@ -89,9 +89,10 @@ def test_function_local_imports_say_why():
 
 
 #: The layers below the study's steps: arrays and plain arguments in, no notebook parameters, no run folder.
-LOWER_LAYERS = ["xai_helpers.data", "xai_helpers.models", "xai_helpers.training", "xai_helpers.evaluation",
-                "xai_helpers.stats", "xai_helpers.cams", "xai_helpers.cam_metrics", "xai_helpers.generalization",
-                "xai_helpers.blur", "xai_helpers.atomic", "xai_helpers.paths"]
+LOWER_LAYERS = ["xai_helpers.data", "xai_helpers.models", "xai_helpers.training", "xai_helpers.inference",
+                "xai_helpers.checkpoints", "xai_helpers.evaluation", "xai_helpers.baselines", "xai_helpers.stats",
+                "xai_helpers.cams", "xai_helpers.cam_metrics", "xai_helpers.generalization", "xai_helpers.blur",
+                "xai_helpers.errors", "xai_helpers.atomic", "xai_helpers.paths"]
 
 
 def _in_lower_layer(module: str) -> bool:

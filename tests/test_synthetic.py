@@ -128,7 +128,7 @@ def test_the_generated_external_set_is_protected_the_same_way(tmp_path):
     (external / "synthetic.json").write_text("{}")
     params = {"external_data_root": None, "external_dataset": "auto", "dataset": "synthetic",
               "data_root": str(data_root), "synthetic_per_class": 6, "class_map": {}, "generalization_per_class": 2,
-              "image_size": 32, "seed": 0}
+              "image_size": 32, "seed": 0, "resize_mode": "squash"}
     with pytest.raises(GeneratedDataError, match="nothing was deleted"):
         load_external(params, list(SYNTHETIC_CLASSES), grey=True, progress=False)
     assert (external / "train" / "scans" / "patient1.png").read_bytes() == b"precious"

@@ -37,7 +37,18 @@ from __future__ import annotations
 
 
 class XaiHelpersError(Exception):
-    """Base class of every error the toolkit raises on purpose."""
+    """Base class of every error the toolkit raises on purpose.
+
+    Parameters
+    ----------
+    message : str
+        Names the thing at fault first (a parameter, a file, a folder), then what would work.
+
+    Examples
+    --------
+    >>> issubclass(ParameterError, XaiHelpersError) and issubclass(ParameterError, ValueError)
+    True
+    """
 
 
 class ParameterError(XaiHelpersError, ValueError):

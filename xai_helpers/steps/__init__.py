@@ -6,25 +6,20 @@ the layers below it (:mod:`xai_helpers.data`, :mod:`~xai_helpers.models`,
 :mod:`~xai_helpers.cams`, :mod:`~xai_helpers.cam_metrics`, :mod:`~xai_helpers.generalization`)
 take arrays and plain arguments and never read notebook parameters or run folders.
 
-===========  ===================================  ==================================================
-notebook     step                                 writes into the run folder
-===========  ===================================  ==================================================
-01           :func:`prepare_data`                 ``data/splits.csv``, ``data/audit.json``,
-                                                  ``data/dataset.json``, ``data/audit_metadata.csv``,
-                                                  ``data/audit_shortcuts.csv``, ``data/audit_shift.csv``
-                                                  (later steps: :func:`load_prepared`)
-01           :func:`audit_notes`                  (reads ``data/audit_shortcuts.csv``, ``data/audit_shift.csv``)
-02           :func:`train_models`,                ``metrics.csv``, ``predictions/``, ``checkpoints/``
-             :func:`train_baselines`
-03, 05       :func:`run_paired_tests`,            ``stats/paired_tests.csv``,
-             :func:`summary_table_for_run`        ``stats/summary_table.csv``
-04           :func:`explain_examples`             figures only
-05           :func:`rate_explanations`            ``xai_per_image.csv``, ``xai_metrics.csv``,
-                                                  ``xai_randomisation.csv``
-06           :func:`write_report`                 ``report.md`` (in the study folder)
-07           :func:`run_generalization`           ``generalization*.csv`` (``generalization_shift.csv``: the
-                                                  external set's shift audit), ``generalization_external.json``
-===========  ===================================  ==================================================
+* 01, :mod:`.prepare`: :func:`prepare_data` writes ``data/splits.csv``, ``data/audit.json``,
+  ``data/dataset.json``, ``data/audit_metadata.csv``, ``data/audit_shortcuts.csv``, ``data/audit_shift.csv``
+  (later steps: :func:`load_prepared`); :func:`audit_notes` reads the shortcut and shift audits;
+* 02, :mod:`.train`: :func:`train_models`, :func:`train_baselines` write ``metrics.csv``,
+  ``predictions/``, ``checkpoints/``;
+* 03 and 05, :mod:`.compare`: :func:`run_paired_tests`, :func:`summary_table_for_run` write
+  ``stats/paired_tests.csv``, ``stats/summary_table.csv``;
+* 04 and 05, :mod:`.explain`: :func:`explain_examples` (figures only), :func:`rate_explanations` writes
+  ``xai_per_image.csv``, ``xai_metrics.csv``, ``xai_randomisation.csv``;
+* 06, :mod:`xai_helpers.report`: :func:`write_report` writes ``report.md`` (in the study folder);
+* 07, :mod:`.stress`: :func:`run_generalization` writes ``generalization*.csv``
+  (``generalization_shift.csv``: the external set's shift audit) and ``generalization_external.json``.
+
+The step modules are leaves: none imports another; what two of them share lives a floor down.
 """
 from ..cam_metrics import ALL_METRICS
 from ..data.audit import audit_summary
