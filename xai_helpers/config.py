@@ -401,6 +401,7 @@ STUDY_DATASETS: dict[str, dict[str, str]] = {
         "brain_tumor_mri": "../shared/data/brain_tumor_mri",
         "skin_cancer_isic": "../shared/data/skin_cancer_isic",
         "chest_xray_pneumonia": "../shared/data/chest_xray_pneumonia",
+        "brain_tumor_figshare": "../shared/data/brain_tumor_figshare",
     }
     for profile in ("paper", "paper_cpu")
 }

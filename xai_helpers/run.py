@@ -5,7 +5,7 @@ Usage::
     python -m xai_helpers.run --profile demo
     python -m xai_helpers.run --profile quick --set models=[resnet50,vgg16] --set epochs=2
     python -m xai_helpers.run --profile demo --only 04,05
-    python -m xai_helpers.run --profile paper                      # all three real datasets
+    python -m xai_helpers.run --profile paper                      # all four real datasets
     python -m xai_helpers.run --profile paper_cpu --set dataset=skin_cancer_isic \
         --set data_root=../shared/data/skin_cancer_isic
 

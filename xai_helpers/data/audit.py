@@ -167,6 +167,55 @@ def cross_near_duplicates(hashes: np.ndarray, reference: np.ndarray,
     return near
 
 
+#: The mirror images the near-duplicate search also matches: left-right (the usual re-use of a slice) and
+#: upside-down.
+MIRRORS = {"left_right": (slice(None), slice(None), slice(None), slice(None, None, -1)),
+           "upside_down": (slice(None), slice(None), slice(None, None, -1), slice(None))}
+
+
+def mirrored_duplicate_pairs(images: np.ndarray, hashes: np.ndarray | None = None,
+                             threshold: int = NEAR_DUPLICATE_THRESHOLD) -> list[tuple[int, int]]:
+    """Index pairs ``(i, j)``, ``i < j``, where one image is a near copy of the other's mirror image.
+
+    A perceptual hash is not mirror-invariant: a slice flipped left-right hashes far from itself. So
+    each image is also hashed flipped (:data:`MIRRORS`), and the flipped hashes are searched against
+    the unflipped ones with the same banded, sub-quadratic search as :func:`near_duplicate_pairs`
+    (on the stacked hashes; only pairs across the two sets are kept). An image and its own mirror
+    (a symmetric image) is no pair; pairs that are near copies unflipped are not repeated here.
+
+    Parameters
+    ----------
+    images : (N, C, H, W) uint8 array
+    hashes : (N,) uint64 array, optional
+        :func:`perceptual_hash` of ``images`` (computed when not given).
+    threshold : int
+
+    Returns
+    -------
+    list of (int, int)
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> a = (rng.random((1, 1, 8, 8)) * 255).astype(np.uint8).repeat(8, axis=2).repeat(8, axis=3)
+    >>> b = (rng.random((1, 1, 8, 8)) * 255).astype(np.uint8).repeat(8, axis=2).repeat(8, axis=3)
+    >>> mirrored_duplicate_pairs(np.concatenate([a, b, a[..., ::-1]]))
+    [(0, 2)]
+    """
+    n = len(images)
+    hashes = perceptual_hash(images) if hashes is None else np.asarray(hashes, dtype=np.uint64)
+    plain = set(near_duplicate_pairs(hashes, threshold))
+    found = set()
+    for flip in MIRRORS.values():
+        flipped = perceptual_hash(np.ascontiguousarray(images[flip]))
+        for i, j in near_duplicate_pairs(np.concatenate([hashes, flipped]), threshold):
+            if i < n <= j and i != j - n:
+                pair = (min(i, j - n), max(i, j - n))
+                if pair not in plain:
+                    found.add(pair)
+    return sorted(found)
+
+
 def connected_groups(n: int, pairs: Sequence[tuple[int, int]]) -> list[list[int]]:
     """Connected components of ``n`` items linked by ``pairs``, as sorted index lists of 2 or more
     (scipy's ``connected_components`` on the sparse graph of the pairs), ordered by first member.
@@ -219,7 +268,9 @@ def audit_dataset(index: DatasetIndex, unreadable: Sequence[dict[str, str]],
         ``conversion_examples`` each),
         ``skipped``, ``exact_duplicate_groups``, ``cross_split_exact_duplicate_groups``,
         ``exact_duplicates``, ``near_duplicate_groups``, ``cross_split_near_duplicate_groups``,
-        ``near_duplicates``, ``near_duplicate_hash``, ``near_duplicate_threshold`` (and
+        ``near_duplicates``, ``mirrored_duplicate_groups``, ``cross_split_mirrored_duplicate_groups``,
+        ``mirrored_duplicates`` (:func:`mirrored_duplicate_pairs`), ``near_duplicate_hash``,
+        ``near_duplicate_threshold`` (and
         ``sizes``/``modes`` when given).
     """
     rows = index.rows
@@ -251,15 +302,20 @@ def audit_dataset(index: DatasetIndex, unreadable: Sequence[dict[str, str]],
 
     audit["near_duplicate_hash"] = NEAR_DUPLICATE_HASH
     audit["near_duplicate_threshold"] = int(near_threshold)
+    near: list[list[str]] = []
+    mirrored: list[list[str]] = []
     if images is not None and image_paths is not None:
         hashes = perceptual_hash(images)
-        groups = connected_groups(len(hashes), near_duplicate_pairs(hashes, near_threshold))
-        near = [[image_paths[i] for i in g] for g in groups]
-    else:
-        near = []
+        near = [[image_paths[i] for i in g]
+                for g in connected_groups(len(hashes), near_duplicate_pairs(hashes, near_threshold))]
+        mirrored = [[image_paths[i] for i in g] for g in connected_groups(
+            len(hashes), mirrored_duplicate_pairs(images, hashes, near_threshold))]
     audit["near_duplicates"] = near
     audit["near_duplicate_groups"] = len(near)
     audit["cross_split_near_duplicate_groups"] = sum(len({split_of[p] for p in g}) > 1 for g in near)
+    audit["mirrored_duplicates"] = mirrored
+    audit["mirrored_duplicate_groups"] = len(mirrored)
+    audit["cross_split_mirrored_duplicate_groups"] = sum(len({split_of[p] for p in g}) > 1 for g in mirrored)
     if sizes is not None:
         audit["sizes"] = {f"{w}x{h}": int(n) for (w, h), n in Counter((w, h) for w, h, *_ in sizes).most_common(20)}
         audit["modes"] = dict(Counter(m for _, _, m, *_ in sizes))
@@ -304,6 +360,10 @@ def audit_summary(audit: dict[str, Any], listed: int = 20) -> pd.DataFrame:
              ("  of which across splits", audit.get("cross_split_exact_duplicate_groups")),
              ("near duplicate groups", audit.get("near_duplicate_groups")),
              ("  of which across splits", audit.get("cross_split_near_duplicate_groups")),
+             ("mirrored duplicate groups (a flipped near copy)", audit.get("mirrored_duplicate_groups")),
+             ("  of which across splits", audit.get("cross_split_mirrored_duplicate_groups")),
+             ("look-alike groups joining two patients (reported, not joined)",
+              audit.get("look_alike_groups_across_patients_not_joined", "n/a (no patient IDs)")),
              ("near-duplicate hash", audit.get("near_duplicate_hash")),
              ("near-duplicate threshold (Hamming bits)", audit.get("near_duplicate_threshold")),
              ("class imbalance (largest / smallest class)",

@@ -19,6 +19,8 @@ from typing import Callable
 
 import pandas as pd
 from ..errors import DatasetError
+from .cache import default_cache_dir
+from .figshare import convert_mat_folder, mat_files, scan_converted
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".gif", ".webp"}
 # system files that are not data: reported under 'ignored', not as problems
@@ -88,6 +90,12 @@ class Layout:
         Whether the images are greyscale (stored with one channel in the cache).
     group_of : callable, optional
         File name -> group key (patient, lesion); default: every file is its own group.
+    patient_groups : bool
+        The groups are the dataset's own patient IDs, recorded by its authors: near and mirrored
+        look-alikes of two patients are reported by the audit but do not join the patients (exact,
+        byte-identical copies still do). MRI slices of different patients at the same level hash alike:
+        on the Figshare set, 59 of the 603 pHash pairs within 4 bits join two patients (15 of them two
+        tumour types), and joining them chains 521 slices into one group.
     """
 
     name: str
@@ -96,6 +104,7 @@ class Layout:
     classes: dict[str, str] = field(default_factory=dict)
     grey: bool = False
     group_of: Callable[[str], str] | None = None
+    patient_groups: bool = False
 
 
 def kermany_patient(filename: str) -> str:
@@ -134,6 +143,9 @@ LAYOUTS: dict[str, Layout] = {
         Layout("chest_xray_pneumonia", "Chest X-Ray Images (Pneumonia), Kermany et al. 2018",
                _TRAIN_TEST, {"normal": "normal", "pneumonia": "pneumonia"}, grey=True,
                group_of=kermany_patient),
+        Layout("brain_tumor_figshare", "Brain tumour MRI with expert tumour masks and patients, Cheng 2017 (Figshare)",
+               {}, {"glioma": "glioma", "meningioma": "meningioma", "pituitary": "pituitary"}, grey=True,
+               patient_groups=True),
         Layout("imagefolder", "Any <split>/<class>/* or <class>/* folder tree", _TRAIN_TEST),
     )
 }
@@ -196,6 +208,8 @@ def detect_layout(root: str | Path) -> str:
         return "synthetic"
     if (root / "HAM10000_metadata.csv").is_file() or (root / "HAM10000_metadata").is_file():
         return "ham10000"
+    if ((root / "metadata.csv").is_file() and (root / "images").is_dir()) or mat_files(root):
+        return "brain_tumor_figshare"
     splits = _split_dirs(root, LAYOUTS["imagefolder"])
     class_dirs = {c.name.lower() for d in splits.values() for c in _subdirs(d)}
     if not splits:
@@ -241,6 +255,43 @@ def _files(folder: Path) -> tuple[list[Path], list[dict[str, str]], list[Path]]:
         else:
             others.append({"path": str(p), "reason": "not an image file (extension)"})
     return images, others, ignored
+
+
+#: The folder beside the class (or split) folders that holds lesion masks.
+MASK_FOLDER = "masks"
+
+
+def find_mask(root: Path, image: Path, class_folder: str, split_folder: str | None) -> str | None:
+    """The lesion mask of ``image``, when one exists: ``<root>/masks/<class>/<stem>.png`` or
+    ``<root>/masks/<split>/<class>/<stem>.png`` (the class and split folders named as on disk).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> root = Path(tempfile.mkdtemp()); (root / "masks" / "test" / "glioma").mkdir(parents=True)
+    >>> (root / "masks" / "test" / "glioma" / "a.png").touch()
+    >>> find_mask(root, root / "test" / "glioma" / "a.jpg", "glioma", "test").endswith("masks/test/glioma/a.png")
+    True
+    >>> find_mask(root, root / "test" / "glioma" / "b.jpg", "glioma", "test") is None
+    True
+    """
+    candidates = [root / MASK_FOLDER / class_folder / f"{image.stem}.png"]
+    if split_folder is not None:
+        candidates.insert(0, root / MASK_FOLDER / split_folder / class_folder / f"{image.stem}.png")
+    return next((str(c) for c in candidates if c.is_file()), None)
+
+
+def _scan_figshare(root: Path) -> tuple[pd.DataFrame, list[dict[str, str]], list[str]]:
+    """The Figshare set in either form: converted folders, or the original .mat files (converted once into the
+    image cache's folder, :func:`~xai_helpers.data.figshare.convert_mat_folder`)."""
+    unreadable: list[dict[str, str]] = []
+    if not (root / "metadata.csv").is_file() and mat_files(root):
+        root, unreadable = convert_mat_folder(root, default_cache_dir())
+    elif not (root / "metadata.csv").is_file():
+        raise DatasetError(f"{root}: neither metadata.csv with images/ and masks/ nor N.mat files of the Figshare "
+                           f"brain tumour set")
+    df, skipped = scan_converted(root)
+    return df, unreadable + skipped, []
 
 
 def _scan_ham10000(root: Path) -> tuple[pd.DataFrame, list[dict[str, str]], list[str]]:
@@ -305,6 +356,8 @@ def scan_dataset(root: str | Path, dataset: str = "auto") -> DatasetIndex:
     layout = LAYOUTS[name]
     if name == "ham10000":
         df, skipped, ignored = _scan_ham10000(root)
+    elif name == "brain_tumor_figshare":
+        df, skipped, ignored = _scan_figshare(root)
     else:
         splits = _split_dirs(root, layout)
         if not splits:
@@ -313,16 +366,14 @@ def scan_dataset(root: str | Path, dataset: str = "auto") -> DatasetIndex:
                     f"{root}: no split folders for layout {name!r}; expected some of "
                     f"{', '.join(n for names in layout.split_folders.values() for n in names)}")
             splits = {"train": root}  # <class>/* tree: everything is the training pool
-        # a folder named masks holds lesion masks only where the layout has them (the synthetic one)
-        class_sets = {s: {c.name for c in _subdirs(d) if not (c.name == "masks" and name == "synthetic")}
-                      for s, d in splits.items()}
+        # a folder named masks holds lesion masks (masks/<class>/<stem>.png or masks/<split>/<class>/<stem>.png)
+        class_sets = {s: {c.name for c in _subdirs(d) if c.name != MASK_FOLDER} for s, d in splits.items()}
         skipped_folders = [{"path": str(d), "reason": "hidden folder"} for sd in splits.values()
                            for d in sorted(sd.iterdir()) if d.is_dir() and d.name.startswith(".")]
         if splits.get("train") != root:
             split_paths = set(splits.values())
             expected = ", ".join(n for ns in layout.split_folders.values() for n in ns)
-            skipped_folders += [{"path": str(d), "reason": ("lesion masks of the synthetic layout" if d.name == "masks"
-                                                            and name == "synthetic" else
+            skipped_folders += [{"path": str(d), "reason": ("lesion masks" if d.name == MASK_FOLDER else
                                                             f"not a split folder of layout {name!r} (expected "
                                                             f"{expected})")}
                                 for d in sorted(root.iterdir()) if d.is_dir() and d not in split_paths]
@@ -352,9 +403,7 @@ def scan_dataset(root: str | Path, dataset: str = "auto") -> DatasetIndex:
                 ignored += [str(p) for p in ign]
                 for p in images:
                     group = layout.group_of(p.name) if layout.group_of else str(p.relative_to(root))
-                    mask = None
-                    if name == "synthetic":
-                        mask = str(root / "masks" / p.relative_to(root))
+                    mask = find_mask(root, p, cdir.name, d.name if d != root else None)
                     rows.append({"path": str(p), "split": s, "class": cname, "group": group, "mask": mask})
         df = pd.DataFrame(rows, columns=["path", "split", "class", "group", "mask"])
         skipped = skipped_folders + skipped

@@ -17,7 +17,7 @@ import pandas as pd
 from PIL import Image
 
 from .audit import connected_groups
-from .cache import ImageRows, images_for_rows
+from .cache import ImageRows, images_for_rows, square_image
 from .splits import fold_indices
 
 @dataclass
@@ -98,6 +98,9 @@ class PreparedData:
         """Lesion masks of ``rows`` at the cache's size: one ``(S, S)`` bool array per image that
         has a mask, None for an image without one (and for every image of a dataset without masks).
         A mask file that exists but cannot be read is reported (a warning naming it) and left out.
+        The mask goes through the image's resize rule (``info['resize_mode']``: squashed, centre-cropped
+        or padded to a square, :func:`~xai_helpers.data.cache.square_image`), then nearest-neighbour
+        resizing, so it stays on the lesion whatever the rule; any non-zero pixel is inside the lesion.
 
         Examples
         --------
@@ -108,6 +111,7 @@ class PreparedData:
         [None, None]
         """
         size = self.images.shape[-1]
+        resize_mode = self.info.get("resize_mode")  # none recorded: stretched, as every image was then
         out: list[np.ndarray | None] = []
         for r in np.asarray(rows):
             p = self.splits["mask"].iloc[r] if "mask" in self.splits.columns else None
@@ -115,7 +119,10 @@ class PreparedData:
             if isinstance(p, str) and p and Path(p).is_file():
                 try:
                     with Image.open(p) as m:
-                        mask = np.asarray(m.convert("L").resize((size, size), Image.Resampling.NEAREST)) > 127
+                        # the image's resize rule: made square as the image was, then resized
+                        binary = m.convert("L").point(lambda v: 255 if v else 0)
+                        square = square_image(binary, resize_mode) if resize_mode else binary
+                        mask = np.asarray(square.resize((size, size), Image.Resampling.NEAREST)) > 127
                 except (OSError, SyntaxError, ValueError) as err:  # one bad mask never stops the explanations
                     warnings.warn(f"{p}: cannot read the lesion mask ({err}); mask left out, the image's "
                                   f"localisation metrics are NaN", stacklevel=2)

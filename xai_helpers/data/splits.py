@@ -135,3 +135,36 @@ def fold_indices(splits: pd.DataFrame, fold: int) -> tuple[np.ndarray, np.ndarra
     if len(val) == 0:
         raise ValueError(f"fold: fold {fold} does not exist in splits (folds: {sorted(set(f[f >= 0]))})")
     return train, val, test
+
+
+def group_report(splits: pd.DataFrame) -> dict[str, Any]:
+    """Images and groups (patients, lesions; with their duplicates joined) per split part and class, and the
+    groups found in more than one part (the test split and each validation fold): there must be none.
+
+    Parameters
+    ----------
+    splits : pandas.DataFrame
+        From :func:`make_splits` (``split``, ``fold``, ``class``, ``group``).
+
+    Returns
+    -------
+    dict
+        ``per_part_and_class``: ``{part, class, images, groups}`` rows (``part`` is ``test`` or
+        ``fold<k>``); ``groups_in_several_parts``: the groups that cross, with their parts.
+
+    Examples
+    --------
+    >>> s = pd.DataFrame({"split": ["train", "train", "train", "test"], "fold": [0, 0, 1, -1],
+    ...                   "class": ["x", "x", "y", "x"], "group": ["p1", "p1", "p2", "p3"]})
+    >>> r = group_report(s)
+    >>> r["per_part_and_class"][0], r["groups_in_several_parts"]
+    ({'part': 'fold0', 'class': 'x', 'images': 2, 'groups': 1}, {})
+    """
+    part = np.where(splits["split"].to_numpy() == "test", "test",
+                    np.char.add("fold", splits["fold"].astype(int).astype(str).to_numpy()))
+    df = splits.assign(part=part)
+    rows = [{"part": str(p), "class": str(c), "images": int(len(g)), "groups": int(g["group"].nunique())}
+            for (p, c), g in df.groupby(["part", "class"], sort=True)]
+    parts_of = df.groupby("group")["part"].unique()
+    crossing = {str(g): sorted(map(str, parts)) for g, parts in parts_of.items() if len(parts) > 1}
+    return {"per_part_and_class": rows, "groups_in_several_parts": crossing}

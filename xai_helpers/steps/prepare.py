@@ -20,7 +20,7 @@ from ..errors import DatasetError, RunFolderError
 from ..data.metadata import image_metadata
 from ..data.prepared import PreparedData, label_conflicts, merge_groups
 from ..data.shortcuts import shift_notes, shift_table, shortcut_notes, shortcut_table
-from ..data.splits import make_splits
+from ..data.splits import group_report, make_splits
 from ..data.synthetic import make_synthetic_dataset
 from ..config import RECORDED_BEFORE, check_against_prepared
 from ..runfolder import RunFolder
@@ -84,16 +84,24 @@ def prepare_data(params: dict[str, Any], progress: bool = True) -> PreparedData:
     conflicting = {p for group in conflicts for p in group["paths"]}
     usable = index.rows[~index.rows["path"].isin({u["path"] for u in cache.unreadable} | conflicting)]
     usable = usable.drop(columns=["sha1"])
-    # duplicates (byte-identical or near-identical) share a group: they never straddle splits or folds,
-    # and training copies of test images are dropped by the leak policy
-    usable["group"] = merge_groups(usable, audit["exact_duplicates"] + audit["near_duplicates"])
+    # duplicates (byte-identical, near-identical or a flipped near copy) share a group: they never straddle
+    # splits or folds, and training copies of test images are dropped by the leak policy
+    # (where the groups are the dataset's own patient IDs, look-alikes of two patients are reported, not joined)
+    look_alikes = audit["near_duplicates"] + audit["mirrored_duplicates"]
+    if LAYOUTS[index.layout].patient_groups:
+        patient = dict(zip(usable["path"], usable["group"]))
+        audit["look_alike_groups_across_patients_not_joined"] = sum(
+            len({patient[p] for p in g if p in patient}) > 1 for g in look_alikes)
+        look_alikes = []
+    usable["group"] = merge_groups(usable, audit["exact_duplicates"] + look_alikes)
     splits, report = make_splits(usable, folds=params["folds"], seed=params["seed"],
                                  max_per_class=params["max_per_class"], leak_policy=params["leak_policy"])
     audit["splits"] = dict(report)
     if "test_drawn_from_train" in audit["splits"]:
+        by = "by patient, stratified by class" if LAYOUTS[index.layout].patient_groups else "grouped and stratified"
         audit["splits"]["test_split"] = (f"drawn from the training data ({audit['splits']['test_drawn_from_train']} "
-                                         f"images, grouped and stratified): {root} has no test split")
-        if index.layout not in ("imagefolder", "ham10000"):
+                                         f"images, {by}): {root} has no test split")
+        if index.layout not in ("imagefolder", "ham10000") and LAYOUTS[index.layout].split_folders:
             print(f"note: the published layout {index.layout!r} has a test split, but {root} has none; "
                   f"a test split was drawn from the training data instead (the report says so)")
     else:
@@ -101,6 +109,15 @@ def prepare_data(params: dict[str, Any], progress: bool = True) -> PreparedData:
     audit["splits"]["images_per_split_and_class"] = (
         splits.groupby(["split", "class"]).size()
         .rename("n").reset_index().to_dict("records"))
+    groups = group_report(splits)
+    audit["splits"]["groups_in_several_parts"] = groups["groups_in_several_parts"]
+    crossing = groups["groups_in_several_parts"]
+    if params["leak_policy"] == "keep":  # kept on purpose (and counted): only the folds must stay apart
+        crossing = {g: parts for g, parts in crossing.items() if len([p for p in parts if p != "test"]) > 1}
+    if crossing:  # a guard: make_splits draws the test split and the folds by group
+        raise DatasetError(f"{root}: {len(crossing)} group(s) (patients, lesions) sit in more than one of the test "
+                           f"split and the folds, e.g. {next(iter(crossing.items()))}; this is a bug, please report it")
+    audit["splits"]["groups_per_part_and_class"] = groups["per_part_and_class"]
     info = {"layout": index.layout, "title": LAYOUTS[index.layout].title,
             "root": str(root), "grey": bool(index.grey), "image_size": params["image_size"],
             "class_names": list(index.classes), "cache_file": str(cache.file),
