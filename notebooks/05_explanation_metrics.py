@@ -19,7 +19,7 @@
 #
 # The study rates the CAM methods by **confidence increase**: the change of the explained class's softmax score when the (normalised) input is multiplied by the CAM, `softmax(f(x ⊙ cam))[c] − softmax(f(x))[c]` (pytorch-grad-cam's `CamMultImageConfidenceChange` with a softmax target). A map that keeps what the model needs raises (or keeps) the score.
 #
-# One metric is not enough to compare methods honestly, so this notebook also reports Chattopadhay et al.'s **average drop %** and **increase in confidence %** (as the paper defines them: the *image* in [0, 1] is multiplied by the map, black where the map is 0, then normalised), Petsiuk et al.'s **deletion** and **insertion** AUC, Rong et al.'s **ROAD** (remove and debias; exactly *p* % of the pixels removed at each percentile, ties broken at random as in their reference code) and Adebayo et al.'s **randomisation sanity check** (every parameterised layer re-initialised, top to bottom; the costly ones on a subsample of images per class, as each costs many forwards per image), and, where lesion masks exist (the synthetic dataset), the **pointing game** (Zhang et al.'s 15-pixel tolerance, scaled to the image size), the **energy inside the mask** and the **IoU** at 0.5: a check against ground truth.
+# One metric is not enough to compare methods honestly, so this notebook also reports Chattopadhay et al.'s **average drop %** and **increase in confidence %** (as the paper defines them: the *image* in [0, 1] is multiplied by the map, black where the map is 0, then normalised), Petsiuk et al.'s **deletion** and **insertion** AUC, Rong et al.'s **ROAD** (remove and debias; exactly *p* % of the pixels removed at each percentile, ties broken at random as in their reference code) and Adebayo et al.'s **randomisation sanity check** (every parameterised layer re-initialised, top to bottom; the costly ones on a subsample of images per class, as each costs many forwards per image), and, where lesion masks exist (the synthetic dataset, the Figshare brain tumour set, any dataset with a `masks/` folder), the **pointing game** (Zhang et al.'s 15-pixel tolerance, scaled to the image size), the **energy inside the mask**, the **IoU** at 0.5 and the **mask AUROC**: a check against ground truth, read against two maps that ignore the image.
 #
 # Each map explains the model's **predicted** class, and every score is the **softmax** probability of that class.
 #
@@ -112,12 +112,13 @@ curves = pd.read_csv(run.xai_randomisation_file)
 fig = plot_randomisation(curves, run=run)
 
 # %% [markdown]
-# ## Pointing game: does the map point at the lesion?
-# Only images with a lesion mask count (no-lesion images have nothing to point at).
+# ## Do the maps point at the lesion?
+# Only images with a lesion mask count (no-lesion images have nothing to point at). Lesions often sit near the centre and can cover much of the image, so a map that ignores the image can "point at the lesion" too: every score is shown beside two such maps, `centre_prior` (a centred Gaussian) and `uniform_random` (seeded noise, whose energy in the mask is the mask's area share and whose mask AUROC is 0.5). A CAM method localises only where it beats them; the paired tests below say where it does. `mask_auroc` needs no threshold: the chance that a lesion pixel outscores a background pixel.
 
 # %%
 if per_image['pointing_game'].notna().any():
-    display(per_image.dropna(subset=['pointing_game']).groupby('method')['pointing_game'].agg(['mean', 'count']).round(3))
+    localisation = ['pointing_game', 'energy_in_mask', 'iou', 'mask_auroc']
+    display(per_image.dropna(subset=['pointing_game']).groupby('method')[localisation].mean().round(3))
     fig = plot_xai_metric(xai.dropna(subset=['pointing_game']), 'pointing_game', run=run)
 else:
     print('no lesion masks in this dataset: localisation metrics are not available')
@@ -128,7 +129,7 @@ else:
 
 # %%
 tests = run_paired_tests(params)
-ranking = overall['confidence_increase'].sort_values(ascending=False)
+ranking = overall['confidence_increase'].dropna().sort_values(ascending=False)
 display(ranking.rename('mean confidence increase').to_frame())
 cams = tests[(tests.comparison == 'cams') & (tests.group == 'all') & (tests.metric == 'confidence_increase')]
 display(cams[['a', 'b', 'test', 'n', 'mean_a', 'mean_b', 'p_value', 'p_adjusted', 'effect_size']].round(4))

@@ -265,3 +265,44 @@ def test_randomisation_cascade_reinitialises_every_parameter(arch):
         mp.setattr("xai_helpers.cam_metrics.RANDOMISATION_CASCADE", broken)
         with pytest.raises(ValueError, match="untouched"):
             cascade_steps(model, arch)
+
+
+def test_mask_auroc_is_scikit_learns_roc_auc_of_the_pixels():
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(3)
+    maps = np.round(rng.random((6, 16, 16)), 1)  # rounded: ties, counted half as scikit-learn does
+    masks = np.zeros((6, 16, 16), bool)
+    for i in range(6):
+        y, x = rng.integers(0, 12, 2)
+        masks[i, y:y + 4, x:x + 3] = True
+    got = localisation_metrics(maps, masks)["mask_auroc"]
+    expected = [roc_auc_score(masks[i].ravel(), maps[i].ravel()) for i in range(6)]
+    assert got == pytest.approx(expected, abs=1e-12)
+    empty = localisation_metrics(maps[:1], np.zeros((1, 16, 16), bool))["mask_auroc"]
+    assert np.isnan(empty[0])
+
+
+def test_the_centre_prior_wins_where_the_lesion_is_central_and_a_peripheral_map_loses():
+    from xai_helpers.cam_metrics import CENTRE_PRIOR_SIGMA, baseline_maps
+
+    maps = baseline_maps(200, 32, seed=0)
+    prior, noise = maps["centre_prior"][0], maps["uniform_random"]
+    c = np.arange(32) - 15.5
+    expected = np.exp(-0.5 * (c[:, None] ** 2 + c[None, :] ** 2) / (CENTRE_PRIOR_SIGMA * 32) ** 2)
+    assert prior == pytest.approx((expected - expected.min()) / (expected.max() - expected.min()))
+    central = np.zeros((1, 32, 32), bool)
+    central[0, 12:20, 12:20] = True               # a tumour in the middle: the prior points at it
+    corner_map = np.zeros((1, 32, 32))
+    corner_map[0, :6, :6] = 1.0                   # a "CAM" lit up in the corner
+    on_prior = localisation_metrics(maps["centre_prior"][:1], central)
+    on_corner = localisation_metrics(corner_map, central)
+    assert on_prior["pointing_game"][0] == 1 and on_corner["pointing_game"][0] == 0
+    assert on_prior["mask_auroc"][0] > 0.95 > on_corner["mask_auroc"][0]
+    assert on_prior["energy_in_mask"][0] > on_corner["energy_in_mask"][0]
+    # the random map's expected energy in a mask is the mask's share of the image, its expected AUROC 0.5
+    noise_scores = localisation_metrics(noise, np.repeat(central, 200, axis=0))
+    assert noise_scores["energy_in_mask"].mean() == pytest.approx(central.mean(), abs=0.003)
+    assert noise_scores["mask_auroc"].mean() == pytest.approx(0.5, abs=0.01)
+    again = baseline_maps(200, 32, seed=0)["uniform_random"]
+    assert np.array_equal(again, noise)  # seeded

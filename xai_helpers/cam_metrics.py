@@ -24,6 +24,9 @@ metric                         definition (per image; ``Y`` = softmax score of t
                                with the image size
 ``energy_in_mask``             share of the map's total mass inside the mask (Wang et al. 2020)
 ``iou``                        IoU of ``map >= 0.5`` and the mask
+``mask_auroc``                 AUROC of the map's pixel values against the mask (threshold-free: the
+                               probability that a lesion pixel outscores a background pixel; 0.5 is
+                               chance), ties counted half
 ``road_morf``, ``road_lerf``   ROAD (Rong et al. 2022): score change after removing the most
                                (least) relevant pixels and imputing them with noisy linear
                                imputation, averaged over percentiles; ``road_combined`` =
@@ -35,7 +38,10 @@ metric                         definition (per image; ``Y`` = softmax score of t
                                the map does not depend on what the model learnt (a failed check)
 =============================  =================================================================
 
-Masks: only images with a non-empty lesion mask get localisation scores (NaN otherwise).
+Masks: only images with a non-empty lesion mask get localisation scores (NaN otherwise). Every
+localisation score is read against two maps that ignore the image (:func:`baseline_maps`): a centred
+Gaussian (``centre_prior``: lesions and tumours often sit near the centre and cover much of it) and a
+seeded uniform random map (``uniform_random``: its expected energy in the mask is the mask's area share).
 """
 from __future__ import annotations
 
@@ -56,7 +62,7 @@ from .models import IMAGENET_MEAN, IMAGENET_STD
 CONFIDENCE_METRICS = ("confidence_increase", "average_drop_pct", "increase_in_confidence_pct")
 PERTURBATION_METRICS = ("deletion_auc", "insertion_auc", "road_morf", "road_lerf", "road_combined")
 SANITY_METRICS = ("randomisation_spearman",)
-LOCALISATION_METRICS = ("pointing_game", "energy_in_mask", "iou")
+LOCALISATION_METRICS = ("pointing_game", "energy_in_mask", "iou", "mask_auroc")
 ALL_METRICS = CONFIDENCE_METRICS + PERTURBATION_METRICS + LOCALISATION_METRICS + SANITY_METRICS
 ROAD_PERCENTILES = (10, 20, 30, 40, 50, 60, 70, 80, 90)
 
@@ -474,7 +480,8 @@ def localisation_metrics(maps: np.ndarray, masks: np.ndarray, threshold: float =
     Returns
     -------
     dict
-        ``pointing_game``, ``energy_in_mask``, ``iou`` -> (B,) arrays; NaN for empty masks.
+        ``pointing_game``, ``energy_in_mask``, ``iou``, ``mask_auroc`` (:func:`mask_auroc`) -> (B,)
+        arrays; NaN for empty masks.
 
     Examples
     --------
@@ -496,9 +503,80 @@ def localisation_metrics(maps: np.ndarray, masks: np.ndarray, threshold: float =
     energy = (flat * mflat).sum(axis=1) / np.maximum(flat.sum(axis=1), 1e-12)
     above = flat >= threshold
     iou = (above & mflat).sum(axis=1) / np.maximum((above | mflat).sum(axis=1), 1)
+    auroc = np.array([mask_auroc(flat[i], mflat[i]) for i in range(b)])
     nan = np.full(b, np.nan)
     return {"pointing_game": np.where(has, hit, nan), "energy_in_mask": np.where(has, energy, nan),
-            "iou": np.where(has, iou, nan)}
+            "iou": np.where(has, iou, nan), "mask_auroc": auroc}
+
+
+def mask_auroc(values: np.ndarray, mask: np.ndarray) -> float:
+    """AUROC of a map's pixel values against a mask: the probability that a random pixel inside the mask
+    has a higher value than a random pixel outside it, ties counted half (Mann-Whitney U / (n_in n_out)).
+
+    Parameters
+    ----------
+    values, mask : arrays of one shape
+        The map and the (bool) mask.
+
+    Returns
+    -------
+    float
+        NaN when the mask is empty or covers every pixel.
+
+    Examples
+    --------
+    >>> mask_auroc(np.array([0.9, 0.8, 0.1, 0.2]), np.array([True, True, False, False]))
+    1.0
+    >>> mask_auroc(np.zeros(4), np.array([True, False, False, False]))  # a constant map: chance
+    0.5
+    """
+    v = np.asarray(values, dtype=np.float64).ravel()
+    m = np.asarray(mask, dtype=bool).ravel()
+    n_in, n_out = int(m.sum()), int((~m).sum())
+    if n_in == 0 or n_out == 0:
+        return float("nan")
+    ranks = rankdata(v)
+    return float((ranks[m].sum() - n_in * (n_in + 1) / 2) / (n_in * n_out))
+
+
+#: The maps every CAM method's localisation is read against: they ignore the image.
+BASELINE_MAPS = ("centre_prior", "uniform_random")
+#: The centre prior's Gaussian standard deviation, as a fraction of the image side.
+CENTRE_PRIOR_SIGMA = 0.25
+
+
+def baseline_maps(n: int, size: int, seed: int) -> dict[str, np.ndarray]:
+    """Maps that ignore the image, for reading localisation scores against (:data:`BASELINE_MAPS`).
+
+    ``centre_prior``: a centred Gaussian of standard deviation :data:`CENTRE_PRIOR_SIGMA` of the side,
+    scaled to [0, 1] (the same for every image). ``uniform_random``: independent uniform values per
+    pixel, seeded (``seed``, then the image's position), whose expected energy in a mask is the mask's
+    share of the image and whose expected mask AUROC is 0.5.
+
+    Parameters
+    ----------
+    n : int
+        Images.
+    size : int
+        Side in pixels.
+    seed : int
+
+    Returns
+    -------
+    dict
+        Name -> ``(n, size, size)`` array in [0, 1].
+
+    Examples
+    --------
+    >>> maps = baseline_maps(2, 5, seed=0)
+    >>> int(maps["centre_prior"][0].argmax()), maps["uniform_random"].shape
+    (12, (2, 5, 5))
+    """
+    c = (np.arange(size) - (size - 1) / 2) / (CENTRE_PRIOR_SIGMA * size)
+    prior = np.exp(-0.5 * (c[:, None] ** 2 + c[None, :] ** 2))
+    prior = (prior - prior.min()) / (prior.max() - prior.min()) if size > 1 else np.ones((1, 1))
+    rng = np.random.default_rng(seed)
+    return {"centre_prior": np.repeat(prior[None], n, axis=0), "uniform_random": rng.random((n, size, size))}
 
 
 def aggregate_per_class(per_image: pd.DataFrame, metrics: Sequence[str] = ALL_METRICS) -> pd.DataFrame:

@@ -148,7 +148,7 @@ def confidence_table(runs: list[DatasetRun], metric: str = "confidence_increase"
             continue
         # xai_metrics.csv: mean per (model, method, class) over every fold's images
         for (model, cls), part in r.xai.groupby(["model", "class"], sort=True):
-            values = part.set_index("method")[metric]
+            values = part.set_index("method")[metric].dropna()  # the localisation baselines have no confidence
             best = str(values.idxmax())
             for method, value in values.items():
                 mark = "ref" if method == best else _mark(r.tests, "cams", str(cls), metric, "paired_t", method,

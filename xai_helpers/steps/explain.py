@@ -16,8 +16,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..cam_metrics import (aggregate_per_class, confidence_metrics, deletion_insertion, localisation_metrics,
-                           randomisation_check, road)
+from ..cam_metrics import (LOCALISATION_METRICS, aggregate_per_class, baseline_maps, confidence_metrics,
+                           deletion_insertion, localisation_metrics, randomisation_check, road)
 from ..cams import compute_cams, resolve_target_layer
 from ..data.prepared import PreparedData, explanation_sample
 from ..models import feature_map_size
@@ -162,8 +162,11 @@ def rate_explanations(data: PreparedData, params: dict[str, Any], costly_per_cla
     Returns
     -------
     pandas.DataFrame
-        One row per fold, method and image (written to ``xai_per_image.csv``); the aggregate
-        goes to ``xai_metrics.csv``, the randomisation curves to ``xai_randomisation.csv``.
+        One row per fold, method and image (written to ``xai_per_image.csv``); where the images have
+        lesion masks, also one row per fold, image and map that ignores the image
+        (:data:`~xai_helpers.cam_metrics.BASELINE_MAPS`: ``centre_prior``, ``uniform_random``) with the
+        localisation scores only, so each method's can be tested against them. The aggregate goes
+        to ``xai_metrics.csv``, the randomisation curves to ``xai_randomisation.csv``.
 
     Examples
     --------
@@ -171,10 +174,15 @@ def rate_explanations(data: PreparedData, params: dict[str, Any], costly_per_cla
     >>> from xai_helpers.steps import load_prepared
     >>> params = tiny_run()  # one image per class, 2 folds
     >>> per_image = rate_explanations(load_prepared(params), params, costly_per_class=1, n_steps=4, progress=False)
-    >>> len(per_image) == 2 * 5 * 3, bool(per_image["confidence_increase"].notna().all())
+    >>> cams = per_image[~per_image["method"].isin(["centre_prior", "uniform_random"])]
+    >>> len(cams) == 2 * 5 * 3, bool(cams["confidence_increase"].notna().all())
     (True, True)
-    >>> sorted(per_image.columns[per_image.isna().all()])  # every metric computed for every image
+    >>> sorted(cams.columns[cams.isna().all()])  # every metric computed for every image
     []
+    >>> baselines = per_image[per_image["method"].isin(["centre_prior", "uniform_random"])]
+    >>> scored = [c for c in ("confidence_increase", "iou", "mask_auroc") if baselines[c].notna().any()]
+    >>> len(baselines) == 2 * 2 * 3, scored
+    (True, ['iou', 'mask_auroc'])
     """
     run = RunFolder(params["run_dir"])
     run.claim()
@@ -230,9 +238,18 @@ def rate_explanations(data: PreparedData, params: dict[str, Any], costly_per_cla
                             "randomisation_spearman"):
                     pos = np.flatnonzero(sel == k)
                     rec[key] = float(perturb[m][key][pos[0]]) if len(pos) else np.nan
-                for key in ("pointing_game", "energy_in_mask", "iou"):
+                for key in LOCALISATION_METRICS:
                     rec[key] = float(loc[key][k]) if loc else np.nan
                 records.append(rec)
+        if masks is not None:  # the maps every method is read against: they ignore the image
+            for m, base in baseline_maps(len(rows), masks.shape[-1], seed=params["seed"]).items():
+                loc = localisation_metrics(base, masks)
+                for k, r in enumerate(rows):
+                    records.append({"model": model_name, "fold": int(fold), "layer": layer_name, "method": m,
+                                    "path": data.splits["path"].iloc[r],
+                                    "class": data.class_names[data.labels[r]], "pred": data.class_names[targets[k]],
+                                    "target": data.class_names[targets[k]], "target_prob": float(probs[k, targets[k]]),
+                                    **{key: float(loc[key][k]) for key in LOCALISATION_METRICS}})
         del net
     per_image = pd.DataFrame(records)
     run.write_csv(per_image, run.xai_per_image_file)
