@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from xai_helpers.cam_metrics import BASELINE_MAPS
 from xai_helpers.cams import STUDY_METHODS
 from xai_helpers.config import DEFAULTS, parameters_cell
 from xai_helpers.run import list_notebooks
@@ -75,14 +76,21 @@ def test_quick_run_leaves_every_artefact_of_the_contract(quick_run):
     assert len(baseline_pairs) == len(models) and all(len(p & set(baselines)) == 1 for p in baseline_pairs)
     cam_pairs = {frozenset(p) for p in zip(tests.loc[tests.comparison == "cams", "a"],
                                           tests.loc[tests.comparison == "cams", "b"])}
-    assert len(cam_pairs) == len(STUDY_METHODS) * (len(STUDY_METHODS) - 1) // 2
+    # every pair of methods, and (the synthetic set has masks) each method and the two maps that ignore the image
+    n_maps = len(STUDY_METHODS) + len(BASELINE_MAPS)
+    assert len(cam_pairs) == n_maps * (n_maps - 1) // 2
+    cams = tests[tests.comparison == "cams"]
+    against_baselines = cams[cams.a.isin(BASELINE_MAPS) | cams.b.isin(BASELINE_MAPS)]
+    assert set(against_baselines["metric"]) <= {"pointing_game", "energy_in_mask", "iou", "mask_auroc"}
 
     per_image = pd.read_csv(run / "xai_per_image.csv")
     assert {"model", "fold", "layer", "method", "path", "class", "pred",
             "confidence_increase"} <= set(per_image.columns)
     xai = pd.read_csv(run / "xai_metrics.csv")
     assert {"model", "method", "class", "n", "confidence_increase"} <= set(xai.columns)
-    assert sorted(zip(xai.method, xai["class"])) == sorted((m, c) for m in STUDY_METHODS for c in classes)
+    assert sorted(zip(xai.method, xai["class"])) == sorted((m, c) for m in STUDY_METHODS + BASELINE_MAPS
+                                                          for c in classes)
+    assert xai.loc[xai.method.isin(BASELINE_MAPS), "confidence_increase"].isna().all()
     assert per_image["pointing_game"].notna().any()  # synthetic masks give localisation scores
 
     figures = {p.name for p in (run / "figures").glob("*.png")}

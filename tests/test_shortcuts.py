@@ -120,7 +120,7 @@ def test_notebooks_01_to_03_on_the_brain_dataset_find_its_size_shortcut_and_shif
     root = shared_dataset("brain_tumor_mri")
     run = tmp_path / "brain_tumor_mri"  # the paper profiles write one run folder per dataset
     code = main(["--profile", "paper_cpu", "--no-progress", "--only", "01,02,03", "--set", "dataset=brain_tumor_mri",
-                 "--set", f"data_root={root}", "--set", f"run_dir={tmp_path}", "--set", "max_per_class=30",
+                 "--set", f"data_root={root}", "--set", f"run_dir={tmp_path}", "--set", "max_per_class=150",
                  "--set", "folds=2", "--set", "epochs=1", "--set", "models=[resnet50]"])
     assert code == 0
     metrics = pd.read_csv(run / "metrics.csv")

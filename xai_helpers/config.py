@@ -565,7 +565,8 @@ def parameter_table_markdown() -> str:
     --------
     >>> parameter_table_markdown().splitlines()[2]
     '| `dataset` | `synthetic` | `auto` (detect from `data_root`) or a layout: `synthetic`, `brain_tumor_mri`, \
-`brain_tumor_mri_nickparvar`, `skin_cancer_isic`, `ham10000`, `chest_xray_pneumonia`, `imagefolder` |'
+`brain_tumor_mri_nickparvar`, `skin_cancer_isic`, `ham10000`, `chest_xray_pneumonia`, `brain_tumor_figshare`, \
+`imagefolder` |'
     """
     rows = ["| parameter | default (demo) | meaning |", "|---|---|---|"]
     rows += [f"| `{p.name}` | {_shown(p)} | {p.doc} |" for p in PARAMETERS]

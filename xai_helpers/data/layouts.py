@@ -261,6 +261,12 @@ def _files(folder: Path) -> tuple[list[Path], list[dict[str, str]], list[Path]]:
 MASK_FOLDER = "masks"
 
 
+def _is_mask_folder(folder: Path) -> bool:
+    """A folder named ``masks`` with sub-folders (per class or split) and no image files of its own."""
+    return (folder.name == MASK_FOLDER and any(p.is_dir() for p in folder.iterdir())
+            and not any(p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS for p in folder.iterdir()))
+
+
 def find_mask(root: Path, image: Path, class_folder: str, split_folder: str | None) -> str | None:
     """The lesion mask of ``image``, when one exists: ``<root>/masks/<class>/<stem>.png`` or
     ``<root>/masks/<split>/<class>/<stem>.png`` (the class and split folders named as on disk).
@@ -366,14 +372,15 @@ def scan_dataset(root: str | Path, dataset: str = "auto") -> DatasetIndex:
                     f"{root}: no split folders for layout {name!r}; expected some of "
                     f"{', '.join(n for names in layout.split_folders.values() for n in names)}")
             splits = {"train": root}  # <class>/* tree: everything is the training pool
-        # a folder named masks holds lesion masks (masks/<class>/<stem>.png or masks/<split>/<class>/<stem>.png)
-        class_sets = {s: {c.name for c in _subdirs(d) if c.name != MASK_FOLDER} for s, d in splits.items()}
+        # a folder named masks holds lesion masks (masks/<class>/<stem>.png or masks/<split>/<class>/<stem>.png);
+        # one holding image files itself is a class of that name
+        class_sets = {s: {c.name for c in _subdirs(d) if not _is_mask_folder(c)} for s, d in splits.items()}
         skipped_folders = [{"path": str(d), "reason": "hidden folder"} for sd in splits.values()
                            for d in sorted(sd.iterdir()) if d.is_dir() and d.name.startswith(".")]
         if splits.get("train") != root:
             split_paths = set(splits.values())
             expected = ", ".join(n for ns in layout.split_folders.values() for n in ns)
-            skipped_folders += [{"path": str(d), "reason": ("lesion masks" if d.name == MASK_FOLDER else
+            skipped_folders += [{"path": str(d), "reason": ("lesion masks" if _is_mask_folder(d) else
                                                             f"not a split folder of layout {name!r} (expected "
                                                             f"{expected})")}
                                 for d in sorted(root.iterdir()) if d.is_dir() and d not in split_paths]
