@@ -180,15 +180,18 @@ def test_external_copies_of_training_images_are_counted_and_left_out(tmp_path):
     with Image.open(train_paths[5]) as im:
         im.convert("L").save(ext / "no_tumor" / "reencoded.jpg", quality=85)              # re-encoded
         im.resize((96, 96)).save(ext / "pituitary_tumor" / "resized.png")                  # resized
+    with Image.open(train_paths[9]) as im:                                                 # flipped, re-encoded
+        im.convert("L").transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(ext / "meningioma_tumor" / "mirrored.jpg",
+                                                                        quality=90)
     params = {"external_data_root": str(ext), "external_dataset": "imagefolder", "dataset": "brain_tumor_mri",
               "class_map": {}, "generalization_per_class": 2, "image_size": 64, "seed": 0, "resize_mode": "squash"}
     classes = ["glioma", "meningioma", "no_tumor", "pituitary"]
     images, labels, report = load_external(params, classes, grey=True, training=training_fingerprints(data),
                                            progress=False)
     overlap = report["training_overlap"]
-    assert (overlap["exact"], overlap["near"]) == (1, 2)
-    assert sorted(p.rsplit("/", 1)[-1] for p in overlap["paths"]) == ["reencoded.jpg", "renamed_copy.png",
-                                                                       "resized.png"]
+    assert (overlap["exact"], overlap["near"], overlap["mirrored"]) == (1, 2, 1)
+    assert sorted(p.rsplit("/", 1)[-1] for p in overlap["paths"]) == ["mirrored.jpg", "reencoded.jpg",
+                                                                       "renamed_copy.png", "resized.png"]
     assert report["unmapped_classes"] == {}
     assert report["class_mapping"] == {"glioma_tumor": "glioma", "meningioma_tumor": "meningioma",
                                        "no_tumor": "no_tumor", "pituitary_tumor": "pituitary"}

@@ -466,7 +466,8 @@ def external_note(run: DatasetRun) -> str:
     overlap = e.get("training_overlap")
     if overlap:
         parts.append(f"training images found and left out: {overlap.get('exact', 0)} byte copies, "
-                     f"{overlap.get('near', 0)} near copies")
+                     f"{overlap.get('near', 0)} near copies"
+                     + (f", {overlap['mirrored']} mirrored copies" if overlap.get("mirrored") else ""))
     elif e.get("checked_against_training") is False or "training_overlap" not in e:
         parts.append("not checked against the training images")
     return "; ".join(parts)

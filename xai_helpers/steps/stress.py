@@ -21,7 +21,7 @@ from ..atomic import write_text_atomic
 from ..baselines import cnn_rows
 from ..cam_metrics import spearman_rows
 from ..cams import compute_cams, resolve_target_layer
-from ..data.audit import NEAR_DUPLICATE_THRESHOLD, cross_near_duplicates, perceptual_hash
+from ..data.audit import MIRRORS, NEAR_DUPLICATE_THRESHOLD, cross_near_duplicates, perceptual_hash
 from ..data.cache import build_cache, file_digests
 from ..data.layouts import scan_dataset
 from ..data.metadata import image_metadata
@@ -85,7 +85,9 @@ def training_fingerprints(data: PreparedData) -> dict[str, Any]:
     Returns
     -------
     dict
-        ``sha1``: set of hex digests; ``phash``: ``(n,)`` uint64 hashes, one per training-pool image.
+        ``sha1``: set of hex digests; ``phash``: ``(n,)`` uint64 hashes, one per training-pool image;
+        ``phash_mirrored``: the hashes of the same images flipped left-right, then upside-down
+        (:data:`~xai_helpers.data.audit.MIRRORS`), so a mirrored copy is found too.
 
     Examples
     --------
@@ -98,8 +100,10 @@ def training_fingerprints(data: PreparedData) -> dict[str, Any]:
     (True, True)
     """
     pool = np.flatnonzero(data.splits["split"].to_numpy() != "test")
-    return {"sha1": set(file_digests(data.splits["path"].to_numpy()[pool])),
-            "phash": perceptual_hash(data.images[pool])}
+    images = data.images[pool]
+    return {"sha1": set(file_digests(data.splits["path"].to_numpy()[pool])), "phash": perceptual_hash(images),
+            "phash_mirrored": np.concatenate([perceptual_hash(np.ascontiguousarray(images[flip]))
+                                              for flip in MIRRORS.values()])}
 
 
 def load_external(params: dict[str, Any], class_names: Sequence[str], grey: bool,
@@ -173,15 +177,17 @@ def load_external(params: dict[str, Any], class_names: Sequence[str], grey: bool
     cache = build_cache(used["path"], params["image_size"], grey, digests=digests, progress=progress,
                         resize_mode=params["resize_mode"])
     readable = used[used["path"].isin(set(cache.paths))]
-    overlap = {"exact": 0, "near": 0, "paths": [], "near_threshold": NEAR_DUPLICATE_THRESHOLD}
+    overlap = {"exact": 0, "near": 0, "mirrored": 0, "paths": [], "near_threshold": NEAR_DUPLICATE_THRESHOLD}
     if training is not None and len(readable):
         digest_of = dict(zip(used["path"], digests))
         exact = readable["path"].map(digest_of).isin(training["sha1"]).to_numpy()
-        near = cross_near_duplicates(perceptual_hash(cache.images[cache.rows(readable["path"])]),
-                                     training["phash"]) & ~exact
-        overlap.update(exact=int(exact.sum()), near=int(near.sum()),
-                       paths=readable["path"][exact | near].tolist())
-        readable = readable[~(exact | near)]
+        hashes = perceptual_hash(cache.images[cache.rows(readable["path"])])
+        near = cross_near_duplicates(hashes, training["phash"]) & ~exact
+        mirrored = cross_near_duplicates(hashes, training["phash_mirrored"]) & ~exact & ~near
+        found = exact | near | mirrored
+        overlap.update(exact=int(exact.sum()), near=int(near.sum()), mirrored=int(mirrored.sum()),
+                       paths=readable["path"][found].tolist())
+        readable = readable[~found]
     cap = params["generalization_per_class"]
     if cap is not None:
         rng = np.random.default_rng(params["seed"])
@@ -450,5 +456,6 @@ def describe_external(params: dict[str, Any]) -> str:
         lines.append(f"WARNING: classes with no training class are NOT scored: {ext['unmapped_classes']} "
                      f"(name them with class_map); the external accuracy covers the classes above only")
     lines.append(f"training images found in the external set and left out: {overlap['exact']} byte copies, "
-                 f"{overlap['near']} near copies (perceptual hash within {overlap['near_threshold']} bits)")
+                 f"{overlap['near']} near copies, {overlap.get('mirrored', 0)} mirrored copies (perceptual hash "
+                 f"within {overlap['near_threshold']} bits)")
     return "\n".join(lines)
