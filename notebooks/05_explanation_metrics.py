@@ -19,7 +19,7 @@
 #
 # The study rates the CAM methods by **confidence increase**: the change of the explained class's softmax score when the (normalised) input is multiplied by the CAM, `softmax(f(x ⊙ cam))[c] − softmax(f(x))[c]` (pytorch-grad-cam's `CamMultImageConfidenceChange` with a softmax target). A map that keeps what the model needs raises (or keeps) the score.
 #
-# One metric is not enough to compare methods honestly, so this notebook also reports Chattopadhay et al.'s **average drop %** and **increase in confidence %** (as the paper defines them: the *image* in [0, 1] is multiplied by the map, black where the map is 0, then normalised), Petsiuk et al.'s **deletion** and **insertion** AUC, Rong et al.'s **ROAD** (remove and debias; exactly *p* % of the pixels removed at each percentile, ties broken at random as in their reference code) and Adebayo et al.'s **randomisation sanity check** (every parameterised layer re-initialised, top to bottom; the costly ones on a subsample of images per class, as each costs many forwards per image), and, where lesion masks exist (the synthetic dataset, the Figshare brain tumour set, any dataset with a `masks/` folder), the **pointing game** (Zhang et al.'s 15-pixel tolerance, scaled to the image size), the **energy inside the mask**, the **IoU** at 0.5 and the **mask AUROC**: a check against ground truth, read against two maps that ignore the image.
+# One metric is not enough to compare methods honestly, so this notebook also reports Chattopadhay et al.'s **average drop %** and **increase in confidence %** (as the paper defines them: the *image* in [0, 1] is multiplied by the map, black where the map is 0, then normalised), Petsiuk et al.'s **deletion** and **insertion** AUC, Rong et al.'s **ROAD** (remove and debias; exactly *p* % of the pixels removed at each percentile, ties broken at random as in their reference code) and Adebayo et al.'s **randomisation sanity check** (every parameterised layer re-initialised, top to bottom; the costly ones on a subsample of images per class, as each costs many forwards per image), and, where lesion masks exist (the synthetic dataset, the Figshare brain tumour set, any dataset with a `masks/` folder), the **pointing game** (a hit when the map's maximum lies in the mask or strictly within a tolerance of it: Zhang et al.'s 15 pixels, which we take at 224 px and scale to the image size), the **energy inside the mask**, the **IoU** at 0.5 and the **mask AUROC**: a check against ground truth, read against two maps that ignore the image.
 #
 # Each map explains the model's **predicted** class, and every score is the **softmax** probability of that class.
 #
@@ -97,7 +97,7 @@ fig = plot_xai_metric(xai, 'confidence_increase', run=run)
 
 # %% [markdown]
 # ## Every metric, overall
-# Higher is better except for average drop and deletion AUC.
+# Higher is better except for average drop, deletion AUC, ROAD MoRF (the score should fall when the most relevant pixels are removed first) and randomisation Spearman (the map should change when the model is randomised). The localisation columns (pointing game, energy in the mask, IoU, mask AUROC) exist only for images with a lesion mask; `centre_prior` and `uniform_random` have only those.
 
 # %%
 overall = per_image.groupby('method')[[m for m in ALL_METRICS if m in per_image]].mean()

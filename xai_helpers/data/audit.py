@@ -173,6 +173,18 @@ MIRRORS = {"left_right": (slice(None), slice(None), slice(None), slice(None, Non
            "upside_down": (slice(None), slice(None), slice(None, None, -1), slice(None))}
 
 
+def mirrored_hashes(images: np.ndarray) -> list[np.ndarray]:
+    """:func:`perceptual_hash` of ``images`` flipped each way of :data:`MIRRORS`, one array per mirror.
+
+    Examples
+    --------
+    >>> img = np.arange(64, dtype=np.uint8).reshape(1, 1, 8, 8)
+    >>> bool(mirrored_hashes(img)[0][0] == perceptual_hash(img[..., ::-1])[0])
+    True
+    """
+    return [perceptual_hash(np.ascontiguousarray(images[flip])) for flip in MIRRORS.values()]
+
+
 def mirrored_duplicate_pairs(images: np.ndarray, hashes: np.ndarray | None = None,
                              threshold: int = NEAR_DUPLICATE_THRESHOLD) -> list[tuple[int, int]]:
     """Index pairs ``(i, j)``, ``i < j``, where one image is a near copy of the other's mirror image.
@@ -206,8 +218,7 @@ def mirrored_duplicate_pairs(images: np.ndarray, hashes: np.ndarray | None = Non
     hashes = perceptual_hash(images) if hashes is None else np.asarray(hashes, dtype=np.uint64)
     plain = set(near_duplicate_pairs(hashes, threshold))
     found = set()
-    for flip in MIRRORS.values():
-        flipped = perceptual_hash(np.ascontiguousarray(images[flip]))
+    for flipped in mirrored_hashes(images):
         for i, j in near_duplicate_pairs(np.concatenate([hashes, flipped]), threshold):
             if i < n <= j and i != j - n:
                 pair = (min(i, j - n), max(i, j - n))

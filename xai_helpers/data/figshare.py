@@ -168,11 +168,11 @@ def convert_mat_folder(root: str | os.PathLike, out_dir: str | os.PathLike,
             continue
         for sub in ("images", "masks"):
             (tmp / sub / s["class"]).mkdir(parents=True, exist_ok=True)
-        image_rel, mask_rel = f"{s['class']}/{p.stem}.png", f"{s['class']}/{p.stem}.png"
-        Image.fromarray(window_to_uint8(s["image"])).save(tmp / "images" / image_rel)
-        Image.fromarray(s["mask"]).save(tmp / "masks" / mask_rel)
-        rows.append({"slice": int(p.stem), "class": s["class"], "patient_id": s["patient_id"], "image": image_rel,
-                     "mask": mask_rel, "source": str(p)})
+        rel = f"{s['class']}/{p.stem}.png"  # the same name under images/ and masks/
+        Image.fromarray(window_to_uint8(s["image"])).save(tmp / "images" / rel)
+        Image.fromarray(s["mask"]).save(tmp / "masks" / rel)
+        rows.append({"slice": int(p.stem), "class": s["class"], "patient_id": s["patient_id"], "image": rel,
+                     "mask": rel, "source": str(p)})
     if not rows:
         raise DatasetError(f"{root}: none of the {len(files)} .mat files could be read: {failed[0]['reason']}")
     tmp.mkdir(parents=True, exist_ok=True)

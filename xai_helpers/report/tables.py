@@ -15,15 +15,6 @@ from .published import PUBLISHED, PUBLISHED_CAM_SETTING
 from .study import DatasetRun
 
 
-def _mean_std(values: pd.Series, digits: int = 4) -> str:
-    values = values.dropna()
-    if not len(values):
-        return "n/a"
-    if len(values) == 1:
-        return f"{values.iloc[0]:.{digits}f}"
-    return f"{values.mean():.{digits}f} ± {values.std(ddof=1):.{digits}f}"
-
-
 def _mark(tests: pd.DataFrame, comparison: str, group: str, metric: str, test: str, a: str, b: str,
           cam_model: str | None = None) -> str:
     p = pair_p_adjusted(tests, comparison, group, metric, test, a, b, cam_model=cam_model)

@@ -225,13 +225,15 @@ def rate_explanations(data: PreparedData, params: dict[str, Any], costly_per_cla
         final = rand[rand["step"] == rand["step"].max()].set_index(["method", "image"])["spearman"]
         for m in perturb:
             perturb[m]["randomisation_spearman"] = np.array([final[(m, i)] for i in range(len(sel))])
+        # what identifies a row, for the CAM methods and the baseline maps alike
+        head = {"model": model_name, "fold": int(fold), "layer": layer_name}
+        image = [{"path": data.splits["path"].iloc[r], "class": data.class_names[data.labels[r]],
+                  "pred": data.class_names[targets[k]], "target": data.class_names[targets[k]],
+                  "target_prob": float(probs[k, targets[k]])} for k, r in enumerate(rows)]
         for m in params["cam_methods"]:
             loc = localisation_metrics(maps[m], masks) if masks is not None else {}
-            for k, r in enumerate(rows):
-                rec = {"model": model_name, "fold": int(fold), "layer": layer_name, "method": m,
-                       "path": data.splits["path"].iloc[r], "class": data.class_names[data.labels[r]],
-                       "pred": data.class_names[targets[k]], "target": data.class_names[targets[k]],
-                       "target_prob": float(probs[k, targets[k]])}
+            for k in range(len(rows)):
+                rec = {**head, "method": m, **image[k]}
                 for key in ("confidence_increase", "average_drop_pct", "increase_in_confidence_pct"):
                     rec[key] = float(conf[m][key][k])
                 for key in ("deletion_auc", "insertion_auc", "road_morf", "road_lerf", "road_combined",
@@ -244,11 +246,8 @@ def rate_explanations(data: PreparedData, params: dict[str, Any], costly_per_cla
         if masks is not None:  # the maps every method is read against: they ignore the image
             for m, base in baseline_maps(len(rows), masks.shape[-1], seed=params["seed"]).items():
                 loc = localisation_metrics(base, masks)
-                for k, r in enumerate(rows):
-                    records.append({"model": model_name, "fold": int(fold), "layer": layer_name, "method": m,
-                                    "path": data.splits["path"].iloc[r],
-                                    "class": data.class_names[data.labels[r]], "pred": data.class_names[targets[k]],
-                                    "target": data.class_names[targets[k]], "target_prob": float(probs[k, targets[k]]),
+                for k in range(len(rows)):
+                    records.append({**head, "method": m, **image[k],
                                     **{key: float(loc[key][k]) for key in LOCALISATION_METRICS}})
         del net
     per_image = pd.DataFrame(records)

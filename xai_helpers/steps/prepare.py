@@ -243,10 +243,11 @@ def load_prepared(params: dict[str, Any], progress: bool = True) -> PreparedData
     splits = run.read_splits()
     info = json.loads(run.require(run.dataset_file, "notebook 01").read_text())
     audit = json.loads(run.audit_file.read_text()) if run.audit_file.is_file() else {}
-    check_against_prepared(params, prepared_parameters(run), str(run.root))
+    prepared = prepared_parameters(run)
+    check_against_prepared(params, prepared, str(run.root))
     if "mask" in splits.columns and not splits["mask"].astype(bool).any():
         splits = splits.drop(columns=["mask"])
-    resize_mode = prepared_parameters(run)["resize_mode"]
+    resize_mode = prepared["resize_mode"]
     cache = ImageCache.load(info["cache_file"]) if Path(info.get("cache_file", "")).is_file() else None
     if cache is None or set(splits["path"]) - set(cache.paths):
         # the cache file is shared by every folder with the same image content (it is keyed by the files'

@@ -21,7 +21,7 @@ from ..atomic import write_text_atomic
 from ..baselines import cnn_rows
 from ..cam_metrics import spearman_rows
 from ..cams import compute_cams, resolve_target_layer
-from ..data.audit import MIRRORS, NEAR_DUPLICATE_THRESHOLD, cross_near_duplicates, perceptual_hash
+from ..data.audit import NEAR_DUPLICATE_THRESHOLD, cross_near_duplicates, mirrored_hashes, perceptual_hash
 from ..data.cache import build_cache, file_digests
 from ..data.layouts import scan_dataset
 from ..data.metadata import image_metadata
@@ -102,8 +102,7 @@ def training_fingerprints(data: PreparedData) -> dict[str, Any]:
     pool = np.flatnonzero(data.splits["split"].to_numpy() != "test")
     images = data.images[pool]
     return {"sha1": set(file_digests(data.splits["path"].to_numpy()[pool])), "phash": perceptual_hash(images),
-            "phash_mirrored": np.concatenate([perceptual_hash(np.ascontiguousarray(images[flip]))
-                                              for flip in MIRRORS.values()])}
+            "phash_mirrored": np.concatenate(mirrored_hashes(images))}
 
 
 def load_external(params: dict[str, Any], class_names: Sequence[str], grey: bool,
