@@ -12,7 +12,7 @@ def study(tmp_path):
 
 
 def test_find_dataset_runs_in_a_study_folder_or_a_single_run(study):
-    assert [p.name for p in find_dataset_runs(study)] == ["brain_tumor_mri", "skin_cancer_isic"]
+    assert [p.name for p in find_dataset_runs(study)] == ["brain_tumor_figshare", "brain_tumor_mri", "skin_cancer_isic"]
     assert find_dataset_runs(study / "skin_cancer_isic") == [study / "skin_cancer_isic"]
     with pytest.raises(FileNotFoundError, match="no run folder with a metrics.csv"):
         load_study(study / "notebooks")
@@ -47,8 +47,19 @@ def test_confidence_table_and_published_comparison(study):
     assert acc["n_test"] == 90
     assert (acc["ours_ci_low"], acc["ours_ci_high"]) == pytest.approx((0.7059, 0.8696), abs=1e-4)
     assert acc["source"].startswith("Chaddad et al. (2025)") and "arXiv:2503.08420" in acc["source"]
+    # the study's glioma numbers are computed on the Figshare set when the study holds it, and say so
     xg = pub.loc[("confidence_increase", "xgradcam")]
-    assert xg["ours"] == pytest.approx(glioma.loc["xgradcam", "confidence_increase"]) and xg["published"] == 0.12
+    figshare = conf[(conf.dataset == "brain_tumor_figshare") & (conf["class"] == "glioma")].set_index("method")
+    assert xg["computed_on"] == "brain_tumor_figshare" and xg["published"] == 0.12
+    assert xg["ours"] == pytest.approx(figshare.loc["xgradcam", "confidence_increase"])
+    assert figshare.loc["xgradcam", "confidence_increase"] != pytest.approx(glioma.loc["xgradcam", "confidence_increase"])
+    assert pub.loc[("accuracy", ""), "computed_on"] == "skin_cancer_isic"
+    # without it, on the brain MRI set the study names
+    import shutil
+    shutil.rmtree(study / "brain_tumor_figshare")
+    xg = published_comparison(load_study(study)).set_index(["quantity", "method"]).loc[("confidence_increase", "xgradcam")]
+    assert xg["computed_on"] == "brain_tumor_mri"
+    assert xg["ours"] == pytest.approx(glioma.loc["xgradcam", "confidence_increase"])
 
 
 def test_report_states_the_protocol_tables_and_reasons(study):
@@ -81,11 +92,11 @@ def test_published_confidence_increase_is_shown_both_ways_with_intervals(study):
     import pandas as pd
 
     pub = published_comparison(load_study(study)).set_index(["quantity", "method"])
-    per_image = pd.read_csv(study / "brain_tumor_mri" / "xai_per_image.csv")
+    per_image = pd.read_csv(study / "brain_tumor_figshare" / "xai_per_image.csv")  # where the glioma rows are computed
     for method in ("xgradcam", "gradcam++", "layercam"):
         row = pub.loc[("confidence_increase", method)]
         sel = per_image[(per_image.method == method) & (per_image["class"] == "glioma")]
-        if sel.empty:  # the fake run explains gradcam, xgradcam and layercam only
+        if sel.empty:  # the fake run explains gradcam, xgradcam, eigengradcam and layercam only
             assert np.isnan(row["share_rising"])
             continue
         per = sel.groupby("path")[["confidence_increase", "increase_in_confidence_pct"]].mean()
@@ -163,6 +174,53 @@ def test_report_shows_epochs_per_model_and_what_the_cap_left_out(study):
     assert "densenet121: 4, resnet50: 8" in text and "densenet121: 2 (half of epochs), resnet50: 4" in text
     assert ("at most 150 training images per class were used: 300 of 2,637 (11 %; benign 150 of 1,440, "
             "malignant 150 of 1,197)") in text
-    # brain (first column): one value for every model, shown once
+    # the brain sets (the first columns): one value for every model, shown once
     row = next(line for line in text.splitlines() if line.startswith("| max epochs"))
-    assert [cell.strip() for cell in row.strip("|").split("|")] == ["max epochs", "8", "densenet121: 4, resnet50: 8"]
+    assert [cell.strip() for cell in row.strip("|").split("|")] == ["max epochs", "8", "8",
+                                                                    "densenet121: 4, resnet50: 8"]
+
+
+def test_localisation_table_reads_every_cnn_against_the_centre_prior(study):
+    """'Do the maps point at the lesion?': per CNN and map, the mean over masked images (each averaged over
+    its fold models) with a bootstrap interval, marked against the centre prior by the paired test over
+    images; checked against pandas and scipy on the fake Figshare run (ResNet50's XGradCAM clearly above
+    the prior, its EigenGradCAM below; every DenseNet121 method below)."""
+    import numpy as np
+    import pandas as pd
+    from scipy.stats import ttest_rel
+
+    from xai_helpers.report import localisation_notes, localisation_table
+
+    runs = load_study(study)
+    table = localisation_table(runs, ["mask_auroc"], n_boot=500)
+    assert set(table["dataset"]) == {"brain_tumor_figshare"}  # the only run with masks
+    per_image = pd.read_csv(study / "brain_tumor_figshare" / "xai_per_image.csv")
+    per = per_image.groupby(["model", "method", "path"])["mask_auroc"].mean()
+    for row in table.itertuples(index=False):
+        values = per.loc[(row.model, row.method)]
+        assert row.n_images == len(values) == 24
+        assert row.mean == pytest.approx(values.mean())
+        assert row.ci_low < row.mean < row.ci_high
+        half = 1.96 * values.std(ddof=1) / np.sqrt(len(values))  # the normal interval, for scale
+        assert row.ci_high - row.ci_low == pytest.approx(2 * half, rel=0.35)
+    marks = table.set_index(["model", "method"])["vs centre_prior"]
+    for model, method, side in (("resnet50", "xgradcam", ">"), ("resnet50", "eigengradcam", "<"),
+                                ("densenet121", "gradcam", "<")):
+        p = ttest_rel(per.loc[(model, method)], per.loc[(model, "centre_prior")]).pvalue
+        assert p < 1e-4 and marks[(model, method)] == f"{side} ***"
+    assert marks[("resnet50", "centre_prior")] == ""
+    notes = localisation_notes(runs)
+    assert notes[0].startswith("**brain_tumor_figshare**, resnet50 at `layer4`") and "xgradcam 0.88" in notes[0]
+    assert "XGradCAM ranks above EigenGradCAM, as the study says" in notes[0]
+    assert "no CAM method is significantly above the centre prior" in notes[1]
+    text = write_report(study).read_text()
+    assert "## Do the maps point at the lesion?" in text
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in text.splitlines()
+            if line.startswith("| brain_tumor_figshare") and "mask_auroc" in line]
+    assert [r[2] for r in rows] == ["resnet50 (layer4)", "densenet121 (features.denseblock4)"]
+    xgradcam = table.set_index(["model", "method"]).loc[("resnet50", "xgradcam")]
+    assert f"{xgradcam['mean']:.3f} ({xgradcam['ci_low']:.3f}–" in rows[0][3 + list(table["method"]).index("xgradcam")]
+    # a study without masks says so instead of showing an empty table
+    import shutil
+    shutil.rmtree(study / "brain_tumor_figshare")
+    assert "no dataset of this study has lesion masks" in write_report(study).read_text()

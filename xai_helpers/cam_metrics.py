@@ -58,6 +58,7 @@ from torch import nn
 from .blur import gaussian_blur
 from .cams import compute_cams
 from .models import IMAGENET_MEAN, IMAGENET_STD
+from .stats import paired_bootstrap
 
 CONFIDENCE_METRICS = ("confidence_increase", "average_drop_pct", "increase_in_confidence_pct")
 PERTURBATION_METRICS = ("deletion_auc", "insertion_auc", "road_morf", "road_lerf", "road_combined")
@@ -599,3 +600,58 @@ def aggregate_per_class(per_image: pd.DataFrame, metrics: Sequence[str] = ALL_ME
         if (counts != agg["n"]).any():
             agg[f"n_{m}"] = counts
     return agg.reset_index()
+
+
+def localisation_summary(per_image: pd.DataFrame, metrics: Sequence[str] = ("mask_auroc", "pointing_game"),
+                         by_class: bool = False, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """Mean localisation score per explained model, layer and map, with a 95 % bootstrap interval over images.
+
+    Only images with a lesion mask count. Each image's score is first averaged over the fold models
+    that explained it (the unit is the image, as in the paired tests of
+    :func:`xai_helpers.stats.compare_methods`); the interval is the percentile bootstrap of the mean
+    over those images (:func:`xai_helpers.stats.paired_bootstrap`, ``n_boot`` resamples, ``seed``).
+    The baseline maps (:data:`BASELINE_MAPS`) are rows like the CAM methods.
+
+    Parameters
+    ----------
+    per_image : pandas.DataFrame
+        ``xai_per_image.csv``: ``model``, ``layer``, ``method``, ``path``, ``class`` and the metrics.
+    metrics : sequence of str
+        Of :data:`LOCALISATION_METRICS`.
+    by_class : bool
+        Also one row per true class (``group`` = the class; else only ``'all'``).
+    n_boot, seed : int
+        The bootstrap.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``model, layer, method, group, metric, n_images, mean, ci_low, ci_high``; empty without masks.
+
+    Examples
+    --------
+    >>> per_image = pd.DataFrame({"model": "resnet50", "layer": "layer2", "fold": [0, 1] * 4,
+    ...     "method": ["gradcam"] * 4 + ["centre_prior"] * 4, "class": "glioma",
+    ...     "path": ["a", "a", "b", "b"] * 2, "mask_auroc": [0.8, 0.9, 0.6, 0.7, 0.7, 0.7, 0.5, 0.5]})
+    >>> s = localisation_summary(per_image, ["mask_auroc"], n_boot=200)
+    >>> s[["method", "n_images", "mean"]].round(2).values.tolist()
+    [['gradcam', 2, 0.75], ['centre_prior', 2, 0.6]]
+    """
+    metrics = [m for m in metrics if m in per_image.columns]
+    keys = ["model", "layer", "method", "class", "path"]
+    columns = ["model", "layer", "method", "group", "metric", "n_images", "mean", "ci_low", "ci_high"]
+    rows = []
+    for metric in metrics:
+        scored = per_image.dropna(subset=[metric])
+        if scored.empty:
+            continue
+        images = scored.groupby(keys, sort=False)[metric].mean().reset_index()
+        for (model, layer, method), part in images.groupby(["model", "layer", "method"], sort=False):
+            groups = [("all", part)] + ([(str(c), p) for c, p in part.groupby("class", sort=True)] if by_class else [])
+            for group, sub in groups:
+                values = sub[metric].to_numpy(float)
+                boot = paired_bootstrap(lambda v: v.mean(axis=1), values, n_boot=n_boot, seed=seed)
+                rows.append({"model": model, "layer": layer, "method": method, "group": group, "metric": metric,
+                             "n_images": len(values), "mean": float(values.mean()), "ci_low": boot["ci_low"],
+                             "ci_high": boot["ci_high"]})
+    return pd.DataFrame(rows, columns=columns)

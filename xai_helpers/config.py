@@ -89,6 +89,12 @@ def _one_of(name: str, accepted) -> Callable[[Any], Any]:
     return check
 
 
+def _cam_models(value: Any) -> Any:
+    if value == "all":
+        return value
+    return _names("cam_models", lambda: MODEL_NAMES)(value)
+
+
 def _int(name: str, minimum: int, optional: bool = False) -> Callable[[Any], Any]:
     def check(value: Any) -> Any:
         if optional and value is None:
@@ -269,6 +275,11 @@ PARAMETERS: tuple[Param, ...] = (
           "the model notebooks 04, 05 and 07 explain"),
     Param("cam_layer", "layer2", "05", str,
           "target layer (`default`: the architecture's default, `layer4` for ResNet50); `layer2` is 8×8 at 64 px"),
+    Param("cam_models", "all", "05", _cam_models,
+          "the CNNs notebook 05 explains beside `cam_model` (`all`: every CNN in `models`), each at its layer of "
+          "the resolution of `cam_model`'s `cam_layer` (`xai_helpers.models.comparable_layer`: at 64 px and "
+          "`layer2`, DenseNet121 `features.denseblock2`, VGG16 `features.22`, EfficientNet-B0 `features.3`, all "
+          "8×8)", shown="`all`"),
     Param("cam_methods", list(STUDY_METHODS), "05", _names("cam_methods", available_methods),
           "any of `gradcam`, `gradcam++`, `xgradcam`, `eigengradcam`, `eigengradcam_signed`, `layercam`, or a "
           "pytorch-grad-cam method (`scorecam`, `hirescam`, ...)", shown="the five"),

@@ -14,7 +14,7 @@ Examples
 --------
 >>> from xai_helpers.report import load_study
 >>> [r.dataset for r in load_study(example_study())]
-['brain_tumor_mri', 'skin_cancer_isic']
+['brain_tumor_figshare', 'brain_tumor_mri', 'skin_cancer_isic']
 """
 from __future__ import annotations
 
@@ -83,7 +83,7 @@ def example_study() -> Path:
     Examples
     --------
     >>> sorted(p.name for p in example_study().iterdir() if (p / "metrics.csv").is_file())
-    ['brain_tumor_mri', 'skin_cancer_isic']
+    ['brain_tumor_figshare', 'brain_tumor_mri', 'skin_cancer_isic']
     """
     if "example_study" not in _BUILT:
         _BUILT["example_study"] = fake_study(_workdir() / "study")
@@ -94,8 +94,13 @@ def example_study() -> Path:
 FAKE_MODELS = ["resnet50", "densenet121"]
 
 
+#: The target layer of each fake model's localisation rows (the layers of the same resolution at 224 px).
+FAKE_LAYERS = {"resnet50": "layer4", "densenet121": "features.denseblock4"}
+
+
 def fake_run(folder: Path, dataset: str, classes: list[str], accuracy: dict[str, float], ci: dict[str, float],
-             weights: str = "none", image_size: int = 64) -> pd.DataFrame:
+             weights: str = "none", image_size: int = 64,
+             localisation: dict[str, dict[str, float]] | None = None) -> pd.DataFrame:
     """A run folder as notebooks 01-05 leave it, with chosen accuracies and confidence increases, built
     without training.
 
@@ -111,6 +116,10 @@ def fake_run(folder: Path, dataset: str, classes: list[str], accuracy: dict[str,
         CAM method -> mean confidence increase.
     weights : str
     image_size : int
+    localisation : dict, optional
+        Model -> map (CAM method or baseline map) -> mean mask AUROC on masked test images; each image's
+        score is drawn around it, its pointing-game hit with that probability. Without it the run has
+        no lesion masks.
 
     Returns
     -------
@@ -152,6 +161,15 @@ def fake_run(folder: Path, dataset: str, classes: list[str], accuracy: dict[str,
     # confidence increases above stay what the summary tests expect)
     rises = np.random.default_rng(1).random(len(per_image))
     per_image["increase_in_confidence_pct"] = 100.0 * (rises < 3 * per_image["method"].map(ci))
+    if localisation:  # every model explains the same 8 images per class; its own stream, as above
+        draw = np.random.default_rng(2)
+        loc = pd.DataFrame([{"model": m, "fold": f, "layer": FAKE_LAYERS[m], "method": meth, "path": f"{c}_{i}.png",
+                             "class": c, "mask_auroc": float(np.clip(auroc + draw.normal(0, 0.03), 0, 1)),
+                             "pointing_game": float(draw.random() < auroc)}
+                            for m, maps in localisation.items() for f in range(3) for meth, auroc in maps.items()
+                            for c in classes for i in range(8)])
+        keys = ["model", "fold", "layer", "method", "path", "class"]
+        per_image = per_image.merge(loc, on=keys, how="outer")  # baseline maps: localisation columns only
     per_image.to_csv(folder / "xai_per_image.csv", index=False)
     xai = per_image.groupby(["model", "method", "class"]).agg(n=("path", "size"),
                                                               confidence_increase=("confidence_increase", "mean"))
@@ -159,7 +177,8 @@ def fake_run(folder: Path, dataset: str, classes: list[str], accuracy: dict[str,
     (folder / "stats").mkdir()
     tests = pd.concat([compare_models(metrics, ("accuracy", "f1_macro")),
                        compare_predictions(predictions, n_boot=100, n_boot_images=2000),
-                       compare_methods(per_image, ["confidence_increase"])], ignore_index=True)
+                       compare_methods(per_image, ["confidence_increase", "mask_auroc", "pointing_game"])],
+                      ignore_index=True)
     tests.to_csv(folder / "stats" / "paired_tests.csv", index=False)
     (folder / "config.json").write_text(json.dumps({"dataset": dataset, "image_size": image_size, "epochs": 8,
                                                     "cam_model": "resnet50",
@@ -172,7 +191,12 @@ def fake_run(folder: Path, dataset: str, classes: list[str], accuracy: dict[str,
 
 
 def fake_study(root: Path) -> Path:
-    """Two dataset runs (skin cancer, brain tumour) and a folder that is not a run, under ``root``.
+    """Three dataset runs (skin cancer, brain tumour MRI, the Figshare set with lesion masks) and a folder
+    that is not a run, under ``root``.
+
+    On the Figshare run both models are explained and scored against the masks: ResNet50's GradCAM and
+    XGradCAM localise clearly better than the centre prior, its EigenGradCAM worse; no method of
+    DenseNet121's beats the prior.
 
     Parameters
     ----------
@@ -194,5 +218,13 @@ def fake_study(root: Path) -> Path:
     fake_run(root / "brain_tumor_mri", "brain_tumor_mri", ["glioma", "meningioma"],
              {"resnet50": 0.90, "densenet121": 0.91}, {"gradcam": 0.10, "xgradcam": 0.11, "layercam": 0.02},
              weights="imagenet", image_size=224)
+    fake_run(root / "brain_tumor_figshare", "brain_tumor_figshare", ["glioma", "meningioma", "pituitary"],
+             {"resnet50": 0.88, "densenet121": 0.86},
+             {"gradcam": 0.02, "xgradcam": 0.03, "eigengradcam": -0.05, "layercam": 0.01},
+             weights="imagenet", image_size=224,
+             localisation={"resnet50": {"gradcam": 0.86, "xgradcam": 0.88, "eigengradcam": 0.62, "layercam": 0.78,
+                                        "centre_prior": 0.78, "uniform_random": 0.50},
+                           "densenet121": {"gradcam": 0.70, "xgradcam": 0.69, "eigengradcam": 0.71,
+                                           "layercam": 0.72, "centre_prior": 0.78, "uniform_random": 0.50}})
     (root / "notebooks").mkdir()  # a folder without metrics.csv is not a dataset run
     return root

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import os
 import warnings
+import functools
 from pathlib import Path
 from typing import Any
 from urllib.error import URLError
@@ -241,10 +242,12 @@ def get_layer(model: nn.Module, layer: str) -> nn.Module:
         raise ParameterError(f"cam_layer: model has no layer {layer!r}; top-level layers: {', '.join(names)}") from None
 
 
+@functools.lru_cache(maxsize=256)
 def feature_map_size(name: str, image_size: int, layer: str | None = None) -> tuple[int, int]:
     """Spatial size of ``layer``'s output for a square input, computed without any arithmetic work.
 
-    The model is built on PyTorch's ``meta`` device, so this is instant even for VGG16.
+    The model is built on PyTorch's ``meta`` device, so no memory is used even for VGG16; the answer
+    is cached per ``(name, image_size, layer)``.
     """
     _check_name(name)
     layer = layer or DEFAULT_TARGET_LAYERS[name]
@@ -260,6 +263,51 @@ def feature_map_size(name: str, image_size: int, layer: str | None = None) -> tu
     finally:
         handle.remove()
     return int(shape[0]), int(shape[1])
+
+
+def comparable_layer(name: str, image_size: int, reference_model: str, reference_layer: str) -> str:
+    """The target layer of ``name`` whose map has the resolution of ``reference_model``'s ``reference_layer``.
+
+    Notebook 05 explains every CNN, each at a layer of comparable resolution, so that the maps of
+    different architectures are compared at the same coarseness (a 7x7 map cannot point as finely as a
+    14x14 one). The rule: among ``name``'s :data:`CAM_LAYER_CHOICES`, the deepest whose output has the
+    reference layer's spatial size at ``image_size``; when none has, the one nearest in size (ties: the
+    deeper). ``reference_layer`` ``'default'`` is the reference model's default layer. For the reference
+    model itself, its own layer.
+
+    Parameters
+    ----------
+    name : str
+        One of :data:`MODEL_NAMES`.
+    image_size : int
+        Side of the square input in pixels.
+    reference_model, reference_layer : str
+        The explained model and layer the others follow (``cam_model``, ``cam_layer``).
+
+    Returns
+    -------
+    str
+        A module name of ``name``.
+
+    Examples
+    --------
+    >>> [comparable_layer(m, 64, "resnet50", "layer2") for m in MODEL_NAMES]
+    ['layer2', 'features.denseblock2', 'features.22', 'features.3']
+    >>> [comparable_layer(m, 224, "resnet50", "default") for m in MODEL_NAMES]  # VGG16 has no 7x7 choice
+    ['layer4', 'features.denseblock4', 'features.29', 'features.8']
+    """
+    _check_name(name)
+    _check_name(reference_model)
+    if reference_layer in (None, "default"):
+        reference_layer = DEFAULT_TARGET_LAYERS[reference_model]
+    if name == reference_model:
+        return reference_layer
+    target = feature_map_size(reference_model, image_size, reference_layer)[0]
+    choices = CAM_LAYER_CHOICES[name]
+    sizes = [feature_map_size(name, image_size, layer)[0] for layer in choices]
+    # deepest first, so that ties go to the deeper layer
+    best = min(reversed(range(len(choices))), key=lambda i: abs(sizes[i] - target))
+    return choices[best]
 
 
 def check_image_size(name: str, image_size: int) -> None:

@@ -16,17 +16,18 @@ module                 owns
 The statistics it shows are computed in :mod:`xai_helpers.stats`; it reads run folders, so it sits beside
 the steps, and imports none of them.
 """
-from .notes import capped_pool_note, difference_notes, explanation_notes, measured_notes
-from .published import PUBLISHED, PUBLISHED_CAM_SETTING, PUBLISHED_SETTING, PUBLISHED_SOURCE
+from .notes import capped_pool_note, difference_notes, explanation_notes, localisation_notes, measured_notes
+from .published import (PUBLISHED, PUBLISHED_CAM_SETTING, PUBLISHED_COMPUTED_ON, PUBLISHED_SETTING,
+                        PUBLISHED_SOURCE)
 from .study import DatasetRun, find_dataset_runs, load_study, step_config, training_settings
 from .tables import (EXTERNAL_DROP_WARNING, EXTERNAL_ECE_WARNING, baseline_warnings, confidence_readings, external_note,
-                     confidence_table, external_warnings, generalization_summary, performance_table, protocol_table,
-                     published_comparison)
-from .writer import write_report
+                     confidence_table, external_warnings, generalization_summary, localisation_table, performance_table,
+                     protocol_table, published_comparison)
+from .writer import localisation_markdown, write_report
 
-__all__ = ["PUBLISHED", "PUBLISHED_CAM_SETTING", "PUBLISHED_SETTING", "PUBLISHED_SOURCE", "DatasetRun",
+__all__ = ["PUBLISHED", "PUBLISHED_COMPUTED_ON", "PUBLISHED_CAM_SETTING", "PUBLISHED_SETTING", "PUBLISHED_SOURCE", "DatasetRun",
            "find_dataset_runs", "load_study", "step_config", "training_settings", "performance_table",
            "baseline_warnings", "confidence_table", "published_comparison", "confidence_readings", "protocol_table",
            "generalization_summary", "external_warnings", "EXTERNAL_DROP_WARNING", "EXTERNAL_ECE_WARNING",
            "external_note", "difference_notes", "capped_pool_note", "measured_notes", "explanation_notes",
-           "write_report"]
+           "localisation_table", "localisation_notes", "localisation_markdown", "write_report"]

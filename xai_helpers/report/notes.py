@@ -4,10 +4,15 @@ from __future__ import annotations
 
 
 
+import numpy as np
+import pandas as pd
+
 from ..baselines import cnn_rows
+from ..stats import pair_p_adjusted
 from ..evaluation import LARGE_GAP, validation_test_gap
 from .published import PUBLISHED_SETTING
 from .study import DatasetRun
+from .tables import localisation_table
 
 
 def difference_notes(runs: list[DatasetRun]) -> list[str]:
@@ -175,4 +180,75 @@ def explanation_notes(runs: list[DatasetRun]) -> list[str]:
             notes.append(f"**{r.dataset}**: at ResNet50's `layer4` the gradient is spatially constant (global average "
                          f"pooling, then one linear layer), so GradCAM and XGradCAM give the same map and the same "
                          f"numbers there.")
+    return notes
+
+
+def localisation_notes(runs: list[DatasetRun], table: pd.DataFrame | None = None,
+                       metric: str = "mask_auroc") -> list[str]:
+    """One sentence per dataset and explained CNN: which CAM methods point at the lesion better than the
+    centre prior (significantly, Holm-adjusted paired t over images), and whether XGradCAM ranks above
+    EigenGradCAM as the study says.
+
+    Parameters
+    ----------
+    runs : list of DatasetRun
+        From :func:`load_study`.
+    table : pandas.DataFrame, optional
+        :func:`~xai_helpers.report.tables.localisation_table` of ``runs`` (computed when not given).
+    metric : str
+        The score the sentences are about (default the threshold-free mask AUROC).
+
+    Returns
+    -------
+    list of str
+        Markdown; empty when no run has lesion masks.
+
+    Examples
+    --------
+    >>> from xai_helpers.examples import example_study
+    >>> from xai_helpers.report import load_study
+    >>> notes = localisation_notes(load_study(example_study()))
+    >>> print(notes[0][:118])
+    **brain_tumor_figshare**, resnet50 at `layer4` (mask AUROC, 24 images with a mask): above the centre prior (0.776), si
+    >>> "as the study says" in notes[0], "no CAM method is significantly above" in notes[1]
+    (True, True)
+    """
+    table = localisation_table(runs, (metric,)) if table is None else table
+    if table.empty:
+        return []
+    by_dataset = {r.dataset: r for r in runs}
+    label = {"mask_auroc": "mask AUROC", "pointing_game": "pointing game"}.get(metric, metric)
+    notes = []
+    for (dataset, model, layer), part in table[table["metric"] == metric].groupby(["dataset", "model", "layer"],
+                                                                                  sort=False):
+        rows = part.set_index("method")
+        if "centre_prior" not in rows.index:
+            continue
+        prior = rows.loc["centre_prior", "mean"]
+        cams = rows.drop(index=[m for m in ("centre_prior", "uniform_random") if m in rows.index])
+        above = [f"{m} {v:.3f}" for m, v, k in zip(cams.index, cams["mean"], cams["vs centre_prior"]) if k.startswith(">")]
+        below = [f"{m} {v:.3f}" for m, v, k in zip(cams.index, cams["mean"], cams["vs centre_prior"]) if k.startswith("<")]
+        rest = [f"{m} {v:.3f}" for m, v, k in zip(cams.index, cams["mean"], cams["vs centre_prior"])
+                if not k.startswith((">", "<"))]
+        head = (f"**{dataset}**, {model} at `{layer}` ({label}, {int(rows['n_images'].max())} images with a mask): ")
+        if above:
+            text = f"above the centre prior ({prior:.3f}), significantly: {', '.join(above)}"
+        else:
+            text = f"no CAM method is significantly above the centre prior ({prior:.3f})"
+        if rest:
+            text += f"; not significantly different from it: {', '.join(rest)}"
+        if below:
+            text += f"; significantly below it: {', '.join(below)}"
+        if {"xgradcam", "eigengradcam"} <= set(cams.index):
+            x, e = cams.loc["xgradcam", "mean"], cams.loc["eigengradcam", "mean"]
+            p = pair_p_adjusted(by_dataset[dataset].tests, "cams", "all", metric, "paired_t", "xgradcam",
+                                "eigengradcam", cam_model=str(model), cam_layer=str(layer))
+            p_text = f"Holm-adjusted paired t p = {p:.2g}" if p is not None and np.isfinite(p) else "not tested"
+            if p is not None and np.isfinite(p) and p < 0.05:
+                verdict = ("XGradCAM ranks above EigenGradCAM, as the study says" if x > e else
+                           "XGradCAM ranks below EigenGradCAM, against the study's claim")
+            else:
+                verdict = "XGradCAM and EigenGradCAM do not differ significantly (the study ranks XGradCAM above)"
+            text += f". {verdict} ({x:.3f} vs {e:.3f}, {p_text})"
+        notes.append(head + text + ".")
     return notes

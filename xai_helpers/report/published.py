@@ -30,3 +30,11 @@ PUBLISHED_SETTING = ("ImageNet-pretrained CNNs at 224 px on the datasets' publis
 
 #: Where the study explained ResNet50 (pytorch-grad-cam's default target layer, the ImageNet input size).
 PUBLISHED_CAM_SETTING = {"layer": "layer4", "image_size": 224}
+
+
+#: Where a published number's dataset has a better stand-in in the study folder, the dataset it is computed
+#: on instead: the study's glioma confidence increases come from a brain MRI set, and on the Bhuvaji copy
+#: (``brain_tumor_mri``), whose test split is shifted from its training split, every CNN misses most
+#: gliomas, so its glioma maps explain a classifier that fails on them. The Figshare set (Cheng 2017) is
+#: the source most public brain MRI sets re-use, split by patient here.
+PUBLISHED_COMPUTED_ON = {("confidence_increase", "brain_tumor_mri"): "brain_tumor_figshare"}

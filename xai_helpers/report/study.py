@@ -48,7 +48,7 @@ class DatasetRun:
     >>> from xai_helpers.examples import example_study
     >>> run = load_study(example_study())[0]
     >>> run.dataset, run.root.name, len(run.metrics), run.config["image_size"]
-    ('brain_tumor_mri', 'brain_tumor_mri', 6, 224)
+    ('brain_tumor_figshare', 'brain_tumor_figshare', 6, 224)
     """
 
     name: str
@@ -90,7 +90,7 @@ def find_dataset_runs(study_dir: str | Path) -> list[Path]:
     >>> from xai_helpers.examples import example_study
     >>> study = example_study()
     >>> [p.name for p in find_dataset_runs(study)], find_dataset_runs(study / "skin_cancer_isic")[0].name
-    (['brain_tumor_mri', 'skin_cancer_isic'], 'skin_cancer_isic')
+    (['brain_tumor_figshare', 'brain_tumor_mri', 'skin_cancer_isic'], 'skin_cancer_isic')
     """
     study_dir = Path(study_dir)
     if (study_dir / "metrics.csv").is_file():
@@ -124,7 +124,7 @@ def load_study(study_dir: str | Path) -> list[DatasetRun]:
     --------
     >>> from xai_helpers.examples import example_study
     >>> [r.dataset for r in load_study(example_study())]
-    ['brain_tumor_mri', 'skin_cancer_isic']
+    ['brain_tumor_figshare', 'brain_tumor_mri', 'skin_cancer_isic']
     """
     folders = find_dataset_runs(study_dir)
     if not folders:

@@ -8,10 +8,11 @@ import numpy as np
 import pandas as pd
 
 from ..config import RECORDED_BEFORE
+from ..cam_metrics import BASELINE_MAPS, localisation_summary
 from ..baselines import baseline_verdict, best_baseline, best_cnn, cnn_rows, is_baseline
 from ..stats import (FOLD_TEST, HEADLINE_TEST, pair_p_adjusted, paired_bootstrap, significance_mark, summary_table,
                      wilson_interval)
-from .published import PUBLISHED, PUBLISHED_CAM_SETTING
+from .published import PUBLISHED, PUBLISHED_CAM_SETTING, PUBLISHED_COMPUTED_ON
 from .study import DatasetRun
 
 
@@ -140,6 +141,8 @@ def confidence_table(runs: list[DatasetRun], metric: str = "confidence_increase"
         # xai_metrics.csv: mean per (model, method, class) over every fold's images
         for (model, cls), part in r.xai.groupby(["model", "class"], sort=True):
             values = part.set_index("method")[metric].dropna()  # the localisation baselines have no confidence
+            if values.empty:
+                continue
             best = str(values.idxmax())
             for method, value in values.items():
                 mark = "ref" if method == best else _mark(r.tests, "cams", str(cls), metric, "paired_t", method,
@@ -147,6 +150,87 @@ def confidence_table(runs: list[DatasetRun], metric: str = "confidence_increase"
                 rows.append({"dataset": r.dataset, "model": model, "class": cls, "method": method,
                              metric: float(value), "mark": mark, "n": int(part.set_index("method").loc[method, "n"])})
     return pd.DataFrame(rows)
+
+
+#: The localisation scores of the report's "Do the maps point at the lesion?" table, threshold-free first.
+LOCALISATION_SHOWN = ("mask_auroc", "pointing_game")
+
+
+def localisation_table(runs: list[DatasetRun], metrics=LOCALISATION_SHOWN, n_boot: int = 2000) -> pd.DataFrame:
+    """Do the maps point at the lesion? Mean localisation score per dataset, explained CNN and map, with its
+    95 % bootstrap interval over the masked images (:func:`xai_helpers.cam_metrics.localisation_summary`),
+    and the maps that ignore the image (``centre_prior``, ``uniform_random``) as rows beside the CAM methods.
+
+    ``vs centre_prior``: the Holm-adjusted paired t-test over images of the method against the centre
+    prior (``stats/paired_tests.csv``, the family of that CNN and layer), as a mark with the direction:
+    ``>`` (above the prior), ``<`` (below), ``ns`` or ``n/a``.
+
+    Parameters
+    ----------
+    runs : list of DatasetRun
+        From :func:`load_study`.
+    metrics : sequence of str
+        Localisation columns of ``xai_per_image.csv``.
+    n_boot : int
+        Bootstrap resamples (seed 0).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``dataset, model, layer, metric, method, n_images, mean, ci_low, ci_high, vs centre_prior``; empty
+        when no run has lesion masks.
+
+    Examples
+    --------
+    >>> from xai_helpers.examples import example_study
+    >>> from xai_helpers.report import load_study
+    >>> loc = localisation_table(load_study(example_study()), ["mask_auroc"], n_boot=200)
+    >>> sorted(set(loc["dataset"])), sorted(set(loc["model"]))
+    (['brain_tumor_figshare'], ['densenet121', 'resnet50'])
+    >>> r = loc[loc["model"] == "resnet50"].set_index("method")
+    >>> r.loc["xgradcam", "vs centre_prior"], r.loc["eigengradcam", "vs centre_prior"]
+    ('> ***', '< ***')
+    """
+    parts = []
+    for r in runs:
+        if r.per_image.empty:
+            continue
+        summary = localisation_summary(r.per_image, metrics, n_boot=n_boot)
+        if summary.empty:
+            continue
+        marks = []
+        for row in summary.itertuples(index=False):
+            if row.method in BASELINE_MAPS:
+                marks.append("")
+                continue
+            p = pair_p_adjusted(r.tests, "cams", "all", row.metric, "paired_t", row.method, "centre_prior",
+                                cam_model=str(row.model), cam_layer=str(row.layer))
+            prior = summary[(summary["model"] == row.model) & (summary["layer"] == row.layer)
+                            & (summary["metric"] == row.metric) & (summary["method"] == "centre_prior")]
+            if p is None or prior.empty:
+                marks.append("n/a")
+                continue
+            mark = significance_mark(p)
+            side = ">" if row.mean > prior["mean"].iloc[0] else "<"
+            marks.append(mark if mark in ("ns", "n/a") else f"{side} {mark}")
+        summary["vs centre_prior"] = marks
+        # the explained model first, the others as trained; the CAM methods as asked for, the baselines last
+        models = [r.config.get("cam_model")] + list(r.config.get("models") or [])
+        methods = list(r.config.get("cam_methods") or []) + list(BASELINE_MAPS)
+
+        def rank(order: list, values: pd.Series) -> pd.Series:
+            return values.map(lambda v: order.index(v) if v in order else len(order))
+
+        summary = summary.sort_values(["metric", "model", "method"], key=lambda col: (
+            rank(list(metrics), col) if col.name == "metric" else rank(models, col) if col.name == "model"
+            else rank(methods[:-2], col) + 100 * col.isin(BASELINE_MAPS) if col.name == "method" else col),
+            kind="stable")
+        summary.insert(0, "dataset", r.dataset)
+        parts.append(summary.drop(columns="group"))
+    if not parts:
+        return pd.DataFrame()
+    return pd.concat(parts, ignore_index=True)[["dataset", "model", "layer", "metric", "method", "n_images", "mean",
+                                                "ci_low", "ci_high", "vs centre_prior"]]
 
 
 def published_comparison(runs: list[DatasetRun]) -> pd.DataFrame:
@@ -160,8 +244,10 @@ def published_comparison(runs: list[DatasetRun]) -> pd.DataFrame:
     Returns
     -------
     pandas.DataFrame
-        One row per published number (:data:`PUBLISHED`): ``ours``, its Wilson interval
-        (accuracy), ``n``, ``difference`` and the source; ``ours`` is NaN for a dataset not in the study.
+        One row per published number (:data:`PUBLISHED`): ``computed_on`` (the dataset ours is computed
+        on: the published one, or its stand-in of :data:`PUBLISHED_COMPUTED_ON` when the study holds it:
+        the glioma rows on the Figshare set), ``ours``, its Wilson interval (accuracy), ``n``,
+        ``difference`` and the source; ``ours`` is NaN for a dataset not in the study.
 
     Examples
     --------
@@ -170,11 +256,16 @@ def published_comparison(runs: list[DatasetRun]) -> pd.DataFrame:
     >>> pub = published_comparison(load_study(example_study()))
     >>> pub.loc[pub["quantity"] == "accuracy", ["published", "ours"]].round(4).values.tolist()
     [[0.8631, 0.8]]
+    >>> sorted(set(pub.loc[pub["class"] == "glioma", "computed_on"]))
+    ['brain_tumor_figshare']
     """
     rows = []
     by_dataset = {r.dataset: r for r in runs}
     for pub in PUBLISHED.to_dict("records"):
-        r = by_dataset.get(pub["dataset"])
+        computed_on = PUBLISHED_COMPUTED_ON.get((pub["quantity"], pub["dataset"]), pub["dataset"])
+        if computed_on not in by_dataset:
+            computed_on = pub["dataset"]
+        r = by_dataset.get(computed_on)
         ours, spread, n, n_test = np.nan, np.nan, 0, 0
         lo = hi = np.nan
         if r is not None and pub["quantity"] == "accuracy":
@@ -195,7 +286,7 @@ def published_comparison(runs: list[DatasetRun]) -> pd.DataFrame:
                 n = int(sel["n_images"].iloc[0] if "n_images" in sel else sel["n"].iloc[0])
             readings = confidence_readings(r, pub["model"], pub["method"], pub["class"], pub["published"])
             lo, hi = readings.pop("change_ci_low", np.nan), readings.pop("change_ci_high", np.nan)
-        rows.append({**{k: v for k, v in pub.items() if k != "source"}, "ours": ours, "ours_std": spread,
+        rows.append({**{k: v for k, v in pub.items() if k != "source"}, "computed_on": computed_on, "ours": ours, "ours_std": spread,
                      "ours_ci_low": lo, "ours_ci_high": hi, "n": n, "n_test": n_test,
                      "difference": ours - pub["published"] if np.isfinite(ours) else np.nan,
                      "difference_ci": (f"[{lo - pub['published']:+.4f}, {hi - pub['published']:+.4f}]"

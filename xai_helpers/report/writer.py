@@ -14,11 +14,12 @@ import pandas as pd
 from ..atomic import write_text_atomic
 from ..runfolder import RunFolder
 from ..stats import FOLD_TEST, HEADLINE_TEST
-from .notes import difference_notes, explanation_notes
+from .notes import difference_notes, explanation_notes, localisation_notes
 from .published import PUBLISHED_SOURCE
 from .study import DatasetRun, load_study
 from .tables import (EXTERNAL_DROP_WARNING, EXTERNAL_ECE_WARNING, baseline_warnings, confidence_table,
-                     generalization_summary, performance_table, protocol_table, published_comparison)
+                     generalization_summary, localisation_table, performance_table, protocol_table,
+                     published_comparison)
 
 #: The report's text with ``string.Template`` placeholders.
 TEMPLATE = files(__package__).joinpath("report.md.template")
@@ -63,8 +64,10 @@ def write_report(study_dir: str | Path, runs: list[DatasetRun] | None = None) ->
         confidence = "_(notebook 05 has not run)_"
     else:
         wide = conf.assign(cell=conf.apply(lambda r: f"{r['confidence_increase']:.4f} {r['mark']}".strip(), axis=1))
-        wide = wide.pivot_table(index=["dataset", "method"], columns="class", values="cell", aggfunc="first")
+        wide = wide.pivot_table(index=["dataset", "model", "method"], columns="class", values="cell",
+                                aggfunc="first", sort=False)
         confidence = _markdown(wide.reset_index())
+    loc = localisation_table(runs)
     explained = sorted({str(r.config.get("cam_model")) for r in runs if r.config.get("cam_model")}) or ["?"]
     text = Template(TEMPLATE.read_text(encoding="utf-8")).substitute(
         datasets=", ".join(r.dataset for r in runs), study_dir=study_dir,
@@ -72,6 +75,7 @@ def write_report(study_dir: str | Path, runs: list[DatasetRun] | None = None) ->
         headline_test=HEADLINE_TEST, fold_test=FOLD_TEST, performance=_markdown(performance_table(runs)),
         baseline_warnings=_bullets(baseline_warnings(runs)), explained=", ".join(explained),
         explanation_notes=_bullets(explanation_notes(runs)), confidence=confidence,
+        localisation=localisation_markdown(loc), localisation_notes=_bullets(localisation_notes(runs, loc)),
         published=_markdown(published_comparison(runs)), published_source=PUBLISHED_SOURCE,
         difference_notes=_bullets(difference_notes(runs)), external_drop=EXTERNAL_DROP_WARNING,
         external_ece=EXTERNAL_ECE_WARNING,
@@ -79,6 +83,29 @@ def write_report(study_dir: str | Path, runs: list[DatasetRun] | None = None) ->
     path = RunFolder(study_dir).report_file
     write_text_atomic(path, text)
     return path
+
+
+def localisation_markdown(table: pd.DataFrame) -> str:
+    """The localisation table as the report shows it: one row per dataset, score and explained CNN (with its
+    layer), one column per map, each cell ``mean (low–high) mark`` (the mark against the centre prior).
+
+    Examples
+    --------
+    >>> from xai_helpers.examples import example_study
+    >>> from xai_helpers.report import load_study, localisation_table
+    >>> text = localisation_markdown(localisation_table(load_study(example_study()), ["mask_auroc"], n_boot=200))
+    >>> [c.strip() for c in text.splitlines()[0].split("|")[1:5]]
+    ['dataset', 'score', 'CNN (layer)', 'eigengradcam']
+    """
+    if table.empty:
+        return "_(no dataset of this study has lesion masks, or notebook 05 has not run)_"
+    cells = table.assign(
+        cell=[f"{m:.3f} ({lo:.3f}–{hi:.3f}) {k}".strip()
+              for m, lo, hi, k in zip(table["mean"], table["ci_low"], table["ci_high"], table["vs centre_prior"])],
+        **{"CNN (layer)": table["model"] + " (" + table["layer"] + ")", "score": table["metric"]})
+    wide = cells.pivot_table(index=["dataset", "score", "CNN (layer)"], columns="method", values="cell",
+                             aggfunc="first", sort=False)
+    return _markdown(wide.reset_index().rename_axis(columns=None))
 
 
 def _bullets(lines: list[str]) -> str:

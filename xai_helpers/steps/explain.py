@@ -20,7 +20,7 @@ from ..cam_metrics import (LOCALISATION_METRICS, aggregate_per_class, baseline_m
                            deletion_insertion, localisation_metrics, randomisation_check, road)
 from ..cams import compute_cams, resolve_target_layer
 from ..data.prepared import PreparedData, explanation_sample
-from ..models import feature_map_size
+from ..models import comparable_layer, feature_map_size
 from ..runfolder import RunFolder
 from ..inference import BatchPipeline, load_checkpoint, resolve_device
 from ..errors import RunFolderError
@@ -134,36 +134,85 @@ def explain_examples(data: PreparedData, params: dict[str, Any], per_class: int 
                              rows, x, maps, probs, labels)
 
 
+def explained_models(params: dict[str, Any], trained: Sequence[str]) -> list[tuple[str, str]]:
+    """The CNNs notebook 05 explains, each with its target layer: ``cam_model`` at ``cam_layer`` first,
+    then every CNN of ``cam_models`` at the layer of the same resolution
+    (:func:`xai_helpers.models.comparable_layer`).
+
+    Parameters
+    ----------
+    params : dict
+        Resolved notebook parameters: ``cam_model``, ``cam_layer``, ``cam_models``, ``models``,
+        ``image_size``.
+    trained : sequence of str
+        The models with fold rows in ``metrics.csv``.
+
+    Returns
+    -------
+    list of (model, layer)
+
+    Raises
+    ------
+    RunFolderError
+        When ``cam_model``, or a CNN named in ``cam_models``, has not been trained.
+
+    Examples
+    --------
+    >>> params = {"cam_model": "resnet50", "cam_layer": "layer2", "cam_models": "all", "image_size": 64,
+    ...           "models": ["vgg16", "resnet50", "efficientnet_b0"]}
+    >>> explained_models(params, ["resnet50", "vgg16", "efficientnet_b0", "baseline_hgb"])
+    [('resnet50', 'layer2'), ('vgg16', 'features.22'), ('efficientnet_b0', 'features.3')]
+    >>> explained_models({**params, "cam_models": []}, ["resnet50"])
+    [('resnet50', 'layer2')]
+    """
+    cam_model = params["cam_model"]
+    trained = set(trained)
+    if cam_model not in trained:
+        raise RunFolderError(f"metrics.csv: no trained {cam_model}; run notebook 02 with {cam_model} in models "
+                             f"first")
+    wanted = params.get("cam_models", [])
+    if wanted == "all":
+        wanted = [m for m in params["models"] if m in trained]
+    missing = [m for m in wanted if m not in trained]
+    if missing:
+        raise RunFolderError(f"metrics.csv: cam_models {missing} have not been trained; run notebook 02 with them "
+                             f"in models, or leave them out of cam_models")
+    names = [cam_model] + [m for m in wanted if m != cam_model]
+    return [(m, comparable_layer(m, params["image_size"], cam_model, params["cam_layer"])) for m in names]
+
+
 def rate_explanations(data: PreparedData, params: dict[str, Any], costly_per_class: int = 2,
                         n_steps: int = 16, progress: bool = True) -> pd.DataFrame:
-    """CAMs and explanation metrics of ``params['cam_model']`` on sampled test images, every fold.
+    """CAMs and explanation metrics of every explained CNN on sampled test images, every fold.
 
-    For each fold's best checkpoint: the maps of every method in ``params['cam_methods']`` at
-    ``params['cam_layer']`` for ``explain_per_class`` test images per class (one
-    forward/backward per batch), confidence metrics for all of them, localisation metrics where
-    lesion masks exist, and deletion/insertion AUC on the first ``costly_per_class`` of them per
-    class (each costs ``2 * (n_steps + 1)`` forwards per image and method), ROAD (18 imputations
-    and forwards per image and method) and the cascading randomisation check on the same subsample.
+    The explained CNNs are :func:`explained_models`: ``params['cam_model']`` at ``params['cam_layer']``
+    and the CNNs of ``params['cam_models']`` at the layer of the same resolution. For each of their
+    fold checkpoints: the maps of every method in ``params['cam_methods']`` for
+    ``explain_per_class`` test images per class (one forward/backward per batch), confidence metrics
+    for all of them, localisation metrics where lesion masks exist, and deletion/insertion AUC on the
+    first ``costly_per_class`` of them per class (each costs ``2 * (n_steps + 1)`` forwards per image
+    and method), ROAD (18 imputations and forwards per image and method) and the cascading
+    randomisation check on the same subsample. Every CNN explains the same images.
 
     Parameters
     ----------
     data : PreparedData
         From :func:`~xai_helpers.steps.load_prepared`.
     params : dict
-        Resolved notebook parameters: ``run_dir``, ``cam_model``, ``cam_layer``, ``cam_methods``,
-        ``explain_per_class``, ``seed``, ``device``.
+        Resolved notebook parameters: ``run_dir``, ``cam_model``, ``cam_layer``, ``cam_models``,
+        ``models``, ``image_size``, ``cam_methods``, ``explain_per_class``, ``seed``, ``device``.
     costly_per_class : int
         Images per class for deletion/insertion, ROAD and the randomisation check.
     n_steps : int
         Steps of the deletion and insertion curves.
     progress : bool
-        tqdm bar over the folds.
+        tqdm bar over the (model, fold) checkpoints.
 
     Returns
     -------
     pandas.DataFrame
-        One row per fold, method and image (written to ``xai_per_image.csv``); where the images have
-        lesion masks, also one row per fold, image and map that ignores the image
+        One row per model, fold, method and image (written to ``xai_per_image.csv``); where the
+        images have lesion masks, also one row per model, fold, image and map that ignores the image
         (:data:`~xai_helpers.cam_metrics.BASELINE_MAPS`: ``centre_prior``, ``uniform_random``) with the
         localisation scores only, so each method's can be tested against them. The aggregate goes
         to ``xai_metrics.csv``, the randomisation curves to ``xai_randomisation.csv``.
@@ -186,7 +235,6 @@ def rate_explanations(data: PreparedData, params: dict[str, Any], costly_per_cla
     """
     run = RunFolder(params["run_dir"])
     run.claim()
-    model_name = params["cam_model"]
     device = resolve_device(params["device"])
     pipeline = BatchPipeline(data.images, device)
     rows = explanation_sample(data, params["explain_per_class"], params["seed"])
@@ -197,62 +245,71 @@ def rate_explanations(data: PreparedData, params: dict[str, Any], costly_per_cla
         is_costly[np.flatnonzero(labels == c)[:costly_per_class]] = True
     masks = data.mask_array(rows)
     x = pipeline.batch(torch.as_tensor(rows))
-    records = []
+    metrics_df = pd.read_csv(run.metrics_file) if run.metrics_file.is_file() else pd.DataFrame(columns=["model", "fold"])
+    jobs = [(model_name, layer, int(fold)) for model_name, layer in explained_models(params, metrics_df["model"])
+            for fold in sorted(metrics_df.loc[metrics_df["model"] == model_name, "fold"].unique())]
+    records: list[dict[str, Any]] = []
     curves: list[pd.DataFrame] = []
-    metrics_df = pd.read_csv(run.metrics_file) if run.metrics_file.is_file() else None
-    folds = sorted(metrics_df.loc[metrics_df["model"] == model_name, "fold"].unique()) if metrics_df is not None else []
-    if not folds:
-        raise RunFolderError(f"{run.metrics_file}: no trained {model_name}; run notebook 02 with "
-                                f"{model_name} in models first")
-    for fold in tqdm(folds, desc=f"explaining {model_name}", disable=not progress):
-        net, meta = load_checkpoint(run.checkpoint_dir(model_name, int(fold)) / "best.pt", device)
-        _, layer_name = resolve_target_layer(net, params["cam_layer"])
-        maps, probs = compute_cams(net, x, params["cam_methods"], target_layer=layer_name)
-        targets = probs.argmax(axis=1)
-        conf = confidence_metrics(net, x, maps, targets, probs=probs, mean=meta["mean"], std=meta["std"])
-        sel = np.flatnonzero(is_costly)
-        sub_maps = {m: v[sel] for m, v in maps.items()}
-        perturb = deletion_insertion(net, x[sel], sub_maps, targets[sel], n_steps=n_steps)
-        roads = road(net, x[sel], sub_maps, targets[sel], seed=params["seed"])
-        for m in roads:
-            perturb[m].update(roads[m])
-        rand = randomisation_check(net, model_name, x[sel], params["cam_methods"], layer_name, targets[sel],
-                                   seed=params["seed"])
-        rand["path"] = data.splits["path"].to_numpy()[rows[sel]][rand["image"].to_numpy()]
-        rand.insert(0, "fold", int(fold))
-        rand.insert(0, "model", model_name)
-        curves.append(rand.drop(columns="image"))
-        final = rand[rand["step"] == rand["step"].max()].set_index(["method", "image"])["spearman"]
-        for m in perturb:
-            perturb[m]["randomisation_spearman"] = np.array([final[(m, i)] for i in range(len(sel))])
-        # what identifies a row, for the CAM methods and the baseline maps alike
-        head = {"model": model_name, "fold": int(fold), "layer": layer_name}
-        image = [{"path": data.splits["path"].iloc[r], "class": data.class_names[data.labels[r]],
-                  "pred": data.class_names[targets[k]], "target": data.class_names[targets[k]],
-                  "target_prob": float(probs[k, targets[k]])} for k, r in enumerate(rows)]
-        for m in params["cam_methods"]:
-            loc = localisation_metrics(maps[m], masks) if masks is not None else {}
-            for k in range(len(rows)):
-                rec = {**head, "method": m, **image[k]}
-                for key in ("confidence_increase", "average_drop_pct", "increase_in_confidence_pct"):
-                    rec[key] = float(conf[m][key][k])
-                for key in ("deletion_auc", "insertion_auc", "road_morf", "road_lerf", "road_combined",
-                            "randomisation_spearman"):
-                    pos = np.flatnonzero(sel == k)
-                    rec[key] = float(perturb[m][key][pos[0]]) if len(pos) else np.nan
-                for key in LOCALISATION_METRICS:
-                    rec[key] = float(loc[key][k]) if loc else np.nan
-                records.append(rec)
-        if masks is not None:  # the maps every method is read against: they ignore the image
-            for m, base in baseline_maps(len(rows), masks.shape[-1], seed=params["seed"]).items():
-                loc = localisation_metrics(base, masks)
-                for k in range(len(rows)):
-                    records.append({**head, "method": m, **image[k],
-                                    **{key: float(loc[key][k]) for key in LOCALISATION_METRICS}})
-        del net
+    for model_name, layer, fold in tqdm(jobs, desc="explaining (model, fold)", disable=not progress):
+        rec, curve = _rate_one_model(run, data, params, model_name, layer, fold, rows, x, masks, is_costly,
+                                     n_steps, device)
+        records += rec
+        curves.append(curve)
     per_image = pd.DataFrame(records)
     run.write_csv(per_image, run.xai_per_image_file)
     run.write_csv(aggregate_per_class(per_image), run.xai_metrics_file)
     if curves:
         run.write_csv(pd.concat(curves, ignore_index=True), run.xai_randomisation_file)
     return per_image
+
+
+def _rate_one_model(run: RunFolder, data: PreparedData, params: dict[str, Any], model_name: str, layer: str,
+                    fold: int, rows: np.ndarray, x: torch.Tensor, masks: np.ndarray | None, is_costly: np.ndarray,
+                    n_steps: int, device: torch.device) -> tuple[list[dict[str, Any]], pd.DataFrame]:
+    """One fold model's rows of ``xai_per_image.csv`` and randomisation curves (:func:`rate_explanations`)."""
+    net, meta = load_checkpoint(run.checkpoint_dir(model_name, fold) / "best.pt", device)
+    _, layer_name = resolve_target_layer(net, layer)
+    maps, probs = compute_cams(net, x, params["cam_methods"], target_layer=layer_name)
+    targets = probs.argmax(axis=1)
+    conf = confidence_metrics(net, x, maps, targets, probs=probs, mean=meta["mean"], std=meta["std"])
+    sel = np.flatnonzero(is_costly)
+    sub_maps = {m: v[sel] for m, v in maps.items()}
+    perturb = deletion_insertion(net, x[sel], sub_maps, targets[sel], n_steps=n_steps)
+    roads = road(net, x[sel], sub_maps, targets[sel], seed=params["seed"])
+    for m in roads:
+        perturb[m].update(roads[m])
+    rand = randomisation_check(net, model_name, x[sel], params["cam_methods"], layer_name, targets[sel],
+                               seed=params["seed"])
+    rand["path"] = data.splits["path"].to_numpy()[rows[sel]][rand["image"].to_numpy()]
+    rand.insert(0, "layer", layer_name)
+    rand.insert(0, "fold", fold)
+    rand.insert(0, "model", model_name)
+    final = rand[rand["step"] == rand["step"].max()].set_index(["method", "image"])["spearman"]
+    for m in perturb:
+        perturb[m]["randomisation_spearman"] = np.array([final[(m, i)] for i in range(len(sel))])
+    # what identifies a row, for the CAM methods and the baseline maps alike
+    head = {"model": model_name, "fold": fold, "layer": layer_name}
+    image = [{"path": data.splits["path"].iloc[r], "class": data.class_names[data.labels[r]],
+              "pred": data.class_names[targets[k]], "target": data.class_names[targets[k]],
+              "target_prob": float(probs[k, targets[k]])} for k, r in enumerate(rows)]
+    records = []
+    for m in params["cam_methods"]:
+        loc = localisation_metrics(maps[m], masks) if masks is not None else {}
+        for k in range(len(rows)):
+            rec = {**head, "method": m, **image[k]}
+            for key in ("confidence_increase", "average_drop_pct", "increase_in_confidence_pct"):
+                rec[key] = float(conf[m][key][k])
+            for key in ("deletion_auc", "insertion_auc", "road_morf", "road_lerf", "road_combined",
+                        "randomisation_spearman"):
+                pos = np.flatnonzero(sel == k)
+                rec[key] = float(perturb[m][key][pos[0]]) if len(pos) else np.nan
+            for key in LOCALISATION_METRICS:
+                rec[key] = float(loc[key][k]) if loc else np.nan
+            records.append(rec)
+    if masks is not None:  # the maps every method is read against: they ignore the image
+        for m, base in baseline_maps(len(rows), masks.shape[-1], seed=params["seed"]).items():
+            loc = localisation_metrics(base, masks)
+            for k in range(len(rows)):
+                records.append({**head, "method": m, **image[k],
+                                **{key: float(loc[key][k]) for key in LOCALISATION_METRICS}})
+    return records, rand.drop(columns="image")
