@@ -59,6 +59,7 @@ class_weighted = False
 precision = 'auto'
 cam_model = 'resnet50'
 cam_layer = 'layer2'
+cam_models = 'all'
 cam_methods = ['gradcam', 'gradcam++', 'xgradcam', 'eigengradcam', 'layercam']
 explain_per_class = 12
 external_data_root = None

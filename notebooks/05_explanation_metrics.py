@@ -23,6 +23,8 @@
 #
 # Each map explains the model's **predicted** class, and every score is the **softmax** probability of that class.
 #
+# The study explains ResNet50 only (`cam_model`); here every CNN of `cam_models` is explained too, each at a target layer of the same resolution as `cam_model`'s `cam_layer` (at 64 px and `layer2`: 8×8 maps for all four), so that "which architecture's maps point at the lesion" can be asked. The confidence tables and figures below are `cam_model`'s; the localisation table has every CNN.
+#
 # Writes `xai_per_image.csv` (one row per model, fold, method and image), `xai_metrics.csv` (mean per model, method and true class) and adds the CAM method pairs to `stats/paired_tests.csv`.
 
 # %% tags=["parameters"]
@@ -54,6 +56,7 @@ class_weighted = False
 precision = 'auto'
 cam_model = 'resnet50'
 cam_layer = 'layer2'
+cam_models = 'all'
 cam_methods = ['gradcam', 'gradcam++', 'xgradcam', 'eigengradcam', 'layercam']
 explain_per_class = 12
 external_data_root = None
@@ -66,26 +69,31 @@ generalization_per_class = 12
 
 # %%
 import pandas as pd
-from IPython.display import display
+from IPython.display import Markdown, display
 
 from xai_helpers import RunFolder
 from xai_helpers.figures import plot_pvalue_heatmap, plot_randomisation, plot_xai_metric
 from xai_helpers.steps import ALL_METRICS, load_prepared, rate_explanations, run_paired_tests
 from xai_helpers.notebook import setup_notebook
+from xai_helpers.report import load_study, localisation_markdown, localisation_notes, localisation_table
 
 params = setup_notebook(globals(), '05 · Explanation metrics')
 run = RunFolder(params['run_dir'])
 
 # %% [markdown]
 # ## Explain the test sample with every fold's model
-# `explain_per_class` test images per class, the same images for every fold and method, so that methods can be compared image by image.
+# `explain_per_class` test images per class, the same images for every CNN, fold and method, so that methods can be compared image by image. The paired tests of every metric between the methods (and against the two maps that ignore the image) are computed here, per CNN and per class.
 
 # %%
 data = load_prepared(params)
-per_image = rate_explanations(data, params)
+all_cnns = rate_explanations(data, params)
+tests = run_paired_tests(params)
+print(all_cnns.groupby(['model', 'layer']).agg(folds=('fold', 'nunique'), methods=('method', 'nunique'),
+                                               images=('path', 'nunique')).to_string())
+# the study's tables and figures: cam_model's
+per_image = all_cnns[all_cnns.model == params['cam_model']]
 xai = pd.read_csv(run.xai_metrics_file)
-print(f'{len(per_image)} rows: {per_image.fold.nunique()} folds x {per_image.method.nunique()} methods x '
-      f'{per_image.path.nunique()} images')
+xai = xai[xai.model == params['cam_model']]
 
 # %% [markdown]
 # ## Confidence increase per method and class
@@ -109,28 +117,36 @@ display(overall.round(4).T)
 
 # %%
 curves = pd.read_csv(run.xai_randomisation_file)
-fig = plot_randomisation(curves, run=run)
+fig = plot_randomisation(curves[curves.model == params['cam_model']], run=run)
 
 # %% [markdown]
 # ## Do the maps point at the lesion?
 # Only images with a lesion mask count (no-lesion images have nothing to point at). Lesions often sit near the centre and can cover much of the image, so a map that ignores the image can "point at the lesion" too: every score is shown beside two such maps, `centre_prior` (a centred Gaussian) and `uniform_random` (seeded noise, whose energy in the mask is the mask's area share and whose mask AUROC is 0.5). A CAM method localises only where it beats them; the paired tests below say where it does. `mask_auroc` needs no threshold: the chance that a lesion pixel outscores a background pixel.
 
+#
+# The table has every explained CNN: the mean over the masked images with its 95 % bootstrap interval, and the paired test against `centre_prior` (`>`/`<`: significantly above/below it, Holm-adjusted; `ns`: not). Below it, one sentence per CNN; the report (notebook 06) shows the same.
+
 # %%
-if per_image['pointing_game'].notna().any():
-    localisation = ['pointing_game', 'energy_in_mask', 'iou', 'mask_auroc']
-    display(per_image.dropna(subset=['pointing_game']).groupby('method')[localisation].mean().round(3))
-    fig = plot_xai_metric(xai.dropna(subset=['pointing_game']), 'pointing_game', run=run)
-else:
+localisation = localisation_table(load_study(run.root))
+if localisation.empty:
     print('no lesion masks in this dataset: localisation metrics are not available')
+else:
+    display(Markdown(localisation_markdown(localisation)))
+    display(Markdown('\n'.join(f'- {note}' for note in localisation_notes(load_study(run.root), localisation))))
+    scores = ['pointing_game', 'energy_in_mask', 'iou', 'mask_auroc']
+    display(per_image.dropna(subset=['pointing_game']).groupby('method')[scores].mean().round(3)
+            .rename_axis(f"{params['cam_model']}: method"))
+    fig = plot_xai_metric(xai.dropna(subset=['pointing_game']), 'pointing_game', run=run)
 
 # %% [markdown]
 # ## Ranking of the methods, with its paired tests
 # Methods are ranked by mean confidence increase; the paired tests say which gaps in the ranking are real. The unit is the image: each image's value is averaged over the fold models before the methods are paired, so `n` is the number of distinct images (Holm-corrected across the method pairs; notebook 03 explains the families).
 
 # %%
-tests = run_paired_tests(params)
 ranking = overall['confidence_increase'].dropna().sort_values(ascending=False)
 display(ranking.rename('mean confidence increase').to_frame())
-cams = tests[(tests.comparison == 'cams') & (tests.group == 'all') & (tests.metric == 'confidence_increase')]
+cams = tests[(tests.comparison == 'cams') & (tests.group == 'all') & (tests.metric == 'confidence_increase')
+             & (tests.cam_model == params['cam_model'])]
 display(cams[['a', 'b', 'test', 'n', 'mean_a', 'mean_b', 'p_value', 'p_adjusted', 'effect_size']].round(4))
-fig = plot_pvalue_heatmap(tests, 'confidence_increase', 'paired_t', comparison='cams', run=run)
+fig = plot_pvalue_heatmap(tests[tests.cam_model == params['cam_model']], 'confidence_increase', 'paired_t',
+                         comparison='cams', run=run)

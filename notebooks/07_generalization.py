@@ -24,7 +24,7 @@
 # 3. **Calibration**: is its confidence still honest there (expected calibration error, 15 bins; reliability diagrams)?
 # 4. **Explanations**: do the CAMs stay put when the image degrades (rank correlation of each corrupted image's map with its clean map, for the same target class)?
 #
-# Writes `generalization.csv` (one row per model, fold and condition), `generalization_reliability.csv`, `generalization_cams.csv` and `generalization_external.json`.
+# Writes `generalization.csv` (one row per model, fold and condition), `generalization_reliability.csv`, `generalization_cams.csv`, `generalization_external.json` and, for an external set with lesion masks, `generalization_localisation.csv`.
 
 # %% tags=["parameters"]
 # Parameters (papermill injects overrides after this cell; names shared by every notebook,
@@ -55,6 +55,7 @@ class_weighted = False
 precision = 'auto'
 cam_model = 'resnet50'
 cam_layer = 'layer2'
+cam_models = 'all'
 cam_methods = ['gradcam', 'gradcam++', 'xgradcam', 'eigengradcam', 'layercam']
 explain_per_class = 12
 external_data_root = None
@@ -138,3 +139,15 @@ if len(stability):
     fig = plot_cam_stability(stability, run=run)
 else:
     print(f"{params['cam_model']} was not trained in this run: no CAMs to compare")
+
+# %% [markdown]
+# ## Do the maps point at the lesion on another hospital's masks?
+# When the external set carries expert lesion masks (`masks/<class>/<stem>.png` beside its images), every CNN that notebook 05 explains is scored on them at the same layer: the same four localisation scores, beside the two maps that ignore the image (`centre_prior`, `uniform_random`). All rows, one per model, fold, method, image and metric, are in `generalization_localisation.csv`; below, the mean over images and folds.
+
+# %%
+if run.generalization_localisation_file.is_file():
+    external_localisation = pd.read_csv(run.generalization_localisation_file)
+    display(external_localisation.pivot_table(index=['model', 'method'], columns='metric', values='value',
+                                              sort=False).round(3))
+else:
+    print('the external set has no lesion masks (or there is no external set): nothing to score')

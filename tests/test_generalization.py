@@ -200,3 +200,53 @@ def test_external_copies_of_training_images_are_counted_and_left_out(tmp_path):
     assert report["images_used"] == 8 and sorted(np.bincount(labels).tolist()) == [2, 2, 2, 2]
     train_images = data.images.reshape(len(data.images), -1).astype(int)
     assert all(np.abs(train_images - img.reshape(-1)).mean(axis=1).min() > 10 for img in images)
+
+
+def test_external_set_with_expert_masks_gets_a_localisation_table(tmp_path):
+    """Notebook 07 on an external `test/<class>/` folder with `masks/<class>/<stem>.png` beside it writes
+    generalization_localisation.csv: one row per model, fold, method (and baseline map), image and
+    metric; the centre prior's mask AUROC is scikit-learn's roc_auc_score of that map against the mask."""
+    import shutil
+
+    import pandas as pd
+    from PIL import Image
+    from sklearn.metrics import roc_auc_score
+
+    from xai_helpers.cam_metrics import BASELINE_MAPS, LOCALISATION_METRICS, baseline_maps
+    from xai_helpers.data.synthetic import SYNTHETIC_CLASSES
+    from xai_helpers.examples import tiny_run
+    from xai_helpers.steps import load_prepared
+    from xai_helpers.steps.stress import run_generalization
+
+    params = tiny_run()
+    # a run folder of our own over the tiny run's checkpoints (the shared one stays as other tests expect it)
+    run = tmp_path / "run"
+    shutil.copytree(params["run_dir"], run, ignore=shutil.ignore_patterns("checkpoints"))
+    (run / "checkpoints").symlink_to(f"{params['run_dir']}/checkpoints")
+    ext = tmp_path / "hospital_b"
+    masked = {}
+    for label, cls in enumerate(SYNTHETIC_CLASSES):
+        (ext / "test" / cls).mkdir(parents=True)
+        (ext / "masks" / cls).mkdir(parents=True)
+        for i in range(2):
+            image, mask = draw_slice(np.random.default_rng([99, label, i]), label, brightness=0.1)
+            Image.fromarray(image).save(ext / "test" / cls / f"b{i}.png")
+            if mask.any():  # no_lesion images have no mask, as in real sets
+                Image.fromarray((mask * 255).astype(np.uint8)).save(ext / "masks" / cls / f"b{i}.png")
+                masked[str(ext / "test" / cls / f"b{i}.png")] = mask
+    params = {**params, "run_dir": str(run), "external_data_root": str(ext), "external_dataset": "auto"}
+    run_generalization(load_prepared(params), params, cam_images_per_class=1, progress=False)
+    table = pd.read_csv(run / "generalization_localisation.csv")
+    assert set(table["path"]) == set(masked)  # only images with a mask
+    assert set(table["metric"]) == set(LOCALISATION_METRICS)
+    assert set(table["method"]) == set(params["cam_methods"]) | set(BASELINE_MAPS)
+    n = len(masked) * (len(params["cam_methods"]) + len(BASELINE_MAPS)) * len(LOCALISATION_METRICS)
+    assert len(table) == n * table["fold"].nunique() and table["fold"].nunique() == 2
+    assert set(table["model"]) == {"resnet50"} and set(table["layer"]) == {params["cam_layer"]}
+    size = params["image_size"]
+    prior = baseline_maps(1, size, seed=0)["centre_prior"][0]
+    auroc = table[(table["method"] == "centre_prior") & (table["metric"] == "mask_auroc")]
+    for path, value in zip(auroc["path"], auroc["value"]):
+        mask = np.asarray(Image.fromarray(masked[path]).resize((size, size), Image.Resampling.NEAREST)) > 0
+        assert value == pytest.approx(roc_auc_score(mask.ravel(), prior.ravel()))
+    assert table["value"].between(0, 1).all()

@@ -52,12 +52,14 @@ def test_confidence_table_and_published_comparison(study):
     figshare = conf[(conf.dataset == "brain_tumor_figshare") & (conf["class"] == "glioma")].set_index("method")
     assert xg["computed_on"] == "brain_tumor_figshare" and xg["published"] == 0.12
     assert xg["ours"] == pytest.approx(figshare.loc["xgradcam", "confidence_increase"])
-    assert figshare.loc["xgradcam", "confidence_increase"] != pytest.approx(glioma.loc["xgradcam", "confidence_increase"])
+    assert (figshare.loc["xgradcam", "confidence_increase"]
+            != pytest.approx(glioma.loc["xgradcam", "confidence_increase"]))
     assert pub.loc[("accuracy", ""), "computed_on"] == "skin_cancer_isic"
     # without it, on the brain MRI set the study names
     import shutil
     shutil.rmtree(study / "brain_tumor_figshare")
-    xg = published_comparison(load_study(study)).set_index(["quantity", "method"]).loc[("confidence_increase", "xgradcam")]
+    pub = published_comparison(load_study(study)).set_index(["quantity", "method"])
+    xg = pub.loc[("confidence_increase", "xgradcam")]
     assert xg["computed_on"] == "brain_tumor_mri"
     assert xg["ours"] == pytest.approx(glioma.loc["xgradcam", "confidence_increase"])
 

@@ -29,7 +29,7 @@ import os
 import warnings
 import functools
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 from urllib.error import URLError
 
 import pandas as pd
@@ -38,7 +38,8 @@ import torchvision
 from torch import nn
 
 from .checkpoints import read_checkpoint
-from .errors import CheckpointMismatchError, CorruptWeightsError, ParameterError, WeightsUnavailableError
+from .errors import (CheckpointMismatchError, CorruptWeightsError, ParameterError, RunFolderError,
+                     WeightsUnavailableError)
 
 MODEL_NAMES = ("resnet50", "densenet121", "vgg16", "efficientnet_b0")
 
@@ -308,6 +309,53 @@ def comparable_layer(name: str, image_size: int, reference_model: str, reference
     # deepest first, so that ties go to the deeper layer
     best = min(reversed(range(len(choices))), key=lambda i: abs(sizes[i] - target))
     return choices[best]
+
+
+def explained_models(params: dict[str, Any], trained: Sequence[str]) -> list[tuple[str, str]]:
+    """The CNNs notebook 05 explains, each with its target layer: ``cam_model`` at ``cam_layer`` first,
+    then every CNN of ``cam_models`` at the layer of the same resolution
+    (:func:`xai_helpers.models.comparable_layer`).
+
+    Parameters
+    ----------
+    params : dict
+        Resolved notebook parameters: ``cam_model``, ``cam_layer``, ``cam_models``, ``models``,
+        ``image_size``.
+    trained : sequence of str
+        The models with fold rows in ``metrics.csv``.
+
+    Returns
+    -------
+    list of (model, layer)
+
+    Raises
+    ------
+    RunFolderError
+        When ``cam_model``, or a CNN named in ``cam_models``, has not been trained.
+
+    Examples
+    --------
+    >>> params = {"cam_model": "resnet50", "cam_layer": "layer2", "cam_models": "all", "image_size": 64,
+    ...           "models": ["vgg16", "resnet50", "efficientnet_b0"]}
+    >>> explained_models(params, ["resnet50", "vgg16", "efficientnet_b0", "baseline_hgb"])
+    [('resnet50', 'layer2'), ('vgg16', 'features.22'), ('efficientnet_b0', 'features.3')]
+    >>> explained_models({**params, "cam_models": []}, ["resnet50"])
+    [('resnet50', 'layer2')]
+    """
+    cam_model = params["cam_model"]
+    trained = set(trained)
+    if cam_model not in trained:
+        raise RunFolderError(f"metrics.csv: no trained {cam_model}; run notebook 02 with {cam_model} in models "
+                             f"first")
+    wanted = params.get("cam_models", [])
+    if wanted == "all":
+        wanted = [m for m in params["models"] if m in trained]
+    missing = [m for m in wanted if m not in trained]
+    if missing:
+        raise RunFolderError(f"metrics.csv: cam_models {missing} have not been trained; run notebook 02 with them "
+                             f"in models, or leave them out of cam_models")
+    names = [cam_model] + [m for m in wanted if m != cam_model]
+    return [(m, comparable_layer(m, params["image_size"], cam_model, params["cam_layer"])) for m in names]
 
 
 def check_image_size(name: str, image_size: int) -> None:

@@ -28,6 +28,9 @@ path                                   what
                                        severity, accuracy, f1_macro, ece, ...`` (notebook 07)
 ``generalization_reliability.csv``     reliability-diagram bins (notebook 07)
 ``generalization_cams.csv``            CAM stability under corruption (notebook 07)
+``generalization_localisation.csv``    localisation on the external set's lesion masks, with the
+                                       baseline maps: one row per model, fold, method, image and
+                                       metric (notebook 07; only for an external set with masks)
 ``generalization_external.json``       the external set: class mapping, training overlap
 ``report.md``                          the study summary (notebook 06; in the study folder)
 ``figures/*.png``                      every figure the notebooks draw
@@ -231,6 +234,10 @@ class RunFolder:
     @property
     def generalization_cams_file(self) -> Path:
         return self.root / "generalization_cams.csv"
+
+    @property
+    def generalization_localisation_file(self) -> Path:
+        return self.root / "generalization_localisation.csv"
 
     @property
     def generalization_shift_file(self) -> Path:

@@ -10,7 +10,7 @@ import warnings
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -19,6 +19,53 @@ from PIL import Image
 from .audit import connected_groups
 from .cache import ImageRows, images_for_rows, square_image
 from .splits import fold_indices
+
+def read_masks(paths: Sequence[str | None], size: int, resize_mode: str | None) -> list[np.ndarray | None]:
+    """Lesion masks at ``size`` x ``size``, each made square by the image's resize rule.
+
+    The rule of :func:`~xai_helpers.data.cache.square_image` (``resize_mode``: squashed, centre-cropped
+    or padded; None: squashed), then nearest-neighbour resizing, so the mask stays on the lesion
+    whatever the rule; any non-zero pixel is inside the lesion. An empty or missing path gives None;
+    a mask file that exists but cannot be read is reported (a warning naming it) and gives None.
+
+    Parameters
+    ----------
+    paths : sequence of str or None
+        One mask file per image (None or ``""``: the image has none).
+    size : int
+        The cache's side in pixels.
+    resize_mode : str or None
+        The cache's resize rule.
+
+    Returns
+    -------
+    list
+        ``(size, size)`` bool arrays, or None per image.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / "m.png"
+    >>> Image.fromarray(np.pad(np.full((4, 8), 255, np.uint8), ((0, 4), (0, 0)))).save(path)  # top half
+    >>> [m if m is None else int(m.sum()) for m in read_masks([str(path), None, ""], 4, "squash")]
+    [8, None, None]
+    """
+    out: list[np.ndarray | None] = []
+    for p in paths:
+        mask = None
+        if isinstance(p, str) and p and Path(p).is_file():
+            try:
+                with Image.open(p) as m:
+                    # the image's resize rule: made square as the image was, then resized
+                    binary = m.convert("L").point(lambda v: 255 if v else 0)
+                    square = square_image(binary, resize_mode) if resize_mode else binary
+                    mask = np.asarray(square.resize((size, size), Image.Resampling.NEAREST)) > 127
+            except (OSError, SyntaxError, ValueError) as err:  # one bad mask never stops the explanations
+                warnings.warn(f"{p}: cannot read the lesion mask ({err}); mask left out, the image's "
+                              f"localisation metrics are NaN", stacklevel=2)
+        out.append(mask)
+    return out
+
 
 @dataclass
 class PreparedData:
@@ -110,24 +157,10 @@ class PreparedData:
         >>> data.masks(np.array([0, 1]))
         [None, None]
         """
-        size = self.images.shape[-1]
-        resize_mode = self.info.get("resize_mode")  # none recorded: stretched, as every image was then
-        out: list[np.ndarray | None] = []
-        for r in np.asarray(rows):
-            p = self.splits["mask"].iloc[r] if "mask" in self.splits.columns else None
-            mask = None
-            if isinstance(p, str) and p and Path(p).is_file():
-                try:
-                    with Image.open(p) as m:
-                        # the image's resize rule: made square as the image was, then resized
-                        binary = m.convert("L").point(lambda v: 255 if v else 0)
-                        square = square_image(binary, resize_mode) if resize_mode else binary
-                        mask = np.asarray(square.resize((size, size), Image.Resampling.NEAREST)) > 127
-                except (OSError, SyntaxError, ValueError) as err:  # one bad mask never stops the explanations
-                    warnings.warn(f"{p}: cannot read the lesion mask ({err}); mask left out, the image's "
-                                  f"localisation metrics are NaN", stacklevel=2)
-            out.append(mask)
-        return out
+        # none recorded: stretched, as every image was then
+        paths = (self.splits["mask"].iloc[np.asarray(rows)].tolist() if "mask" in self.splits.columns
+                 else [None] * len(rows))
+        return read_masks(paths, self.images.shape[-1], self.info.get("resize_mode"))
 
     def mask_array(self, rows: np.ndarray) -> np.ndarray | None:
         """``(B, S, S)`` bool masks of ``rows`` for the localisation metrics: an image without a mask

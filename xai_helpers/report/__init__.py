@@ -25,7 +25,8 @@ from .tables import (EXTERNAL_DROP_WARNING, EXTERNAL_ECE_WARNING, baseline_warni
                      protocol_table, published_comparison)
 from .writer import localisation_markdown, write_report
 
-__all__ = ["PUBLISHED", "PUBLISHED_COMPUTED_ON", "PUBLISHED_CAM_SETTING", "PUBLISHED_SETTING", "PUBLISHED_SOURCE", "DatasetRun",
+__all__ = ["PUBLISHED", "PUBLISHED_COMPUTED_ON", "PUBLISHED_CAM_SETTING", "PUBLISHED_SETTING", "PUBLISHED_SOURCE",
+           "DatasetRun",
            "find_dataset_runs", "load_study", "step_config", "training_settings", "performance_table",
            "baseline_warnings", "confidence_table", "published_comparison", "confidence_readings", "protocol_table",
            "generalization_summary", "external_warnings", "EXTERNAL_DROP_WARNING", "EXTERNAL_ECE_WARNING",

@@ -208,8 +208,8 @@ def localisation_notes(runs: list[DatasetRun], table: pd.DataFrame | None = None
     >>> from xai_helpers.examples import example_study
     >>> from xai_helpers.report import load_study
     >>> notes = localisation_notes(load_study(example_study()))
-    >>> print(notes[0][:118])
-    **brain_tumor_figshare**, resnet50 at `layer4` (mask AUROC, 24 images with a mask): above the centre prior (0.776), si
+    >>> print(notes[0][:100])
+    **brain_tumor_figshare**, resnet50 at `layer4` (mask AUROC, 24 images with a mask): above the centre
     >>> "as the study says" in notes[0], "no CAM method is significantly above" in notes[1]
     (True, True)
     """
@@ -226,10 +226,10 @@ def localisation_notes(runs: list[DatasetRun], table: pd.DataFrame | None = None
             continue
         prior = rows.loc["centre_prior", "mean"]
         cams = rows.drop(index=[m for m in ("centre_prior", "uniform_random") if m in rows.index])
-        above = [f"{m} {v:.3f}" for m, v, k in zip(cams.index, cams["mean"], cams["vs centre_prior"]) if k.startswith(">")]
-        below = [f"{m} {v:.3f}" for m, v, k in zip(cams.index, cams["mean"], cams["vs centre_prior"]) if k.startswith("<")]
-        rest = [f"{m} {v:.3f}" for m, v, k in zip(cams.index, cams["mean"], cams["vs centre_prior"])
-                if not k.startswith((">", "<"))]
+        scored = list(zip(cams.index, cams["mean"], cams["vs centre_prior"]))
+        above = [f"{m} {v:.3f}" for m, v, k in scored if k.startswith(">")]
+        below = [f"{m} {v:.3f}" for m, v, k in scored if k.startswith("<")]
+        rest = [f"{m} {v:.3f}" for m, v, k in scored if not k.startswith((">", "<"))]
         head = (f"**{dataset}**, {model} at `{layer}` ({label}, {int(rows['n_images'].max())} images with a mask): ")
         if above:
             text = f"above the centre prior ({prior:.3f}), significantly: {', '.join(above)}"

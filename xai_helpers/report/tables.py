@@ -286,7 +286,8 @@ def published_comparison(runs: list[DatasetRun]) -> pd.DataFrame:
                 n = int(sel["n_images"].iloc[0] if "n_images" in sel else sel["n"].iloc[0])
             readings = confidence_readings(r, pub["model"], pub["method"], pub["class"], pub["published"])
             lo, hi = readings.pop("change_ci_low", np.nan), readings.pop("change_ci_high", np.nan)
-        rows.append({**{k: v for k, v in pub.items() if k != "source"}, "computed_on": computed_on, "ours": ours, "ours_std": spread,
+        rows.append({**{k: v for k, v in pub.items() if k != "source"}, "computed_on": computed_on, "ours": ours,
+                     "ours_std": spread,
                      "ours_ci_low": lo, "ours_ci_high": hi, "n": n, "n_test": n_test,
                      "difference": ours - pub["published"] if np.isfinite(ours) else np.nan,
                      "difference_ci": (f"[{lo - pub['published']:+.4f}, {hi - pub['published']:+.4f}]"

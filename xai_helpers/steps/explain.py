@@ -20,10 +20,9 @@ from ..cam_metrics import (LOCALISATION_METRICS, aggregate_per_class, baseline_m
                            deletion_insertion, localisation_metrics, randomisation_check, road)
 from ..cams import compute_cams, resolve_target_layer
 from ..data.prepared import PreparedData, explanation_sample
-from ..models import comparable_layer, feature_map_size
+from ..models import explained_models, feature_map_size
 from ..runfolder import RunFolder
 from ..inference import BatchPipeline, load_checkpoint, resolve_device
-from ..errors import RunFolderError
 
 
 @dataclass
@@ -134,60 +133,13 @@ def explain_examples(data: PreparedData, params: dict[str, Any], per_class: int 
                              rows, x, maps, probs, labels)
 
 
-def explained_models(params: dict[str, Any], trained: Sequence[str]) -> list[tuple[str, str]]:
-    """The CNNs notebook 05 explains, each with its target layer: ``cam_model`` at ``cam_layer`` first,
-    then every CNN of ``cam_models`` at the layer of the same resolution
-    (:func:`xai_helpers.models.comparable_layer`).
-
-    Parameters
-    ----------
-    params : dict
-        Resolved notebook parameters: ``cam_model``, ``cam_layer``, ``cam_models``, ``models``,
-        ``image_size``.
-    trained : sequence of str
-        The models with fold rows in ``metrics.csv``.
-
-    Returns
-    -------
-    list of (model, layer)
-
-    Raises
-    ------
-    RunFolderError
-        When ``cam_model``, or a CNN named in ``cam_models``, has not been trained.
-
-    Examples
-    --------
-    >>> params = {"cam_model": "resnet50", "cam_layer": "layer2", "cam_models": "all", "image_size": 64,
-    ...           "models": ["vgg16", "resnet50", "efficientnet_b0"]}
-    >>> explained_models(params, ["resnet50", "vgg16", "efficientnet_b0", "baseline_hgb"])
-    [('resnet50', 'layer2'), ('vgg16', 'features.22'), ('efficientnet_b0', 'features.3')]
-    >>> explained_models({**params, "cam_models": []}, ["resnet50"])
-    [('resnet50', 'layer2')]
-    """
-    cam_model = params["cam_model"]
-    trained = set(trained)
-    if cam_model not in trained:
-        raise RunFolderError(f"metrics.csv: no trained {cam_model}; run notebook 02 with {cam_model} in models "
-                             f"first")
-    wanted = params.get("cam_models", [])
-    if wanted == "all":
-        wanted = [m for m in params["models"] if m in trained]
-    missing = [m for m in wanted if m not in trained]
-    if missing:
-        raise RunFolderError(f"metrics.csv: cam_models {missing} have not been trained; run notebook 02 with them "
-                             f"in models, or leave them out of cam_models")
-    names = [cam_model] + [m for m in wanted if m != cam_model]
-    return [(m, comparable_layer(m, params["image_size"], cam_model, params["cam_layer"])) for m in names]
-
-
 def rate_explanations(data: PreparedData, params: dict[str, Any], costly_per_class: int = 2,
                         n_steps: int = 16, progress: bool = True) -> pd.DataFrame:
     """CAMs and explanation metrics of every explained CNN on sampled test images, every fold.
 
-    The explained CNNs are :func:`explained_models`: ``params['cam_model']`` at ``params['cam_layer']``
-    and the CNNs of ``params['cam_models']`` at the layer of the same resolution. For each of their
-    fold checkpoints: the maps of every method in ``params['cam_methods']`` for
+    The explained CNNs are :func:`~xai_helpers.models.explained_models`: ``params['cam_model']`` at
+    ``params['cam_layer']`` and the CNNs of ``params['cam_models']`` at the layer of the same resolution.
+    For each of their fold checkpoints: the maps of every method in ``params['cam_methods']`` for
     ``explain_per_class`` test images per class (one forward/backward per batch), confidence metrics
     for all of them, localisation metrics where lesion masks exist, and deletion/insertion AUC on the
     first ``costly_per_class`` of them per class (each costs ``2 * (n_steps + 1)`` forwards per image
@@ -245,7 +197,8 @@ def rate_explanations(data: PreparedData, params: dict[str, Any], costly_per_cla
         is_costly[np.flatnonzero(labels == c)[:costly_per_class]] = True
     masks = data.mask_array(rows)
     x = pipeline.batch(torch.as_tensor(rows))
-    metrics_df = pd.read_csv(run.metrics_file) if run.metrics_file.is_file() else pd.DataFrame(columns=["model", "fold"])
+    metrics_df = (pd.read_csv(run.metrics_file) if run.metrics_file.is_file()
+                  else pd.DataFrame(columns=["model", "fold"]))
     jobs = [(model_name, layer, int(fold)) for model_name, layer in explained_models(params, metrics_df["model"])
             for fold in sorted(metrics_df.loc[metrics_df["model"] == model_name, "fold"].unique())]
     records: list[dict[str, Any]] = []

@@ -19,13 +19,14 @@ from tqdm.auto import tqdm
 
 from ..atomic import write_text_atomic
 from ..baselines import cnn_rows
-from ..cam_metrics import spearman_rows
+from ..cam_metrics import LOCALISATION_METRICS, baseline_maps, localisation_metrics, spearman_rows
 from ..cams import compute_cams, resolve_target_layer
 from ..data.audit import NEAR_DUPLICATE_THRESHOLD, cross_near_duplicates, mirrored_hashes, perceptual_hash
 from ..data.cache import build_cache, file_digests
 from ..data.layouts import scan_dataset
 from ..data.metadata import image_metadata
-from ..data.prepared import PreparedData, explanation_sample
+from ..data.prepared import PreparedData, explanation_sample, read_masks
+from ..models import explained_models
 from ..data.shortcuts import SHIFT_COLUMNS, shift_notes, shift_table
 from ..data.synthetic import make_synthetic_dataset
 from ..evaluation import reliability_table
@@ -141,7 +142,10 @@ def load_external(params: dict[str, Any], class_names: Sequence[str], grey: bool
         ``layout``, ``class_mapping``, ``unmapped_classes``, ``classes_evaluated``,
         ``training_overlap``, ``unreadable``, ``images_used``, ``majority_class_rate``, and
         ``metadata``: the :func:`~xai_helpers.data.metadata.image_metadata` of the images used, with
-        their training ``class``, a DataFrame kept out of the json); None when the run has no external set.
+        their training ``class``, a DataFrame kept out of the json; ``paths`` and ``masks``, the images'
+        files and lesion masks (:func:`~xai_helpers.data.prepared.read_masks`: ``masks/<class>/<stem>.png``
+        beside the images, None where an image has none), also kept out); None when the run has no
+        external set.
 
     Raises
     ------
@@ -207,7 +211,9 @@ def load_external(params: dict[str, Any], class_names: Sequence[str], grey: bool
               "training_overlap": overlap, "checked_against_training": training is not None,
               "unreadable": cache.unreadable, "images_used": int(len(readable)),
               "majority_class_rate": float(np.bincount(labels).max() / len(labels)) if len(labels) else float("nan"),
-              "metadata": metadata}
+              "metadata": metadata, "paths": list(readable["path"]),
+              "masks": read_masks(readable["mask"].tolist() if "mask" in readable else [None] * len(readable),
+                                  params["image_size"], params["resize_mode"])}
     return images, labels, report
 
 
@@ -275,6 +281,67 @@ def external_shift_notes(params: dict[str, Any]) -> list[str]:
     return shift_notes(table, other_name="the external set") if len(table) else []
 
 
+LOCALISATION_COLUMNS = ["model", "fold", "layer", "method", "path", "class", "pred", "metric", "value"]
+
+
+def external_localisation(net: torch.nn.Module, model_name: str, fold: int, layer: str, images: np.ndarray,
+                          labels: np.ndarray, masks: np.ndarray, paths: Sequence[str], class_names: Sequence[str],
+                          params: dict[str, Any], device: torch.device, mean=None, std=None,
+                          batch_size: int = 32) -> pd.DataFrame:
+    """Localisation of one fold model's maps on an external set's expert masks, with the baseline maps.
+
+    Each map explains the predicted class at ``layer``; the scores are
+    :func:`~xai_helpers.cam_metrics.localisation_metrics` (pointing game, energy in the mask, IoU,
+    mask AUROC), and the two maps that ignore the image (:data:`~xai_helpers.cam_metrics.BASELINE_MAPS`)
+    are scored the same way, so another hospital's masks test the explanations as notebook 05's do.
+
+    Parameters
+    ----------
+    net : torch.nn.Module
+        The fold model, in eval mode on ``device``.
+    model_name : str
+    fold : int
+    layer : str
+        Its target layer (:func:`~xai_helpers.models.explained_models`).
+    images : (N, C, S, S) uint8 array
+        External images that have a mask.
+    labels : (N,) int array
+        Their training-class indices.
+    masks : (N, S, S) bool array
+    paths : sequence of str
+        Their files.
+    class_names : sequence of str
+    params : dict
+        ``cam_methods``, ``seed``.
+    device : torch.device
+    mean, std : sequence of float, optional
+        The checkpoint's normalisation.
+    batch_size : int
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per method (and baseline map), image and metric (:data:`LOCALISATION_COLUMNS`).
+    """
+    _, layer = resolve_target_layer(net, layer)
+    rows = []
+    pipeline = BatchPipeline(images, device, mean=mean, std=std)
+    for start in range(0, len(images), batch_size):
+        idx = torch.arange(start, min(start + batch_size, len(images)))
+        maps, probs = compute_cams(net, pipeline.batch(idx), params["cam_methods"], target_layer=layer)
+        batch_masks = masks[idx.numpy()]
+        maps.update(baseline_maps(len(idx), batch_masks.shape[-1], seed=params["seed"] + start))
+        preds = probs.argmax(axis=1)
+        for method, m in maps.items():
+            scores = localisation_metrics(m, batch_masks)
+            for k, i in enumerate(idx.tolist()):
+                for metric in LOCALISATION_METRICS:
+                    rows.append({"model": model_name, "fold": fold, "layer": layer, "method": method,
+                                 "path": paths[i], "class": class_names[labels[i]], "pred": class_names[preds[k]],
+                                 "metric": metric, "value": float(scores[metric][k])})
+    return pd.DataFrame(rows, columns=LOCALISATION_COLUMNS)
+
+
 STABILITY_COLUMNS = ["model", "fold", "layer", "method", "condition", "severity", "n", "spearman_mean",
                      "spearman_std", "prediction_kept"]
 
@@ -329,13 +396,19 @@ def run_generalization(data: PreparedData, params: dict[str, Any], n_bins: int =
         ext_images, ext_labels, ext_report = external
         ext_key = (f"external:{ext_report['name']}", 0)
         ext_meta = ext_report.pop("metadata")
+        ext_paths, ext_masks = ext_report.pop("paths"), ext_report.pop("masks")
+        with_mask = np.array([m is not None for m in ext_masks], bool)
+        ext_report["images_with_mask"] = int(with_mask.sum())
         shift = external_shift(run, ext_meta)
         ext_report["shift_flagged"] = [f"{c}: {f}" for c, f in shift.loc[shift["flagged"], ["class", "feature"]].values]
         write_text_atomic(run.generalization_external_file, json.dumps(ext_report, indent=2, default=str))
     # CAM stability: the first cam_images_per_class sampled images of each class
     cam_pos = np.concatenate([np.flatnonzero(y == c)[:cam_images_per_class] for c in np.unique(y)])
 
-    records, reliability, stability = [], [], []
+    # localisation on the external set's expert masks: every CNN of notebook 05, at the same layers
+    explained = (dict(explained_models(params, metrics["model"])) if external is not None and with_mask.any()
+                 else {})
+    records, reliability, stability, localisation = [], [], [], []
     jobs = [(r.model, int(r.fold)) for r in metrics[["model", "fold"]].drop_duplicates().itertuples(index=False)]
     for model_name, fold in tqdm(jobs, desc="models x folds", disable=not progress):
         net, meta = load_checkpoint(run.checkpoint_dir(model_name, fold) / "best.pt", device)
@@ -356,6 +429,11 @@ def run_generalization(data: PreparedData, params: dict[str, Any], n_bins: int =
                 rel.insert(0, "fold", fold)
                 rel.insert(0, "model", model_name)
                 reliability.append(rel)
+        if model_name in explained and params["cam_methods"]:
+            localisation.append(external_localisation(
+                net, model_name, fold, explained[model_name], ext_images[with_mask], ext_labels[with_mask],
+                np.stack([m for m in ext_masks if m is not None]), [p for p, w in zip(ext_paths, with_mask) if w],
+                data.class_names, params, device, mean, std))
         if model_name == params["cam_model"] and params["cam_methods"]:
             _, layer = resolve_target_layer(net, params["cam_layer"])
             def to_x(imgs, mean=mean, std=std):
@@ -380,6 +458,10 @@ def run_generalization(data: PreparedData, params: dict[str, Any], n_bins: int =
         run.write_csv(pd.concat(reliability, ignore_index=True), run.generalization_reliability_file)
     # written even when empty (cam_model not trained in this run), so readers find the file
     run.write_csv(pd.DataFrame(stability, columns=STABILITY_COLUMNS), run.generalization_cams_file)
+    if localisation:
+        run.write_csv(pd.concat(localisation, ignore_index=True), run.generalization_localisation_file)
+    elif run.generalization_localisation_file.is_file():  # an earlier external set's: not this run's
+        run.generalization_localisation_file.unlink()
     return table
 
 
