@@ -90,8 +90,68 @@ def test_a_folder_of_mat_files_is_a_dataset_with_patients_and_masks(mat_folder):
         assert r["group"] == f"patient_{pid}" and r["class"] == {1: "meningioma", 2: "glioma", 3: "pituitary"}[label]
         assert np.array_equal(np.asarray(Image.open(r["path"])), window_to_uint8(image))
         assert np.array_equal(np.asarray(Image.open(r["mask"])).astype(bool), mask)
-    assert [s["path"].rsplit("/", 1)[1] for s in index.skipped] == ["99.mat"]  # reported, not fatal
+    # reported, not fatal: a slice that cannot be read, and a cvind.mat that is no fold file
+    assert [s["path"].rsplit("/", 1)[1] for s in index.skipped] == ["cvind.mat", "99.mat"]
     assert scan_dataset(root).rows["path"].tolist() == index.rows["path"].tolist()  # converted once, reused
+
+
+def _write_cvind(path, folds, v73):
+    """cvind.mat as the download has it (MATLAB v5, a column of doubles), or as MATLAB -v7.3 would write it."""
+    column = np.asarray(folds, float)[:, None]
+    if v73:
+        import h5py
+
+        with h5py.File(path, "w", userblock_size=512) as f:
+            f["cvind"] = column.T  # column-major: stored transposed
+        with open(path, "r+b") as f:
+            f.write(b"MATLAB 7.3 MAT-file, Platform: GLNXA64, HDF5 schema 1.00 .".ljust(116, b" "))
+    else:
+        from scipy.io import savemat
+
+        savemat(path, {"cvind": column})
+
+
+@pytest.mark.parametrize("v73", [False, True])
+def test_the_published_folds_give_the_test_split_and_the_folds(mat_folder, tmp_path, v73, monkeypatch):
+    """cvind.mat (one fold 1..5 per slice, patient-wise): fold 5 is the test split, folds 1-4 the
+    cross-validation folds with folds=4; with another number of folds they are drawn by patient from the
+    first four; a broken cvind.mat is reported, and the folds are drawn by patient."""
+    from xai_helpers.data.splits import group_report, make_splits
+
+    monkeypatch.setenv("XAI_HELPERS_CACHE", str(tmp_path / "cache"))
+    root, slices = mat_folder
+    # patients MR040 1, MR041 2, MR042 3, MR043 4, MR044 5 (slices 1-8 by their patient)
+    by_patient = {"MR040": 1, "MR041": 2, "MR042": 3, "MR043": 4, "MR044": 5}
+    folds = [by_patient[slices[n][2]] for n in range(1, 9)]
+    _write_cvind(root / "cvind.mat", folds, v73)
+    index = scan_dataset(root)
+    rows = index.rows.assign(n=index.rows["path"].map(lambda p: int(p.rsplit("/", 1)[1].split(".")[0])))
+    assert rows.set_index("n")["published_fold"].sort_index().tolist() == folds
+    assert sorted(rows.loc[rows["split"] == "test", "n"]) == [8]  # MR044's slice: fold 5
+    splits, report = make_splits(index.rows, folds=4, seed=0)
+    assert report["folds_from"] == "published assignment (folds 1, 2, 3, 4)"
+    n = splits["path"].map(lambda p: int(p.rsplit("/", 1)[1].split(".")[0]))
+    train = splits["split"] == "train"
+    assert dict(zip(n[train], splits.loc[train, "fold"])) == {k: folds[k - 1] - 1 for k in range(1, 8)}
+    assert not group_report(splits)["groups_in_several_parts"]
+    # another number of folds: drawn by patient from the published training folds (30 patients, 3 classes)
+    import pandas as pd
+
+    many = pd.DataFrame({"path": [f"{i}.png" for i in range(60)], "class": [("a", "b", "c")[i % 3] for i in range(60)],
+                         "group": [f"patient_{i // 2}" for i in range(60)], "mask": None,
+                         "published_fold": [1 + (i // 2) % 5 for i in range(60)]})
+    many["split"] = np.where(many["published_fold"] == 5, "test", "train")
+    splits3, report3 = make_splits(many, folds=3, seed=0)
+    assert report3["folds_from"].startswith("drawn by group") and "4 published training folds" in report3["folds_from"]
+    assert set(splits3.loc[splits3["split"] == "test", "path"]) == set(many.loc[many["split"] == "test", "path"])
+    assert sorted(splits3.loc[splits3["split"] == "train", "fold"].unique()) == [0, 1, 2]
+    assert not group_report(splits3)["groups_in_several_parts"]
+    # a broken cvind.mat: reported, and the folds are drawn by patient
+    (root / "cvind.mat").write_bytes(b"MATLAB 5.0 MAT-file, broken")
+    index = scan_dataset(root)
+    assert "published_fold" not in index.rows and (index.rows["split"] == "train").all()
+    reasons = {s["path"].rsplit("/", 1)[1]: s["reason"] for s in index.skipped}
+    assert "not the published fold file" in reasons["cvind.mat"] and "drawn by patient" in reasons["cvind.mat"]
 
 
 @pytest.mark.parametrize("mode", ["squash", "center_crop", "pad"])

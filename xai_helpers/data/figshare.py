@@ -7,9 +7,12 @@ Users have it in one of two forms, and both are read:
   with ``image`` (int16, stored transposed, as MATLAB writes column-major arrays), ``label`` (1
   meningioma, 2 glioma, 3 pituitary), ``PID`` (the patient, as character codes), ``tumorMask`` (the
   filled outline) and ``tumorBorder`` (its points); optionally ``cvind.mat``, the published
-  patient-wise 5-fold assignment (not read yet: the folds are drawn by patient instead);
+  patient-wise 5-fold assignment (:func:`read_cvind`): when present, its fold
+  :data:`PUBLISHED_TEST_FOLD` is the test split and the other four are the cross-validation folds
+  (with ``folds=4``; another ``folds`` draws that many by patient from them);
 * a **converted** folder: ``images/<class>/<N>.<ext>``, ``masks/<class>/<N>.png`` and
-  ``metadata.csv`` (``slice, class, patient_id, image, mask``), as ``../shared/data/brain_tumor_figshare``.
+  ``metadata.csv`` (``slice, class, patient_id, image, mask``, and ``published_fold`` when the download
+  had ``cvind.mat``), as ``../shared/data/brain_tumor_figshare``.
 
 The ``.mat`` files are converted once into the converted form (:func:`convert_mat_folder`), in a
 folder of the image cache keyed by the files' bytes, so that the rest of the toolkit reads one form.
@@ -37,6 +40,9 @@ FIGSHARE_LABELS = {1: "meningioma", 2: "glioma", 3: "pituitary"}
 
 #: Percentiles of each slice's intensities that map to 0 and 255 when 16-bit slices become 8-bit.
 WINDOW_PERCENTILES = (0.5, 99.5)
+
+#: The published fold (of ``cvind.mat``'s 1..5) held out as the test split; the other four are the folds.
+PUBLISHED_TEST_FOLD = 5
 
 #: The columns of a converted folder's ``metadata.csv`` that the reader needs.
 METADATA_COLUMNS = ("slice", "class", "patient_id", "image", "mask")
@@ -120,6 +126,59 @@ def read_mat_slice(path: str | os.PathLike) -> dict[str, Any]:
     return {"image": image, "label": label, "class": FIGSHARE_LABELS[label], "patient_id": pid, "mask": mask}
 
 
+def read_cvind(path: str | os.PathLike, n_slices: int | None = None) -> np.ndarray:
+    """The published patient-wise fold of every slice: ``cvind.mat``'s ``cvind``, entry ``N - 1`` for ``N.mat``.
+
+    Read with scipy (MATLAB v5 files, as the download has it) or h5py (v7.3).
+
+    Parameters
+    ----------
+    path : path
+    n_slices : int, optional
+        The highest slice number in the folder: the vector must cover it.
+
+    Returns
+    -------
+    1-D int array
+        Folds 1..5.
+
+    Raises
+    ------
+    DatasetError
+        Naming the file, when it holds no such vector.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from scipy.io import savemat
+    >>> p = Path(tempfile.mkdtemp()) / "cvind.mat"
+    >>> savemat(p, {"cvind": np.array([[1], [5], [3]], dtype=float)})
+    >>> read_cvind(p).tolist()
+    [1, 5, 3]
+    """
+    import h5py  # noqa: PLC0415 - only the original download needs them
+    from scipy.io import loadmat  # noqa: PLC0415
+    from scipy.io.matlab import MatReadError  # noqa: PLC0415
+
+    path = Path(path)
+    try:
+        if h5py.is_hdf5(path):  # MATLAB v7.3
+            with h5py.File(path, "r") as f:
+                values = np.asarray(f["cvind"])
+        else:
+            values = np.asarray(loadmat(path)["cvind"])
+    except (OSError, KeyError, ValueError, TypeError, IndexError, NotImplementedError, MatReadError) as err:
+        # scipy's MATLAB parser fails on a damaged header in several ways; each means "not the fold file"
+        raise DatasetError(f"{path}: not the published fold file (a MATLAB vector cvind of folds 1..5): "
+                           f"{err}") from None
+    folds = values.ravel()
+    if folds.size == 0 or not np.all(np.isfinite(folds)) or not np.all(np.isin(folds, [1, 2, 3, 4, 5])):
+        raise DatasetError(f"{path}: cvind holds values other than the folds 1..5")
+    if n_slices is not None and folds.size < n_slices:
+        raise DatasetError(f"{path}: cvind has {folds.size} entries, the folder has slices up to {n_slices}.mat")
+    return folds.astype(int)
+
+
 def mat_files(root: str | os.PathLike) -> list[Path]:
     """The slice files ``<N>.mat`` in ``root`` (``cvind.mat`` and other names are not slices), by N."""
     return sorted((p for p in Path(root).glob("*.mat") if p.stem.isdigit()), key=lambda p: int(p.stem))
@@ -151,7 +210,9 @@ def convert_mat_folder(root: str | os.PathLike, out_dir: str | os.PathLike,
     files = mat_files(root)
     if not files:
         raise DatasetError(f"{root}: no N.mat files of the Figshare brain tumour set")
-    stamp = hashlib.sha1(json.dumps([(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files]
+    cvind = Path(root) / "cvind.mat"
+    listed = files + ([cvind] if cvind.is_file() else [])
+    stamp = hashlib.sha1(json.dumps([(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in listed]
                                     + [list(WINDOW_PERCENTILES)]).encode()).hexdigest()[:16]
     target = Path(out_dir) / f"figshare_{stamp}"
     failed_file = target / "unreadable.json"
@@ -160,6 +221,12 @@ def convert_mat_folder(root: str | os.PathLike, out_dir: str | os.PathLike,
         return target, failed
     tmp = Path(out_dir) / f".figshare_{stamp}.{os.getpid()}.tmp"
     rows, failed = [], []
+    published = None
+    if cvind.is_file():
+        try:
+            published = read_cvind(cvind)
+        except DatasetError as err:  # reported; the folds are then drawn by patient
+            failed.append({"path": str(cvind), "reason": f"{err}; the folds are drawn by patient instead"})
     for p in tqdm(files, desc="converting .mat slices", disable=not progress):
         try:
             s = read_mat_slice(p)
@@ -172,9 +239,16 @@ def convert_mat_folder(root: str | os.PathLike, out_dir: str | os.PathLike,
         Image.fromarray(window_to_uint8(s["image"])).save(tmp / "images" / rel)
         Image.fromarray(s["mask"]).save(tmp / "masks" / rel)
         rows.append({"slice": int(p.stem), "class": s["class"], "patient_id": s["patient_id"], "image": rel,
-                     "mask": rel, "source": str(p)})
+                     "mask": rel, "source": str(p),
+                     **({"published_fold": int(published[int(p.stem) - 1])}
+                        if published is not None and int(p.stem) <= len(published) else {})})
     if not rows:
         raise DatasetError(f"{root}: none of the {len(files)} .mat files could be read: {failed[0]['reason']}")
+    if published is not None and max(r["slice"] for r in rows) > len(published):
+        failed.append({"path": str(cvind), "reason": f"cvind has {len(published)} entries, but slices up to "
+                       f"{max(r['slice'] for r in rows)}.mat were read; the folds are drawn by patient instead"})
+        for r in rows:
+            r.pop("published_fold", None)
     tmp.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(rows).to_csv(tmp / "metadata.csv", index=False)
     write_text_atomic(tmp / "unreadable.json", json.dumps(failed))
@@ -192,9 +266,11 @@ def scan_converted(root: str | os.PathLike) -> tuple[pd.DataFrame, list[dict[str
     Returns
     -------
     (pandas.DataFrame, list of dict)
-        ``path, split, class, group, mask`` (``group`` = ``patient_<id>``, ``split`` = ``train``: the
-        set has no published test split), and ``{path, reason}`` of what was listed but is missing or
-        is on disk but not listed.
+        ``path, split, class, group, mask`` (``group`` = ``patient_<id>``; ``split`` = ``train``, the set
+        having no published test split, unless ``metadata.csv`` has ``published_fold``: then fold
+        :data:`PUBLISHED_TEST_FOLD` is ``test``, and a ``published_fold`` column goes along for
+        :func:`~xai_helpers.data.splits.make_splits`), and ``{path, reason}`` of what was listed but
+        is missing or is on disk but not listed.
 
     Raises
     ------
@@ -216,10 +292,16 @@ def scan_converted(root: str | os.PathLike) -> tuple[pd.DataFrame, list[dict[str
             skipped.append({"path": str(image), "reason": "listed in metadata.csv but missing"})
             continue
         mask = root / "masks" / str(r["mask"]) if isinstance(r["mask"], str) and r["mask"] else None
-        rows.append({"path": str(image), "split": "train", "class": str(r["class"]),
-                     "group": f"patient_{r['patient_id']}",
-                     "mask": str(mask) if mask is not None and mask.is_file() else None})
+        fold = r.get("published_fold")
+        has_fold = fold is not None and not pd.isna(fold)
+        rows.append({"path": str(image), "split": "test" if has_fold and int(fold) == PUBLISHED_TEST_FOLD else "train",
+                     "class": str(r["class"]), "group": f"patient_{r['patient_id']}",
+                     "mask": str(mask) if mask is not None and mask.is_file() else None,
+                     "published_fold": int(fold) if has_fold else None})
     for p in sorted((root / "images").rglob("*")):
         if p.is_file() and p.resolve() not in listed and not p.name.startswith("."):
             skipped.append({"path": str(p), "reason": "not listed in metadata.csv"})
-    return pd.DataFrame(rows, columns=["path", "split", "class", "group", "mask"]), skipped
+    df = pd.DataFrame(rows, columns=["path", "split", "class", "group", "mask", "published_fold"])
+    if df["published_fold"].isna().any():  # no published folds (or not for every slice): drawn by patient
+        df = df.drop(columns="published_fold")
+    return df, skipped

@@ -106,20 +106,30 @@ def make_splits(index: pd.DataFrame, folds: int, seed: int, max_per_class: int |
         df = pd.concat([new_pool, df[df["split"] == "test"]])
         pool = new_pool
 
+    published = (sorted(pool["published_fold"].unique()) if "published_fold" in pool.columns
+                 and len(pool) and pool["published_fold"].notna().all() else [])
     n_groups = pool.groupby("class")["group"].nunique()
     too_few = n_groups[n_groups < folds]
-    if len(too_few):
+    if len(too_few) and len(published) != folds:  # the published assignment is taken as it is
         raise ParameterError(
             f"folds: {folds} folds need at least {folds} groups per class in the training pool; "
             + ", ".join(f"{c} has {n}" for c, n in too_few.items()))
     df = df.sort_values(["split", "class", "path"]).reset_index(drop=True)
     df["fold"] = -1
     is_pool = (df["split"] == "train").to_numpy()
-    sgkf = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
     fold_col = np.full(len(df), -1)
     pool_pos = np.flatnonzero(is_pool)
-    for f, (_, val_idx) in enumerate(sgkf.split(pool_pos, df.loc[is_pool, "class"], df.loc[is_pool, "group"])):
-        fold_col[pool_pos[val_idx]] = f
+    if published and len(published) == folds:  # the dataset's own (patient-wise) assignment
+        fold_col[pool_pos] = df.loc[is_pool, "published_fold"].map({p: f for f, p in enumerate(published)})
+        report["folds_from"] = f"published assignment (folds {', '.join(str(int(p)) for p in published)})"
+    else:
+        sgkf = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+        for f, (_, val_idx) in enumerate(sgkf.split(pool_pos, df.loc[is_pool, "class"], df.loc[is_pool, "group"])):
+            fold_col[pool_pos[val_idx]] = f
+        report["folds_from"] = "drawn by group, stratified by class"
+        if published:
+            report["folds_from"] += (f" (folds={folds} differs from the {len(published)} published training folds, "
+                                     f"so they are drawn from those images)")
     df["fold"] = fold_col
     cols = ["path", "split", "class", "group", "fold"] + (["mask"] if "mask" in df.columns else [])
     return df[cols], report
