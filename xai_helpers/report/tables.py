@@ -9,6 +9,7 @@ import pandas as pd
 
 from ..config import RECORDED_BEFORE
 from ..cam_metrics import BASELINE_MAPS, localisation_summary
+from ..data.figshare import WINDOW_PERCENTILES
 from ..baselines import baseline_verdict, best_baseline, best_cnn, cnn_rows, is_baseline
 from ..stats import (FOLD_TEST, HEADLINE_TEST, pair_p_adjusted, paired_bootstrap, significance_mark, summary_table,
                      wilson_interval)
@@ -151,6 +152,10 @@ def confidence_table(runs: list[DatasetRun], metric: str = "confidence_increase"
                              metric: float(value), "mark": mark, "n": int(part.set_index("method").loc[method, "n"])})
     return pd.DataFrame(rows)
 
+
+#: How the Figshare set's 16-bit slices become 8-bit (the .mat download; a converted folder is read as given).
+FIGSHARE_WINDOW_RULE = (f"per slice, the {WINDOW_PERCENTILES[0]}–{WINDOW_PERCENTILES[1]} percentile window mapped to "
+                        f"0–255 (when read from the .mat download; converted folders are read as given)")
 
 #: The localisation scores of the report's "Do the maps point at the lesion?" table, threshold-free first.
 LOCALISATION_SHOWN = ("mask_auroc", "pointing_game")
@@ -407,6 +412,8 @@ def protocol_table(runs: list[DatasetRun]) -> pd.DataFrame:
             "train images / fold": int(m["n_train"].median()) if "n_train" in m else None,
             "test images": int(m["n_test"].median()) if "n_test" in m else None,
             "test split": a.get("splits", {}).get("test_split"),
+            "cross-validation folds": a.get("splits", {}).get("folds_from"),
+            "16-bit intensities to 8-bit": (FIGSHARE_WINDOW_RULE if r.dataset == "brain_tumor_figshare" else None),
             "exact duplicate groups": a.get("exact_duplicate_groups"),
             "near duplicate groups": a.get("near_duplicate_groups"),
             "train images dropped as test copies": len(a.get("splits", {}).get("dropped_train_images", [])),

@@ -15,6 +15,7 @@ import pandas as pd
 from ..atomic import write_text_atomic
 from ..data.audit import audit_dataset
 from ..data.cache import ImageCache, build_cache, file_digests
+from ..data.figshare import PUBLISHED_TEST_FOLD
 from ..data.layouts import LAYOUTS, scan_dataset
 from ..errors import DatasetError, RunFolderError
 from ..data.metadata import image_metadata
@@ -104,6 +105,9 @@ def prepare_data(params: dict[str, Any], progress: bool = True) -> PreparedData:
         if index.layout not in ("imagefolder", "ham10000") and LAYOUTS[index.layout].split_folders:
             print(f"note: the published layout {index.layout!r} has a test split, but {root} has none; "
                   f"a test split was drawn from the training data instead (the report says so)")
+    elif "published_fold" in usable.columns:
+        audit["splits"]["test_split"] = (f"the published patient-wise fold {PUBLISHED_TEST_FOLD} (cvind.mat), "
+                                         f"held out as the test split")
     else:
         audit["splits"]["test_split"] = "the dataset's own test split"
     audit["splits"]["images_per_split_and_class"] = (
