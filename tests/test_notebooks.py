@@ -11,6 +11,7 @@ import pytest
 from xai_helpers.cam_metrics import BASELINE_MAPS
 from xai_helpers.cams import STUDY_METHODS
 from xai_helpers.config import DEFAULTS, parameters_cell
+from xai_helpers.models import comparable_layer
 from xai_helpers.run import list_notebooks
 
 NOTEBOOKS = list_notebooks()
@@ -86,10 +87,18 @@ def test_quick_run_leaves_every_artefact_of_the_contract(quick_run):
     per_image = pd.read_csv(run / "xai_per_image.csv")
     assert {"model", "fold", "layer", "method", "path", "class", "pred",
             "confidence_increase"} <= set(per_image.columns)
+    # every CNN explained (cam_models: all), each at the layer of cam_model's resolution, on the same images
+    layers = per_image.groupby("model")["layer"].unique().map(list).to_dict()
+    assert layers == {m: [comparable_layer(m, quick_run["image_size"], quick_run["cam_model"],
+                                           quick_run["cam_layer"])] for m in models}
+    assert per_image.groupby("model")["path"].apply(frozenset).nunique() == 1
     xai = pd.read_csv(run / "xai_metrics.csv")
     assert {"model", "method", "class", "n", "confidence_increase"} <= set(xai.columns)
-    assert sorted(zip(xai.method, xai["class"])) == sorted((m, c) for m in STUDY_METHODS + BASELINE_MAPS
-                                                          for c in classes)
+    assert sorted(zip(xai.model, xai.method, xai["class"])) == sorted(
+        (model, m, c) for model in models for m in STUDY_METHODS + BASELINE_MAPS for c in classes)
+    # the synthetic external set has lesion masks: notebook 07 scores every explained CNN on them
+    external = pd.read_csv(run / "generalization_localisation.csv")
+    assert set(external["model"]) == set(models) and set(external["method"]) == set(STUDY_METHODS + BASELINE_MAPS)
     assert xai.loc[xai.method.isin(BASELINE_MAPS), "confidence_increase"].isna().all()
     assert per_image["pointing_game"].notna().any()  # synthetic masks give localisation scores
 

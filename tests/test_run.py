@@ -99,6 +99,27 @@ def test_failure_names_notebook_and_cell(tmp_path):
     assert json.loads((tmp_path / "run" / "config.json").read_text())["seed"] == 0
 
 
+def test_kernels_run_over_ipc_without_the_tcp_warning(tmp_path, capfd):
+    """The runner's kernels talk over local IPC sockets: no "Kernel is running over TCP without encryption"
+    per notebook, and no socket files left behind (in the notebooks' folder or the temporary one)."""
+    import glob
+    import tempfile
+
+    books = tmp_path / "books"
+    books.mkdir()
+    _notebook(books / "01_ok.ipynb", ["seed = 0", "import os\nprint('pid', os.getpid())"])
+    before = set(glob.glob(f"{tempfile.gettempdir()}/xai-kernel-*"))
+    params = resolve_run_params("quick", {"run_dir": str(tmp_path / "run")})
+    execute(params, list_notebooks(folder=books), progress=False)
+    out, err = capfd.readouterr()
+    assert "01_ok.ipynb: done" in out
+    assert "TCP" not in out + err
+    executed = nbformat.read(tmp_path / "run" / "notebooks" / "01_ok.ipynb", as_version=4)
+    assert any("pid" in o.get("text", "") for c in executed.cells for o in c.get("outputs", []))
+    assert sorted(p.name for p in books.iterdir()) == ["01_ok.ipynb"]
+    assert set(glob.glob(f"{tempfile.gettempdir()}/xai-kernel-*")) == before
+
+
 @pytest.mark.slow
 @pytest.mark.shared_data
 def test_paper_cpu_path_on_real_skin_data_writes_the_report(tmp_path):

@@ -212,12 +212,47 @@ def execute(params: dict[str, Any], notebooks: Sequence[Path], progress: bool = 
         started = time.perf_counter()
         try:
             pm.execute_notebook(str(book), str(out), parameters=params, cwd=str(book.parent),
-                                progress_bar=progress, report_mode=False)
+                                progress_bar=progress, report_mode=False,
+                                kernel_manager_class=ipc_kernel_manager_class())
         except PapermillExecutionError as err:
             raise NotebookFailed(_failure_message(book, out, err) + f"; executed copy: {out}") from err
         print(f"{book.name}: done in {time.perf_counter() - started:.0f} s -> {out}", flush=True)
         outputs.append(out)
     return outputs
+
+
+def ipc_kernel_manager_class() -> type:
+    """A Jupyter kernel manager that talks to its kernel over local IPC sockets instead of TCP.
+
+    Over TCP without encryption, every kernel logs "Kernel is running over TCP without encryption"
+    into the run's output (and opens local ports); a headless run on one machine needs neither. The
+    socket files live in a temporary folder of their own (not in the notebooks' folder, papermill's
+    working directory) and are removed with the kernel.
+
+    Returns
+    -------
+    type
+        A subclass of ``jupyter_client``'s ``AsyncKernelManager`` (what nbclient uses), for papermill's
+        ``kernel_manager_class``.
+    """
+    import shutil  # noqa: PLC0415
+    import tempfile  # noqa: PLC0415
+
+    from jupyter_client.manager import AsyncKernelManager  # noqa: PLC0415 - only when notebooks run
+
+    class IPCKernelManager(AsyncKernelManager):
+        def __init__(self, **kwargs: Any) -> None:
+            self._socket_dir = tempfile.mkdtemp(prefix="xai-kernel-")
+            kwargs.setdefault("transport", "ipc")
+            kwargs.setdefault("ip", str(Path(self._socket_dir) / "kernel"))
+            super().__init__(**kwargs)
+
+        async def _async_cleanup_resources(self, restart: bool = False) -> None:
+            await super()._async_cleanup_resources(restart=restart)
+            if not restart:
+                shutil.rmtree(self._socket_dir, ignore_errors=True)
+
+    return IPCKernelManager
 
 
 def main(argv: Sequence[str] | None = None) -> int:
