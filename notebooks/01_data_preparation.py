@@ -17,6 +17,16 @@
 # %% [markdown]
 # # 01 · Data preparation: index, audit, leak-free splits and the image cache
 #
+# > **You will learn**
+# > - why published medical image splits leak (byte copies, near copies and mirrored copies of training images in the test split) and what `leak_policy` does about it
+# > - why the test split and the folds are drawn by **patient** (or lesion) rather than by image
+# > - what a data audit reports: files left out and why, what the decoder converted, class balance, shortcuts
+# > - why every image is decoded and resized once into a cache
+# >
+# > **You need**
+# > - Python and a first look at pandas tables; nothing before this notebook: it is the first
+# > - about 15 s on the demo's synthetic data (2 CPU cores)
+#
 # Everything later in the study rests on this step. Public medical datasets are messy: mixed sizes and colour modes, corrupt files, and duplicated images, sometimes the *same image in the training and the test split*, which silently inflates published accuracies. This notebook
 #
 # 1. reads the dataset folder in its published layout (or generates the embedded synthetic dataset),
@@ -118,3 +128,48 @@ fig = plot_samples(data.images[rows], list(data.splits['class'].iloc[rows]), dat
 # %%
 fig = plot_class_counts(data.splits, run=run)
 display(data.splits.groupby(['split', 'fold', 'class']).size().unstack('class'))
+
+# %% [markdown]
+# ## Summary
+#
+# - The audit lists every file it left out, with the reason; nothing disappears silently.
+# - Copies of test images in the training pool (byte-identical, re-encoded, resized or mirrored) are found with perceptual hashes and, with `leak_policy='drop_train'`, leave the pool.
+# - The test split is fixed; the training pool is cut into `folds` stratified folds, grouped so that one patient (or lesion, or set of look-alike copies) never sits in two parts.
+# - Every later notebook reads the same `data/splits.csv` and image cache, so every model sees the same images.
+
+# %% [markdown]
+# ## Exercises
+#
+# Change a parameter in the parameters cell (or with `--set` in the runner), rerun, and compare. Each answer is folded; try first.
+#
+# 1. Run this notebook on the brain MRI set (`dataset='brain_tumor_mri'`, `data_root='../shared/data/brain_tumor_mri'`) and open `data/audit.json`. How many mirrored-copy groups does it find, and how many cross the Training/Testing split?
+#
+#    <details><summary>Answer</summary>
+#
+#    11 mirrored groups (29 images), 2 of them across Training/Testing, on top of 166 exact and 560 near-duplicate groups; with `drop_train`, 272 training images leave the pool (README, "Expert masks, patients and mirrored copies").
+#
+#    </details>
+#
+# 2. Rerun with `leak_policy='keep'` on the same set. What changes in `audit.json`, and why would the test accuracy of notebook 02 be higher?
+#
+#    <details><summary>Answer</summary>
+#
+#    `dropped_train_images` is empty and the training pool keeps the copies of test images: the models then see some test images during training, so test accuracy measures memory as well as generalization.
+#
+#    </details>
+#
+# 3. Set `folds=5`. How do the validation folds change (see `groups_per_part_and_class` in the audit)?
+#
+#    <details><summary>Answer</summary>
+#
+#    Each validation fold holds about a fifth of the pool instead of a third, still stratified by class and with no group in two parts; each fit trains on 80 % of the pool instead of 67 %.
+#
+#    </details>
+#
+# 4. On the Figshare set (`dataset='brain_tumor_figshare'`), why are look-alike slices of two patients counted (`look_alike_groups_across_patients_not_joined`) but not joined into one group?
+#
+#    <details><summary>Answer</summary>
+#
+#    Slices at the same level of different heads hash alike. Joining them chained 521 slices of many patients into one group, which became the whole glioma test split; the patient IDs are the better grouping, so only byte copies join patients.
+#
+#    </details>

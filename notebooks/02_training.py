@@ -17,6 +17,17 @@
 # %% [markdown]
 # # 02 · Training the four CNNs with k-fold cross-validation
 #
+# > **You will learn**
+# > - k-fold cross-validation with a fixed test split: one model per fold, every model scored on the same test images
+# > - early stopping on the validation macro-F1, and why a minimum number of epochs protects it
+# > - why VGG16 gets its own learning rate, batch size and schedule
+# > - what the classical baselines (a gradient-boosted tree and a logistic regression on 32×32 grey pixels) tell you about a CNN's score
+# >
+# > **You need**
+# > - notebook [01](01_data_preparation.ipynb) run into the same `run_dir`
+# > - the idea of a training loop (loss, epoch, validation)
+# > - about 7–8 minutes on the demo (2 CPU cores with AVX-512 BF16 or AMX; longer on AVX2-only CPUs)
+#
 # The study compares ResNet50, DenseNet121, VGG16 and EfficientNet-B0 by accuracy and F1. A single split says little about such differences, so every model is trained on the **same folds**: fold *k*'s model validates on fold *k* (early stopping on macro-F1) and trains on the others, and every fold's model is tested on the **same held-out test split**. The results are therefore paired, which notebook 03 uses.
 #
 # Writes `metrics.csv` (one row per model and fold), `predictions/<model>_fold<k>.csv` and the checkpoints.
@@ -142,3 +153,48 @@ fig = plot_confusion_matrices(preds, data.class_names, run=run)
 histories = {f'{r.model} fold{r.fold}': pd.read_csv(run.checkpoint_dir(r.model, r.fold) / 'history.csv')
              for r in metrics.itertuples() if r.model in params['models']}
 fig = plot_learning_curves(histories, run=run)
+
+# %% [markdown]
+# ## Summary
+#
+# - Every (model, fold) fit has its own seed, data rows and checkpoint folder; rerunning the notebook trains only what is missing.
+# - The fold's best checkpoint (highest validation macro-F1) scores the fixed test split; `metrics.csv` has one row per model and fold.
+# - The baselines on 32×32 grey pixels are the bar a CNN must clear: a CNN that does not beat them has learnt no more than coarse intensity statistics.
+# - The fold-to-fold spread is part of the result: report the mean and the standard deviation, never one lucky fold.
+
+# %% [markdown]
+# ## Exercises
+#
+# Change a parameter in the parameters cell (or with `--set` in the runner), rerun, and compare. Each answer is folded; try first.
+#
+# 1. Set `epochs=2` and rerun notebooks 01–02 into a new `run_dir`. How do the mean test accuracies and their spread over folds change?
+#
+#    <details><summary>Answer</summary>
+#
+#    They fall and spread more: two epochs are too few for the CNNs trained from scratch, and early stopping cannot help (it never stops before half of `epochs`).
+#
+#    </details>
+#
+# 2. Open `checkpoints/vgg16_fold0/history.csv`. At which epoch was the validation macro-F1 best, and what did the later epochs do?
+#
+#    <details><summary>Answer</summary>
+#
+#    The best epoch is the one saved as `best.pt`; later epochs either did not improve it (and count towards `patience`) or the run reached `epochs`. The numbers depend on your CPU's precision path, so read them from your run.
+#
+#    </details>
+#
+# 3. Compare each CNN with `baseline_hgb` in `metrics.csv`. On which dataset would you distrust a CNN whose accuracy is within 0.02 of the baseline?
+#
+#    <details><summary>Answer</summary>
+#
+#    On any: a CNN that barely beats 32×32 grey pixels may be using intensity or size shortcuts. Notebook 03 tests the gap image by image; notebook 01's shortcut audit says which file properties predict the class.
+#
+#    </details>
+#
+# 4. Set `class_weighted=True`. Which per-class recall in `metrics.csv` should rise, and what does it cost?
+#
+#    <details><summary>Answer</summary>
+#
+#    The recall of the smaller classes tends to rise and that of the largest to fall; overall accuracy may drop a little while balanced accuracy rises.
+#
+#    </details>

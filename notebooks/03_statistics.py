@@ -17,6 +17,17 @@
 # %% [markdown]
 # # 03 · Are the differences between models significant?
 #
+# > **You will learn**
+# > - which paired test fits which pairing (the same test images, the same folds, the same explained images)
+# > - why the image, not the fold, carries the evidence, and why a plain t-test over folds gives p-values that are too small
+# > - what Holm's correction does across a family of comparisons
+# > - how to read an effect size (Cohen's d_z) and a bootstrap interval beside a p-value
+# >
+# > **You need**
+# > - notebooks [01](01_data_preparation.ipynb) and [02](02_training.ipynb) run into the same `run_dir`
+# > - what a p-value is; the glossary in the README ("The statistics") defines the rest
+# > - about 10 s
+#
 # The study uses paired t-tests. With a handful of folds, and six model pairs, a plain t-test misleads, so this notebook runs the right test for each pairing, corrects for multiple comparisons and reports effect sizes and intervals.
 #
 # **Which test for which pairing, and what each assumes**
@@ -127,3 +138,48 @@ display(tests[tests.group.str.startswith('fold')][cols].round(4).head(24))
 # %% [markdown]
 # ## What the data can and cannot show
 # A non-significant result is *not* evidence that two models are equally good: look at the interval of the difference. A significant plain t-test that the corrected test does not confirm is most likely an artefact of overlapping training sets; a significant image-level test that the corrected t does not confirm says the gap holds on these test images for these fold models, while three folds are too few to say how much it varies with the training data.
+
+# %% [markdown]
+# ## Summary
+#
+# - The headline mark compares two models on the same test images (each image averaged over the fold models), with an exact or Monte-Carlo randomisation test.
+# - Fold-level tests are conditional on one test split and have little power with 3–5 folds; the corrected resampled t-test (Nadeau–Bengio) is shown beside them.
+# - Holm's correction keeps the chance of any false discovery within a family at 5 %; each family is one comparison kind, metric and test.
+# - A tiny p with a tiny effect is not a finding; a large effect with few images is not one either. Read p, effect and interval together.
+
+# %% [markdown]
+# ## Exercises
+#
+# Change a parameter in the parameters cell (or with `--set` in the runner), rerun, and compare. Each answer is folded; try first.
+#
+# 1. Why can a Wilcoxon signed-rank test over 3 folds never give p below 0.25?
+#
+#    <details><summary>Answer</summary>
+#
+#    Its exact null distribution flips the signs of the 3 differences: 2³ = 8 equally likely patterns. The most extreme result (all three with the same sign) has two-sided probability 2/8 = 0.25.
+#
+#    </details>
+#
+# 2. Find a pair whose `p_value` is below 0.05 but whose `p_adjusted` is not. Why did Holm move it?
+#
+#    <details><summary>Answer</summary>
+#
+#    Holm multiplies the smallest of m p-values by m, the next by m − 1, and so on (keeping the order): with six model pairs, a raw p of 0.02 that is the third smallest becomes at least 0.02 × 4 = 0.08.
+#
+#    </details>
+#
+# 3. Rerun notebooks 01–03 into a new `run_dir` with `synthetic_per_class=40` and a new `data_root` (fewer test images). What happens to the bootstrap intervals and the marks?
+#
+#    <details><summary>Answer</summary>
+#
+#    The intervals widen roughly with 1/√n, and gaps that were marked `*` may become `ns`: the evidence is in the number of test images.
+#
+#    </details>
+#
+# 4. In `stats/paired_tests.csv`, compare `randomisation_images` with `corrected_t` for the same pair. Which one is the smaller p, and why?
+#
+#    <details><summary>Answer</summary>
+#
+#    Usually the image-level test: it uses every test image as a unit, while the corrected t-test sees only the 3 fold scores and inflates their variance for the overlap of the training sets.
+#
+#    </details>

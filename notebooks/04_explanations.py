@@ -17,6 +17,17 @@
 # %% [markdown]
 # # 04 · Explanations: five CAM methods side by side
 #
+# > **You will learn**
+# > - how GradCAM, GradCAM++, XGradCAM, EigenGradCAM and LayerCAM each turn the target layer's activations *A* and gradients *G* into a map
+# > - why GradCAM and XGradCAM give the same map at ResNet50's `layer4`, and why EigenGradCAM's sign is arbitrary
+# > - how the target layer trades resolution against meaning
+# > - how to use the explorer: target class, misclassified images, layer switch, per-image metrics
+# >
+# > **You need**
+# > - notebook [02](02_training.ipynb) run into the same `run_dir` (a trained `cam_model`)
+# > - what a convolutional layer's feature map is
+# > - about 20 s
+#
 # The study explains ResNet50 with GradCAM, GradCAM++, XGradCAM, EigenGradCAM and LayerCAM. All five are functions of the same two tensors of the target layer, its activations *A* and the gradient *G* of the explained class's logit, so `xai_helpers.compute_cams` computes all five from **one forward and one backward pass** (the maps equal pytorch-grad-cam's within 1e-5).
 #
 # **Image size and target layer.** CAMs are only as fine as the target layer's feature map. ResNet50 downsamples by 32 at `layer4`, 16 at `layer3` and 8 at `layer2`: at the demo's 64 px, `layer4` is 2×2 and `layer3` 4×4, too coarse to localise a lesion, so the demo explains `layer2`, an 8×8 map. At 224 px `layer4` gives 7×7. The cell below prints the size for the parameters of this run.
@@ -126,3 +137,48 @@ if params['interactive']:
     display(explorer.widget)
 else:
     fig = explorer.static_grid(run=run)
+
+# %% [markdown]
+# ## Summary
+#
+# - All five methods weight the channels of the same *A* by some function of *G*; `xai_helpers/cams.py` has each in 2–5 lines.
+# - Each map explains the predicted class unless you choose another target; a map for the wrong class can look just as convincing.
+# - Deeper layers give coarser maps (ResNet50 `layer4` is 2×2 at 64 px); `layer2` is 8×8 there.
+# - EigenGradCAM's first principal component has no sign of its own: `eigengradcam` keeps the sign the SVD returns (as pytorch-grad-cam does), so on some images its ReLU keeps the background; `eigengradcam_signed` flips a map whose largest magnitude is negative.
+
+# %% [markdown]
+# ## Exercises
+#
+# Change a parameter in the parameters cell (or with `--set` in the runner), rerun, and compare. Each answer is folded; try first.
+#
+# 1. In the explorer, pick an image and switch the target from the predicted class to another class. Does the map move?
+#
+#    <details><summary>Answer</summary>
+#
+#    For GradCAM-type methods it usually does: the gradients of another class's logit weight the channels differently. If it barely moves, the map shows where the network looks, not why it chose the class.
+#
+#    </details>
+#
+# 2. Set `cam_layer='layer3'` and compare with `layer2`. What happens to the maps at 64 px?
+#
+#    <details><summary>Answer</summary>
+#
+#    `layer3` is 4×4 at 64 px: the maps become blocky and cannot follow a small lesion; `layer2` (8×8) localises more finely but is less class-specific.
+#
+#    </details>
+#
+# 3. Add `eigengradcam_signed` to `cam_methods`. On which images does it differ from `eigengradcam`?
+#
+#    <details><summary>Answer</summary>
+#
+#    On the images where the SVD returned the component with the opposite sign: there `eigengradcam` (after its ReLU) shows the background or almost nothing, and the signed map shows the salient region.
+#
+#    </details>
+#
+# 4. Set `cam_layer='layer4'` with `cam_model='resnet50'`. Which two methods give identical maps, and why?
+#
+#    <details><summary>Answer</summary>
+#
+#    GradCAM and XGradCAM: after `layer4` come global average pooling and one linear layer, so the gradient is the same at every position of a channel and both weights reduce to the channel's mean gradient up to a positive factor.
+#
+#    </details>

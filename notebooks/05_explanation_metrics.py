@@ -17,6 +17,17 @@
 # %% [markdown]
 # # 05 · How good are the explanations? Confidence increase and friends
 #
+# > **You will learn**
+# > - what confidence increase measures, its two readings, and why the mean change is usually negative
+# > - deletion and insertion curves, ROAD, and the randomisation sanity check: what each metric rewards and in which direction it is better
+# > - how to score maps against expert lesion masks, and why every localisation score must be read against maps that ignore the image
+# > - how to compare CAM methods image by image with paired tests, per CNN
+# >
+# > **You need**
+# > - notebook [02](02_training.ipynb) (trained CNNs) and, for the explanations themselves, notebook [04](04_explanations.ipynb)
+# > - notebook [03](03_statistics.ipynb) for the paired tests and Holm's correction
+# > - about 2 minutes on the demo
+#
 # The study rates the CAM methods by **confidence increase**: the change of the explained class's softmax score when the (normalised) input is multiplied by the CAM, `softmax(f(x ⊙ cam))[c] − softmax(f(x))[c]` (pytorch-grad-cam's `CamMultImageConfidenceChange` with a softmax target). A map that keeps what the model needs raises (or keeps) the score.
 #
 # One metric is not enough to compare methods honestly, so this notebook also reports Chattopadhay et al.'s **average drop %** and **increase in confidence %** (as the paper defines them: the *image* in [0, 1] is multiplied by the map, black where the map is 0, then normalised), Petsiuk et al.'s **deletion** and **insertion** AUC, Rong et al.'s **ROAD** (remove and debias; exactly *p* % of the pixels removed at each percentile, ties broken at random as in their reference code) and Adebayo et al.'s **randomisation sanity check** (every parameterised layer re-initialised, top to bottom; the costly ones on a subsample of images per class, as each costs many forwards per image), and, where lesion masks exist (the synthetic dataset, the Figshare brain tumour set, any dataset with a `masks/` folder), the **pointing game** (a hit when the map's maximum lies in the mask or strictly within a tolerance of it: Zhang et al.'s 15 pixels, which we take at 224 px and scale to the image size), the **energy inside the mask**, the **IoU** at 0.5 and the **mask AUROC**: a check against ground truth, read against two maps that ignore the image.
@@ -105,7 +116,23 @@ fig = plot_xai_metric(xai, 'confidence_increase', run=run)
 
 # %% [markdown]
 # ## Every metric, overall
-# Higher is better except for average drop, deletion AUC, ROAD MoRF (the score should fall when the most relevant pixels are removed first) and randomisation Spearman (the map should change when the model is randomised). The localisation columns (pointing game, energy in the mask, IoU, mask AUROC) exist only for images with a lesion mask; `centre_prior` and `uniform_random` have only those.
+# Every metric, what it measures and which direction is better (the localisation columns exist only for images with a lesion mask; `centre_prior` and `uniform_random` have only those):
+#
+# | metric | what it measures | better when | reference |
+# |---|---|---|---|
+# | `confidence_increase` | change of the class's softmax score when the normalised input is multiplied by the map | higher | pytorch-grad-cam's `CamMultImageConfidenceChange` |
+# | `average_drop_pct` | mean relative drop of the score when the image in [0, 1] is multiplied by the map, in % | lower | Chattopadhay et al. 2018 |
+# | `increase_in_confidence_pct` | share of images whose score rises under the same masking, in % | higher | Chattopadhay et al. 2018 |
+# | `deletion_auc` | area under the score as the most relevant pixels are removed first | lower | Petsiuk et al. 2018 |
+# | `insertion_auc` | area under the score as the most relevant pixels are inserted first into a blurred copy | higher | Petsiuk et al. 2018 |
+# | `road_morf` | score after removing the most relevant pixels first, with noisy linear imputation, averaged over percentiles | lower | Rong et al. 2022 |
+# | `road_lerf` | the same, least relevant first | higher | Rong et al. 2022 |
+# | `road_combined` | (`road_lerf` − `road_morf`) / 2 | higher | pytorch-grad-cam's `ROADCombined` |
+# | `randomisation_spearman` | rank correlation with the trained model's map once every layer is re-initialised | lower | Adebayo et al. 2018 |
+# | `pointing_game` | the map's maximum lies in the mask or within 15 px at 224 px (scaled) | higher | Zhang et al. 2018 |
+# | `energy_in_mask` | share of the map's total mass inside the mask | higher | Wang et al. 2020 |
+# | `iou` | intersection over union of the map above 0.5 and the mask | higher | |
+# | `mask_auroc` | chance that a lesion pixel outscores a background pixel (no threshold) | higher | |
 
 # %%
 overall = per_image.groupby('method')[[m for m in ALL_METRICS if m in per_image]].mean()
@@ -150,3 +177,48 @@ cams = tests[(tests.comparison == 'cams') & (tests.group == 'all') & (tests.metr
 display(cams[['a', 'b', 'test', 'n', 'mean_a', 'mean_b', 'p_value', 'p_adjusted', 'effect_size']].round(4))
 fig = plot_pvalue_heatmap(tests[tests.cam_model == params['cam_model']], 'confidence_increase', 'paired_t',
                          comparison='cams', run=run)
+
+# %% [markdown]
+# ## Summary
+#
+# - Confidence increase multiplies the input by the map; removing context usually lowers the score, so the mean change is often negative while a share of images still rise.
+# - Deletion AUC, ROAD MoRF and the randomisation Spearman are better when lower; insertion AUC, ROAD LeRF, confidence increase and the localisation scores when higher.
+# - A centred Gaussian that ignores the image often points at a lesion as well as a CAM does: a method localises only where it beats `centre_prior` significantly.
+# - Every CNN is explained at a layer of the same resolution, so their maps can be compared fairly.
+
+# %% [markdown]
+# ## Exercises
+#
+# Change a parameter in the parameters cell (or with `--set` in the runner), rerun, and compare. Each answer is folded; try first.
+#
+# 1. Set `cam_models=['resnet50']` and rerun. What disappears from the localisation table, and how much faster is the notebook?
+#
+#    <details><summary>Answer</summary>
+#
+#    Only ResNet50's rows remain; the notebook runs about four times fewer explanations (VGG16's were the slowest).
+#
+#    </details>
+#
+# 2. Set `explain_per_class=4` and compare the bootstrap intervals of the localisation table with the default 12.
+#
+#    <details><summary>Answer</summary>
+#
+#    They are about √3 ≈ 1.7 times wider, and fewer methods are marked significantly above or below the centre prior.
+#
+#    </details>
+#
+# 3. Which reading of confidence increase matches the published 0.12 for XGradCAM on glioma: the mean change or the share of images whose score rises?
+#
+#    <details><summary>Answer</summary>
+#
+#    The published values are all small and positive, like a share of rising images (Chattopadhay et al.'s "increase in confidence" / 100); the mean change of a masked image is usually negative. The report's `reading` column says which of ours lies nearer.
+#
+#    </details>
+#
+# 4. In the randomisation figure, which method's Spearman correlation stays high when the top blocks are re-initialised, and what would that mean?
+#
+#    <details><summary>Answer</summary>
+#
+#    A method whose maps barely change when the model is randomised explains the architecture or the image edges, not what the model learnt (Adebayo et al. 2018); the curves should fall towards 0.
+#
+#    </details>

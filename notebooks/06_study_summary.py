@@ -17,6 +17,14 @@
 # %% [markdown]
 # # 06 · The study across datasets, next to the published numbers
 #
+# > **You will learn**
+# > - how to read the study report: protocol, performance with marks, confidence increase, localisation, the published numbers and why ours differ
+# > - why a reproduction differs from published numbers (weights, image size, splits, test sets) and how to tell which difference matters
+# >
+# > **You need**
+# > - notebooks [01](01_data_preparation.ipynb)–[05](05_explanation_metrics.ipynb) and [07](07_generalization.ipynb) run (for one dataset, or one run folder per dataset with the `paper` profiles)
+# > - about 10 s
+#
 # The study reports accuracy and F1 of four CNNs on three datasets and the confidence increase of five CAM methods, e.g. ResNet50 at **86.31 %** accuracy on skin cancer, and on glioma **XGradCAM 0.12**, **GradCAM++ 0.09**, **LayerCAM 0.08**. This notebook gathers every dataset run of a study folder (the `paper` profiles write `runs/paper/<dataset>/`; a single run folder such as `runs/demo` counts as one dataset) into one set of tables, puts the published numbers beside ours, and says why they differ.
 #
 # **Why they can differ at all.** A reproduction changes more than the code: pretrained weights or not, the image size, the splits (the published Kaggle splits hold duplicates across train and test, which notebook 01 removes), and whether a number is one model's or a mean over folds. The report lists each of these for every dataset, so a gap can be read, not guessed at.
@@ -122,3 +130,39 @@ display(published_comparison(runs).round(4))
 path = write_report(params['run_dir'], runs)
 print(path)
 display(Markdown(path.read_text()))
+
+# %% [markdown]
+# ## Summary
+#
+# - The report is generated from the run folders: every number in it can be traced to a csv.
+# - The published numbers stand beside ours with intervals; `computed_on` says which dataset each of ours comes from.
+# - "Why the numbers differ" lists every protocol difference per dataset, from weights to duplicates removed.
+
+# %% [markdown]
+# ## Exercises
+#
+# Change a parameter in the parameters cell (or with `--set` in the runner), rerun, and compare. Each answer is folded; try first.
+#
+# 1. Open `report.md` and find the protocol row `test split`. Where did your test images come from?
+#
+#    <details><summary>Answer</summary>
+#
+#    On the synthetic demo, the dataset's own test split; on the Figshare set, drawn by patient (or the published fold 5 when `cvind.mat` is present).
+#
+#    </details>
+#
+# 2. In "Next to the published numbers", which reading of confidence increase is nearer to the published values, and is the difference inside our interval?
+#
+#    <details><summary>Answer</summary>
+#
+#    Read the `reading` and `difference_ci` columns: an interval that contains 0 means the published value is compatible with ours.
+#
+#    </details>
+#
+# 3. Run the `paper_cpu` profile on a second dataset into the same study folder and rerun this notebook. What changes in the report?
+#
+#    <details><summary>Answer</summary>
+#
+#    Every table gets rows for the second dataset; the performance marks are computed within each dataset, never across.
+#
+#    </details>

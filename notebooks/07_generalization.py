@@ -17,6 +17,15 @@
 # %% [markdown]
 # # 07 · Do the models generalize? Corruptions, another site, calibration, explanation stability
 #
+# > **You will learn**
+# > - how accuracy, F1 and calibration fall under graded corruptions and on another site's images
+# > - how to evaluate on an external set whose class names differ (`class_map`) and why training images found in it are left out
+# > - whether the explanations stay put when the image degrades, and whether they point at another hospital's expert masks
+# >
+# > **You need**
+# > - notebook [02](02_training.ipynb) run into the same `run_dir`; notebook [05](05_explanation_metrics.ipynb) for the localisation ideas
+# > - about 1.5 minutes on the demo
+#
 # A test split drawn from the same collection as the training images says little about a model in another hospital. This notebook asks four questions of every trained model and fold:
 #
 # 1. **Degraded images**: how fast do accuracy and F1 fall under noise, blur, lower contrast, JPEG compression, lower resolution and a simulated scanner intensity shift, at graded severities (1 mild … 5 severe, the same corrupted images for every model)?
@@ -151,3 +160,48 @@ if run.generalization_localisation_file.is_file():
                                               sort=False).round(3))
 else:
     print('the external set has no lesion masks (or there is no external set): nothing to score')
+
+# %% [markdown]
+# ## Summary
+#
+# - Accuracy under corruption falls with severity; the slope, not only the clean accuracy, says how robust a model is.
+# - An external set is scored only on the classes it shares with the training set, after removing copies of training images.
+# - Expected calibration error says whether the model's confidence is still honest on degraded or foreign images.
+# - With expert masks, the external set also tests the explanations, against the same baselines as notebook 05.
+
+# %% [markdown]
+# ## Exercises
+#
+# Change a parameter in the parameters cell (or with `--set` in the runner), rerun, and compare. Each answer is folded; try first.
+#
+# 1. Set `corruption_severities=[1, 2, 3, 4, 5]`. Which corruption hurts the CNNs most at severity 5?
+#
+#    <details><summary>Answer</summary>
+#
+#    Read `generalization.csv` or the severity figure; on the synthetic demo noise and resolution loss usually hurt most, because the lesions are small and textured.
+#
+#    </details>
+#
+# 2. Point `external_data_root` at a folder with different class names and set `class_map`. What happens to a class you do not map?
+#
+#    <details><summary>Answer</summary>
+#
+#    It is reported under `unmapped_classes` and not scored; the external accuracy covers the mapped classes only, and the notebook says so.
+#
+#    </details>
+#
+# 3. Compare ECE on the clean test split with ECE on the external set. What does a rise mean for a clinician?
+#
+#    <details><summary>Answer</summary>
+#
+#    The model's stated confidence is further from its real accuracy on the new site: a 90 % prediction there is right less than 90 % of the time, so confidence thresholds tuned at home do not transfer.
+#
+#    </details>
+#
+# 4. Which CAM method's maps stay most stable under blur at severity 5 (`generalization_cams.csv`)?
+#
+#    <details><summary>Answer</summary>
+#
+#    Read the `spearman_mean` per method; methods that average gradients over the whole map (GradCAM, XGradCAM) tend to be more stable than pixel-wise ones (LayerCAM).
+#
+#    </details>

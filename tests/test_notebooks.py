@@ -22,6 +22,26 @@ def test_numbered_notebooks_exist():
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_every_notebook_is_a_lesson(path):
+    """What you will learn and need under the title (with links to the notebooks before that resolve); a summary
+    and 3-5 exercises, each with its answer folded, at the end."""
+    import re
+
+    markdown = [c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "markdown"]
+    opening = markdown[0]
+    assert opening.startswith("# ") and "> **You will learn**" in opening and "> **You need**" in opening
+    for link in re.findall(r"\]\(([^)]+\.ipynb)\)", opening):
+        assert (path.parent / link).is_file(), link
+        assert link[:2] < path.name[:2] or path.name[:2] == "06", f"{link}: a notebook after this one"
+    summary, exercises = markdown[-2], markdown[-1]
+    assert summary.startswith("## Summary") and len(re.findall(r"^- ", summary, re.M)) >= 3
+    assert exercises.startswith("## Exercises")
+    questions = re.findall(r"^\d+\. ", exercises, re.M)
+    assert 3 <= len(questions) <= 5
+    assert exercises.count("<details><summary>Answer</summary>") == exercises.count("</details>") == len(questions)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_is_clean_and_has_the_shared_parameters(path):
     nb = nbformat.read(path, as_version=4)
     assert nb.metadata["kernelspec"]["name"] == "python3"  # papermill needs a kernelspec

@@ -279,7 +279,8 @@ PARAMETERS: tuple[Param, ...] = (
           "the CNNs notebook 05 explains beside `cam_model` (`all`: every CNN in `models`), each at its layer of "
           "the resolution of `cam_model`'s `cam_layer` (`xai_helpers.models.comparable_layer`: at 64 px and "
           "`layer2`, DenseNet121 `features.denseblock2`, VGG16 `features.22`, EfficientNet-B0 `features.3`, all "
-          "8×8)", shown="`all`"),
+          "8×8): maps, confidence and localisation metrics; deletion/insertion, ROAD and the randomisation check "
+          "stay `cam_model`'s (`[]`: `cam_model` only)", shown="`all`"),
     Param("cam_methods", list(STUDY_METHODS), "05", _names("cam_methods", available_methods),
           "any of `gradcam`, `gradcam++`, `xgradcam`, `eigengradcam`, `eigengradcam_signed`, `layercam`, or a "
           "pytorch-grad-cam method (`scorecam`, `hirescam`, ...)", shown="the five"),

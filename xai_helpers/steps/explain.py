@@ -144,7 +144,9 @@ def rate_explanations(data: PreparedData, params: dict[str, Any], costly_per_cla
     for all of them, localisation metrics where lesion masks exist, and deletion/insertion AUC on the
     first ``costly_per_class`` of them per class (each costs ``2 * (n_steps + 1)`` forwards per image
     and method), ROAD (18 imputations and forwards per image and method) and the cascading
-    randomisation check on the same subsample. Every CNN explains the same images.
+    randomisation check on the same subsample, for ``cam_model`` (the other CNNs get the maps, the
+    confidence and the localisation metrics: the costly ones cost tens of forwards per image and method,
+    and it is the study's model they rate). Every CNN explains the same images.
 
     Parameters
     ----------
@@ -204,10 +206,13 @@ def rate_explanations(data: PreparedData, params: dict[str, Any], costly_per_cla
     records: list[dict[str, Any]] = []
     curves: list[pd.DataFrame] = []
     for model_name, layer, fold in tqdm(jobs, desc="explaining (model, fold)", disable=not progress):
-        rec, curve = _rate_one_model(run, data, params, model_name, layer, fold, rows, x, masks, is_costly,
+        # the costly metrics are the study's model's: the others get maps, confidence and localisation
+        costly = is_costly if model_name == params["cam_model"] else np.zeros_like(is_costly)
+        rec, curve = _rate_one_model(run, data, params, model_name, layer, fold, rows, x, masks, costly,
                                      n_steps, device)
         records += rec
-        curves.append(curve)
+        if curve is not None:
+            curves.append(curve)
     per_image = pd.DataFrame(records)
     run.write_csv(per_image, run.xai_per_image_file)
     run.write_csv(aggregate_per_class(per_image), run.xai_metrics_file)
@@ -218,28 +223,32 @@ def rate_explanations(data: PreparedData, params: dict[str, Any], costly_per_cla
 
 def _rate_one_model(run: RunFolder, data: PreparedData, params: dict[str, Any], model_name: str, layer: str,
                     fold: int, rows: np.ndarray, x: torch.Tensor, masks: np.ndarray | None, is_costly: np.ndarray,
-                    n_steps: int, device: torch.device) -> tuple[list[dict[str, Any]], pd.DataFrame]:
-    """One fold model's rows of ``xai_per_image.csv`` and randomisation curves (:func:`rate_explanations`)."""
+                    n_steps: int, device: torch.device) -> tuple[list[dict[str, Any]], pd.DataFrame | None]:
+    """One fold model's rows of ``xai_per_image.csv`` and randomisation curves (:func:`rate_explanations`);
+    no curves, and NaN for the costly metrics, when ``is_costly`` selects no image."""
     net, meta = load_checkpoint(run.checkpoint_dir(model_name, fold) / "best.pt", device)
     _, layer_name = resolve_target_layer(net, layer)
     maps, probs = compute_cams(net, x, params["cam_methods"], target_layer=layer_name)
     targets = probs.argmax(axis=1)
     conf = confidence_metrics(net, x, maps, targets, probs=probs, mean=meta["mean"], std=meta["std"])
     sel = np.flatnonzero(is_costly)
-    sub_maps = {m: v[sel] for m, v in maps.items()}
-    perturb = deletion_insertion(net, x[sel], sub_maps, targets[sel], n_steps=n_steps)
-    roads = road(net, x[sel], sub_maps, targets[sel], seed=params["seed"])
-    for m in roads:
-        perturb[m].update(roads[m])
-    rand = randomisation_check(net, model_name, x[sel], params["cam_methods"], layer_name, targets[sel],
-                               seed=params["seed"])
-    rand["path"] = data.splits["path"].to_numpy()[rows[sel]][rand["image"].to_numpy()]
-    rand.insert(0, "layer", layer_name)
-    rand.insert(0, "fold", fold)
-    rand.insert(0, "model", model_name)
-    final = rand[rand["step"] == rand["step"].max()].set_index(["method", "image"])["spearman"]
-    for m in perturb:
-        perturb[m]["randomisation_spearman"] = np.array([final[(m, i)] for i in range(len(sel))])
+    perturb: dict[str, dict[str, np.ndarray]] = {m: {} for m in params["cam_methods"]}
+    rand = None
+    if len(sel):
+        sub_maps = {m: v[sel] for m, v in maps.items()}
+        perturb = deletion_insertion(net, x[sel], sub_maps, targets[sel], n_steps=n_steps)
+        roads = road(net, x[sel], sub_maps, targets[sel], seed=params["seed"])
+        for m in roads:
+            perturb[m].update(roads[m])
+        rand = randomisation_check(net, model_name, x[sel], params["cam_methods"], layer_name, targets[sel],
+                                   seed=params["seed"])
+        rand["path"] = data.splits["path"].to_numpy()[rows[sel]][rand["image"].to_numpy()]
+        rand.insert(0, "layer", layer_name)
+        rand.insert(0, "fold", fold)
+        rand.insert(0, "model", model_name)
+        final = rand[rand["step"] == rand["step"].max()].set_index(["method", "image"])["spearman"]
+        for m in perturb:
+            perturb[m]["randomisation_spearman"] = np.array([final[(m, i)] for i in range(len(sel))])
     # what identifies a row, for the CAM methods and the baseline maps alike
     head = {"model": model_name, "fold": fold, "layer": layer_name}
     image = [{"path": data.splits["path"].iloc[r], "class": data.class_names[data.labels[r]],
@@ -265,4 +274,4 @@ def _rate_one_model(run: RunFolder, data: PreparedData, params: dict[str, Any], 
             for k in range(len(rows)):
                 records.append({**head, "method": m, **image[k],
                                 **{key: float(loc[key][k]) for key in LOCALISATION_METRICS}})
-    return records, rand.drop(columns="image")
+    return records, (rand.drop(columns="image") if rand is not None else None)
