@@ -58,6 +58,24 @@ def test_notebook_is_clean_and_has_the_shared_parameters(path):
     assert sum(c.cell_type == "markdown" for c in nb.cells) >= 3
 
 
+def test_executed_notebooks_show_finished_progress_bars_only(quick_run):
+    """No widget bar (its state is not saved: a static view shows 0 %) and no text bar stuck below 100 % in
+    the executed copies: inner bars vanish when done, the others end as one line at 100 %."""
+    import re
+
+    bars = []
+    for path in sorted((Path(quick_run["run_dir"]) / "notebooks").glob("*.ipynb")):
+        for cell in nbformat.read(path, as_version=4).cells:
+            for out in cell.get("outputs", []):
+                assert "application/vnd.jupyter.widget-view+json" not in out.get("data", {}), path.name
+                if out.get("output_type") == "stream":
+                    assert "\r" not in out["text"], f"{path.name}: a stream with carriage returns left in"
+                    bars += [(path.name, line) for line in out["text"].splitlines() if re.search(r"\d+%\|", line)]
+    assert bars, "no progress bar in any executed notebook: the check would be empty"
+    stuck = [(name, line) for name, line in bars if "100%|" not in line]
+    assert not stuck, stuck[:5]
+
+
 @pytest.mark.slow
 def test_quick_run_leaves_every_artefact_of_the_contract(quick_run):
     run = Path(quick_run["run_dir"])

@@ -23,11 +23,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from .checkpoints import read_checkpoint
 from .errors import CheckpointMismatchError, ParameterError
 from .models import IMAGENET_MEAN, IMAGENET_STD, build_model
+from .progress import tqdm
 
 
 def _mps_available() -> bool:

@@ -13,6 +13,7 @@ import torchvision
 
 from .config import DEFAULTS, check_against_prepared, resolve_params
 from .figures import set_style
+from .progress import use_text_bars
 from .runfolder import RunFolder
 from .steps.prepare import prepared_parameters
 
@@ -97,6 +98,7 @@ def setup_notebook(namespace: dict[str, Any], title: str) -> dict[str, Any]:
         check_against_prepared(params, prepared_parameters(run), str(run.root))
     seed_everything(params["seed"])
     set_style()
+    use_text_bars(not params["interactive"])  # widgets only where someone watches them
     run.claim()
     run.write_config(params, step=step)
     print(title)

@@ -29,10 +29,10 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import yaml
-from tqdm.auto import tqdm
 
 from .config import (DEFAULTS, PROFILES, STUDY_DATASETS, profile_params, project_root,
                      resolve_params, resolve_path)
+from .progress import tqdm
 from .runfolder import RunFolder
 from .errors import NotebookFailed, ParameterError, RunFolderRefused
 
@@ -213,7 +213,10 @@ def execute(params: dict[str, Any], notebooks: Sequence[Path], progress: bool = 
         try:
             pm.execute_notebook(str(book), str(out), parameters=params, cwd=str(book.parent),
                                 progress_bar=progress, report_mode=False,
-                                kernel_manager_class=ipc_kernel_manager_class())
+                                kernel_manager_class=ipc_kernel_manager_class(),
+                                # one stream per cell with its carriage returns applied: a finished
+                                # text bar is one line (xai_helpers.progress)
+                                coalesce_streams=True)
         except PapermillExecutionError as err:
             raise NotebookFailed(_failure_message(book, out, err) + f"; executed copy: {out}") from err
         print(f"{book.name}: done in {time.perf_counter() - started:.0f} s -> {out}", flush=True)

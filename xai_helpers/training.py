@@ -31,7 +31,6 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from .atomic import write_csv_atomic
 from .checkpoints import read_checkpoint, save_checkpoint
@@ -39,6 +38,7 @@ from .errors import NonFiniteLossError
 from .evaluation import classification_metrics
 from .inference import BatchPipeline, _autocast, precision_path, predict_proba
 from .models import build_model, set_backbone_trainable
+from .progress import tqdm
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("cosine", "step", "none")
@@ -526,7 +526,7 @@ def fit(arch: str, pipeline: BatchPipeline, labels: np.ndarray, train_rows: np.n
     stopped_early = False
     min_epochs = config.min_epochs if config.min_epochs is not None else config.epochs // 2
     epochs_bar = tqdm(range(state.epoch, config.epochs), desc=f"{arch} epochs", disable=not progress,
-                      initial=state.epoch, total=config.epochs)
+                      initial=state.epoch, total=config.epochs, leave=False)
     for epoch in epochs_bar:
         frozen = epoch < config.freeze_epochs
         set_backbone_trainable(model, arch, not frozen)

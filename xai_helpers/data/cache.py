@@ -33,10 +33,10 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
-from tqdm.auto import tqdm
 
 from ..atomic import write_text_atomic
 from ..paths import project_root
+from ..progress import tqdm
 from .metadata import file_header
 from ..errors import ImageReadError, ParameterError
 

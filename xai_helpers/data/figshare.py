@@ -205,7 +205,7 @@ def convert_mat_folder(root: str | os.PathLike, out_dir: str | os.PathLike,
         The converted folder (``images/``, ``masks/``, ``metadata.csv``), and ``{path, reason}`` of
         every ``.mat`` file that could not be read (reported and left out, never a failed study).
     """
-    from tqdm.auto import tqdm  # noqa: PLC0415 - progress only here
+    from ..progress import tqdm  # noqa: PLC0415 - progress only here
 
     files = mat_files(root)
     if not files:

@@ -31,8 +31,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 from scipy import ndimage
-from tqdm.auto import tqdm
 from ..errors import GeneratedDataError
+from ..progress import tqdm
 
 SYNTHETIC_CLASSES = ("no_lesion", "solid_lesion", "ring_lesion")
 NATIVE_SIZE = 128

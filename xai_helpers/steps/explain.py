@@ -14,13 +14,13 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from ..cam_metrics import (LOCALISATION_METRICS, aggregate_per_class, baseline_maps, confidence_metrics,
                            deletion_insertion, localisation_metrics, randomisation_check, road)
 from ..cams import compute_cams, resolve_target_layer
 from ..data.prepared import PreparedData, explanation_sample
 from ..models import explained_models, feature_map_size
+from ..progress import tqdm
 from ..runfolder import RunFolder
 from ..inference import BatchPipeline, load_checkpoint, resolve_device
 

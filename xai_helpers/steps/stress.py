@@ -15,7 +15,6 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from ..atomic import write_text_atomic
 from ..baselines import cnn_rows
@@ -40,6 +39,7 @@ from ..generalization import (
     predict_images,
     severity_summary,
 )
+from ..progress import tqdm
 from ..runfolder import RunFolder
 from ..inference import BatchPipeline, load_checkpoint, resolve_device
 

@@ -17,7 +17,6 @@ from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from ..checkpoints import read_checkpoint_meta
 from ..atomic import write_text_atomic
@@ -26,6 +25,7 @@ from ..data.cache import file_digest
 from ..data.prepared import PreparedData
 from ..evaluation import LARGE_GAP, classification_metrics, predictions_frame
 from ..models import MODEL_NAMES, check_image_size, resolve_weights
+from ..progress import tqdm
 from ..runfolder import RunFolder
 from ..inference import BatchPipeline, load_checkpoint, predict_proba, resolve_device
 from ..training import TrainConfig, fit
