@@ -107,6 +107,28 @@ fig = cam_grid(data.images[rows], examples.maps, labels, data.masks(rows), run=r
                title=f"{params['cam_model']} · {layer}")
 
 # %% [markdown]
+# ## The five methods
+# Each method is a small function of *A* (the target layer's activations, channels *c* × positions *i, j*) and *G* (the gradient of the explained class's logit with respect to *A*). Every map is then passed through a ReLU, scaled to [0, 1] and upsampled to the image: that part is shared.
+#
+# | method | the map (before the shared ReLU and scaling) | intuition |
+# |---|---|---|
+# | GradCAM (Selvaraju et al. 2017) | $\sum_c w_c A_c$, with $w_c = \frac{1}{hw}\sum_{ij} G_{cij}$ | a channel counts as much as the class score rises, on average, when it rises |
+# | GradCAM++ (Chattopadhay et al. 2018) | $\sum_c w_c A_c$, with $w_c = \sum_{ij} \alpha_{cij}\,\mathrm{ReLU}(G_{cij})$ and $\alpha_{cij} = \frac{G_{cij}^2}{2G_{cij}^2 + \sum_{ab} A_{cab}\, G_{cij}^3}$ | only positive evidence counts, each position weighted, so several instances of a class add up instead of averaging out |
+# | XGradCAM (Fu et al. 2020) | $\sum_c w_c A_c$, with $w_c = \sum_{ij} \frac{A_{cij}}{\sum_{ab} A_{cab}}\, G_{cij}$ | the gradient averaged where the channel is active (the weights that satisfy their sensitivity and conservation axioms) |
+# | EigenGradCAM | the projection of $G \odot A$ at each position on its first principal component (over positions) | the dominant pattern of gradient-weighted activations; no per-channel weight, and the sign is arbitrary (see below) |
+# | LayerCAM (Jiang et al. 2021) | $\sum_c \mathrm{ReLU}(G_{cij})\, A_{cij}$ | each position weighted by its own positive gradient: finer maps, which is why it suits shallow layers |
+#
+# The code is as short as the formulas: the cell below prints the functions of `xai_helpers/cams.py` that `compute_cams` calls (each registered under its name; `register_method` adds your own).
+
+# %%
+import inspect
+
+from xai_helpers import cams
+
+for method in (cams.gradcam, cams.gradcam_plus_plus, cams.xgradcam, cams.eigengradcam, cams.layercam):
+    print(inspect.getsource(method))
+
+# %% [markdown]
 # ## Why GradCAM and XGradCAM agree at ResNet50's last block
 # After `layer4` come global average pooling and one linear layer, so the gradient of a logit with respect to `layer4`'s output is the same at every position: `G[c, i, j] = w[c] / (h·w)`. GradCAM's weights are the spatial mean of G, i.e. `w[c]/(h·w)`; XGradCAM's are `Σ G·A / Σ A = w[c]/(h·w)` as well. The maps are identical (and need no backward pass at all: the weights are the linear layer's). At earlier layers the gradient varies in space and the methods differ, which is why the demo explains `layer2`.
 
