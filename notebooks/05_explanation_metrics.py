@@ -27,6 +27,7 @@
 # > - notebook [02](02_training.ipynb) (trained CNNs) and, for the explanations themselves, notebook [04](04_explanations.ipynb)
 # > - notebook [03](03_statistics.ipynb) for the paired tests and Holm's correction
 # > - about 2 minutes on the demo
+# > - the [glossary](../docs/glossary.md) for any term used here without a definition
 #
 # The study rates the CAM methods by **confidence increase**: the change of the explained class's softmax score when the (normalised) input is multiplied by the CAM, `softmax(f(x ⊙ cam))[c] − softmax(f(x))[c]` (pytorch-grad-cam's `CamMultImageConfidenceChange` with a softmax target). A map that keeps what the model needs raises (or keeps) the score.
 #
