@@ -267,9 +267,15 @@ def _is_mask_folder(folder: Path) -> bool:
             and not any(p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS for p in folder.iterdir()))
 
 
+#: Mask file names tried for an image ``<stem>.<ext>``, in order: ``<stem>.png``, then the names the ISIC
+#: challenges and many segmentation sets use.
+MASK_NAMES = ("{stem}.png", "{stem}_segmentation.png", "{stem}_Segmentation.png", "{stem}_mask.png")
+
+
 def find_mask(root: Path, image: Path, class_folder: str, split_folder: str | None) -> str | None:
-    """The lesion mask of ``image``, when one exists: ``<root>/masks/<class>/<stem>.png`` or
-    ``<root>/masks/<split>/<class>/<stem>.png`` (the class and split folders named as on disk).
+    """The lesion mask of ``image``, when one exists: ``<root>/masks/<split>/<class>/<name>`` or
+    ``<root>/masks/<class>/<name>`` (the class and split folders named as on disk), ``<name>`` one of
+    :data:`MASK_NAMES` (``<stem>.png``, ``<stem>_segmentation.png`` as ISIC names them, ...).
 
     Examples
     --------
@@ -280,10 +286,13 @@ def find_mask(root: Path, image: Path, class_folder: str, split_folder: str | No
     True
     >>> find_mask(root, root / "test" / "glioma" / "b.jpg", "glioma", "test") is None
     True
+    >>> (root / "masks" / "glioma").mkdir(); (root / "masks" / "glioma" / "ISIC_01_segmentation.png").touch()
+    >>> find_mask(root, root / "test" / "glioma" / "ISIC_01.jpg", "glioma", "test").endswith("ISIC_01_segmentation.png")
+    True
     """
-    candidates = [root / MASK_FOLDER / class_folder / f"{image.stem}.png"]
-    if split_folder is not None:
-        candidates.insert(0, root / MASK_FOLDER / split_folder / class_folder / f"{image.stem}.png")
+    folders = [f for f in ([root / MASK_FOLDER / split_folder / class_folder] if split_folder is not None else [])
+               + [root / MASK_FOLDER / class_folder] if f.is_dir()]
+    candidates = [folder / name.format(stem=image.stem) for folder in folders for name in MASK_NAMES]
     return next((str(c) for c in candidates if c.is_file()), None)
 
 
