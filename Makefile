@@ -14,9 +14,10 @@ else
   STAMP := $(VENV)/.xai-helpers-installed
 endif
 
-.PHONY: install demo test lab notebooks clean help
+.PHONY: install demo book test lab notebooks clean help
 help:
 	@echo "make demo   - run all notebooks on the embedded synthetic dataset (runs/demo/)"
+	@echo "make book   - the static book of runs/demo (after make demo) in runs/demo/book/"
 	@echo "make test   - run the test suite"
 	@echo "make lab    - JupyterLab on notebooks/ with this environment as the kernel"
 	@echo "make notebooks - rewrite notebooks/*.ipynb from their paired notebooks/*.py sources"
@@ -33,6 +34,9 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(PY) -m xai_helpers.run --profile demo
+
+book: $(STAMP)
+	$(PY) -m xai_helpers.book runs/demo
 
 test: $(STAMP)
 	$(PY) -m ruff check

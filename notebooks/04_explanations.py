@@ -113,11 +113,11 @@ fig = cam_grid(data.images[rows], examples.maps, labels, data.masks(rows), run=r
 #
 # | method | the map (before the shared ReLU and scaling) | intuition |
 # |---|---|---|
-# | GradCAM (Selvaraju et al. 2017) | $\sum_c w_c A_c$, with $w_c = \frac{1}{hw}\sum_{ij} G_{cij}$ | a channel counts as much as the class score rises, on average, when it rises |
-# | GradCAM++ (Chattopadhay et al. 2018) | $\sum_c w_c A_c$, with $w_c = \sum_{ij} \alpha_{cij}\,\mathrm{ReLU}(G_{cij})$ and $\alpha_{cij} = \frac{G_{cij}^2}{2G_{cij}^2 + \sum_{ab} A_{cab}\, G_{cij}^3}$ | only positive evidence counts, each position weighted, so several instances of a class add up instead of averaging out |
-# | XGradCAM (Fu et al. 2020) | $\sum_c w_c A_c$, with $w_c = \sum_{ij} \frac{A_{cij}}{\sum_{ab} A_{cab}}\, G_{cij}$ | the gradient averaged where the channel is active (the weights that satisfy their sensitivity and conservation axioms) |
-# | EigenGradCAM | the projection of $G \odot A$ at each position on its first principal component (over positions) | the dominant pattern of gradient-weighted activations; no per-channel weight, and the sign is arbitrary (see below) |
-# | LayerCAM (Jiang et al. 2021) | $\sum_c \mathrm{ReLU}(G_{cij})\, A_{cij}$ | each position weighted by its own positive gradient: finer maps, which is why it suits shallow layers |
+# | GradCAM (Selvaraju et al. 2017) | Σ_c w_c·A_c, with w_c = (1/hw)·Σ_ij G_cij | a channel counts as much as the class score rises, on average, when it rises |
+# | GradCAM++ (Chattopadhay et al. 2018) | Σ_c w_c·A_c, with w_c = Σ_ij α_cij·ReLU(G_cij) and α_cij = G_cij² / (2·G_cij² + (Σ_ab A_cab)·G_cij³) | only positive evidence counts, each position weighted, so several instances of a class add up instead of averaging out |
+# | XGradCAM (Fu et al. 2020) | Σ_c w_c·A_c, with w_c = Σ_ij (A_cij / Σ_ab A_cab)·G_cij | the gradient averaged where the channel is active (the weights that satisfy their sensitivity and conservation axioms) |
+# | EigenGradCAM | the projection of G⊙A at each position on its first principal component (over positions) | the dominant pattern of gradient-weighted activations; no per-channel weight, and the sign is arbitrary (see below) |
+# | LayerCAM (Jiang et al. 2021) | Σ_c ReLU(G_cij)·A_cij at each position (i, j) | each position weighted by its own positive gradient: finer maps, which is why it suits shallow layers |
 #
 # The code is as short as the formulas: the cell below prints the functions of `xai_helpers/cams.py` that `compute_cams` calls (each registered under its name; `register_method` adds your own).
 

@@ -1,0 +1,94 @@
+"""The book of an executed run (``make book``), opened in a real browser: built offline from the quick run's
+executed notebooks, served over HTTP as GitHub Pages would, every page loaded in headless Chromium (Debian's
+/usr/bin/chromium driven by Playwright): no console error, no failed request, every figure decoded,
+previous/next navigation working."""
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import threading
+from pathlib import Path
+
+import pytest
+
+from xai_helpers.book import build_book
+
+CHROMIUM = os.environ.get("XAI_CHROMIUM", "/usr/bin/chromium")
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def book(quick_run, tmp_path_factory):
+    out = tmp_path_factory.mktemp("book") / "html"
+    index = build_book(quick_run["run_dir"], out)
+    return index.parent
+
+
+def test_the_book_holds_every_notebook_the_landing_page_and_the_glossary(book, quick_run):
+    pages = sorted(p.name for p in (book / "notebooks").glob("*.html"))
+    executed = sorted(p.stem + ".html" for p in (Path(quick_run["run_dir"]) / "notebooks").glob("*.ipynb"))
+    assert pages == executed and len(pages) == 7
+    index = (book / "index.html").read_text()
+    assert "The path through the notebooks" in index and "runtime" in index
+    for page in pages:  # every notebook linked from the landing page
+        assert f"notebooks/{page}" in index
+    assert (book / "docs" / "glossary.html").is_file()
+    # publishable: figures as PNG files, no data, no notebook sources
+    assert len(list((book / "_images").glob("*.png"))) >= 10
+    assert not list(book.rglob("*.ipynb")) and not list(book.rglob("*.npy"))
+    assert sum(p.stat().st_size for p in book.rglob("*") if p.is_file()) < 40e6
+    # nothing from the network: no script, style or font from a CDN
+    for html in book.rglob("*.html"):
+        assert "cdn." not in html.read_text(), html
+
+
+def test_every_page_loads_in_a_browser_without_errors_and_navigation_works(book):
+    if not Path(CHROMIUM).is_file():
+        pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install -y chromium (.ci/run does this)")
+    from playwright.sync_api import sync_playwright
+
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(book))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    notebooks = sorted(f"notebooks/{p.name}" for p in (book / "notebooks").glob("*.html"))
+    pages = ["index.html", "docs/glossary.html"] + notebooks
+    problems: list[str] = []
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+                "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"])
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
+            page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+            page.on("requestfailed", lambda r: problems.append(f"request failed: {r.url}"))
+            page.on("response", lambda r: problems.append(f"HTTP {r.status}: {r.url}") if r.status >= 400 else None)
+            images = 0
+            for name in pages:
+                page.goto(f"{base}/{name}", wait_until="load")
+                page.wait_for_load_state("networkidle")
+                states = page.evaluate(
+                    "Array.from(document.images).map(i => [i.src, i.complete && i.naturalWidth > 0])")
+                problems += [f"{name}: image not decoded: {src}" for src, ok in states if not ok]
+                images += len(states)
+            assert images >= 10
+            # previous / next: the landing page leads to notebook 01, which leads on to 02 and back
+            page.goto(f"{base}/index.html")
+            page.click("a.right-next")
+            assert page.url.endswith("notebooks/01_data_preparation.html")
+            page.click("a.right-next")
+            assert page.url.endswith("notebooks/02_training.html")
+            page.click("a.left-prev")
+            assert page.url.endswith("notebooks/01_data_preparation.html")
+            # the lesson box's link to an earlier notebook resolves inside the book
+            page.goto(f"{base}/notebooks/03_statistics.html")
+            page.click("article a[href^='02_training.html']")
+            assert page.url.split("#")[0].endswith("notebooks/02_training.html")
+            browser.close()
+    finally:
+        server.shutdown()
+    assert not problems, problems[:10]

@@ -1,0 +1,198 @@
+"""A static book of an executed run, readable without running anything: the numbered notebooks with their
+outputs and figures, a landing page (what the study is, the path through the notebooks, their runtimes) and
+the glossary, built offline with Sphinx, myst-nb and sphinx-book-theme.
+
+Why this builder: it reads executed ``.ipynb`` files as they are (no re-execution), renders their PNG
+figures and HTML tables, gives every page previous/next links, and needs nothing from the network at build
+time or in the browser (the theme's fonts and scripts ship in its wheel); Jupyter Book 2 and Quarto fetch
+Node or a theme at build time, mkdocs-jupyter needs a second documentation stack beside Sphinx. Formulas in
+the notebooks are plain Unicode, so no MathJax (a CDN script) is loaded.
+
+The book mirrors the repository's layout (``notebooks/NN_name.ipynb``, ``docs/glossary.md``), so the links
+between notebooks and to the glossary work in Jupyter, on GitHub and in the book alike.
+
+Usage::
+
+    python -m xai_helpers.book runs/demo            # -> runs/demo/book/index.html (what `make book` does)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Sequence
+
+import nbformat
+
+from .errors import RunFolderError
+from .paths import project_root
+from .runfolder import RunFolder
+
+#: The book's Sphinx configuration (written beside the sources; nothing is executed, nothing fetched).
+CONF = '''
+project = {title!r}
+extensions = ["myst_nb"]
+nb_execution_mode = "off"
+myst_heading_anchors = 3
+html_theme = "sphinx_book_theme"
+html_title = {title!r}
+html_theme_options = {{"use_download_button": False, "use_fullscreen_button": False, "show_toc_level": 2}}
+html_show_sourcelink = False
+html_copy_source = False
+# no widget manager from a CDN: an executed copy holds no live widget (notebook 04 draws its static grid)
+nb_ipywidgets_js = {{}}
+exclude_patterns = ["_build"]
+suppress_warnings = ["mystnb.unknown_mime_type", "myst.xref_missing"]
+'''
+
+#: The title of every book page.
+TITLE = "Explainable deep learning for medical images: the notebooks"
+
+#: What the landing page says the study is.
+STUDY = (
+    "A 2025 study compared four CNNs (ResNet50, DenseNet121, VGG16, EfficientNet-B0) on brain tumour MRI, skin "
+    "cancer dermoscopy and chest X-ray, tested the differences with paired t-tests, and rated five CAM methods "
+    "(GradCAM, GradCAM++, XGradCAM, EigenGradCAM, LayerCAM) by \"confidence increase\". These notebooks do all "
+    "of it end to end, with baselines, leak audits, corrected statistics, checks against expert lesion masks "
+    "and a generalization study, and each is written as a lesson: what you will learn and need at the top, a "
+    "summary and exercises at the end.")
+
+
+def _notebook_facts(path: Path) -> dict[str, str]:
+    """Title, first learning goal and runtime of an executed notebook."""
+    nb = nbformat.read(path, as_version=4)
+    opening = next((c.source for c in nb.cells if c.cell_type == "markdown"), "")
+    title = next((line[2:].strip() for line in opening.splitlines() if line.startswith("# ")), path.stem)
+    learn = re.search(r"> \*\*You will learn\*\*\s*\n> - (.+)", opening)
+    seconds = nb.metadata.get("papermill", {}).get("duration")
+    return {"title": title, "learn": learn.group(1).strip() if learn else "",
+            "runtime": f"{seconds:.0f} s" if isinstance(seconds, (int, float)) else "not recorded"}
+
+
+def landing_page(run: RunFolder, notebooks: Sequence[Path]) -> str:
+    """The book's front page (MyST Markdown): the study, the path through the notebooks with what each
+    teaches and how long it ran here, and the run's setting.
+
+    Parameters
+    ----------
+    run : RunFolder
+        The executed run (its ``config.json`` gives the setting).
+    notebooks : sequence of pathlib.Path
+        The executed notebooks, in reading order.
+
+    Returns
+    -------
+    str
+    """
+    config = json.loads(run.config_file.read_text()) if run.config_file.is_file() else {}
+    rows = []
+    for path in notebooks:
+        facts = _notebook_facts(path)
+        rows.append(f"| [{facts['title']}](notebooks/{path.name}) | {facts['learn']} | {facts['runtime']} |")
+    setting = ", ".join(f"`{k}={config[k]}`" for k in ("dataset", "image_size", "models", "folds", "epochs",
+                                                         "cam_model", "cam_layer") if k in config)
+    toctree = "\n".join([f"notebooks/{p.stem}" for p in notebooks] + ["docs/glossary"])
+    return f"""# {TITLE}
+
+{STUDY}
+
+## The path through the notebooks
+
+Read them in order: each one uses what the ones before it wrote into the run folder. The runtimes are this run's.
+
+| notebook | you will learn, first of all | runtime |
+|---|---|---|
+{chr(10).join(rows)}
+
+Terms used without a definition are in the [glossary](docs/glossary.md).
+
+## This run
+
+Executed headlessly by `python -m xai_helpers.run` with {setting or "the defaults"}. The interactive explorer of
+notebook 04 is shown as its static grid here; open the notebook in JupyterLab to use the widgets.
+
+## Run it yourself
+
+```bash
+make demo      # all notebooks on the embedded synthetic dataset, into runs/demo/
+make book      # this book, from runs/demo/, into runs/demo/book/
+```
+
+```{{toctree}}
+:hidden:
+:maxdepth: 1
+
+{toctree}
+```
+"""
+
+
+def build_book(run_dir: str | Path, out_dir: str | Path | None = None, quiet: bool = True) -> Path:
+    """Build the static book of an executed run folder.
+
+    Parameters
+    ----------
+    run_dir : path
+        A run folder whose ``notebooks/`` holds the executed notebooks (the runner writes them there).
+    out_dir : path, optional
+        Where the HTML goes; default ``<run_dir>/book``. Replaced if it exists.
+    quiet : bool
+        Only Sphinx's warnings and errors are printed.
+
+    Returns
+    -------
+    pathlib.Path
+        The book's ``index.html``.
+
+    Raises
+    ------
+    RunFolderError
+        When the run folder has no executed notebooks.
+    RuntimeError
+        When Sphinx fails (its messages are printed).
+    """
+    from sphinx.cmd.build import build_main  # noqa: PLC0415 - the book's builder only when building
+
+    run = RunFolder(run_dir)
+    notebooks = sorted(run.notebooks_dir.glob("[0-9][0-9]_*.ipynb"))
+    if not notebooks:
+        raise RunFolderError(f"{run.notebooks_dir}: no executed notebooks; run `python -m xai_helpers.run "
+                             f"--profile demo` (or another profile) first")
+    out = Path(out_dir) if out_dir is not None else run.root / "book"
+    with tempfile.TemporaryDirectory(prefix="xai-book-") as tmp:
+        src = Path(tmp)
+        (src / "notebooks").mkdir()
+        for path in notebooks:
+            shutil.copy2(path, src / "notebooks" / path.name)
+        glossary = project_root() / "docs" / "glossary.md"
+        (src / "docs").mkdir()
+        if glossary.is_file():
+            shutil.copy2(glossary, src / "docs" / "glossary.md")
+        else:  # an installed package without the repository: the page says where it lives
+            (src / "docs" / "glossary.md").write_text("# Glossary\n\nSee `docs/glossary.md` in the repository.\n")
+        (src / "index.md").write_text(landing_page(run, notebooks), encoding="utf-8")
+        (src / "conf.py").write_text(CONF.format(title=TITLE), encoding="utf-8")
+        if out.exists():
+            shutil.rmtree(out)
+        args = ["-b", "html", str(src), str(out), "-d", str(src / "_doctrees")] + (["-q"] if quiet else [])
+        if build_main(args) != 0:
+            raise RuntimeError(f"sphinx-build failed for {run.root}; see the messages above")
+    return out / "index.html"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m xai_helpers.book", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run_dir", nargs="?", default="runs/demo", help="an executed run folder (default runs/demo)")
+    parser.add_argument("--out", default=None, help="output folder (default <run_dir>/book)")
+    args = parser.parse_args(argv)
+    index = build_book(args.run_dir, args.out)
+    print(f"book: {index}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
