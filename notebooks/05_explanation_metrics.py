@@ -85,9 +85,9 @@ from IPython.display import Markdown, display
 
 from xai_helpers import RunFolder
 from xai_helpers.figures import plot_pvalue_heatmap, plot_randomisation, plot_xai_metric
-from xai_helpers.steps import ALL_METRICS, load_prepared, rate_explanations, run_paired_tests
+from xai_helpers.steps import (ALL_METRICS, load_prepared, load_study, localisation_markdown, localisation_notes,
+                               localisation_table, rate_explanations, run_paired_tests)
 from xai_helpers.notebook import setup_notebook
-from xai_helpers.report import load_study, localisation_markdown, localisation_notes, localisation_table
 
 params = setup_notebook(globals(), '05 · Explanation metrics')
 run = RunFolder(params['run_dir'])

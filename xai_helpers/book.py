@@ -42,6 +42,9 @@ html_title = {title!r}
 html_theme_options = {{"use_download_button": False, "use_fullscreen_button": False, "show_toc_level": 2}}
 html_show_sourcelink = False
 html_copy_source = False
+html_favicon = "favicon.png"
+# a fixed colour mode: the theme logs an error when none is stored yet
+html_context = {{"default_mode": "light"}}
 # no widget manager from a CDN: an executed copy holds no live widget (notebook 04 draws its static grid)
 nb_ipywidgets_js = {{}}
 exclude_patterns = ["_build"]
@@ -70,6 +73,17 @@ def _notebook_facts(path: Path) -> dict[str, str]:
     seconds = nb.metadata.get("papermill", {}).get("duration")
     return {"title": title, "learn": learn.group(1).strip() if learn else "",
             "runtime": f"{seconds:.0f} s" if isinstance(seconds, (int, float)) else "not recorded"}
+
+
+def _favicon(path: Path) -> None:
+    """A 32x32 icon (a heat-map square), so that browsers do not ask the server for a missing favicon.ico."""
+    import numpy as np  # noqa: PLC0415
+    from PIL import Image  # noqa: PLC0415
+
+    y, x = np.mgrid[0:32, 0:32]
+    heat = np.exp(-((x - 18) ** 2 + (y - 14) ** 2) / 60.0)
+    rgb = np.stack([255 * heat, 80 * heat, 255 * (1 - heat)], axis=-1).astype(np.uint8)
+    Image.fromarray(rgb).save(path)
 
 
 def landing_page(run: RunFolder, notebooks: Sequence[Path]) -> str:
@@ -175,6 +189,7 @@ def build_book(run_dir: str | Path, out_dir: str | Path | None = None, quiet: bo
             (src / "docs" / "glossary.md").write_text("# Glossary\n\nSee `docs/glossary.md` in the repository.\n")
         (src / "index.md").write_text(landing_page(run, notebooks), encoding="utf-8")
         (src / "conf.py").write_text(CONF.format(title=TITLE), encoding="utf-8")
+        _favicon(src / "favicon.png")
         if out.exists():
             shutil.rmtree(out)
         args = ["-b", "html", str(src), str(out), "-d", str(src / "_doctrees")] + (["-q"] if quiet else [])

@@ -311,16 +311,20 @@ def comparable_layer(name: str, image_size: int, reference_model: str, reference
     return choices[best]
 
 
-def explained_models(params: dict[str, Any], trained: Sequence[str]) -> list[tuple[str, str]]:
+def explained_models(cam_model: str, cam_layer: str, cam_models: str | Sequence[str], models: Sequence[str],
+                     image_size: int, trained: Sequence[str]) -> list[tuple[str, str]]:
     """The CNNs notebook 05 explains, each with its target layer: ``cam_model`` at ``cam_layer`` first,
-    then every CNN of ``cam_models`` at the layer of the same resolution
-    (:func:`xai_helpers.models.comparable_layer`).
+    then every CNN of ``cam_models`` at the layer of the same resolution (:func:`comparable_layer`).
 
     Parameters
     ----------
-    params : dict
-        Resolved notebook parameters: ``cam_model``, ``cam_layer``, ``cam_models``, ``models``,
-        ``image_size``.
+    cam_model, cam_layer : str
+        The study's explained model and its layer.
+    cam_models : 'all' or sequence of str
+        The other CNNs to explain (``'all'``: every trained one of ``models``).
+    models : sequence of str
+        The CNNs of the run, in order.
+    image_size : int
     trained : sequence of str
         The models with fold rows in ``metrics.csv``.
 
@@ -335,27 +339,23 @@ def explained_models(params: dict[str, Any], trained: Sequence[str]) -> list[tup
 
     Examples
     --------
-    >>> params = {"cam_model": "resnet50", "cam_layer": "layer2", "cam_models": "all", "image_size": 64,
-    ...           "models": ["vgg16", "resnet50", "efficientnet_b0"]}
-    >>> explained_models(params, ["resnet50", "vgg16", "efficientnet_b0", "baseline_hgb"])
+    >>> trained = ["resnet50", "vgg16", "efficientnet_b0", "baseline_hgb"]
+    >>> explained_models("resnet50", "layer2", "all", ["vgg16", "resnet50", "efficientnet_b0"], 64, trained)
     [('resnet50', 'layer2'), ('vgg16', 'features.22'), ('efficientnet_b0', 'features.3')]
-    >>> explained_models({**params, "cam_models": []}, ["resnet50"])
+    >>> explained_models("resnet50", "layer2", [], ["resnet50"], 64, ["resnet50"])
     [('resnet50', 'layer2')]
     """
-    cam_model = params["cam_model"]
     trained = set(trained)
     if cam_model not in trained:
         raise RunFolderError(f"metrics.csv: no trained {cam_model}; run notebook 02 with {cam_model} in models "
                              f"first")
-    wanted = params.get("cam_models", [])
-    if wanted == "all":
-        wanted = [m for m in params["models"] if m in trained]
+    wanted = [m for m in models if m in trained] if cam_models == "all" else list(cam_models)
     missing = [m for m in wanted if m not in trained]
     if missing:
         raise RunFolderError(f"metrics.csv: cam_models {missing} have not been trained; run notebook 02 with them "
                              f"in models, or leave them out of cam_models")
     names = [cam_model] + [m for m in wanted if m != cam_model]
-    return [(m, comparable_layer(m, params["image_size"], cam_model, params["cam_layer"])) for m in names]
+    return [(m, comparable_layer(m, image_size, cam_model, cam_layer)) for m in names]
 
 
 def check_image_size(name: str, image_size: int) -> None:

@@ -6,7 +6,8 @@ widget's state is not saved, so every static view of the executed copy (the book
 each bar at "0%". After :func:`use_text_bars` (which :func:`xai_helpers.notebook.setup_notebook` calls when
 ``interactive`` is False) the bars are plain text on stderr instead, and the runner has nbclient merge each
 cell's stream outputs and apply their carriage returns (``coalesce_streams``), so a finished bar is one line
-at 100 %. Bars of inner loops (batches, epochs) are made with ``leave=False`` and vanish when done.
+at 100 %. Bars of inner loops (batches, epochs) are made with ``leave=False``: live widgets that vanish when
+done, and not drawn as text.
 
 Examples
 --------
@@ -35,5 +36,13 @@ def use_text_bars(text: bool = True) -> None:
 
 
 def tqdm(*args: Any, **kwargs: Any) -> Any:
-    """A tqdm bar: ``tqdm.std.tqdm`` after ``use_text_bars(True)``, else ``tqdm.auto.tqdm`` (same arguments)."""
-    return (_text_tqdm if _STATE["text"] else _widget_or_text_tqdm)(*args, **kwargs)
+    """A tqdm bar: ``tqdm.std.tqdm`` after ``use_text_bars(True)``, else ``tqdm.auto.tqdm`` (same arguments).
+
+    As text, a bar made with ``leave=False`` (an inner loop's) is not drawn at all: text bars nest by moving
+    the cursor up (ANSI escapes), which a notebook's stream does not undo, and its line would vanish anyway.
+    """
+    if not _STATE["text"]:
+        return _widget_or_text_tqdm(*args, **kwargs)
+    if kwargs.get("leave", True) is False:
+        kwargs["disable"] = True
+    return _text_tqdm(*args, **kwargs)

@@ -201,7 +201,9 @@ def rate_explanations(data: PreparedData, params: dict[str, Any], costly_per_cla
     x = pipeline.batch(torch.as_tensor(rows))
     metrics_df = (pd.read_csv(run.metrics_file) if run.metrics_file.is_file()
                   else pd.DataFrame(columns=["model", "fold"]))
-    jobs = [(model_name, layer, int(fold)) for model_name, layer in explained_models(params, metrics_df["model"])
+    jobs = [(model_name, layer, int(fold)) for model_name, layer in explained_models(
+        params["cam_model"], params["cam_layer"], params["cam_models"], params["models"], params["image_size"],
+        metrics_df["model"])
             for fold in sorted(metrics_df.loc[metrics_df["model"] == model_name, "fold"].unique())]
     records: list[dict[str, Any]] = []
     curves: list[pd.DataFrame] = []

@@ -406,8 +406,9 @@ def run_generalization(data: PreparedData, params: dict[str, Any], n_bins: int =
     cam_pos = np.concatenate([np.flatnonzero(y == c)[:cam_images_per_class] for c in np.unique(y)])
 
     # localisation on the external set's expert masks: every CNN of notebook 05, at the same layers
-    explained = (dict(explained_models(params, metrics["model"])) if external is not None and with_mask.any()
-                 else {})
+    explained = (dict(explained_models(params["cam_model"], params["cam_layer"], params["cam_models"],
+                                       params["models"], params["image_size"], metrics["model"]))
+                 if external is not None and with_mask.any() else {})
     records, reliability, stability, localisation = [], [], [], []
     jobs = [(r.model, int(r.fold)) for r in metrics[["model", "fold"]].drop_duplicates().itertuples(index=False)]
     for model_name, fold in tqdm(jobs, desc="models x folds", disable=not progress):
