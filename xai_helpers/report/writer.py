@@ -89,6 +89,16 @@ def localisation_markdown(table: pd.DataFrame) -> str:
     """The localisation table as the report shows it: one row per dataset, score and explained CNN (with its
     layer), one column per map, each cell ``mean (low–high) mark`` (the mark against the centre prior).
 
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        :func:`~xai_helpers.report.tables.localisation_table`.
+
+    Returns
+    -------
+    str
+        A Markdown table, or a line saying that no dataset has lesion masks.
+
     Examples
     --------
     >>> from xai_helpers.examples import example_study
