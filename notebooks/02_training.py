@@ -26,7 +26,7 @@
 # > **You need**
 # > - notebook [01](01_data_preparation.ipynb) run into the same `run_dir`
 # > - the idea of a training loop (loss, epoch, validation)
-# > - about 7–8 minutes on the demo (2 CPU cores with AVX-512 BF16 or AMX; longer on AVX2-only CPUs)
+# > - 7.5 minutes on the demo, measured on a 2-core Intel Xeon with AMX (bf16); several times longer on an AVX2-only CPU, which trains in fp32
 # > - the [glossary](../docs/glossary.md) for any term used here without a definition
 #
 # The study compares ResNet50, DenseNet121, VGG16 and EfficientNet-B0 by accuracy and F1. A single split says little about such differences, so every model is trained on the **same folds**: fold *k*'s model validates on fold *k* (early stopping on macro-F1) and trains on the others, and every fold's model is tested on the **same held-out test split**. The results are therefore paired, which notebook 03 uses.

@@ -26,7 +26,7 @@
 # > **You need**
 # > - notebooks [01](01_data_preparation.ipynb) and [02](02_training.ipynb) run into the same `run_dir`
 # > - what a p-value is; the README's "The statistics" says what each test assumes
-# > - about 10 s
+# > - 12 s on the demo, measured on a 2-core Intel Xeon with AMX (bf16)
 # > - the [glossary](../docs/glossary.md) for any term used here without a definition
 #
 # The study uses paired t-tests. With a handful of folds, and six model pairs, a plain t-test misleads, so this notebook runs the right test for each pairing, corrects for multiple comparisons and reports effect sizes and intervals.

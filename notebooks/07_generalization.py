@@ -24,7 +24,7 @@
 # >
 # > **You need**
 # > - notebook [02](02_training.ipynb) run into the same `run_dir`; notebook [05](05_explanation_metrics.ipynb) for the localisation ideas
-# > - about 1.5 minutes on the demo
+# > - 98 s on the demo, measured on a 2-core Intel Xeon with AMX (bf16), before the external masks were scored (longer with them)
 # > - the [glossary](../docs/glossary.md) for any term used here without a definition
 #
 # A test split drawn from the same collection as the training images says little about a model in another hospital. This notebook asks four questions of every trained model and fold:

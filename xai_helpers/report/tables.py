@@ -161,6 +161,11 @@ FIGSHARE_WINDOW_RULE = (f"per slice, the {WINDOW_PERCENTILES[0]}–{WINDOW_PERCE
 LOCALISATION_SHOWN = ("mask_auroc", "pointing_game")
 
 
+def _place(values: pd.Series, order: list) -> pd.Series:
+    """Each value's index in ``order``; values not in it come after all of it."""
+    return values.map(lambda v: order.index(v) if v in order else len(order))
+
+
 def localisation_table(runs: list[DatasetRun], metrics=LOCALISATION_SHOWN, n_boot: int = 2000) -> pd.DataFrame:
     """Do the maps point at the lesion? Mean localisation score per dataset, explained CNN and map, with its
     95 % bootstrap interval over the masked images (:func:`xai_helpers.cam_metrics.localisation_summary`),
@@ -220,16 +225,11 @@ def localisation_table(runs: list[DatasetRun], metrics=LOCALISATION_SHOWN, n_boo
             marks.append(mark if mark in ("ns", "n/a") else f"{side} {mark}")
         summary["vs centre_prior"] = marks
         # the explained model first, the others as trained; the CAM methods as asked for, the baselines last
-        models = [r.config.get("cam_model")] + list(r.config.get("models") or [])
-        methods = list(r.config.get("cam_methods") or []) + list(BASELINE_MAPS)
-
-        def rank(order: list, values: pd.Series) -> pd.Series:
-            return values.map(lambda v: order.index(v) if v in order else len(order))
-
-        summary = summary.sort_values(["metric", "model", "method"], key=lambda col: (
-            rank(list(metrics), col) if col.name == "metric" else rank(models, col) if col.name == "model"
-            else rank(methods[:-2], col) + 100 * col.isin(BASELINE_MAPS) if col.name == "method" else col),
-            kind="stable")
+        order = {"metric": list(metrics), "model": [r.config.get("cam_model")] + list(r.config.get("models") or []),
+                 "method": list(r.config.get("cam_methods") or [])}
+        # a value's place in its order (unlisted ones after, as they came); the baselines after every method
+        summary = summary.sort_values(["metric", "model", "method"], kind="stable", key=lambda col, order=order: (
+            _place(col, order[col.name]) + (len(order["method"]) + 1) * col.isin(BASELINE_MAPS)))
         summary.insert(0, "dataset", r.dataset)
         parts.append(summary.drop(columns="group"))
     if not parts:
