@@ -47,6 +47,7 @@ lab: $(STAMP)
 
 notebooks: $(STAMP)
 	$(PY) -c "from xai_helpers.config import write_parameter_cells; write_parameter_cells('notebooks')"
+	$(PY) -c "from xai_helpers.distribution import write_install_cells; write_install_cells('notebooks')"
 	$(PY) -m jupytext --update --to ipynb notebooks/[0-9][0-9]_*.py
 
 clean:

@@ -27,6 +27,7 @@ from typing import Sequence
 
 import nbformat
 
+from .distribution import COLAB_BADGE_IMAGE
 from .errors import RunFolderError
 from .paths import project_root
 from .runfolder import RunFolder
@@ -73,6 +74,26 @@ def _notebook_facts(path: Path) -> dict[str, str]:
     seconds = nb.metadata.get("papermill", {}).get("duration")
     return {"title": title, "learn": learn.group(1).strip() if learn else "",
             "runtime": f"{seconds:.0f} s" if isinstance(seconds, (int, float)) else "not recorded"}
+
+
+#: The "Open in Colab" badge, drawn locally: the book is built and read offline, and a remote image would
+#: be a broken one there.
+COLAB_BADGE_SVG = (
+    '<svg xmlns="http://www.w3.org/2000/svg" width="117" height="20" role="img" aria-label="Open in Colab">'
+    '<rect width="117" height="20" rx="3" fill="#555"/><rect x="20" width="97" height="20" rx="3" fill="#f9ab00"/>'
+    '<circle cx="10" cy="10" r="5" fill="none" stroke="#f9ab00" stroke-width="2.5"/>'
+    '<text x="68" y="14" fill="#fff" font-family="Verdana,sans-serif" font-size="11" text-anchor="middle">'
+    'Open in Colab</text></svg>')
+
+
+def _copy_notebook(path: Path, dest: Path) -> None:
+    """Copy an executed notebook into the book's sources, its Colab badge pointing at a local image."""
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "markdown" and COLAB_BADGE_IMAGE in cell.source:
+            cell.source = cell.source.replace(COLAB_BADGE_IMAGE, "colab-badge.svg")
+            (dest.parent / "colab-badge.svg").write_text(COLAB_BADGE_SVG, encoding="utf-8")
+    nbformat.write(nb, dest)
 
 
 def _favicon(path: Path) -> None:
@@ -180,7 +201,7 @@ def build_book(run_dir: str | Path, out_dir: str | Path | None = None, quiet: bo
         src = Path(tmp)
         (src / "notebooks").mkdir()
         for path in notebooks:
-            shutil.copy2(path, src / "notebooks" / path.name)
+            _copy_notebook(path, src / "notebooks" / path.name)
         glossary = project_root() / "docs" / "glossary.md"
         (src / "docs").mkdir()
         if glossary.is_file():

@@ -32,12 +32,18 @@ import yaml
 
 from .config import (DEFAULTS, PROFILES, STUDY_DATASETS, profile_params, project_root,
                      resolve_params, resolve_path)
+from .distribution import packaged_notebooks
+from .paths import repository_root
 from .progress import tqdm
 from .runfolder import RunFolder
+from .timing import expected_time_text
 from .errors import NotebookFailed, ParameterError, RunFolderRefused
 
 
 def notebook_dir() -> Path:
+    """The numbered notebooks: the checkout's ``notebooks/``, else those installed with the package (a wheel)."""
+    if repository_root() is None and packaged_notebooks() is not None:
+        return packaged_notebooks()
     return project_root() / "notebooks"
 
 
@@ -266,6 +272,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="override a notebook parameter (YAML value); repeatable")
     parser.add_argument("--only", default=None, help="comma-separated notebook numbers, e.g. 01,02")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--no-estimate", action="store_true",
+                        help="skip the few-second probe that estimates each notebook's time on this machine")
     args = parser.parse_args(argv)
     try:
         per_dataset, study = plan_runs(args.profile, parse_overrides(args.set))
@@ -279,6 +287,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         study_books = [b for b in books if b.name[:2] in STUDY_LEVEL_NOTEBOOKS]
         for params in per_dataset:  # every check before the first notebook starts
             check_cam_model_is_trained(params, dataset_books)
+        if not args.no_estimate:
+            estimate = expected_time_text(args.profile, per_dataset[0], [b.name[:2] for b in books])
+            if estimate:
+                print(estimate + (f"; per dataset, {len(per_dataset)} datasets" if len(per_dataset) > 1 else ""),
+                      flush=True)
         started = time.perf_counter()
         for params in per_dataset:
             if dataset_books:
