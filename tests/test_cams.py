@@ -202,3 +202,28 @@ def test_register_method_refuses_a_taken_name_and_a_new_method_runs_in_the_singl
     assert "gradient_sum" not in available_methods()
     with pytest.raises(ValueError, match="built-in"):
         unregister_method("gradcam")
+
+
+def test_channel_weights_are_pytorch_grad_cams_weights():
+    """GradCAM's, GradCAM++'s and XGradCAM's channel weights equal the library's get_cam_weights on the same A and
+    G; EigenGradCAM's component projects the centred G⊙A onto the library's map; LayerCAM's is the mean ReLU(G)."""
+    import pytorch_grad_cam as pgc
+    from pytorch_grad_cam.utils.svd_on_activations import get_2d_projection
+
+    from xai_helpers.cams import channel_weights
+
+    gen = torch.Generator().manual_seed(0)
+    A = torch.rand(3, 16, 5, 5, generator=gen) * (torch.rand(3, 16, 5, 5, generator=gen) > 0.3)
+    G = torch.randn(3, 16, 5, 5, generator=gen) / 25
+    ours = channel_weights(A, G)
+    a, g = A.numpy(), G.numpy()
+    for method, cls in (("gradcam", pgc.GradCAM), ("gradcam++", pgc.GradCAMPlusPlus), ("xgradcam", pgc.XGradCAM)):
+        theirs = cls.get_cam_weights(None, None, None, None, a, g)
+        np.testing.assert_allclose(ours[method], theirs, rtol=1e-4, atol=1e-7, err_msg=method)
+    ga = (G * A).numpy()
+    centred = ga.reshape(3, 16, 25).transpose(0, 2, 1) - ga.reshape(3, 16, 25).transpose(0, 2, 1).mean(axis=1,
+                                                                                                       keepdims=True)
+    projected = np.einsum("bpc,bc->bp", centred, ours["eigengradcam"]).reshape(3, 5, 5)
+    np.testing.assert_allclose(projected, get_2d_projection(ga), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(ours["layercam"], np.maximum(g, 0).mean(axis=(2, 3)), rtol=1e-6)
+    assert (ours["gradcam++"] >= 0).all() and not (ours["gradcam"] >= 0).all()  # only positive evidence in ++

@@ -30,7 +30,7 @@ def test_every_notebook_is_a_lesson(path):
     markdown = [c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "markdown"]
     opening = markdown[0]
     assert opening.startswith("# ") and "> **You will learn**" in opening and "> **You need**" in opening
-    for link in re.findall(r"\]\(([^)]+\.ipynb)\)", opening):
+    for link in re.findall(r"\]\((?!https?:)([^)]+\.ipynb)\)", opening):
         assert (path.parent / link).is_file(), link
         assert link[:2] < path.name[:2] or path.name[:2] == "06", f"{link}: a notebook after this one"
     summary, exercises = markdown[-2], markdown[-1]
@@ -39,6 +39,25 @@ def test_every_notebook_is_a_lesson(path):
     questions = re.findall(r"^\d+\. ", exercises, re.M)
     assert 3 <= len(questions) <= 5
     assert exercises.count("<details><summary>Answer</summary>") == exercises.count("</details>") == len(questions)
+
+
+#: What the issue asked each lesson to show beyond the learn/need box, summary and exercises (heading or text).
+LESSON_PARTS = {
+    "02": ["**In short.**", "<details><summary>The protocol choices, in detail</summary>"],
+    "03": ["**The idea in five lines.**", "<details><summary>Which test for which pairing", "## A worked example"],
+    "04": ["## The five methods", "### What each method weighs, on one image", "## Choosing the target layer"],
+    "05": ["| metric | what it measures | better when | reference |", "### What the model sees: x ⊙ map",
+           "**Two readings of confidence increase.**", "### Deletion and insertion, one image",
+           "The maps themselves, for the image above, as the cascade goes"],
+}
+
+
+@pytest.mark.parametrize("number", sorted(LESSON_PARTS))
+def test_the_lessons_have_their_intuitions_worked_examples_and_figures(number):
+    path = next(p for p in NOTEBOOKS if p.name.startswith(number))
+    markdown = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "markdown")
+    missing = [part for part in LESSON_PARTS[number] if part not in markdown]
+    assert not missing, f"{path.name}: {missing}"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
@@ -144,6 +163,10 @@ def test_quick_run_leaves_every_artefact_of_the_contract(quick_run):
 
     figures = {p.name for p in (run / "figures").glob("*.png")}
     assert {"cam_grid.png", "explorer_static.png", "test_metrics.png", "xai_confidence_increase.png"} <= figures
+    # the lessons' figures: 03's worked bootstrap; 04's channel weights and target layers; 05's x⊙map,
+    # deletion/insertion curves and randomised maps
+    assert {"bootstrap_example.png", "channel_weights.png", "cam_layers.png", "masked_inputs.png",
+            "deletion_insertion.png", "randomised_maps.png"} <= figures
     assert (run / "figures" / "cam_grid.pdf").is_file()
 
 

@@ -131,34 +131,64 @@ def _weighted_sum(weights: torch.Tensor, A: torch.Tensor) -> torch.Tensor:
     return (weights[:, :, None, None] * A).sum(dim=1)
 
 
+def gradcam_weights(A: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
+    """GradCAM's channel weights ``(B, C)``: the spatial mean of the gradient."""
+    return G.mean(dim=(2, 3))
+
+
 @register_method("gradcam")
 def gradcam(A: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
     """GradCAM (Selvaraju et al. 2017): channel weights = spatial mean of the gradient."""
-    return _weighted_sum(G.mean(dim=(2, 3)), A)
+    return _weighted_sum(gradcam_weights(A, G), A)
 
 
-@register_method("gradcam++")
-def gradcam_plus_plus(A: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
-    """GradCAM++ (Chattopadhay et al. 2018), eq. 19 with exp-gradient approximation, as the library."""
+def gradcam_plus_plus_weights(A: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
+    """GradCAM++'s channel weights ``(B, C)``: positive gradients weighted per position by alpha."""
     g2 = G * G
     g3 = g2 * G
     sum_a = A.sum(dim=(2, 3), keepdim=True)
     aij = g2 / (2 * g2 + sum_a * g3 + 1e-6)
     aij = torch.where(G != 0, aij, torch.zeros_like(aij))
-    return _weighted_sum((G.clamp(min=0) * aij).sum(dim=(2, 3)), A)
+    return (G.clamp(min=0) * aij).sum(dim=(2, 3))
+
+
+@register_method("gradcam++")
+def gradcam_plus_plus(A: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
+    """GradCAM++ (Chattopadhay et al. 2018), eq. 19 with exp-gradient approximation, as the library."""
+    return _weighted_sum(gradcam_plus_plus_weights(A, G), A)
+
+
+def xgradcam_weights(A: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
+    """XGradCAM's channel weights ``(B, C)``: the gradient averaged with the normalised activations."""
+    sum_a = A.sum(dim=(2, 3), keepdim=True)
+    return (G * A / (sum_a + 1e-7)).sum(dim=(2, 3))
 
 
 @register_method("xgradcam")
 def xgradcam(A: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
     """XGradCAM (Fu et al. 2020): gradients weighted by normalised activations."""
-    sum_a = A.sum(dim=(2, 3), keepdim=True)
-    return _weighted_sum((G * A / (sum_a + 1e-7)).sum(dim=(2, 3)), A)
+    return _weighted_sum(xgradcam_weights(A, G), A)
 
 
 @register_method("layercam")
 def layercam(A: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
     """LayerCAM (Jiang et al. 2021): element-wise positive gradient times activation."""
     return (G.clamp(min=0) * A).sum(dim=1)
+
+
+def _first_components(X: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Per image: the projection ``(B, hw)`` of the centred ``(hw, C)`` features on their first principal
+    component, and that component ``(B, C)`` (a direction over channels), as pytorch-grad-cam computes it."""
+    b, c, h, w = X.shape
+    flat = np.nan_to_num(X.detach().cpu().numpy()).reshape(b, c, h * w).transpose(0, 2, 1)  # (B, hw, C)
+    proj = np.empty((b, h * w), dtype=np.float32)
+    components = np.empty((b, c), dtype=np.float32)
+    for i, acts in enumerate(flat):
+        centred = acts - acts.mean(axis=0)
+        _, _, vt = np.linalg.svd(centred, full_matrices=True)
+        proj[i] = centred @ vt[0, :]
+        components[i] = vt[0, :]
+    return proj, components
 
 
 def first_component_projection(X: torch.Tensor, sign_correction: bool = False) -> torch.Tensor:
@@ -178,12 +208,7 @@ def first_component_projection(X: torch.Tensor, sign_correction: bool = False) -
     True
     """
     b, c, h, w = X.shape
-    flat = np.nan_to_num(X.detach().cpu().numpy()).reshape(b, c, h * w).transpose(0, 2, 1)  # (B, hw, C)
-    proj = np.empty((b, h * w), dtype=np.float32)
-    for i, acts in enumerate(flat):
-        centred = acts - acts.mean(axis=0)
-        _, _, vt = np.linalg.svd(centred, full_matrices=True)
-        proj[i] = centred @ vt[0, :]
+    proj, _ = _first_components(X)
     out = torch.from_numpy(proj.reshape(b, h, w)).to(X.device)
     if sign_correction:
         flip = out.amin(dim=(1, 2)).abs() > out.amax(dim=(1, 2)).abs()
@@ -204,6 +229,42 @@ def eigengradcam_signed(A: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
     """EigenGradCAM with the library's sign correction (salient region made positive): the
     documented corrected variant, not the study's map."""
     return first_component_projection(G * A, sign_correction=True)
+
+
+def channel_weights(A: torch.Tensor, G: torch.Tensor) -> dict[str, np.ndarray]:
+    """How much each channel of the target layer counts in each of the study's five maps: ``(B, C)`` per method.
+
+    GradCAM, GradCAM++ and XGradCAM weight whole channels: their maps are ``Σ_c w_c·A_c`` and these are the
+    ``w_c``. The other two have no single weight per channel, so what is returned is the closest thing, said
+    in the figure: for EigenGradCAM the first principal component over channels of ``G⊙A`` (the map is the
+    projection of ``G⊙A`` on it, its sign as the SVD returns it), for LayerCAM the spatial mean of its
+    per-position weights ``ReLU(G)``.
+
+    Parameters
+    ----------
+    A, G : (B, C, h, w) tensors
+        The target layer's activations and the gradient of the explained logit
+        (:func:`forward_with_layer`).
+
+    Returns
+    -------
+    dict
+        Method (the study's five) -> ``(B, C)`` float32 array.
+
+    Examples
+    --------
+    >>> A, G = torch.rand(1, 4, 3, 3), torch.randn(1, 4, 3, 3)
+    >>> w = channel_weights(A, G)
+    >>> list(w) == list(STUDY_METHODS), w["gradcam"].shape
+    (True, (1, 4))
+    >>> bool(torch.allclose(_weighted_sum(torch.from_numpy(w["xgradcam"]), A), xgradcam(A, G), atol=1e-6))
+    True
+    """
+    _, components = _first_components(G * A)
+    weights = {"gradcam": gradcam_weights(A, G), "gradcam++": gradcam_plus_plus_weights(A, G),
+               "xgradcam": xgradcam_weights(A, G), "eigengradcam": torch.from_numpy(components),
+               "layercam": G.clamp(min=0).mean(dim=(2, 3))}
+    return {m: w.detach().cpu().numpy().astype(np.float32) for m, w in weights.items()}
 
 
 def _library_methods() -> dict[str, type]:

@@ -883,3 +883,191 @@ def plot_corruptions(images: np.ndarray, corrupted: dict[str, np.ndarray], row_l
     if title:
         fig.suptitle(title, fontsize=11)
     return save_figure(fig, run, name)
+
+
+def plot_channel_weights(weights: pd.DataFrame, top: int = 40, run: RunFolder | None = None,
+                         name: str = "channel_weights", title: str | None = None) -> plt.Figure:
+    """One image's channel weights per method (:meth:`ExplainedExamples.channel_weights`), side by side.
+
+    The channels are ordered by GradCAM's weight (largest first) and the ``top`` of them by its absolute
+    value are drawn, each method's weights divided by their largest magnitude, so the panels compare shapes.
+
+    Parameters
+    ----------
+    weights : pandas.DataFrame
+        One row per channel, one column per method.
+    top : int
+        How many channels to draw.
+    run : RunFolder, optional
+    name, title : str
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> w = pd.DataFrame(np.random.default_rng(0).normal(size=(8, 2)), columns=["gradcam", "layercam"])
+    >>> fig = plot_channel_weights(w, top=5)
+    >>> [ax.get_title() for ax in fig.axes]
+    ['GradCAM', 'LayerCAM\\n(mean of its per-position weights)']
+    >>> plt.close(fig)
+    """
+    notes = {"eigengradcam": "\n(first principal component of G⊙A)", "layercam": "\n(mean of its per-position weights)"}
+    order = weights.iloc[:, 0].abs().nlargest(min(top, len(weights))).index
+    order = weights.loc[order].sort_values(weights.columns[0], ascending=False).index
+    fig, axes = plt.subplots(1, len(weights.columns), figsize=(2.6 * len(weights.columns), 2.8), sharey=True,
+                             squeeze=False)
+    colours = sns.color_palette(PALETTE, len(weights.columns))
+    for ax, method, colour in zip(axes[0], weights.columns, colours):
+        w = weights.loc[order, method].to_numpy()
+        ax.bar(range(len(w)), w / (np.abs(w).max() or 1.0), color=colour, width=0.9)
+        ax.axhline(0, color="black", lw=0.6)
+        ax.set_title(method_label(method) + notes.get(method, ""), fontsize=9)
+        ax.set_xticks([])
+        ax.set_xlabel(f"{len(w)} channels, by {method_label(weights.columns[0])}'s weight", fontsize=7)
+    axes[0, 0].set_ylabel("weight / largest |weight|")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return save_figure(fig, run, name)
+
+
+def plot_masked_inputs(image: np.ndarray, masked: dict[str, np.ndarray], scores: pd.DataFrame,
+                       run: RunFolder | None = None, name: str = "masked_inputs") -> plt.Figure:
+    """The image, then ``x⊙map`` for each method, titled with the explained class's probability before and after.
+
+    Parameters
+    ----------
+    image : (C, H, W) array
+    masked : dict
+        Method -> ``(C, H, W)`` image in [0, 1] (:meth:`ExplainedExamples.masked_inputs`).
+    scores : pandas.DataFrame
+        Indexed by method, with ``score`` and ``score_after``.
+    run : RunFolder, optional
+    name : str
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> img = np.zeros((3, 4, 4))
+    >>> fig = plot_masked_inputs(img, {"gradcam": img}, pd.DataFrame({"score": [0.9], "score_after": [0.5]},
+    ...                          index=["gradcam"]))
+    >>> [ax.get_title() for ax in fig.axes]
+    ['image\\np = 0.90', 'x ⊙ GradCAM\\np = 0.50 (-0.40)']
+    >>> plt.close(fig)
+    """
+    methods = list(masked)
+    fig, axes = plt.subplots(1, len(methods) + 1, figsize=(1.9 * (len(methods) + 1), 2.3), squeeze=False)
+    first = scores.iloc[0]["score"]
+    axes[0, 0].imshow(_show(image), cmap="gray")
+    axes[0, 0].set_title(f"image\np = {first:.2f}", fontsize=9)
+    for ax, m in zip(axes[0, 1:], methods):
+        ax.imshow(np.transpose(masked[m], (1, 2, 0)) if masked[m].shape[0] == 3 else masked[m][0], cmap="gray")
+        after = scores.loc[m, "score_after"]
+        ax.set_title(f"x ⊙ {method_label(m)}\np = {after:.2f} ({after - scores.loc[m, 'score']:+.2f})", fontsize=9)
+    for ax in axes.ravel():
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.tight_layout()
+    return save_figure(fig, run, name)
+
+
+def plot_deletion_insertion(curves: pd.DataFrame, run: RunFolder | None = None,
+                            name: str = "deletion_insertion") -> plt.Figure:
+    """One image's deletion and insertion curves, every method (:meth:`ExplainedExamples.deletion_insertion_curves`).
+
+    Examples
+    --------
+    >>> c = pd.DataFrame({"method": ["gradcam"] * 4, "curve": ["deletion"] * 2 + ["insertion"] * 2,
+    ...                   "fraction": [0, 1] * 2, "score": [0.9, 0.1, 0.2, 0.9], "auc": [0.5] * 2 + [0.55] * 2})
+    >>> fig = plot_deletion_insertion(c)
+    >>> [ax.get_title() for ax in fig.axes]
+    ['deletion: lower is better', 'insertion: higher is better']
+    >>> plt.close(fig)
+    """
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2), sharey=True)
+    for ax, curve, better in zip(axes, ("deletion", "insertion"), ("lower", "higher")):
+        part = curves[curves["curve"] == curve]
+        for (method, group), colour in zip(part.groupby("method", sort=False),
+                                           sns.color_palette(PALETTE, part["method"].nunique())):
+            ax.plot(group["fraction"], group["score"], marker=".", color=colour,
+                    label=f"{method_label(method)} (AUC {group['auc'].iloc[0]:.2f})")
+        ax.set_xlabel(f"fraction of pixels {'deleted' if curve == 'deletion' else 'put back'}, highest map first")
+        ax.set_title(f"{curve}: {better} is better")
+        ax.legend(fontsize=7, frameon=False)
+    axes[0].set_ylabel("probability of the explained class")
+    fig.tight_layout()
+    return save_figure(fig, run, name)
+
+
+def plot_randomised_maps(image: np.ndarray, maps: dict[str, dict[str, np.ndarray]], run: RunFolder | None = None,
+                         name: str = "randomised_maps", alpha: float = 0.5, cmap: str = "jet") -> plt.Figure:
+    """Maps of one image as the cascading randomisation goes: methods by rows, steps by columns.
+
+    Parameters
+    ----------
+    image : (C, H, W) array
+    maps : dict
+        Step label (``'trained'``, then the block re-initialised last) -> method -> ``(H, W)`` map
+        (:meth:`ExplainedExamples.randomised_maps`).
+
+    Examples
+    --------
+    >>> m = {"trained": {"gradcam": np.zeros((4, 4))}, "fc": {"gradcam": np.ones((4, 4))}}
+    >>> fig = plot_randomised_maps(np.zeros((1, 4, 4)), m)
+    >>> [ax.get_title() for ax in fig.axes]
+    ['trained', '… fc']
+    >>> plt.close(fig)
+    """
+    steps = list(maps)
+    methods = list(maps[steps[0]])
+    fig, axes = plt.subplots(len(methods), len(steps), figsize=(1.5 * len(steps) + 0.8, 1.6 * len(methods) + 0.5),
+                             squeeze=False)
+    for j, step in enumerate(steps):
+        for i, m in enumerate(methods):
+            axes[i, j].imshow(overlay(image, maps[step][m], alpha, cmap))
+            axes[i, j].set_xticks([])
+            axes[i, j].set_yticks([])
+            if j == 0:
+                axes[i, j].set_ylabel(method_label(m), fontsize=8)
+        axes[0, j].set_title(step if j == 0 else f"… {step}", fontsize=8)
+    fig.suptitle("re-initialised from the top down to …", fontsize=9)
+    fig.tight_layout()
+    return save_figure(fig, run, name)
+
+
+def plot_bootstrap_example(example, run: RunFolder | None = None, name: str = "bootstrap_example") -> plt.Figure:
+    """The bootstrap distributions of notebook 03's worked example: few images, then the whole test split.
+
+    Parameters
+    ----------
+    example : BootstrapExample
+        From :func:`xai_helpers.steps.bootstrap_example`.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> r = {"observed": 0.1, "distribution": np.array([0.0, 0.1, 0.2]), "ci_low": 0.0, "ci_high": 0.2}
+    >>> ex = SimpleNamespace(a="A", b="B", images=pd.DataFrame(index=range(10)), small=r, full=r, n_test=90)
+    >>> [ax.get_title() for ax in plot_bootstrap_example(ex).axes]
+    ['10 test images', 'all 90 test images']
+    >>> plt.close("all")
+    """
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3), sharex=True)
+    for ax, res, title in ((axes[0], example.small, f"{len(example.images)} test images"),
+                           (axes[1], example.full, f"all {example.n_test} test images")):
+        ax.hist(res["distribution"], bins=np.linspace(-1, 1, 81), color=sns.color_palette(PALETTE)[0])
+        ax.axvspan(res["ci_low"], res["ci_high"], color="grey", alpha=0.25,
+                   label=f"95 % interval [{res['ci_low']:.2f}, {res['ci_high']:.2f}]")
+        ax.axvline(res["observed"], color="black", lw=1.2, label=f"observed {res['observed']:+.2f}")
+        ax.axvline(0, color="red", lw=0.8, ls="--")
+        ax.set_title(title)
+        ax.set_xlabel(f"accuracy of {example.a} − {example.b}, resampled")
+        ax.legend(fontsize=7, frameon=False, loc="upper left")
+    axes[0].set_ylabel("resamples")
+    fig.tight_layout()
+    return save_figure(fig, run, name)

@@ -6,10 +6,14 @@ import random
 from importlib.metadata import version
 from typing import Any
 
+from pathlib import Path
+
 import matplotlib
 import numpy as np
+import pandas as pd
 import torch
 import torchvision
+from IPython.display import display
 
 from .config import DEFAULTS, check_against_prepared, resolve_params
 from .figures import set_style
@@ -108,3 +112,35 @@ def setup_notebook(namespace: dict[str, Any], title: str) -> dict[str, Any]:
     print(f"  {'run_dir':<12} {params['run_dir']}")
     print(f"  {'seed':<12} {params['seed']}")
     return params
+
+
+def show_table(table: pd.DataFrame, limit: int = 12, source: str | Path | None = None, digits: int | None = 3) -> None:
+    """Display a table in a notebook without truncating it silently.
+
+    At most ``limit`` rows are shown; when there are more, a line under the table says how many and where
+    all of them are (``source``: the csv the table was read from or written to).
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+    limit : int
+    source : path, optional
+    digits : int, optional
+        Decimal places of the float columns (None: as they are).
+
+    Examples
+    --------
+    >>> show_table(pd.DataFrame({"x": range(20)}), limit=2, source="runs/demo/metrics.csv")
+       x
+    0  0
+    1  1
+    first 2 of 20 rows; all of them in metrics.csv (runs/demo/metrics.csv)
+    >>> show_table(pd.DataFrame({"x": [0.12345]}))
+           x
+    0  0.123
+    """
+    shown = table.round(digits) if digits is not None else table
+    display(shown.head(limit))
+    if len(table) > limit:
+        where = f"; all of them in {Path(source).name} ({source})" if source is not None else ""
+        print(f"first {limit} of {len(table)} rows{where}")

@@ -12,7 +12,7 @@ take arrays and plain arguments and never read notebook parameters or run folder
 * 02, :mod:`.train`: :func:`train_models`, :func:`train_baselines` write ``metrics.csv``,
   ``predictions/``, ``checkpoints/``;
 * 03 and 05, :mod:`.compare`: :func:`run_paired_tests`, :func:`summary_table_for_run` write
-  ``stats/paired_tests.csv``, ``stats/summary_table.csv``;
+  ``stats/paired_tests.csv``, ``stats/summary_table.csv``; :func:`bootstrap_example` (03's worked example);
 * 04 and 05, :mod:`.explain`: :func:`explain_examples` (figures only), :func:`rate_explanations` writes
   ``xai_per_image.csv``, ``xai_metrics.csv``, ``xai_randomisation.csv``;
 * 06, :mod:`xai_helpers.report`: :func:`write_report` writes ``report.md`` (in the study folder);
@@ -27,7 +27,7 @@ from ..data.prepared import explanation_sample
 from ..evaluation import validation_test_gap
 from ..generalization import CORRUPTIONS, SEVERITY_LEVELS, severity_summary
 from ..models import model_overview
-from .compare import run_paired_tests, summary_table_for_run
+from .compare import BootstrapExample, bootstrap_example, readable_tests, run_paired_tests, summary_table_for_run
 from .explain import ExplainedExamples, explain_examples, rate_explanations
 from .prepare import audit_notes, load_prepared, prepare_data
 from .stress import corruption_examples, describe_external, external_shift_notes, run_generalization
@@ -42,4 +42,4 @@ __all__ = ["prepare_data", "load_prepared", "audit_notes", "train_models", "trai
            "confidence_table", "published_comparison", "write_report", "corruption_examples", "describe_external",
            "external_shift_notes", "run_generalization", "severity_summary", "CORRUPTIONS", "SEVERITY_LEVELS",
            "ALL_METRICS", "audit_summary", "model_overview", "localisation_table", "localisation_markdown",
-           "localisation_notes"]
+           "localisation_notes", "bootstrap_example", "BootstrapExample", "readable_tests"]

@@ -6,15 +6,18 @@ whichever ran last; notebook 03 then writes ``stats/summary_table.csv`` with
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
 import pandas as pd
 
 
 from ..baselines import BASELINE_COMPARISON, baseline_verdict, best_baseline, best_cnn, cnn_rows, is_baseline
 from ..cam_metrics import ALL_METRICS
 from ..runfolder import RunFolder
-from ..stats import (COLUMNS, compare_methods, compare_models, compare_predictions, summary_table)
+from ..stats import (COLUMNS, compare_methods, compare_models, compare_predictions, paired_bootstrap, summary_table)
 
 def run_paired_tests(params: dict[str, Any], correction: str = "holm") -> pd.DataFrame:
     """Every paired test the run folder supports, written to ``stats/paired_tests.csv``.
@@ -121,3 +124,105 @@ def summary_table_for_run(params: dict[str, Any], tests: pd.DataFrame,
     return table
 
 
+
+
+@dataclass
+class BootstrapExample:
+    """The paired bootstrap worked by hand on two models' predictions (notebook 03's example).
+
+    Attributes
+    ----------
+    a, b : str
+        The two models (``a`` the better by mean test accuracy), fold ``fold``'s checkpoints.
+    images : pandas.DataFrame
+        The ``n_images`` drawn test images: ``image``, ``true``, ``<a> correct``, ``<b> correct``, ``difference``.
+    small, full : dict
+        :func:`xai_helpers.stats.paired_bootstrap` of the accuracy difference on those images and on the whole
+        test split (``observed``, ``distribution``, ``ci_low``, ``ci_high``).
+    n_test : int
+        Test images in the whole split.
+    """
+
+    a: str
+    b: str
+    fold: int
+    images: pd.DataFrame
+    small: dict[str, Any]
+    full: dict[str, Any]
+    n_test: int
+
+
+def bootstrap_example(params: dict[str, Any], n_images: int = 10, fold: int = 0,
+                      n_boot: int = 2000) -> BootstrapExample | None:
+    """The accuracy difference of the best and the worst CNN (by mean test accuracy) on ``n_images`` test images
+    drawn with ``params['seed']``, and its paired bootstrap interval, beside the same on every test image.
+
+    Parameters
+    ----------
+    params : dict
+        Resolved notebook parameters (``run_dir``, ``seed``).
+    n_images : int
+    fold : int
+        Whose predictions are compared.
+    n_boot : int
+        Bootstrap resamples.
+
+    Returns
+    -------
+    BootstrapExample or None
+        None with fewer than two CNNs.
+
+    Examples
+    --------
+    >>> from xai_helpers.examples import tiny_run
+    >>> bootstrap_example(tiny_run()) is None  # one CNN: nothing to compare
+    True
+    """
+    run = RunFolder(params["run_dir"])
+    means = cnn_rows(run.read_metrics()).groupby("model")["accuracy"].mean().sort_values(ascending=False)
+    if len(means) < 2:
+        return None
+    a, b = means.index[0], means.index[-1]
+    preds = {m: pd.read_csv(run.predictions_file(m, fold)).set_index("path") for m in (a, b)}
+    test = preds[a].join(preds[b]["pred"].rename("pred_b"))
+    correct_a = (test["pred"] == test["true"]).to_numpy(float)
+    correct_b = (test["pred_b"] == test["true"]).to_numpy(float)
+    drawn = np.sort(np.random.default_rng(params["seed"]).choice(len(test), min(n_images, len(test)), replace=False))
+
+    def difference(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        return (x - y).mean(axis=1)
+
+    images = pd.DataFrame({"image": [Path(p).name for p in test.index[drawn]], "true": test["true"].to_numpy()[drawn],
+                           f"{a} correct": correct_a[drawn].astype(int), f"{b} correct": correct_b[drawn].astype(int)})
+    images["difference"] = images[f"{a} correct"] - images[f"{b} correct"]
+    small = paired_bootstrap(difference, correct_a[drawn], correct_b[drawn], n_boot=n_boot, seed=params["seed"])
+    full = paired_bootstrap(difference, correct_a, correct_b, n_boot=n_boot, seed=params["seed"])
+    return BootstrapExample(a, b, fold, images, small, full, len(test))
+
+
+def readable_tests(tests: pd.DataFrame) -> pd.DataFrame:
+    """The columns of ``stats/paired_tests.csv`` a reader needs, named for reading: the pair, the metric, the test,
+    the mean difference with its interval, the Holm-adjusted p and the effect size (all columns stay in the csv).
+
+    Examples
+    --------
+    >>> t = pd.DataFrame({"a": ["resnet50"], "b": ["vgg16"], "metric": ["accuracy"], "test": ["paired_t"],
+    ...                   "n": [3], "mean_diff": [0.051], "ci_low": [0.01], "ci_high": [0.09], "ci_level": [0.95],
+    ...                   "p_adjusted": [0.0312], "effect_size": [1.91], "group": ["all"]})
+    >>> readable_tests(t).iloc[0].to_dict()  # doctest: +NORMALIZE_WHITESPACE
+    {'pair': 'resnet50 − vgg16', 'metric': 'accuracy', 'test': 'paired_t', 'n': 3, 'difference': 0.051,
+     'interval': '[0.010, 0.090] (95 %)', 'p (Holm)': 0.0312, 'effect size': 1.91}
+    """
+    def interval(r) -> str:
+        if pd.isna(r.ci_low) or pd.isna(r.ci_high):
+            return ""
+        level = f" ({r.ci_level:.0%})".replace("%", " %") if pd.notna(r.ci_level) else ""
+        return f"[{r.ci_low:.3f}, {r.ci_high:.3f}]{level}"
+
+    out = pd.DataFrame({"pair": tests["a"] + " − " + tests["b"], "metric": tests["metric"], "test": tests["test"],
+                        "n": tests["n"], "difference": tests["mean_diff"].round(4),
+                        "interval": [interval(r) for r in tests.itertuples()],
+                        "p (Holm)": tests["p_adjusted"].round(4), "effect size": tests["effect_size"].round(3)})
+    if "group" in tests and tests["group"].nunique() > 1:
+        out.insert(0, "group", tests["group"])
+    return out.reset_index(drop=True)

@@ -15,11 +15,11 @@ import pandas as pd
 import torch
 from torch import nn
 
-from ..cam_metrics import (LOCALISATION_METRICS, aggregate_per_class, baseline_maps, confidence_metrics,
-                           deletion_insertion, localisation_metrics, randomisation_check, road)
-from ..cams import compute_cams, resolve_target_layer
+from ..cam_metrics import (LOCALISATION_METRICS, aggregate_per_class, baseline_maps, cascading_randomisation,
+                           confidence_metrics, deletion_insertion, localisation_metrics, randomisation_check, road)
+from ..cams import channel_weights, compute_cams, forward_with_layer, resolve_target_layer
 from ..data.prepared import PreparedData, explanation_sample
-from ..models import explained_models, feature_map_size
+from ..models import CAM_LAYER_CHOICES, IMAGENET_MEAN, IMAGENET_STD, explained_models, feature_map_size, get_layer
 from ..progress import tqdm
 from ..runfolder import RunFolder
 from ..inference import BatchPipeline, load_checkpoint, resolve_device
@@ -88,6 +88,88 @@ class ExplainedExamples:
         maps, _ = compute_cams(self.model, self.x, list(methods), target_layer=layer or self.layer,
                                targets=self.probs.argmax(axis=1))
         return maps
+
+    def layer_choices(self) -> list[str]:
+        """The explained layer and its neighbours, shallow to deep, among the explorer's layers
+        (:data:`xai_helpers.models.CAM_LAYER_CHOICES`; just the layer when it is not one of them)."""
+        choices = list(CAM_LAYER_CHOICES.get(self.model_name, ()))
+        if self.layer not in choices:
+            return [self.layer]
+        i = choices.index(self.layer)
+        return choices[max(0, i - 1):i + 2]
+
+    def map_size(self, layer: str | None = None) -> str:
+        """``'8×8'``: the size of ``layer``'s feature map (default: the explained layer's)."""
+        h, w = feature_map_size(self.model_name, int(self.x.shape[-1]), layer or self.layer)
+        return f"{h}×{w}"
+
+    def _target(self, index: int) -> torch.Tensor:
+        return torch.as_tensor([int(self.probs[index].argmax())])
+
+    def channel_weights(self, index: int = 0) -> pd.DataFrame:
+        """How much each channel of the target layer counts in each method's map of image ``index``
+        (:func:`xai_helpers.cams.channel_weights`): one row per channel, one column per method."""
+        layer = get_layer(self.model, self.layer)
+        A, G, _, _ = forward_with_layer(self.model, self.x[index:index + 1], layer,
+                                        self._target(index).to(self.x.device))
+        weights = channel_weights(A.float(), G.float())
+        return pd.DataFrame({m: w[0] for m, w in weights.items()}).rename_axis("channel")
+
+    def masked_inputs(self, index: int = 0) -> tuple[dict[str, np.ndarray], pd.DataFrame]:
+        """What the model sees when confidence increase is measured: the input times each method's map.
+
+        Returns
+        -------
+        images : dict
+            Method -> ``(C, S, S)`` image in [0, 1]: ``x⊙map`` brought back from the normalised input (where
+            the map is 0, the input is 0, i.e. the mean colour of ImageNet).
+        scores : pandas.DataFrame
+            Per method: ``score`` (the explained class's probability on the image), ``score_after`` (on
+            ``x⊙map``) and ``change`` (their difference: the image's confidence increase).
+        """
+        x = self.x[index:index + 1]
+        maps = {m: v[index:index + 1] for m, v in self.maps.items()}
+        conf = confidence_metrics(self.model, x, maps, [int(self.probs[index].argmax())],
+                                  probs=self.probs[index:index + 1])
+        mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, -1, 1, 1)
+        std = torch.tensor(IMAGENET_STD, device=x.device).view(1, -1, 1, 1)
+        images = {}
+        for m, cam in maps.items():
+            masked = x * torch.as_tensor(cam, device=x.device)[:, None]
+            images[m] = (masked * std + mean).clamp(0, 1)[0].cpu().numpy()
+        scores = pd.DataFrame({m: {"score": float(c["score"][0]), "score_after": float(c["score_after"][0]),
+                                   "change": float(c["confidence_increase"][0])} for m, c in conf.items()}).T
+        return images, scores.rename_axis("method")
+
+    def deletion_insertion_curves(self, index: int = 0, n_steps: int = 16) -> pd.DataFrame:
+        """The deletion and insertion curves of image ``index`` for every method
+        (:func:`xai_helpers.cam_metrics.deletion_insertion`): one row per method, curve and step, with
+        ``fraction`` (of the pixels deleted or inserted, highest-ranked first), ``score`` and the curve's ``auc``.
+        """
+        maps = {m: v[index:index + 1] for m, v in self.maps.items()}
+        result = deletion_insertion(self.model, self.x[index:index + 1], maps, [int(self.probs[index].argmax())],
+                                    n_steps=n_steps)
+        rows = []
+        for m, res in result.items():
+            for curve in ("deletion", "insertion"):
+                for step, score in enumerate(res[f"{curve}_curve"][0]):
+                    rows.append({"method": m, "curve": curve, "fraction": step / n_steps, "score": float(score),
+                                 "auc": float(res[f"{curve}_auc"][0])})
+        return pd.DataFrame(rows)
+
+    def randomised_maps(self, index: int = 0, methods: Sequence[str] | None = None,
+                        seed: int = 0) -> dict[str, dict[str, np.ndarray]]:
+        """The maps of image ``index`` as the cascading randomisation re-initialises the model from the top
+        (:func:`xai_helpers.cam_metrics.cascading_randomisation`): ``'trained'`` first, then one entry per
+        step, named by the last block re-initialised; each a dict method -> ``(S, S)`` map.
+        """
+        methods = list(methods or self.maps)
+        x, target = self.x[index:index + 1], self._target(index).numpy()
+        out = {"trained": {m: self.maps[m][index] for m in methods}}
+        for done, model in cascading_randomisation(self.model, self.model_name, seed=seed):
+            maps, _ = compute_cams(model, x, methods, target_layer=self.layer, targets=target)
+            out[done[-1]] = {m: v[0] for m, v in maps.items()}
+        return out
 
 
 def explain_examples(data: PreparedData, params: dict[str, Any], per_class: int = 2,
