@@ -17,6 +17,8 @@
 # %% [markdown]
 # # 01 · Data preparation: index, audit, leak-free splits and the image cache
 #
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/xai-helpers/xai-helpers/blob/v0.1.0/notebooks/01_data_preparation.ipynb)
+#
 # > **You will learn**
 # > - why published medical image splits leak (byte copies, near copies and mirrored copies of training images in the test split) and what `leak_policy` does about it
 # > - why the test split and the folds are drawn by **patient** (or lesion) rather than by image
@@ -25,7 +27,7 @@
 # >
 # > **You need**
 # > - Python and a first look at pandas tables; nothing before this notebook: it is the first
-# > - 13 s on the demo, measured on a 2-core Intel Xeon with AMX (bf16)
+# > - 11 s on the demo, measured on a 2-core Intel Xeon with AMX (bf16); the runner prints the time it expects on your machine before it starts
 # > - the [glossary](../docs/glossary.md) for any term used here without a definition
 #
 # Everything later in the study rests on this step. Public medical datasets are messy: mixed sizes and colour modes, corrupt files, and duplicated images, sometimes the *same image in the training and the test split*, which silently inflates published accuracies. This notebook
@@ -37,9 +39,26 @@
 #
 # It writes `data/splits.csv`, `data/audit.json` and `data/dataset.json` into the run folder.
 
+# %% tags=["install"]
+# Setup outside this repository (Colab, Binder, a plain Jupyter): install xai-helpers at a pinned
+# release and work in a folder of its own (data, cache and runs go there). Inside the repository, or
+# under the runner, the package is already importable and this cell does nothing.
+XAI_HELPERS_URL = 'https://github.com/xai-helpers/xai-helpers'
+XAI_HELPERS_REF = 'v0.1.0'  # a tag or a commit
+import importlib.util
+if importlib.util.find_spec('xai_helpers') is None:
+    import os
+    import subprocess
+    import sys
+    subprocess.run([sys.executable, '-m', 'pip', 'install', '--quiet',
+                    f'xai-helpers @ git+{XAI_HELPERS_URL}@{XAI_HELPERS_REF}'], check=True)
+    os.makedirs('xai-helpers-work', exist_ok=True)
+    os.chdir('xai-helpers-work')
+    print('installed xai-helpers', XAI_HELPERS_REF, '; working folder:', os.getcwd())
+
 # %% tags=["parameters"]
 # Parameters (papermill injects overrides after this cell; names shared by every notebook,
-# documented in the README). Defaults: the 'demo' profile on the embedded synthetic dataset.
+# documented in docs/running.md). Defaults: the 'demo' profile on the embedded synthetic dataset.
 dataset = 'synthetic'
 data_root = 'data/synthetic'
 synthetic_per_class = 100
@@ -51,6 +70,10 @@ run_dir = 'runs/demo'
 seed = 0
 device = 'auto'
 interactive = True
+executor = 'local'
+ray_address = None
+fit_resources = None
+data_shared = False
 models = ['resnet50', 'densenet121', 'vgg16', 'efficientnet_b0']
 baselines = ['baseline_hgb', 'baseline_logreg']
 weights = 'none'
@@ -79,6 +102,7 @@ generalization_per_class = 12
 # One cell imports everything, checks the parameters (a wrong dataset name or a missing folder stops here with a message that names the parameter) and records the environment.
 
 # %%
+import pandas as pd
 from IPython.display import display
 
 from xai_helpers import RunFolder
@@ -103,7 +127,8 @@ print(f"{data.info['title']}\nlayout: {data.info['layout']}   classes: {data.cla
 # **Left out** are files that cannot be used, each named with its reason in `audit.json`: missing or a dangling link, empty, not an image, corrupt, too large, or smaller than 8 px a side (a 1×1 "image" blown up to the input size is a flat square, not a sample of its class). **Converted** counts what the decoder changed in images it kept: CMYK, 16-bit, palette or transparent images, the first frame of an animation, colour to grey (or back) for the dataset's colour mode, small images upscaled; look at a few of `conversion_examples` when a count is large. Exact duplicates are byte-identical files; near duplicates have perceptual hashes within a small Hamming distance (the hash and the threshold are named in `audit.json`). Duplicates *across* splits are leaks: by default the training copies of anything that also sits in the test split are dropped.
 
 # %%
-display(audit_summary(data.audit))
+with pd.option_context('display.max_colwidth', None, 'display.max_rows', None):  # every value in full
+    display(audit_summary(data.audit))
 
 # %% [markdown]
 # ## Shortcuts and shifts
@@ -147,7 +172,7 @@ display(data.splits.groupby(['split', 'fold', 'class']).size().unstack('class'))
 #
 #    <details><summary>Answer</summary>
 #
-#    11 mirrored groups (29 images), 2 of them across Training/Testing, on top of 166 exact and 560 near-duplicate groups; with `drop_train`, 272 training images leave the pool (README, "Expert masks, patients and mirrored copies").
+#    11 mirrored groups (29 images), 2 of them across Training/Testing, on top of 166 exact and 560 near-duplicate groups; with `drop_train`, 272 training images leave the pool ("Expert masks, patients and mirrored copies", `docs/methods.md`).
 #
 #    </details>
 #

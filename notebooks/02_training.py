@@ -17,6 +17,8 @@
 # %% [markdown]
 # # 02 · Training the four CNNs with k-fold cross-validation
 #
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/xai-helpers/xai-helpers/blob/v0.1.0/notebooks/02_training.ipynb)
+#
 # > **You will learn**
 # > - k-fold cross-validation with a fixed test split: one model per fold, every model scored on the same test images
 # > - early stopping on the validation macro-F1, and why a minimum number of epochs protects it
@@ -26,16 +28,33 @@
 # > **You need**
 # > - notebook [01](01_data_preparation.ipynb) run into the same `run_dir`
 # > - the idea of a training loop (loss, epoch, validation)
-# > - 7.5 minutes on the demo, measured on a 2-core Intel Xeon with AMX (bf16); several times longer on an AVX2-only CPU, which trains in fp32
+# > - 7.2 minutes on the demo, measured on a 2-core Intel Xeon with AMX (bf16); several times longer on an AVX2-only CPU, which trains in fp32 (the whole demo: about an hour there); the runner prints the time it expects on your machine before it starts
 # > - the [glossary](../docs/glossary.md) for any term used here without a definition
 #
 # The study compares ResNet50, DenseNet121, VGG16 and EfficientNet-B0 by accuracy and F1. A single split says little about such differences, so every model is trained on the **same folds**: fold *k*'s model validates on fold *k* (early stopping on macro-F1) and trains on the others, and every fold's model is tested on the **same held-out test split**. The results are therefore paired, which notebook 03 uses.
 #
 # Writes `metrics.csv` (one row per model and fold), `predictions/<model>_fold<k>.csv` and the checkpoints.
 
+# %% tags=["install"]
+# Setup outside this repository (Colab, Binder, a plain Jupyter): install xai-helpers at a pinned
+# release and work in a folder of its own (data, cache and runs go there). Inside the repository, or
+# under the runner, the package is already importable and this cell does nothing.
+XAI_HELPERS_URL = 'https://github.com/xai-helpers/xai-helpers'
+XAI_HELPERS_REF = 'v0.1.0'  # a tag or a commit
+import importlib.util
+if importlib.util.find_spec('xai_helpers') is None:
+    import os
+    import subprocess
+    import sys
+    subprocess.run([sys.executable, '-m', 'pip', 'install', '--quiet',
+                    f'xai-helpers @ git+{XAI_HELPERS_URL}@{XAI_HELPERS_REF}'], check=True)
+    os.makedirs('xai-helpers-work', exist_ok=True)
+    os.chdir('xai-helpers-work')
+    print('installed xai-helpers', XAI_HELPERS_REF, '; working folder:', os.getcwd())
+
 # %% tags=["parameters"]
 # Parameters (papermill injects overrides after this cell; names shared by every notebook,
-# documented in the README). Defaults: the 'demo' profile on the embedded synthetic dataset.
+# documented in docs/running.md). Defaults: the 'demo' profile on the embedded synthetic dataset.
 dataset = 'synthetic'
 data_root = 'data/synthetic'
 synthetic_per_class = 100
@@ -47,6 +66,10 @@ run_dir = 'runs/demo'
 seed = 0
 device = 'auto'
 interactive = True
+executor = 'local'
+ray_address = None
+fit_resources = None
+data_shared = False
 models = ['resnet50', 'densenet121', 'vgg16', 'efficientnet_b0']
 baselines = ['baseline_hgb', 'baseline_logreg']
 weights = 'none'
@@ -105,7 +128,13 @@ display(model_overview(params['models'], params['image_size']))
 # ## Train and test every model on every fold
 # Each fit writes its best checkpoint (by validation macro-F1) atomically; an interrupted run picks up where it stopped when this cell is run again.
 #
-# **Protocol choices that change results** (all recorded with each checkpoint and shown in the report's protocol table): Adam with a **cosine learning-rate schedule** over `epochs`; **augmentation** on the training batches (horizontal flips, rotation within ±10°, scaling within ±10 %, shifts within ±5 %, brightness and contrast within ±10 %); **early stopping** on validation macro-F1 after `patience` epochs without improvement, but **never before half of `epochs`** (VGG16 and EfficientNet trained from scratch often sit at chance for a few epochs before they learn); and, before each validation, **BatchNorm recalibration**: the running statistics are re-estimated as a plain average over up to 1,024 training images, a seeded sample stratified by class ("precise BN"), because the running averages of a network trained from scratch keep traces of its first, unstable steps. **VGG16 gets its own settings** (`batch_size` and `lr` accept per-model values): it has no BatchNorm, so from scratch it needs a small learning rate (at 3e-4 its loss jumps in the first steps and it collapses to one class), and at that rate the demo's 6 epochs of 32-image batches (about 40 optimizer steps) are too few to leave chance; batches of 8 give it four times the steps in the same epochs. **Precision** (`precision`): `auto` trains where the hardware runs it fast (see the README's "Speed"), and `metrics.csv` records each fit's path.
+# **In short.** Each model learns from the training folds, and after every epoch it is checked on the held-out fold; the best epoch's weights are kept and training stops when the held-out score stops improving. Augmentation shows the model slightly changed copies of each image (flipped, turned, brighter), so it learns the lesion rather than the exact pixels. Every choice that changes the results is recorded with the checkpoint and shown in the report's protocol table.
+#
+# <details><summary>The protocol choices, in detail</summary>
+#
+# Adam with a **cosine learning-rate schedule** over `epochs`; **augmentation** on the training batches (horizontal flips, rotation within ±10°, scaling within ±10 %, shifts within ±5 %, brightness and contrast within ±10 %); **early stopping** on validation macro-F1 after `patience` epochs without improvement, but **never before half of `epochs`** (VGG16 and EfficientNet trained from scratch often sit at chance for a few epochs before they learn); and, before each validation, **BatchNorm recalibration**: the running statistics are re-estimated as a plain average over up to 1,024 training images, a seeded sample stratified by class ("precise BN"), because the running averages of a network trained from scratch keep traces of its first, unstable steps. **VGG16 gets its own settings** (`batch_size` and `lr` accept per-model values): it has no BatchNorm, so from scratch it needs a small learning rate (at 3e-4 its loss jumps in the first steps and it collapses to one class), and at that rate the demo's 6 epochs of 32-image batches (about 40 optimizer steps) are too few to leave chance; batches of 8 give it four times the steps in the same epochs. **Precision** (`precision`): `auto` trains where the hardware runs it fast (see "Speed" in `docs/engineering.md`), and `metrics.csv` records each fit's path.
+#
+# </details>
 
 # %%
 metrics = train_models(data, params)

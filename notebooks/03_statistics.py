@@ -17,6 +17,8 @@
 # %% [markdown]
 # # 03 · Are the differences between models significant?
 #
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/xai-helpers/xai-helpers/blob/v0.1.0/notebooks/03_statistics.ipynb)
+#
 # > **You will learn**
 # > - which paired test fits which pairing (the same test images, the same folds, the same explained images)
 # > - why the image, not the fold, carries the evidence, and why a plain t-test over folds gives p-values that are too small
@@ -25,13 +27,16 @@
 # >
 # > **You need**
 # > - notebooks [01](01_data_preparation.ipynb) and [02](02_training.ipynb) run into the same `run_dir`
-# > - what a p-value is; the README's "The statistics" says what each test assumes
-# > - 12 s on the demo, measured on a 2-core Intel Xeon with AMX (bf16)
+# > - what a p-value is; "The statistics" in `docs/methods.md` says what each test assumes
+# > - 11 s on the demo, measured on a 2-core Intel Xeon with AMX (bf16); the runner prints the time it expects on your machine before it starts
 # > - the [glossary](../docs/glossary.md) for any term used here without a definition
 #
-# The study uses paired t-tests. With a handful of folds, and six model pairs, a plain t-test misleads, so this notebook runs the right test for each pairing, corrects for multiple comparisons and reports effect sizes and intervals.
+# **The idea in five lines.** Two models scored on the same test images are *paired*: each image is a small experiment that both models took. The question is whether the difference we see would survive another set of images. Resampling the images we have (the bootstrap) shows how much the difference moves from one possible test set to the next; if its interval stays clear of 0, the difference is probably real. With only a few images the interval is wide and almost nothing is significant; with many it narrows. The tests below are careful versions of that idea, one for each way the results are paired.
 #
-# **Which test for which pairing, and what each assumes**
+# The worked example further down does it by hand on 10 images; the full protocol, with what each test assumes, is folded here:
+#
+# <details><summary>Which test for which pairing, and what each assumes</summary>
+#
 #
 # * *Same test images, every fold model* (`predictions/`): the **image-level paired randomisation test** (`randomisation_images`, the headline mark). The unit that carries the evidence is the test image: a new test set would change the images, not the folds. For each image its correctness is averaged over the fold models (the share of folds that got it right), and the statistic is the difference of the two models' accuracy (and macro-F1, averaged over the fold models). If the two models were interchangeable, swapping their predictions on any image would be as likely as not: the p-value is the share of such swap patterns whose difference is at least as far from 0 as the observed one (exact for accuracy and for up to 16 differing images, else 49,999 random patterns, `p = (1 + #)/(B + 1)`, never 0). With one fold it is the exact McNemar test; two models that differ on 5 of 100 images, all one way, get p = 0.0625. The interval of the difference comes from resampling the images in pairs (bootstrap, 49,999 resamples). It assumes the test images are independent draws.
 # * *Same folds* (`metrics.csv`): the **paired t-test** (as in the study) assumes the fold differences are independent and roughly normal. They are not independent: the training sets of the folds overlap, so its p-values are too small. The **Nadeau–Bengio corrected resampled t-test** inflates the variance by `1/k + n_val/n_train` (the held-out fold against the training folds, about `1/k + 1/(k−1)`; Bouckaert & Frank 2004) to account for that. The **Wilcoxon signed-rank** test drops normality and assumes only symmetric differences, but with *n* folds its two-sided p-value cannot go below `2/2^n` (0.25 for three folds); its interval (Hollander & Wolfe's, from the Walsh averages) cannot reach 95 % either, and `ci_level` says what it reaches (75 % with three folds). **Every fold model is scored on the same test split**, so these fold-level tests are *conditional on that test set*: they see how training varies, not how the test images do. With three folds they have almost no power: a 55-point gap can come out `ns`. That is why the summary table's mark is the image-level randomisation test, with the corrected t beside it.
@@ -41,10 +46,29 @@
 # **Which family Holm corrects over** (`holm_family`): one comparison (models, CNNs against the best baseline, or CAM methods), one group (all images, one fold, or one true class), one metric and one test family, across every pair compared there. Both McNemar variants (exact and chi-square, chosen per pair) are one family; each other test is its own. The CNN-vs-baseline pairs (`comparison = cnn_vs_baseline`) are a family of their own, so adding the baselines leaves the CNN-vs-CNN p-values unchanged.
 #
 # **How to read the table**: `p_value` is the raw p, `p_adjusted` the Holm-corrected one in its `holm_family` (use this one), `effect_size` is Cohen's d_z for t-tests (the mean difference in units of its standard deviation), the rank-biserial correlation for Wilcoxon and the accuracy (or F1) difference for McNemar and the randomisation tests; `ci_low`/`ci_high` bound the difference at the level `ci_level`; `normality_p` is a Shapiro–Wilk check of the differences. Identical results give p = 1; a single fold, or fold differences that are all equal (zero variance), give 'not testable' (p NaN, mark `n/a`), never p = 0.
+#
+# </details>
+
+# %% tags=["install"]
+# Setup outside this repository (Colab, Binder, a plain Jupyter): install xai-helpers at a pinned
+# release and work in a folder of its own (data, cache and runs go there). Inside the repository, or
+# under the runner, the package is already importable and this cell does nothing.
+XAI_HELPERS_URL = 'https://github.com/xai-helpers/xai-helpers'
+XAI_HELPERS_REF = 'v0.1.0'  # a tag or a commit
+import importlib.util
+if importlib.util.find_spec('xai_helpers') is None:
+    import os
+    import subprocess
+    import sys
+    subprocess.run([sys.executable, '-m', 'pip', 'install', '--quiet',
+                    f'xai-helpers @ git+{XAI_HELPERS_URL}@{XAI_HELPERS_REF}'], check=True)
+    os.makedirs('xai-helpers-work', exist_ok=True)
+    os.chdir('xai-helpers-work')
+    print('installed xai-helpers', XAI_HELPERS_REF, '; working folder:', os.getcwd())
 
 # %% tags=["parameters"]
 # Parameters (papermill injects overrides after this cell; names shared by every notebook,
-# documented in the README). Defaults: the 'demo' profile on the embedded synthetic dataset.
+# documented in docs/running.md). Defaults: the 'demo' profile on the embedded synthetic dataset.
 dataset = 'synthetic'
 data_root = 'data/synthetic'
 synthetic_per_class = 100
@@ -56,6 +80,10 @@ run_dir = 'runs/demo'
 seed = 0
 device = 'auto'
 interactive = True
+executor = 'local'
+ray_address = None
+fit_resources = None
+data_shared = False
 models = ['resnet50', 'densenet121', 'vgg16', 'efficientnet_b0']
 baselines = ['baseline_hgb', 'baseline_logreg']
 weights = 'none'
@@ -86,30 +114,45 @@ generalization_per_class = 12
 from IPython.display import display
 
 from xai_helpers import RunFolder
-from xai_helpers.figures import plot_paired_lines, plot_pvalue_heatmap
-from xai_helpers.steps import run_paired_tests, summary_table_for_run
-from xai_helpers.notebook import setup_notebook
+from xai_helpers.figures import plot_bootstrap_example, plot_paired_lines, plot_pvalue_heatmap
+from xai_helpers.steps import bootstrap_example, readable_tests, run_paired_tests, summary_table_for_run
+from xai_helpers.notebook import setup_notebook, show_table
 
 params = setup_notebook(globals(), '03 · Statistics')
 run = RunFolder(params['run_dir'])
 
 # %% [markdown]
+# ## A worked example: the bootstrap by hand
+# Ten test images drawn at random, the best and the worst CNN of fold 0 on each (1 = right, 0 = wrong), and the difference. The bootstrap draws 10 images *with replacement* from these 10, 2,000 times, and recomputes the accuracy difference each time; the middle 95 % of those values is the interval. The same on every test image is on the right.
+
+# %%
+example = bootstrap_example(params, n_images=10)
+if example is None:
+    print('only one CNN in this run: nothing to compare')
+else:
+    display(example.images)
+    fig = plot_bootstrap_example(example, run=run)
+    print(f"10 images: difference {example.small['observed']:+.2f}, 95 % interval "
+          f"[{example.small['ci_low']:+.2f}, {example.small['ci_high']:+.2f}]; all {example.n_test}: "
+          f"{example.full['observed']:+.2f} [{example.full['ci_low']:+.2f}, {example.full['ci_high']:+.2f}]")
+
+# %% [markdown]
 # ## Run every paired test
-# Results go to `stats/paired_tests.csv`.
+# Results go to `stats/paired_tests.csv`, with every column (the raw p, the statistic, the Holm family, notes); the tables here show the ones to read: the mean difference `a − b` with its interval, the Holm-adjusted p and the effect size.
 
 # %%
 metrics = run.read_metrics()
 tests = run_paired_tests(params)
-cols = ['comparison', 'group', 'a', 'b', 'metric', 'test', 'n', 'statistic', 'p_value', 'p_adjusted',
-        'holm_family', 'effect_size', 'ci_low', 'ci_high', 'ci_level', 'note']
-display(tests[(tests.comparison == 'models') & (tests.group == 'all')][cols].round(4))
+between_cnns = tests[(tests.comparison == 'models') & (tests.group == 'all')]
+show_table(readable_tests(between_cnns), limit=len(between_cnns), source=run.paired_tests_file)
 
 # %% [markdown]
 # ## Did the CNNs beat a trivial model?
 # Notebook 02 also fitted classical baselines on 32×32 grey pixels. Each CNN is compared with the best of them (by mean test accuracy) by the same tests; a CNN that is not above it learnt no more than a pixel classifier, whatever its explanations look like.
 
 # %%
-display(tests[(tests.comparison == 'cnn_vs_baseline') & (tests.group == 'all')][cols].round(4))
+against_baseline = tests[(tests.comparison == 'cnn_vs_baseline') & (tests.group == 'all')]
+show_table(readable_tests(against_baseline), limit=len(against_baseline), source=run.paired_tests_file)
 
 # %% [markdown]
 # ## The paper-style table
@@ -134,7 +177,7 @@ for metric in ('accuracy', 'f1_macro'):
 # One row per fold and model pair.
 
 # %%
-display(tests[tests.group.str.startswith('fold')][cols].round(4).head(24))
+show_table(readable_tests(tests[tests.group.str.startswith('fold')]), limit=24, source=run.paired_tests_file)
 
 # %% [markdown]
 # ## What the data can and cannot show

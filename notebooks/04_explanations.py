@@ -17,6 +17,8 @@
 # %% [markdown]
 # # 04 · Explanations: five CAM methods side by side
 #
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/xai-helpers/xai-helpers/blob/v0.1.0/notebooks/04_explanations.ipynb)
+#
 # > **You will learn**
 # > - how GradCAM, GradCAM++, XGradCAM, EigenGradCAM and LayerCAM each turn the target layer's activations *A* and gradients *G* into a map
 # > - why GradCAM and XGradCAM give the same map at ResNet50's `layer4`, and why EigenGradCAM's sign is arbitrary
@@ -26,16 +28,33 @@
 # > **You need**
 # > - notebook [02](02_training.ipynb) run into the same `run_dir` (a trained `cam_model`)
 # > - what a convolutional layer's feature map is
-# > - 18 s on the demo, measured on a 2-core Intel Xeon with AMX (bf16)
+# > - 15 s on the demo, measured on a 2-core Intel Xeon with AMX (bf16); the runner prints the time it expects on your machine before it starts
 # > - the [glossary](../docs/glossary.md) for any term used here without a definition
 #
 # The study explains ResNet50 with GradCAM, GradCAM++, XGradCAM, EigenGradCAM and LayerCAM. All five are functions of the same two tensors of the target layer, its activations *A* and the gradient *G* of the explained class's logit, so `xai_helpers.compute_cams` computes all five from **one forward and one backward pass** (the maps equal pytorch-grad-cam's within 1e-5).
 #
 # **Image size and target layer.** CAMs are only as fine as the target layer's feature map. ResNet50 downsamples by 32 at `layer4`, 16 at `layer3` and 8 at `layer2`: at the demo's 64 px, `layer4` is 2×2 and `layer3` 4×4, too coarse to localise a lesion, so the demo explains `layer2`, an 8×8 map. At 224 px `layer4` gives 7×7. The cell below prints the size for the parameters of this run.
 
+# %% tags=["install"]
+# Setup outside this repository (Colab, Binder, a plain Jupyter): install xai-helpers at a pinned
+# release and work in a folder of its own (data, cache and runs go there). Inside the repository, or
+# under the runner, the package is already importable and this cell does nothing.
+XAI_HELPERS_URL = 'https://github.com/xai-helpers/xai-helpers'
+XAI_HELPERS_REF = 'v0.1.0'  # a tag or a commit
+import importlib.util
+if importlib.util.find_spec('xai_helpers') is None:
+    import os
+    import subprocess
+    import sys
+    subprocess.run([sys.executable, '-m', 'pip', 'install', '--quiet',
+                    f'xai-helpers @ git+{XAI_HELPERS_URL}@{XAI_HELPERS_REF}'], check=True)
+    os.makedirs('xai-helpers-work', exist_ok=True)
+    os.chdir('xai-helpers-work')
+    print('installed xai-helpers', XAI_HELPERS_REF, '; working folder:', os.getcwd())
+
 # %% tags=["parameters"]
 # Parameters (papermill injects overrides after this cell; names shared by every notebook,
-# documented in the README). Defaults: the 'demo' profile on the embedded synthetic dataset.
+# documented in docs/running.md). Defaults: the 'demo' profile on the embedded synthetic dataset.
 dataset = 'synthetic'
 data_root = 'data/synthetic'
 synthetic_per_class = 100
@@ -47,6 +66,10 @@ run_dir = 'runs/demo'
 seed = 0
 device = 'auto'
 interactive = True
+executor = 'local'
+ray_address = None
+fit_resources = None
+data_shared = False
 models = ['resnet50', 'densenet121', 'vgg16', 'efficientnet_b0']
 baselines = ['baseline_hgb', 'baseline_logreg']
 weights = 'none'
@@ -79,7 +102,7 @@ import pandas as pd
 from IPython.display import display
 
 from xai_helpers import RunFolder
-from xai_helpers.figures import cam_grid
+from xai_helpers.figures import cam_grid, plot_channel_weights
 from xai_helpers.steps import explain_examples, load_prepared
 from xai_helpers.widgets import CamExplorer
 from xai_helpers.notebook import setup_notebook
@@ -126,8 +149,30 @@ import inspect
 
 from xai_helpers import cams
 
-for method in (cams.gradcam, cams.gradcam_plus_plus, cams.xgradcam, cams.eigengradcam, cams.layercam):
+for method in (cams.gradcam_weights, cams.gradcam, cams.gradcam_plus_plus_weights, cams.xgradcam_weights,
+               cams.eigengradcam, cams.layercam):
     print(inspect.getsource(method))
+
+# %% [markdown]
+# ### What each method weighs, on one image
+# The first image above, its target layer's channels ordered by GradCAM's weight (the 40 largest in magnitude), each method's weights scaled to its largest. GradCAM and XGradCAM mostly agree in sign and order; GradCAM++ keeps only positive gradients, so its weights are never negative; EigenGradCAM's component has an arbitrary overall sign; LayerCAM has a weight per position, shown averaged.
+
+# %%
+weights = examples.channel_weights(0)
+fig = plot_channel_weights(weights, run=run, title=f"{params['cam_model']} · {layer} · first image")
+display(weights.corr(method='spearman').round(2).rename_axis('Spearman ρ of the weights, all channels'))
+
+# %% [markdown]
+# ## Choosing the target layer
+# The same image at three depths of the network: each block halves the feature map, so a deeper layer gives a coarser map that is more about the class (its channels combine more of the image), a shallower one a finer map that is more about edges and texture. `cam_layer` picks one; the report's numbers are for that one.
+
+# %%
+layer_names = examples.layer_choices()
+by_layer = {name: examples.maps_at(params['cam_methods'], layer=name) for name in layer_names}
+first = np.repeat(data.images[rows[:1]], len(layer_names), axis=0)
+fig = cam_grid(first, {m: np.stack([by_layer[name][m][0] for name in layer_names]) for m in params['cam_methods']},
+               [f'{name}\n{examples.map_size(name)}' for name in layer_names], run=run, name='cam_layers',
+               title=f"{params['cam_model']}: the same image at {len(layer_names)} target layers")
 
 # %% [markdown]
 # ## Why GradCAM and XGradCAM agree at ResNet50's last block

@@ -17,6 +17,8 @@
 # %% [markdown]
 # # 05 · How good are the explanations? Confidence increase and friends
 #
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/xai-helpers/xai-helpers/blob/v0.1.0/notebooks/05_explanation_metrics.ipynb)
+#
 # > **You will learn**
 # > - what confidence increase measures, its two readings, and why the mean change is usually negative
 # > - deletion and insertion curves, ROAD, and the randomisation sanity check: what each metric rewards and in which direction it is better
@@ -26,7 +28,7 @@
 # > **You need**
 # > - notebook [02](02_training.ipynb) (trained CNNs) and, for the explanations themselves, notebook [04](04_explanations.ipynb)
 # > - notebook [03](03_statistics.ipynb) for the paired tests and Holm's correction
-# > - 74 s on the demo, measured on a 2-core Intel Xeon with AMX (bf16), before the other three CNNs were explained too (longer now; the book's landing page gives each run's time)
+# > - 104 s on the demo, measured on a 2-core Intel Xeon with AMX (bf16); the runner prints the time it expects on your machine before it starts
 # > - the [glossary](../docs/glossary.md) for any term used here without a definition
 #
 # The study rates the CAM methods by **confidence increase**: the change of the explained class's softmax score when the (normalised) input is multiplied by the CAM, `softmax(f(x ⊙ cam))[c] − softmax(f(x))[c]` (pytorch-grad-cam's `CamMultImageConfidenceChange` with a softmax target). A map that keeps what the model needs raises (or keeps) the score.
@@ -39,9 +41,26 @@
 #
 # Writes `xai_per_image.csv` (one row per model, fold, method and image), `xai_metrics.csv` (mean per model, method and true class) and adds the CAM method pairs to `stats/paired_tests.csv`.
 
+# %% tags=["install"]
+# Setup outside this repository (Colab, Binder, a plain Jupyter): install xai-helpers at a pinned
+# release and work in a folder of its own (data, cache and runs go there). Inside the repository, or
+# under the runner, the package is already importable and this cell does nothing.
+XAI_HELPERS_URL = 'https://github.com/xai-helpers/xai-helpers'
+XAI_HELPERS_REF = 'v0.1.0'  # a tag or a commit
+import importlib.util
+if importlib.util.find_spec('xai_helpers') is None:
+    import os
+    import subprocess
+    import sys
+    subprocess.run([sys.executable, '-m', 'pip', 'install', '--quiet',
+                    f'xai-helpers @ git+{XAI_HELPERS_URL}@{XAI_HELPERS_REF}'], check=True)
+    os.makedirs('xai-helpers-work', exist_ok=True)
+    os.chdir('xai-helpers-work')
+    print('installed xai-helpers', XAI_HELPERS_REF, '; working folder:', os.getcwd())
+
 # %% tags=["parameters"]
 # Parameters (papermill injects overrides after this cell; names shared by every notebook,
-# documented in the README). Defaults: the 'demo' profile on the embedded synthetic dataset.
+# documented in docs/running.md). Defaults: the 'demo' profile on the embedded synthetic dataset.
 dataset = 'synthetic'
 data_root = 'data/synthetic'
 synthetic_per_class = 100
@@ -53,6 +72,10 @@ run_dir = 'runs/demo'
 seed = 0
 device = 'auto'
 interactive = True
+executor = 'local'
+ray_address = None
+fit_resources = None
+data_shared = False
 models = ['resnet50', 'densenet121', 'vgg16', 'efficientnet_b0']
 baselines = ['baseline_hgb', 'baseline_logreg']
 weights = 'none'
@@ -84,9 +107,10 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from xai_helpers import RunFolder
-from xai_helpers.figures import plot_pvalue_heatmap, plot_randomisation, plot_xai_metric
-from xai_helpers.steps import (ALL_METRICS, load_prepared, load_study, localisation_markdown, localisation_notes,
-                               localisation_table, rate_explanations, run_paired_tests)
+from xai_helpers.figures import (plot_deletion_insertion, plot_masked_inputs, plot_pvalue_heatmap,
+                                 plot_randomisation, plot_randomised_maps, plot_xai_metric)
+from xai_helpers.steps import (ALL_METRICS, explain_examples, load_prepared, load_study, localisation_markdown,
+                               localisation_notes, localisation_table, rate_explanations, run_paired_tests)
 from xai_helpers.notebook import setup_notebook
 
 params = setup_notebook(globals(), '05 · Explanation metrics')
@@ -112,8 +136,40 @@ xai = xai[xai.model == params['cam_model']]
 # The study's table (e.g. XGradCAM 0.12 on glioma, GradCAM++ 0.09, LayerCAM 0.08), here for this run: the mean over images and folds.
 
 # %%
-display(xai.pivot_table(index='method', columns='class', values='confidence_increase').round(4))
+display(xai.pivot_table(index='method', columns='class', values='confidence_increase').round(4)
+        .rename_axis(index='method', columns='mean confidence increase · class'))
 fig = plot_xai_metric(xai, 'confidence_increase', run=run)
+
+# %% [markdown]
+# ### What the model sees: x ⊙ map
+# Confidence increase feeds the model the input multiplied by the map, pixel by pixel: where the map is 0 the input becomes 0, which in the normalised input is the mean colour. One test image, explained by fold 0's model, with the explained class's probability before and after:
+
+# %%
+example = explain_examples(data, params, per_class=1, fold=0)
+masked, masked_scores = example.masked_inputs(0)
+fig = plot_masked_inputs(data.images[example.rows[0]], masked, masked_scores, run=run)
+display(masked_scores.round(3))
+
+# %% [markdown]
+# **Two readings of confidence increase.** The number behind the study's table can be read in two ways:
+#
+# 1. the **mean change** of the probability, `p(x ⊙ map) − p(x)` (pytorch-grad-cam's `CamMultImageConfidenceChange`, the `confidence_increase` column), or
+# 2. the **share of images whose probability rises** (Chattopadhay et al.'s "increase in confidence", `increase_in_confidence_pct` / 100; the report's `share_rising`).
+#
+# The mean change is usually **negative**: a trained model is confident on the whole image, and masking takes context away (and shows it grey patches it never saw in training), so most scores fall a little, and they cannot rise above 1. A map that keeps exactly the evidence still loses a bit; a good map loses less. The share of rising images is a count of the exceptions. The published values (0.08 to 0.12) are small and positive, like the second reading; the report shows both and says which lies nearer.
+#
+# <details><summary>Why the two readings can rank methods differently</summary>
+#
+# The mean change weighs how much each image loses; the share counts only whether it rose. A method that leaves most images nearly unchanged but collapses a few (a map that is 0 on the lesion of those images) can have a high share and a low mean. That is one reason the study's ranking of methods is fragile; notebook 03's paired tests and the image-level tables below show how fragile.
+#
+# </details>
+
+# %% [markdown]
+# ### Deletion and insertion, one image
+# Deletion removes the pixels the map ranks highest first and watches the probability fall: a map that found the evidence makes it fall fast (a small area under the curve is better). Insertion starts from a blurred copy and puts the highest-ranked pixels back first: a good map makes the probability climb fast (a large area is better). The same image as above:
+
+# %%
+fig = plot_deletion_insertion(example.deletion_insertion_curves(0), run=run)
 
 # %% [markdown]
 # ## Every metric, overall
@@ -146,6 +202,12 @@ display(overall.round(4).T)
 # %%
 curves = pd.read_csv(run.xai_randomisation_file)
 fig = plot_randomisation(curves[curves.model == params['cam_model']], run=run)
+
+# %% [markdown]
+# The maps themselves, for the image above, as the cascade goes from the classifier down to the first convolution. A method that passes the check changes its map as soon as the layers it depends on are random; a map that still shows the same shape at the end reflects the image or the architecture, not what the model learnt.
+
+# %%
+fig = plot_randomised_maps(data.images[example.rows[0]], example.randomised_maps(0, seed=params['seed']), run=run)
 
 # %% [markdown]
 # ## Do the maps point at the lesion?

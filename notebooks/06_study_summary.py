@@ -17,13 +17,15 @@
 # %% [markdown]
 # # 06 · The study across datasets, next to the published numbers
 #
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/xai-helpers/xai-helpers/blob/v0.1.0/notebooks/06_study_summary.ipynb)
+#
 # > **You will learn**
 # > - how to read the study report: protocol, performance with marks, confidence increase, localisation, the published numbers and why ours differ
 # > - why a reproduction differs from published numbers (weights, image size, splits, test sets) and how to tell which difference matters
 # >
 # > **You need**
 # > - notebooks [01](01_data_preparation.ipynb)–[05](05_explanation_metrics.ipynb) and [07](07_generalization.ipynb) run (for one dataset, or one run folder per dataset with the `paper` profiles)
-# > - 8 s on the demo, measured on a 2-core Intel Xeon with AMX (bf16)
+# > - 7 s on the demo, measured on a 2-core Intel Xeon with AMX (bf16); the runner prints the time it expects on your machine before it starts
 # > - the [glossary](../docs/glossary.md) for any term used here without a definition
 #
 # The study reports accuracy and F1 of four CNNs on three datasets and the confidence increase of five CAM methods, e.g. ResNet50 at **86.31 %** accuracy on skin cancer, and on glioma **XGradCAM 0.12**, **GradCAM++ 0.09**, **LayerCAM 0.08**. This notebook gathers every dataset run of a study folder (the `paper` profiles write `runs/paper/<dataset>/`; a single run folder such as `runs/demo` counts as one dataset) into one set of tables, puts the published numbers beside ours, and says why they differ.
@@ -32,9 +34,26 @@
 #
 # Writes `report.md` and the `study_*` figures into the study folder (`run_dir`).
 
+# %% tags=["install"]
+# Setup outside this repository (Colab, Binder, a plain Jupyter): install xai-helpers at a pinned
+# release and work in a folder of its own (data, cache and runs go there). Inside the repository, or
+# under the runner, the package is already importable and this cell does nothing.
+XAI_HELPERS_URL = 'https://github.com/xai-helpers/xai-helpers'
+XAI_HELPERS_REF = 'v0.1.0'  # a tag or a commit
+import importlib.util
+if importlib.util.find_spec('xai_helpers') is None:
+    import os
+    import subprocess
+    import sys
+    subprocess.run([sys.executable, '-m', 'pip', 'install', '--quiet',
+                    f'xai-helpers @ git+{XAI_HELPERS_URL}@{XAI_HELPERS_REF}'], check=True)
+    os.makedirs('xai-helpers-work', exist_ok=True)
+    os.chdir('xai-helpers-work')
+    print('installed xai-helpers', XAI_HELPERS_REF, '; working folder:', os.getcwd())
+
 # %% tags=["parameters"]
 # Parameters (papermill injects overrides after this cell; names shared by every notebook,
-# documented in the README). Defaults: the 'demo' profile on the embedded synthetic dataset.
+# documented in docs/running.md). Defaults: the 'demo' profile on the embedded synthetic dataset.
 dataset = 'synthetic'
 data_root = 'data/synthetic'
 synthetic_per_class = 100
@@ -46,6 +65,10 @@ run_dir = 'runs/demo'
 seed = 0
 device = 'auto'
 interactive = True
+executor = 'local'
+ray_address = None
+fit_resources = None
+data_shared = False
 models = ['resnet50', 'densenet121', 'vgg16', 'efficientnet_b0']
 baselines = ['baseline_hgb', 'baseline_logreg']
 weights = 'none'
@@ -74,7 +97,7 @@ generalization_per_class = 12
 
 # %%
 import pandas as pd
-from IPython.display import Markdown, display
+from IPython.display import display
 
 from xai_helpers import RunFolder
 from xai_helpers.figures import plot_confidence_heatmaps, plot_study_metric
@@ -125,12 +148,12 @@ display(published_comparison(runs).round(4))
 
 # %% [markdown]
 # ## The report
-# `report.md` holds all of the above, the generalization summary of notebook 07 where it has run, and the reasons for each difference, per dataset.
+# `report.md` holds all of the above, the generalization summary of notebook 07 where it has run, and the reasons for each difference, per dataset. Its sections (open the file for the rest, or read it in the book):
 
 # %%
 path = write_report(params['run_dir'], runs)
 print(path)
-display(Markdown(path.read_text()))
+print('\n'.join(line for line in path.read_text().splitlines() if line.startswith('## ')))
 
 # %% [markdown]
 # ## Summary

@@ -17,6 +17,8 @@
 # %% [markdown]
 # # 07 · Do the models generalize? Corruptions, another site, calibration, explanation stability
 #
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/xai-helpers/xai-helpers/blob/v0.1.0/notebooks/07_generalization.ipynb)
+#
 # > **You will learn**
 # > - how accuracy, F1 and calibration fall under graded corruptions and on another site's images
 # > - how to evaluate on an external set whose class names differ (`class_map`) and why training images found in it are left out
@@ -24,7 +26,7 @@
 # >
 # > **You need**
 # > - notebook [02](02_training.ipynb) run into the same `run_dir`; notebook [05](05_explanation_metrics.ipynb) for the localisation ideas
-# > - 98 s on the demo, measured on a 2-core Intel Xeon with AMX (bf16), before the external masks were scored (longer with them)
+# > - 97 s on the demo, measured on a 2-core Intel Xeon with AMX (bf16); the runner prints the time it expects on your machine before it starts
 # > - the [glossary](../docs/glossary.md) for any term used here without a definition
 #
 # A test split drawn from the same collection as the training images says little about a model in another hospital. This notebook asks four questions of every trained model and fold:
@@ -36,9 +38,26 @@
 #
 # Writes `generalization.csv` (one row per model, fold and condition), `generalization_reliability.csv`, `generalization_cams.csv`, `generalization_external.json` and, for an external set with lesion masks, `generalization_localisation.csv`.
 
+# %% tags=["install"]
+# Setup outside this repository (Colab, Binder, a plain Jupyter): install xai-helpers at a pinned
+# release and work in a folder of its own (data, cache and runs go there). Inside the repository, or
+# under the runner, the package is already importable and this cell does nothing.
+XAI_HELPERS_URL = 'https://github.com/xai-helpers/xai-helpers'
+XAI_HELPERS_REF = 'v0.1.0'  # a tag or a commit
+import importlib.util
+if importlib.util.find_spec('xai_helpers') is None:
+    import os
+    import subprocess
+    import sys
+    subprocess.run([sys.executable, '-m', 'pip', 'install', '--quiet',
+                    f'xai-helpers @ git+{XAI_HELPERS_URL}@{XAI_HELPERS_REF}'], check=True)
+    os.makedirs('xai-helpers-work', exist_ok=True)
+    os.chdir('xai-helpers-work')
+    print('installed xai-helpers', XAI_HELPERS_REF, '; working folder:', os.getcwd())
+
 # %% tags=["parameters"]
 # Parameters (papermill injects overrides after this cell; names shared by every notebook,
-# documented in the README). Defaults: the 'demo' profile on the embedded synthetic dataset.
+# documented in docs/running.md). Defaults: the 'demo' profile on the embedded synthetic dataset.
 dataset = 'synthetic'
 data_root = 'data/synthetic'
 synthetic_per_class = 100
@@ -50,6 +69,10 @@ run_dir = 'runs/demo'
 seed = 0
 device = 'auto'
 interactive = True
+executor = 'local'
+ray_address = None
+fit_resources = None
+data_shared = False
 models = ['resnet50', 'densenet121', 'vgg16', 'efficientnet_b0']
 baselines = ['baseline_hgb', 'baseline_logreg']
 weights = 'none'
@@ -85,7 +108,7 @@ from xai_helpers.figures import (plot_cam_stability, plot_corruption_curves, plo
                                  plot_reliability)
 from xai_helpers.steps import (SEVERITY_LEVELS, corruption_examples, describe_external, external_shift_notes,
                                load_prepared, run_generalization, severity_summary)
-from xai_helpers.notebook import setup_notebook
+from xai_helpers.notebook import setup_notebook, show_table
 
 params = setup_notebook(globals(), '07 · Generalization')
 run = RunFolder(params['run_dir'])
@@ -108,8 +131,9 @@ display(pd.DataFrame(SEVERITY_LEVELS, index=pd.Index(range(1, 6), name='severity
 # %%
 table = run_generalization(data, params)
 print(describe_external(params))
-display(table.groupby(['model', 'condition', 'severity'], sort=False)[['accuracy', 'f1_macro', 'ece']]
-       .mean().round(3).head(12))
+show_table(table.groupby(['model', 'condition', 'severity'], sort=False)[['accuracy', 'f1_macro', 'ece']].mean()
+           .rename_axis(index=['model', 'condition', 'severity']).add_suffix(' (mean of folds)'),
+           limit=12, source=run.generalization_file)
 
 # %% [markdown]
 # ## How the external set differs from the training data

@@ -89,8 +89,8 @@ def test_the_parameter_table_is_the_one_place_a_parameter_is_described():
 
     from xai_helpers.config import PARAMETERS, STEP_PARAMETERS, parameter_table_markdown
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    assert parameter_table_markdown() in readme  # the README's table is generated from PARAMETERS
+    running = (Path(__file__).resolve().parents[1] / "docs" / "running.md").read_text()
+    assert parameter_table_markdown() in running  # the documented table is generated from PARAMETERS
     assert [p.name for p in PARAMETERS] == list(DEFAULTS) and all(p.doc for p in PARAMETERS)
     # every parameter a step records is read by the report from that step
     assert sorted(n for names in STEP_PARAMETERS.values() for n in names) == sorted(

@@ -145,3 +145,19 @@ def test_paper_cpu_path_on_real_skin_data_writes_the_report(tmp_path):
     assert "| skin_cancer_isic | resnet50 " in report and "0.8631" in report
     assert f"{metrics.loc[metrics.model == 'resnet50', 'accuracy'].mean():.4f}" in report
     assert "at most 6 training images per class were used" in report
+
+
+def test_the_runner_says_what_it_expects_before_it_starts(tmp_path, capsys):
+    """The demo profile has measured reference times: the runner probes this machine, prints each notebook's
+    expected time, then runs; a machine twice as fast as the fastest reference gets shorter times."""
+    from xai_helpers.timing import REFERENCES, expected_seconds, expected_time_text
+
+    fastest = max(REFERENCES["demo"], key=lambda r: r.probe_images_per_second)
+    half = expected_seconds(REFERENCES["demo"], 2 * fastest.probe_images_per_second)
+    assert half["02"] < 0.8 * fastest.seconds["02"]  # training scales with the probe
+    line = expected_time_text("demo", {}, ["01", "02"], images_per_second=fastest.probe_images_per_second)
+    assert f"01 {fastest.seconds['01']:.0f} s" in line and fastest.machine in line
+    assert main(["--profile", "demo", "--only", "01", "--no-progress", "--set", f"run_dir={tmp_path / 'run'}",
+                 "--set", f"data_root={tmp_path / 'synthetic'}", "--set", "synthetic_per_class=6"]) == 0
+    out = capsys.readouterr().out
+    assert out.index("expected on this machine (an estimate)") < out.index("01_data_preparation.ipynb: done")
