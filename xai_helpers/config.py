@@ -11,7 +11,7 @@ documentation. That one table drives
 * :func:`check_against_prepared`, the one check that later notebooks agree with the prepared data;
 * :data:`STEP_PARAMETERS`, which step's record the report reads each parameter from;
 * the ``parameters`` cell of every notebook (:func:`parameters_cell`; ``make notebooks`` writes it,
-  a test keeps it equal) and the README's parameter table (:func:`parameter_table_markdown`, checked
+  a test keeps it equal) and the parameter table of ``docs/running.md`` (:func:`parameter_table_markdown`, checked
   by a test).
 
 Defaults are written here and nowhere else.
@@ -38,7 +38,7 @@ from .paths import project_root, resolve_path
 from .runfolder import check_run_dir
 from .training import SCHEDULES
 
-#: ``precision``: the fast paths where the hardware has them, or plain fp32 (see README, "Speed").
+#: ``precision``: the fast paths where the hardware has them, or plain fp32 (see "Speed", docs/engineering.md).
 PRECISIONS = ("auto", "fp32")
 
 
@@ -59,12 +59,12 @@ class Param:
         :class:`~xai_helpers.errors.ParameterError`. What depends on other parameters is checked
         after every value is (:data:`RELATIONS`).
     doc : str
-        What it means (Markdown): the README's parameter table.
+        What it means (Markdown): the parameter table of ``docs/running.md``.
     prepared : bool
         Fixed by the data notebook 01 prepared: a later notebook refuses another value
         (:func:`check_against_prepared`).
     shown : str, optional
-        The default as the README shows it, where the value itself would be long.
+        The default as the table shows it, where the value itself would be long.
 
     Examples
     --------
@@ -203,6 +203,26 @@ def _class_map(value: Any) -> dict[str, str]:
     return value
 
 
+def _ray_address(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise ParameterError(f"ray_address: expected null (a Ray instance started for the run), 'auto', host:port "
+                             f"or ray://host:10001, got {value!r}")
+    return value.strip()
+
+
+def _fit_resources(value: Any) -> dict[str, float] | None:
+    if value is None:
+        return None
+    ok = isinstance(value, dict) and set(value) <= {"gpus", "cpus"} and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in value.values())
+    if not ok or value.get("cpus", 1) <= 0:
+        raise ParameterError(f"fit_resources: expected a mapping with gpus (>= 0) and cpus (> 0), e.g. "
+                             f"{{gpus: 1, cpus: 2}}, got {value!r}")
+    return dict(value)
+
+
 _LAYOUT_NAMES = ", ".join(f"`{name}`" for name in LAYOUTS)
 
 #: Every notebook parameter, in the order of the notebooks' ``parameters`` cell.
@@ -233,6 +253,18 @@ PARAMETERS: tuple[Param, ...] = (
           "`auto`, `cpu`, `cuda`, `cuda:N`, `mps`; a device this machine lacks is refused at once"),
     Param("interactive", True, "run", _bool("interactive"),
           "widgets (`True`) or static figures (`False`, the runner's setting)"),
+    Param("executor", "local", "run", _one_of("executor", ("local", "ray")),
+          "where notebook 02's fits run: `local` (one after the other in the notebook's process) or `ray` (Ray "
+          "tasks on this machine or a cluster; the `[cluster]` extra). See \"Running on a cluster\""),
+    Param("ray_address", None, "run", _ray_address,
+          "with `executor=ray`: `None` starts a Ray instance for the run, `auto`, `host:port` or "
+          "`ray://host:10001` joins a running cluster"),
+    Param("fit_resources", None, "run", _fit_resources,
+          "with `executor=ray`: what one fit asks for, e.g. `{gpus: 1, cpus: 2}` (`None`: one GPU per fit on "
+          "CUDA, else every core for one fit at a time)"),
+    Param("data_shared", False, "run", _bool("data_shared"),
+          "with `executor=ray`: `True` when every node reads the run folder's path (tasks load the prepared data "
+          "from it); `False` sends the cached images through Ray's object store"),
     # training (notebook 02)
     Param("models", ["resnet50", "densenet121", "vgg16", "efficientnet_b0"], "02",
           _names("models", lambda: MODEL_NAMES, empty_ok=False),
@@ -388,7 +420,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "corruption_severities": [1, 2, 3, 4, 5],
         "generalization_per_class": None,
     },
-    # The same path on 2 CPU cores within an hour per dataset (measured: README, "paper_cpu"): 64 px,
+    # The same path on 2 CPU cores within an hour per dataset (measured: "paper_cpu" in docs/running.md): 64 px,
     # at most 1500 training images per class (all of brain MRI and skin cancer, 60 % of chest X-ray),
     # 3 folds of at most 8 epochs (VGG16, ~2.3x slower per image than ResNet50: 4), 20 explained and
     # 50 generalization images per class.
@@ -537,7 +569,7 @@ not 128; pass image_size=64, or rerun notebook 01 (or use another run_dir) to pr
 #: The first lines of every notebook's ``parameters`` cell.
 PARAMETERS_CELL_HEADER = (
     "# Parameters (papermill injects overrides after this cell; names shared by every notebook,\n"
-    "# documented in the README). Defaults: the 'demo' profile on the embedded synthetic dataset.")
+    "# documented in docs/running.md). Defaults: the 'demo' profile on the embedded synthetic dataset.")
 
 
 def parameters_cell() -> str:
@@ -567,7 +599,7 @@ def _shown(param: Param) -> str:
 
 
 def parameter_table_markdown() -> str:
-    """The README's parameter table (``parameter | default (demo) | meaning``), from :data:`PARAMETERS`.
+    """The parameter table of ``docs/running.md`` (``parameter | default (demo) | meaning``), from :data:`PARAMETERS`.
 
     Returns
     -------

@@ -22,6 +22,7 @@ error                               also a                  raised when
 :class:`RunFolderLocked`            ``TimeoutError``        another run holds the run folder's lock
 :class:`RunFolderError`             ``FileNotFoundError``   an artefact a notebook needs is not there yet
 :class:`NotebookFailed`             ``RuntimeError``        a notebook run by the runner raised
+:class:`TaskFailed`                 ``RuntimeError``        a job run as a Ray task raised
 ==================================  ======================  ===========================================================
 
 Examples
@@ -131,3 +132,8 @@ class RunFolderError(XaiHelpersError, FileNotFoundError):
 
 class NotebookFailed(XaiHelpersError, RuntimeError):
     """A notebook raised an error; the message names the notebook and the cell."""
+
+
+class TaskFailed(XaiHelpersError, RuntimeError):
+    """A job run as a Ray task raised (``executor='ray'``); the message names the job (``resnet50 fold 1``) and the
+    task's own error. Not retried: only a task whose worker died is."""

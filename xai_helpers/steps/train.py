@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import tempfile
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -19,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from ..checkpoints import read_checkpoint_meta
-from ..atomic import write_text_atomic
+from ..atomic import write_bytes_atomic, write_text_atomic
 from ..baselines import BASELINE_IMAGE_SIZE, BASELINE_NAMES, baseline_features, fit_baseline, predict_baseline
 from ..data.cache import file_digest
 from ..data.prepared import PreparedData
@@ -30,6 +31,7 @@ from ..runfolder import RunFolder
 from ..inference import BatchPipeline, load_checkpoint, predict_proba, resolve_device
 from ..training import TrainConfig, fit
 from ..errors import ParameterError
+from ..executor import run_jobs
 
 
 def fold_seed(seed: int, model: str, fold: int) -> int:
@@ -230,31 +232,93 @@ def train_models(data: PreparedData, params: dict[str, Any], models: Sequence[st
     folds = list(folds if folds is not None else data.folds)
     for m in models:
         check_image_size(m, params["image_size"])
-    device = resolve_device(params["device"])
-    pipeline = BatchPipeline(data.images, device)
-    jobs = [(m, f) for m in models for f in folds]
-    weights_used: dict[str, str] = {}
-    for model, fold in tqdm(jobs, desc="models x folds", disable=not progress):
-        config = train_config(params, model, fold)
-        ckpt_dir = run.checkpoint_dir(model, fold)
-        train_rows, val_rows, test_rows = data.fold_rows(fold)
-        fingerprint = fit_fingerprint(data, fold, params)
-        reusable, why = _reusable(ckpt_dir, config, fingerprint)
+    jobs = []
+    for model, fold in [(m, f) for m in models for f in folds]:  # what is trained and scored already stays
+        reusable, why = _reusable(run.checkpoint_dir(model, fold), train_config(params, model, fold),
+                                  fit_fingerprint(data, fold, params))
         if reusable and _scored(run, model, fold):
             continue
         if why:
             print(f"{model} fold {fold}: trained again, {why}", flush=True)
-        weights = weights_used.setdefault(model, resolve_weights(model, params["weights"]))
-        result = fit(model, pipeline, data.labels, train_rows, val_rows, data.class_names, ckpt_dir, config,
-                     weights=weights, image_size=params["image_size"], progress=progress, fingerprint=fingerprint)
-        net, _ = load_checkpoint(result.best_file, device)
-        _record_fit(run, data, model, fold, predict_proba(net, pipeline, test_rows, batch_size=64),
-                    predict_proba(net, pipeline, val_rows, batch_size=64), seed=config.seed,
-                    weights=_weights_label(weights), best_epoch=result.best_epoch, epochs_run=len(result.history),
-                    train_seconds=float(result.history["train_seconds"].sum()),
-                    images_per_second=result.images_per_second, precision=result.precision)
-        del net
+        jobs.append((model, fold))
+    weights = {m: resolve_weights(m, params["weights"]) for m in dict.fromkeys(m for m, _ in jobs)}
+    if params.get("executor", "local") == "local":
+        device = resolve_device(params["device"])
+        pipeline = BatchPipeline(data.images, device)
+        for model, fold in tqdm(jobs, desc="models x folds", disable=not progress):
+            # in this process the fit writes its checkpoints (and resume.pt) into the run folder itself
+            outcome = _fit_and_predict(model, fold, data, params, weights[model], pipeline,
+                                       run.checkpoint_dir(model, fold), progress)
+            _record_outcome(run, data, model, fold, outcome)
+        return pd.read_csv(run.metrics_file)
+    shared = FitInputs(None if params.get("data_shared") else data, params, weights)
+    run_jobs(fit_job, jobs, shared, params, lambda job, outcome: _record_outcome(run, data, *job, outcome),
+             describe=lambda job: f"{job[0]} fold {job[1]}", desc="models x folds", progress=progress)
     return pd.read_csv(run.metrics_file)
+
+
+@dataclass
+class FitInputs:
+    """What every fit task needs: the prepared data (None with ``data_shared``: each task loads them from the run
+    folder's path), the resolved parameters and each model's weights."""
+
+    data: PreparedData | None
+    params: dict[str, Any]
+    weights: dict[str, Any]
+
+
+@dataclass
+class FitOutcome:
+    """What one fit leaves for the run folder: its checkpoint files as bytes (None when it wrote them into the run
+    folder itself), the test and validation probabilities, and its numbers for ``metrics.csv``."""
+
+    files: dict[str, bytes] | None
+    test_probs: np.ndarray
+    val_probs: np.ndarray
+    stats: dict[str, Any]
+
+
+def _fit_and_predict(model: str, fold: int, data: PreparedData, params: dict[str, Any], weights: Any,
+                     pipeline: BatchPipeline, ckpt_dir: Path, progress: bool) -> FitOutcome:
+    config = train_config(params, model, fold)
+    train_rows, val_rows, test_rows = data.fold_rows(fold)
+    result = fit(model, pipeline, data.labels, train_rows, val_rows, data.class_names, ckpt_dir, config,
+                 weights=weights, image_size=params["image_size"], progress=progress,
+                 fingerprint=fit_fingerprint(data, fold, params))
+    net, _ = load_checkpoint(result.best_file, pipeline.device)
+    stats = dict(seed=config.seed, weights=_weights_label(weights), best_epoch=result.best_epoch,
+                 epochs_run=len(result.history), train_seconds=float(result.history["train_seconds"].sum()),
+                 images_per_second=result.images_per_second, precision=result.precision)
+    return FitOutcome(None, predict_proba(net, pipeline, test_rows, batch_size=64),
+                      predict_proba(net, pipeline, val_rows, batch_size=64), stats)
+
+
+def fit_job(job: tuple[str, int], inputs: FitInputs) -> FitOutcome:
+    """One (model, fold) fit as a Ray task (:func:`xai_helpers.executor.run_jobs`): trained into a temporary folder
+    of the worker, whose checkpoint files come back as bytes for the driver to write into the run folder."""
+    model, fold = job
+    data = inputs.data
+    if data is None:  # data_shared: the run folder's path is readable on this node
+        from .prepare import load_prepared  # noqa: PLC0415 - only in a task with data_shared
+        data = load_prepared(inputs.params)
+    pipeline = BatchPipeline(data.images, resolve_device(inputs.params["device"]))
+    with tempfile.TemporaryDirectory(prefix=f"xai-fit-{model}-{fold}-") as tmp:
+        outcome = _fit_and_predict(model, fold, data, inputs.params, inputs.weights[model], pipeline, Path(tmp),
+                                   progress=False)
+        outcome.files = {p.name: p.read_bytes() for p in sorted(Path(tmp).iterdir())
+                         if p.is_file() and p.name != "resume.pt"}
+    return outcome
+
+
+def _record_outcome(run: RunFolder, data: PreparedData, model: str, fold: int, outcome: FitOutcome) -> None:
+    """Write one fit into the run folder: its checkpoint files (from a task), then predictions and its metrics row."""
+    if outcome.files is not None:
+        ckpt_dir = run.checkpoint_dir(model, fold)
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        for name in sorted(outcome.files, key=lambda n: n == "last.pt"):  # last.pt (what resume checks) last
+            write_bytes_atomic(ckpt_dir / name, outcome.files[name])
+        (ckpt_dir / "resume.pt").unlink(missing_ok=True)
+    _record_fit(run, data, model, fold, outcome.test_probs, outcome.val_probs, **outcome.stats)
 
 
 def _record_fit(run: RunFolder, data: PreparedData, name: str, fold: int, test_probs: np.ndarray,

@@ -1,0 +1,158 @@
+"""executor=ray: notebook 02's fits as Ray tasks give the same metrics and checkpoints as in-process fits, a killed
+worker is retried with one metrics row per fit, a fit that raises fails the step with its own error, the tasks land on
+both nodes of a two-node cluster, and a missing Ray is refused by the name of its extra."""
+import os
+import shutil
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from xai_helpers.run import resolve_run_params
+from xai_helpers.errors import ParameterError, TaskFailed
+
+#: Columns that differ between two runs of the same fits by how they ran, not what they computed.
+TIMING = ["train_seconds", "images_per_second"]
+
+
+def _prepared(root: Path, **overrides) -> dict:
+    from xai_helpers.steps import prepare_data
+
+    params = resolve_run_params("quick", {"run_dir": str(root / "run"), "data_root": str(root / "synthetic"),
+                                          "synthetic_per_class": 6, "models": ["resnet50", "efficientnet_b0"],
+                                          "baselines": [], **overrides})
+    prepare_data(params, progress=False)
+    return params
+
+
+def _copy_run(params: dict, root: Path, **overrides) -> dict:
+    shutil.copytree(params["run_dir"], root / "run")
+    return {**params, "run_dir": str(root / "run"), **overrides}
+
+
+def _state(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=True)["model_state"]
+
+
+def test_executor_ray_without_ray_is_refused_naming_the_extra(tmp_path, monkeypatch):
+    from xai_helpers.steps import load_prepared, train_models
+
+    params = _prepared(tmp_path)
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if the extra were not installed
+    with pytest.raises(ParameterError, match=r"executor=ray needs Ray.*\[cluster\]"):
+        train_models(load_prepared(params), {**params, "executor": "ray"}, progress=False)
+    assert not (Path(params["run_dir"]) / "metrics.csv").exists()  # refused before anything was written
+
+
+@pytest.mark.slow
+def test_ray_fits_give_the_same_metrics_and_checkpoints_as_local_ones(tmp_path, capsys):
+    pytest.importorskip("ray", reason="the [cluster] extra (pip install -e '.[cluster]'), installed by [test]")
+    from xai_helpers.steps import load_prepared, train_models
+
+    local = _prepared(tmp_path / "local")
+    remote = _copy_run(local, tmp_path / "ray", executor="ray")
+    train_models(load_prepared(local), local, progress=False)
+    # one fit at a time with every core, as in-process: the same torch threads, so the same arithmetic
+    train_models(load_prepared(remote), {**remote, "fit_resources": {"cpus": os.cpu_count()}}, progress=False)
+    assert "done on" in capsys.readouterr().out  # the log names the node of every task
+    a = pd.read_csv(Path(local["run_dir"]) / "metrics.csv").drop(columns=TIMING)
+    b = pd.read_csv(Path(remote["run_dir"]) / "metrics.csv").drop(columns=TIMING)
+    pd.testing.assert_frame_equal(a, b)
+    for model in local["models"]:
+        for fold in (0, 1):
+            for name in ("best.pt", "last.pt"):
+                sa = _state(Path(local["run_dir"]) / "checkpoints" / f"{model}_fold{fold}" / name)
+                sb = _state(Path(remote["run_dir"]) / "checkpoints" / f"{model}_fold{fold}" / name)
+                assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa), (model, fold, name)
+            pa = pd.read_csv(Path(local["run_dir"]) / "predictions" / f"{model}_fold{fold}.csv")
+            pb = pd.read_csv(Path(remote["run_dir"]) / "predictions" / f"{model}_fold{fold}.csv")
+            pd.testing.assert_frame_equal(pa, pb)
+    # resume: a second call finds every fit trained and scored, and trains nothing
+    before = {p: p.stat().st_mtime for p in (Path(remote["run_dir"]) / "checkpoints").rglob("*.pt")}
+    train_models(load_prepared(remote), remote, progress=False)
+    assert {p: p.stat().st_mtime for p in (Path(remote["run_dir"]) / "checkpoints").rglob("*.pt")} == before
+
+
+def _running_task_pids() -> list[int]:
+    """Ray worker processes executing a task (Ray renames them ray::<function> while they run one)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if (proc / "cmdline").read_bytes().startswith(b"ray::_run_in_task"):
+                    pids.append(int(proc.name))
+            except OSError:
+                pass
+    return pids
+
+
+@pytest.mark.slow
+def test_a_killed_worker_is_retried_and_every_fit_has_exactly_one_row(tmp_path):
+    pytest.importorskip("ray", reason="the [cluster] extra (pip install -e '.[cluster]'), installed by [test]")
+    from xai_helpers.steps import load_prepared, train_models
+
+    params = {**_prepared(tmp_path, epochs=3), "executor": "ray", "fit_resources": {"cpus": 1}}
+    failure = []
+
+    def study():
+        try:
+            train_models(load_prepared(params), params, progress=False)
+        except BaseException as err:  # noqa: BLE001 - reported by the assertion below
+            failure.append(err)
+
+    driver = threading.Thread(target=study)
+    driver.start()
+    killed = None
+    deadline = time.monotonic() + 300
+    while killed is None and driver.is_alive() and time.monotonic() < deadline:
+        pids = _running_task_pids()
+        if pids:
+            time.sleep(1.0)  # well into the fit
+            killed = pids[0]
+            os.kill(killed, signal.SIGKILL)
+        time.sleep(0.05)
+    driver.join(timeout=600)
+    assert killed is not None, "no running task was seen"
+    assert not failure, failure
+    metrics = pd.read_csv(Path(params["run_dir"]) / "metrics.csv")
+    pairs = list(zip(metrics["model"], metrics["fold"]))
+    assert sorted(pairs) == sorted((m, f) for m in params["models"] for f in (0, 1))  # none lost, none twice
+
+
+@pytest.mark.slow
+def test_a_fit_that_raises_fails_the_step_with_its_own_error_and_its_job(tmp_path):
+    pytest.importorskip("ray", reason="the [cluster] extra (pip install -e '.[cluster]'), installed by [test]")
+    from xai_helpers.steps import load_prepared, train_models
+
+    params = {**_prepared(tmp_path, models=["resnet50"], lr=1e12), "executor": "ray",
+              "fit_resources": {"cpus": 1}}
+    started = time.monotonic()
+    with pytest.raises(TaskFailed, match=r"resnet50 fold \d: (NonFiniteLossError|ValueError): .*(NaN|non-finite)"):
+        train_models(load_prepared(params), params, progress=False)
+    assert time.monotonic() - started < 240  # not retried over and over
+
+
+@pytest.mark.slow
+def test_the_tasks_land_on_both_nodes_of_a_two_node_cluster(tmp_path, capsys):
+    pytest.importorskip("ray", reason="the [cluster] extra (pip install -e '.[cluster]'), installed by [test]")
+    from ray.cluster_utils import Cluster
+
+    from xai_helpers.steps import load_prepared, train_models
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    cluster.add_node(num_cpus=1)
+    try:
+        params = {**_prepared(tmp_path, epochs=2), "executor": "ray", "ray_address": cluster.address,
+                  "fit_resources": {"cpus": 1}}
+        train_models(load_prepared(params), params, progress=False)
+    finally:
+        cluster.shutdown()
+    nodes = {line.split(" done on ")[1].split(" in ")[0] for line in capsys.readouterr().out.splitlines()
+             if " done on " in line}
+    assert len(nodes) == 2, nodes
+    assert len(pd.read_csv(Path(params["run_dir"]) / "metrics.csv")) == 4
