@@ -156,3 +156,30 @@ def test_the_tasks_land_on_both_nodes_of_a_two_node_cluster(tmp_path, capsys):
              if " done on " in line}
     assert len(nodes) == 2, nodes
     assert len(pd.read_csv(Path(params["run_dir"]) / "metrics.csv")) == 4
+
+
+def test_the_parameters_refuse_executor_ray_without_ray_before_anything_runs(monkeypatch):
+    from xai_helpers.config import resolve_params
+
+    monkeypatch.setitem(sys.modules, "ray", None)
+    with pytest.raises(ParameterError, match=r"\[cluster\]"):
+        resolve_params({"executor": "ray"})
+    assert resolve_params({"executor": "local"})["executor"] == "local"
+
+
+@pytest.mark.slow
+def test_an_interrupt_cancels_the_outstanding_tasks_and_stops_ray():
+    ray = pytest.importorskip("ray", reason="the [cluster] extra (pip install -e '.[cluster]'), installed by [test]")
+    from xai_helpers.executor import run_jobs
+
+    seen = []
+
+    def interrupted(job, result):  # Ctrl-C arrives while the first result is written
+        seen.append(job)
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_jobs(max, list(range(20)), 10, {"executor": "ray", "device": "cpu", "fit_resources": {"cpus": 1}},
+                 interrupted, progress=False)
+    assert len(seen) == 1  # nothing handed on after the interrupt
+    assert not ray.is_initialized()  # the instance started for the step is shut down

@@ -382,9 +382,15 @@ def _external_folder(p: dict[str, Any]) -> None:
             raise ParameterError(f"external_data_root: {err}") from None
 
 
+def _ray_installed(p: dict[str, Any]) -> None:
+    if p["executor"] == "ray":  # refused before any notebook runs, naming the extra
+        from .executor import import_ray  # noqa: PLC0415 - the executor module imports torch; only for ray
+        import_ray()
+
+
 #: Checks between parameters, run in order after every value passed its own check.
 RELATIONS: tuple[Callable[[dict[str, Any]], None], ...] = (
-    _data_root_exists, _models_fit_image_size, _every_model_has_a_value, _external_folder)
+    _data_root_exists, _models_fit_image_size, _every_model_has_a_value, _external_folder, _ray_installed)
 
 
 PROFILES: dict[str, dict[str, Any]] = {
