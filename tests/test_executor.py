@@ -183,3 +183,25 @@ def test_an_interrupt_cancels_the_outstanding_tasks_and_stops_ray():
                  interrupted, progress=False)
     assert len(seen) == 1  # nothing handed on after the interrupt
     assert not ray.is_initialized()  # the instance started for the step is shut down
+
+
+@pytest.mark.slow
+def test_notebook_05s_explanations_and_07s_evaluations_as_ray_tasks_give_the_same_tables(tmp_path):
+    pytest.importorskip("ray", reason="the [cluster] extra (pip install -e '.[cluster]'), installed by [test]")
+    from xai_helpers.examples import tiny_run
+    from xai_helpers.steps import load_prepared, rate_explanations, run_generalization
+
+    tiny = tiny_run()
+    local = _copy_run(tiny, tmp_path / "local")
+    remote = _copy_run(tiny, tmp_path / "ray", executor="ray")
+    tables = {}
+    for name, params in (("local", local), ("ray", remote)):
+        data = load_prepared(params)
+        per_image = rate_explanations(data, params, costly_per_class=1, n_steps=4, progress=False)
+        table = run_generalization(data, params, cam_images_per_class=1, progress=False)
+        run = Path(params["run_dir"])
+        tables[name] = (per_image, table, pd.read_csv(run / "xai_randomisation.csv"),
+                        pd.read_csv(run / "generalization_cams.csv"))
+    assert len(tables["local"][0]) and len(tables["local"][1])
+    for a, b in zip(tables["local"], tables["ray"]):
+        pd.testing.assert_frame_equal(a.reset_index(drop=True), b.reset_index(drop=True))

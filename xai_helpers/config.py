@@ -254,8 +254,9 @@ PARAMETERS: tuple[Param, ...] = (
     Param("interactive", True, "run", _bool("interactive"),
           "widgets (`True`) or static figures (`False`, the runner's setting)"),
     Param("executor", "local", "run", _one_of("executor", ("local", "ray")),
-          "where notebook 02's fits run: `local` (one after the other in the notebook's process) or `ray` (Ray "
-          "tasks on this machine or a cluster; the `[cluster]` extra). See \"Running on a cluster\""),
+          "where notebook 02's fits and the per-fold work of 05 and 07 run: `local` (one after the other in the "
+          "notebook's process) or `ray` (Ray tasks on this machine or a cluster; the `[cluster]` extra). See "
+          "\"Running on a cluster\""),
     Param("ray_address", None, "run", _ray_address,
           "with `executor=ray`: `None` starts a Ray instance for the run, `auto`, `host:port` or "
           "`ray://host:10001` joins a running cluster"),

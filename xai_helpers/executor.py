@@ -2,10 +2,11 @@
 (``executor='ray'``), on this machine's cores or a cluster, with the same code and the same results.
 
 Notebook 02's fits are independent by construction (each (model, fold) has its own seed, rows and checkpoint
-folder), so they map onto Ray tasks directly; this module does not schedule, queue or pool anything itself.
+folder), and so are notebook 05's and 07's evaluations of each fold model; they map onto Ray tasks directly, and
+this module does not schedule, queue or pool anything itself.
 
 * **The driver alone writes the run folder.** A task gets the job and the prepared data and returns what it
-  produced (checkpoint files as bytes, predictions, figures of its fit); the notebook's process writes them
+  produced (checkpoint files as bytes, predictions, table rows); the notebook's process writes them
   with the run folder's atomic writes and lock, as each task finishes. So workers need no shared filesystem,
   and an interrupted run leaves only whole results behind (resume retrains what is missing).
 * **The data reach the workers through Ray's object store**: the prepared images (the uint8 cache, one array)

@@ -7,7 +7,9 @@ aggregate ``xai_metrics.csv``.
 """
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -20,6 +22,7 @@ from ..cam_metrics import (LOCALISATION_METRICS, aggregate_per_class, baseline_m
 from ..cams import channel_weights, compute_cams, forward_with_layer, resolve_target_layer
 from ..data.prepared import PreparedData, explanation_sample
 from ..models import CAM_LAYER_CHOICES, IMAGENET_MEAN, IMAGENET_STD, explained_models, feature_map_size, get_layer
+from ..executor import run_jobs
 from ..progress import tqdm
 from ..runfolder import RunFolder
 from ..inference import BatchPipeline, load_checkpoint, resolve_device
@@ -280,20 +283,29 @@ def rate_explanations(data: PreparedData, params: dict[str, Any], costly_per_cla
     for c in np.unique(labels):
         is_costly[np.flatnonzero(labels == c)[:costly_per_class]] = True
     masks = data.mask_array(rows)
-    x = pipeline.batch(torch.as_tensor(rows))
     metrics_df = (pd.read_csv(run.metrics_file) if run.metrics_file.is_file()
                   else pd.DataFrame(columns=["model", "fold"]))
     jobs = [(model_name, layer, int(fold)) for model_name, layer in explained_models(
         params["cam_model"], params["cam_layer"], params["cam_models"], params["models"], params["image_size"],
         metrics_df["model"])
             for fold in sorted(metrics_df.loc[metrics_df["model"] == model_name, "fold"].unique())]
+    results: dict[tuple[str, str, int], tuple[list[dict[str, Any]], pd.DataFrame | None]] = {}
+    if params.get("executor", "local") == "local":
+        x = pipeline.batch(torch.as_tensor(rows))
+        for model_name, layer, fold in tqdm(jobs, desc="explaining (model, fold)", disable=not progress):
+            results[(model_name, layer, fold)] = _rate_one_model(
+                run.checkpoint_dir(model_name, fold) / "best.pt", data, params, model_name, layer, fold, rows, x,
+                masks, _costly(is_costly, model_name, params), n_steps, device)
+    else:  # Ray tasks: each gets its fold model's checkpoint as bytes, and hands its rows back
+        inputs = ExplainInputs(None if params.get("data_shared") else data, params, rows, is_costly, masks, n_steps)
+        tasks = [(m, layer, f, (run.checkpoint_dir(m, f) / "best.pt").read_bytes()) for m, layer, f in jobs]
+        run_jobs(explain_job, tasks, inputs, params, lambda job, out: results.__setitem__(job[:3], out),
+                 describe=lambda job: f"explaining {job[0]} fold {job[2]}", desc="explaining (model, fold)",
+                 progress=progress)
     records: list[dict[str, Any]] = []
     curves: list[pd.DataFrame] = []
-    for model_name, layer, fold in tqdm(jobs, desc="explaining (model, fold)", disable=not progress):
-        # the costly metrics are the study's model's: the others get maps, confidence and localisation
-        costly = is_costly if model_name == params["cam_model"] else np.zeros_like(is_costly)
-        rec, curve = _rate_one_model(run, data, params, model_name, layer, fold, rows, x, masks, costly,
-                                     n_steps, device)
+    for job in jobs:  # in the order of the jobs, whichever finished first
+        rec, curve = results[job]
         records += rec
         if curve is not None:
             curves.append(curve)
@@ -305,12 +317,48 @@ def rate_explanations(data: PreparedData, params: dict[str, Any], costly_per_cla
     return per_image
 
 
-def _rate_one_model(run: RunFolder, data: PreparedData, params: dict[str, Any], model_name: str, layer: str,
+def _costly(is_costly: np.ndarray, model_name: str, params: dict[str, Any]) -> np.ndarray:
+    """The costly metrics are the study's model's: the others get maps, confidence and localisation."""
+    return is_costly if model_name == params["cam_model"] else np.zeros_like(is_costly)
+
+
+@dataclass
+class ExplainInputs:
+    """What every explanation task needs (:func:`explain_job`): the prepared data (None with ``data_shared``), the
+    parameters, the explained rows, which of them get the costly metrics, their masks and the deletion steps."""
+
+    data: PreparedData | None
+    params: dict[str, Any]
+    rows: np.ndarray
+    is_costly: np.ndarray
+    masks: np.ndarray | None
+    n_steps: int
+
+
+def explain_job(job: tuple[str, str, int, bytes], inputs: ExplainInputs):
+    """One fold model's explanations as a Ray task (``executor='ray'``): its checkpoint comes as bytes, its rows of
+    ``xai_per_image.csv`` and randomisation curves go back to the driver, which writes them."""
+    model_name, layer, fold, checkpoint = job
+    params = inputs.params
+    data = inputs.data
+    if data is None:  # data_shared: the run folder's path is readable on this node
+        from .prepare import load_prepared  # noqa: PLC0415 - only in a task with data_shared
+        data = load_prepared(params)
+    device = resolve_device(params["device"])
+    x = BatchPipeline(data.images, device).batch(torch.as_tensor(inputs.rows))
+    with tempfile.TemporaryDirectory(prefix=f"xai-explain-{model_name}-{fold}-") as tmp:
+        path = Path(tmp) / "best.pt"
+        path.write_bytes(checkpoint)
+        return _rate_one_model(path, data, params, model_name, layer, fold, inputs.rows, x, inputs.masks,
+                               _costly(inputs.is_costly, model_name, params), inputs.n_steps, device)
+
+
+def _rate_one_model(checkpoint: Path, data: PreparedData, params: dict[str, Any], model_name: str, layer: str,
                     fold: int, rows: np.ndarray, x: torch.Tensor, masks: np.ndarray | None, is_costly: np.ndarray,
                     n_steps: int, device: torch.device) -> tuple[list[dict[str, Any]], pd.DataFrame | None]:
     """One fold model's rows of ``xai_per_image.csv`` and randomisation curves (:func:`rate_explanations`);
     no curves, and NaN for the costly metrics, when ``is_costly`` selects no image."""
-    net, meta = load_checkpoint(run.checkpoint_dir(model_name, fold) / "best.pt", device)
+    net, meta = load_checkpoint(checkpoint, device)
     _, layer_name = resolve_target_layer(net, layer)
     maps, probs = compute_cams(net, x, params["cam_methods"], target_layer=layer_name)
     targets = probs.argmax(axis=1)

@@ -9,6 +9,8 @@ corrupted copies (:data:`xai_helpers.generalization.CORRUPTIONS`) and on an exte
 from __future__ import annotations
 
 import json
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -29,6 +31,7 @@ from ..models import explained_models
 from ..data.shortcuts import SHIFT_COLUMNS, shift_notes, shift_table
 from ..data.synthetic import make_synthetic_dataset
 from ..evaluation import reliability_table
+from ..executor import run_jobs
 from ..generalization import (
     CORRUPTIONS,
     SEVERITY_LEVELS,
@@ -409,50 +412,28 @@ def run_generalization(data: PreparedData, params: dict[str, Any], n_bins: int =
     explained = (dict(explained_models(params["cam_model"], params["cam_layer"], params["cam_models"],
                                        params["models"], params["image_size"], metrics["model"]))
                  if external is not None and with_mask.any() else {})
-    records, reliability, stability, localisation = [], [], [], []
     jobs = [(r.model, int(r.fold)) for r in metrics[["model", "fold"]].drop_duplicates().itertuples(index=False)]
-    for model_name, fold in tqdm(jobs, desc="models x folds", disable=not progress):
-        net, meta = load_checkpoint(run.checkpoint_dir(model_name, fold) / "best.pt", device)
-        mean, std = meta.get("mean"), meta.get("std")
-        batch = 64
-        sets = [(key, imgs, y) for key, imgs in image_sets.items()]
-        if external is not None:
-            sets.append((ext_key, ext_images, ext_labels))
-        for (name, sev), imgs, labels in sets:
-            probs = predict_images(net, imgs, device, batch, mean, std)
-            records.append({"model": model_name, "fold": fold, "condition": name, "severity": sev,
-                            **condition_scores(labels, probs, n_bins),
-                            "classes": ";".join(data.class_names[c] for c in sorted(np.unique(labels)))})
-            if sev in (0, max(params["corruption_severities"])):
-                rel = reliability_table(labels, probs, n_bins)
-                rel.insert(0, "severity", sev)
-                rel.insert(0, "condition", name)
-                rel.insert(0, "fold", fold)
-                rel.insert(0, "model", model_name)
-                reliability.append(rel)
-        if model_name in explained and params["cam_methods"]:
-            localisation.append(external_localisation(
-                net, model_name, fold, explained[model_name], ext_images[with_mask], ext_labels[with_mask],
-                np.stack([m for m in ext_masks if m is not None]), [p for p, w in zip(ext_paths, with_mask) if w],
-                data.class_names, params, device, mean, std))
-        if model_name == params["cam_model"] and params["cam_methods"]:
-            _, layer = resolve_target_layer(net, params["cam_layer"])
-            def to_x(imgs, mean=mean, std=std):
-                return BatchPipeline(imgs[cam_pos], device, mean=mean, std=std).batch(torch.arange(len(cam_pos)))
-            clean_maps, clean_probs = compute_cams(net, to_x(clean), params["cam_methods"], target_layer=layer)
-            targets = clean_probs.argmax(axis=1)
-            for (name, sev), imgs in image_sets.items():
-                if name == "clean":
-                    continue
-                maps, probs = compute_cams(net, to_x(imgs), params["cam_methods"], target_layer=layer,
-                                           targets=targets)
-                for method in params["cam_methods"]:
-                    rho = spearman_rows(clean_maps[method], maps[method])
-                    stability.append({"model": model_name, "fold": fold, "layer": layer, "method": method,
-                                      "condition": name, "severity": sev, "n": len(rho),
-                                      "spearman_mean": float(np.mean(rho)), "spearman_std": float(np.std(rho)),
-                                      "prediction_kept": float((probs.argmax(axis=1) == targets).mean())})
-        del net
+    inputs = EvaluationInputs(
+        params, data.class_names, image_sets, y, clean, cam_pos, n_bins, explained,
+        None if external is None else (ext_key, ext_images, ext_labels, with_mask,
+                                       np.stack([m for m in ext_masks if m is not None]) if with_mask.any() else None,
+                                       [p for p, w in zip(ext_paths, with_mask) if w]))
+    results: dict[tuple[str, int], tuple[list, list, list, list]] = {}
+    if params.get("executor", "local") == "local":
+        for model_name, fold in tqdm(jobs, desc="models x folds", disable=not progress):
+            results[(model_name, fold)] = _evaluate_one_model(
+                run.checkpoint_dir(model_name, fold) / "best.pt", model_name, fold, inputs, device)
+    else:  # Ray tasks: each gets its fold model's checkpoint as bytes, and hands its tables back
+        tasks = [(m, f, (run.checkpoint_dir(m, f) / "best.pt").read_bytes()) for m, f in jobs]
+        run_jobs(evaluate_job, tasks, inputs, params, lambda job, out: results.__setitem__(job[:2], out),
+                 describe=lambda job: f"evaluating {job[0]} fold {job[1]}", desc="models x folds", progress=progress)
+    records, reliability, stability, localisation = [], [], [], []
+    for job in jobs:  # in the order of the jobs, whichever finished first
+        rec, rel, stab, loc = results[job]
+        records += rec
+        reliability += rel
+        stability += stab
+        localisation += loc
     table = pd.DataFrame(records)
     run.write_csv(table, run.generalization_file)
     if reliability:
@@ -464,6 +445,83 @@ def run_generalization(data: PreparedData, params: dict[str, Any], n_bins: int =
     elif run.generalization_localisation_file.is_file():  # an earlier external set's: not this run's
         run.generalization_localisation_file.unlink()
     return table
+
+
+@dataclass
+class EvaluationInputs:
+    """What every (model, fold) of notebook 07 is evaluated on (:func:`evaluate_job`): the parameters, the clean and
+    corrupted test images (``image_sets``: (condition, severity) -> images) and their labels ``y``, the images
+    whose CAM stability is measured (``cam_pos`` of ``clean``), the calibration bins, the explained CNNs and their
+    layers, and the external set (key, images, labels, which have a mask, the masks, their paths) or None."""
+
+    params: dict[str, Any]
+    class_names: list[str]
+    image_sets: dict[tuple[str, int], np.ndarray]
+    y: np.ndarray
+    clean: np.ndarray
+    cam_pos: np.ndarray
+    n_bins: int
+    explained: dict[str, str]
+    external: tuple | None
+
+
+def evaluate_job(job: tuple[str, int, bytes], inputs: EvaluationInputs):
+    """One fold model of notebook 07 as a Ray task (``executor='ray'``): its checkpoint comes as bytes, its rows of
+    the generalization tables go back to the driver, which writes them."""
+    model_name, fold, checkpoint = job
+    with tempfile.TemporaryDirectory(prefix=f"xai-evaluate-{model_name}-{fold}-") as tmp:
+        path = Path(tmp) / "best.pt"
+        path.write_bytes(checkpoint)
+        return _evaluate_one_model(path, model_name, fold, inputs, resolve_device(inputs.params["device"]))
+
+
+def _evaluate_one_model(checkpoint: Path, model_name: str, fold: int, inputs: EvaluationInputs,
+                        device: torch.device) -> tuple[list, list, list, list]:
+    """One fold model's rows of ``generalization.csv``, its reliability tables, CAM stability rows and external
+    localisation tables (:func:`run_generalization`)."""
+    params, image_sets, clean, cam_pos = inputs.params, inputs.image_sets, inputs.clean, inputs.cam_pos
+    records, reliability, stability, localisation = [], [], [], []
+    net, meta = load_checkpoint(checkpoint, device)
+    mean, std = meta.get("mean"), meta.get("std")
+    batch = 64
+    sets = [(key, imgs, inputs.y) for key, imgs in image_sets.items()]
+    if inputs.external is not None:
+        ext_key, ext_images, ext_labels, with_mask, ext_masks, ext_mask_paths = inputs.external
+        sets.append((ext_key, ext_images, ext_labels))
+    for (name, sev), imgs, labels in sets:
+        probs = predict_images(net, imgs, device, batch, mean, std)
+        records.append({"model": model_name, "fold": fold, "condition": name, "severity": sev,
+                        **condition_scores(labels, probs, inputs.n_bins),
+                        "classes": ";".join(inputs.class_names[c] for c in sorted(np.unique(labels)))})
+        if sev in (0, max(params["corruption_severities"])):
+            rel = reliability_table(labels, probs, inputs.n_bins)
+            rel.insert(0, "severity", sev)
+            rel.insert(0, "condition", name)
+            rel.insert(0, "fold", fold)
+            rel.insert(0, "model", model_name)
+            reliability.append(rel)
+    if model_name in inputs.explained and params["cam_methods"]:
+        localisation.append(external_localisation(
+            net, model_name, fold, inputs.explained[model_name], ext_images[with_mask], ext_labels[with_mask],
+            ext_masks, ext_mask_paths, inputs.class_names, params, device, mean, std))
+    if model_name == params["cam_model"] and params["cam_methods"]:
+        _, layer = resolve_target_layer(net, params["cam_layer"])
+
+        def to_x(imgs):
+            return BatchPipeline(imgs[cam_pos], device, mean=mean, std=std).batch(torch.arange(len(cam_pos)))
+        clean_maps, clean_probs = compute_cams(net, to_x(clean), params["cam_methods"], target_layer=layer)
+        targets = clean_probs.argmax(axis=1)
+        for (name, sev), imgs in image_sets.items():
+            if name == "clean":
+                continue
+            maps, probs = compute_cams(net, to_x(imgs), params["cam_methods"], target_layer=layer, targets=targets)
+            for method in params["cam_methods"]:
+                rho = spearman_rows(clean_maps[method], maps[method])
+                stability.append({"model": model_name, "fold": fold, "layer": layer, "method": method,
+                                  "condition": name, "severity": sev, "n": len(rho),
+                                  "spearman_mean": float(np.mean(rho)), "spearman_std": float(np.std(rho)),
+                                  "prediction_kept": float((probs.argmax(axis=1) == targets).mean())})
+    return records, reliability, stability, localisation
 
 
 def corruption_examples(data: PreparedData, params: dict[str, Any], severity: int | None = None,
