@@ -147,8 +147,9 @@ def test_the_tasks_land_on_both_nodes_of_a_two_node_cluster(tmp_path, capsys):
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
     cluster.add_node(num_cpus=1)
     try:
+        # data_shared: the nodes read the images from the cache file (one filesystem here) instead of the store
         params = {**_prepared(tmp_path, epochs=2), "executor": "ray", "ray_address": cluster.address,
-                  "fit_resources": {"cpus": 1}}
+                  "fit_resources": {"cpus": 1}, "data_shared": True}
         train_models(load_prepared(params), params, progress=False)
     finally:
         cluster.shutdown()
@@ -179,8 +180,8 @@ def test_an_interrupt_cancels_the_outstanding_tasks_and_stops_ray():
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        run_jobs(max, list(range(20)), 10, {"executor": "ray", "device": "cpu", "fit_resources": {"cpus": 1}},
-                 interrupted, progress=False)
+        run_jobs(max, list(range(20)), 10, {"executor": "ray", "ray_address": None, "device": "cpu",
+                                            "fit_resources": {"cpus": 1}}, interrupted, progress=False)
     assert len(seen) == 1  # nothing handed on after the interrupt
     assert not ray.is_initialized()  # the instance started for the step is shut down
 

@@ -199,4 +199,4 @@ def test_every_error_of_the_toolkit_is_defined_in_one_module_under_one_base():
                 defined_elsewhere.append(f"{path.relative_to(PACKAGE.parent)}: {node.name}")
     assert defined_elsewhere == []
     classes = [c for _, c in inspect.getmembers(errors, inspect.isclass) if c.__module__ == errors.__name__]
-    assert len(classes) == 15 and all(issubclass(c, errors.XaiHelpersError) for c in classes)
+    assert len(classes) == 16 and all(issubclass(c, errors.XaiHelpersError) for c in classes)

@@ -264,8 +264,8 @@ PARAMETERS: tuple[Param, ...] = (
           "with `executor=ray`: what one fit asks for, e.g. `{gpus: 1, cpus: 2}` (`None`: one GPU per fit on "
           "CUDA, else every core for one fit at a time)"),
     Param("data_shared", False, "run", _bool("data_shared"),
-          "with `executor=ray`: `True` when every node reads the run folder's path (tasks load the prepared data "
-          "from it); `False` sends the cached images through Ray's object store"),
+          "with `executor=ray`: `True` when every node reads the image cache file at the same path (a cluster "
+          "filesystem; tasks read the images from it); `False` sends the cached images through Ray's object store"),
     # training (notebook 02)
     Param("models", ["resnet50", "densenet121", "vgg16", "efficientnet_b0"], "02",
           _names("models", lambda: MODEL_NAMES, empty_ok=False),

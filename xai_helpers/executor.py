@@ -10,9 +10,9 @@ this module does not schedule, queue or pool anything itself.
   with the run folder's atomic writes and lock, as each task finishes. So workers need no shared filesystem,
   and an interrupted run leaves only whole results behind (resume retrains what is missing).
 * **The data reach the workers through Ray's object store**: the prepared images (the uint8 cache, one array)
-  are put once and every task on a node maps the same copy. With ``data_shared=True`` tasks read the run
-  folder's prepared data from its path instead, which must then be readable from every node (a cluster
-  filesystem): no copy through the object store, which matters for a large ``paper`` cache.
+  are put once and every task on a node maps the same copy. With ``data_shared=True`` tasks read the images from
+  the image cache file instead, which must then be at the same path on every node (a cluster filesystem): no
+  copy through the object store, which matters for a large ``paper`` cache.
 * **Failures.** A task whose worker dies (a node lost, a process killed) is retried by Ray (``max_retries``);
   a task that raises (bad data, a NaN loss) is not retried: the step stops with the task's own message and the
   job it belongs to (:class:`~xai_helpers.errors.TaskFailed`). Ctrl-C cancels every outstanding task.
@@ -83,7 +83,7 @@ def fit_resources(params: dict[str, Any]) -> dict[str, float]:
     {'gpus': 0, 'cpus': 1}
     """
     resources = default_fit_resources(params["device"])
-    resources.update(params.get("fit_resources") or {})
+    resources.update(params["fit_resources"] or {})
     return resources
 
 
@@ -161,7 +161,7 @@ def run_jobs(fn: Callable[[Any, Any], Any], jobs: Sequence[Any], shared: Any, pa
     >>> out
     [(1, 10), (2, 20)]
     """
-    executor = params.get("executor", "local")
+    executor = params["executor"]
     if executor == "local":
         for job in tqdm(jobs, desc=desc, disable=not progress):
             on_result(job, fn(job, shared))
@@ -171,7 +171,7 @@ def run_jobs(fn: Callable[[Any, Any], Any], jobs: Sequence[Any], shared: Any, pa
     if not jobs:
         return
     resources = fit_resources(params)
-    with ray_session(params.get("ray_address")) as ray:
+    with ray_session(params["ray_address"]) as ray:
         task = ray.remote(_run_in_task).options(num_cpus=resources["cpus"], num_gpus=resources["gpus"],
                                                 max_retries=MAX_RETRIES, retry_exceptions=False)
         shared_ref = ray.put(shared)

@@ -980,6 +980,17 @@ def plot_deletion_insertion(curves: pd.DataFrame, run: RunFolder | None = None,
                             name: str = "deletion_insertion") -> plt.Figure:
     """One image's deletion and insertion curves, every method (:meth:`ExplainedExamples.deletion_insertion_curves`).
 
+    Parameters
+    ----------
+    curves : pandas.DataFrame
+        ``method``, ``curve`` (``deletion``/``insertion``), ``fraction``, ``score``, ``auc``.
+    run : RunFolder, optional
+    name : str
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
     Examples
     --------
     >>> c = pd.DataFrame({"method": ["gradcam"] * 4, "curve": ["deletion"] * 2 + ["insertion"] * 2,
@@ -1014,6 +1025,14 @@ def plot_randomised_maps(image: np.ndarray, maps: dict[str, dict[str, np.ndarray
     maps : dict
         Step label (``'trained'``, then the block re-initialised last) -> method -> ``(H, W)`` map
         (:meth:`ExplainedExamples.randomised_maps`).
+    run : RunFolder, optional
+    name : str
+    alpha, cmap : float, str
+        As for :func:`overlay`.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
 
     Examples
     --------
@@ -1047,6 +1066,12 @@ def plot_bootstrap_example(example, run: RunFolder | None = None, name: str = "b
     ----------
     example : BootstrapExample
         From :func:`xai_helpers.steps.bootstrap_example`.
+    run : RunFolder, optional
+    name : str
+
+    Returns
+    -------
+    matplotlib.figure.Figure
 
     Examples
     --------

@@ -217,7 +217,10 @@ def execute(params: dict[str, Any], notebooks: Sequence[Path], progress: bool = 
                                  f"{book}; choose another run_dir")
         started = time.perf_counter()
         try:
-            pm.execute_notebook(str(book), str(out), parameters=params, cwd=str(book.parent),
+            # in a checkout the kernel starts in notebooks/; from an installed wheel in the working folder, where
+            # relative paths (data, cache, runs) belong
+            cwd = book.parent if repository_root() is not None else Path.cwd()
+            pm.execute_notebook(str(book), str(out), parameters=params, cwd=str(cwd),
                                 progress_bar=progress, report_mode=False,
                                 kernel_manager_class=ipc_kernel_manager_class(),
                                 # one stream per cell with its carriage returns applied: a finished

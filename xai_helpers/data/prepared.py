@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import warnings
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -17,7 +17,7 @@ import pandas as pd
 from PIL import Image
 
 from .audit import connected_groups
-from .cache import ImageRows, images_for_rows, square_image
+from .cache import ImageCache, ImageRows, build_cache, images_for_rows, square_image
 from .splits import fold_indices
 
 def read_masks(paths: Sequence[str | None], size: int, resize_mode: str | None) -> list[np.ndarray | None]:
@@ -94,6 +94,37 @@ class PreparedData:
     labels: np.ndarray
     info: dict[str, Any]
     audit: dict[str, Any] = field(default_factory=dict)
+
+    def without_images(self) -> "PreparedData":
+        """A copy without its images (``images=None``): what a Ray task gets with ``data_shared=True``, to load them
+        from the image cache file on its own node (:meth:`with_images`) instead of through the object store.
+
+        Examples
+        --------
+        >>> data = PreparedData(pd.DataFrame({"path": ["a"]}), np.zeros((1, 1, 2, 2), np.uint8), ["x"], np.zeros(1), {})
+        >>> data.without_images().images is None, data.images is not None
+        (True, True)
+        """
+        return replace(self, images=None)
+
+    def with_images(self) -> "PreparedData":
+        """The same data with its images read from ``info['cache_file']`` (the image cache, at the same path on
+        every node of a cluster with a shared filesystem), in the order of ``splits``; when that file holds another
+        copy of the same images, the cache is found by the files' content (:func:`~xai_helpers.data.cache.build_cache`).
+
+        Returns
+        -------
+        PreparedData
+        """
+        paths = self.splits["path"]
+        cache_file = Path(str(self.info.get("cache_file", "")))
+        cache = ImageCache.load(cache_file) if cache_file.is_file() else None
+        if cache is None or set(paths) - set(cache.paths):
+            # the cache file is keyed by the files' content: written for another copy of the same images, it is
+            # found again by content for these paths (as notebook 02 does)
+            cache = build_cache(paths, self.info["image_size"], self.info["grey"], progress=False,
+                                resize_mode=self.info.get("resize_mode", "squash"))
+        return PreparedData.from_cache(self.splits, cache, self.info, self.audit)
 
     @classmethod
     def from_cache(cls, splits: pd.DataFrame, cache, info: dict[str, Any],

@@ -141,6 +141,12 @@ class BootstrapExample:
         test split (``observed``, ``distribution``, ``ci_low``, ``ci_high``).
     n_test : int
         Test images in the whole split.
+
+    Examples
+    --------
+    >>> r = {"observed": 0.1, "distribution": np.zeros(3), "ci_low": 0.0, "ci_high": 0.2}
+    >>> BootstrapExample("a", "b", 0, pd.DataFrame(), r, r, 90).n_test
+    90
     """
 
     a: str
@@ -203,6 +209,17 @@ def bootstrap_example(params: dict[str, Any], n_images: int = 10, fold: int = 0,
 def readable_tests(tests: pd.DataFrame) -> pd.DataFrame:
     """The columns of ``stats/paired_tests.csv`` a reader needs, named for reading: the pair, the metric, the test,
     the mean difference with its interval, the Holm-adjusted p and the effect size (all columns stay in the csv).
+
+    Parameters
+    ----------
+    tests : pandas.DataFrame
+        Rows of ``stats/paired_tests.csv`` (:func:`run_paired_tests`).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``pair`` (``a − b``), ``metric``, ``test``, ``n``, ``difference``, ``interval``, ``p (Holm)``,
+        ``effect size`` (and ``group`` when the rows have several).
 
     Examples
     --------

@@ -290,16 +290,17 @@ def rate_explanations(data: PreparedData, params: dict[str, Any], costly_per_cla
         metrics_df["model"])
             for fold in sorted(metrics_df.loc[metrics_df["model"] == model_name, "fold"].unique())]
     results: dict[tuple[str, str, int], tuple[list[dict[str, Any]], pd.DataFrame | None]] = {}
-    if params.get("executor", "local") == "local":
+    if params["executor"] == "local":
         x = pipeline.batch(torch.as_tensor(rows))
         for model_name, layer, fold in tqdm(jobs, desc="explaining (model, fold)", disable=not progress):
             results[(model_name, layer, fold)] = _rate_one_model(
                 run.checkpoint_dir(model_name, fold) / "best.pt", data, params, model_name, layer, fold, rows, x,
                 masks, _costly(is_costly, model_name, params), n_steps, device)
     else:  # Ray tasks: each gets its fold model's checkpoint as bytes, and hands its rows back
-        inputs = ExplainInputs(None if params.get("data_shared") else data, params, rows, is_costly, masks, n_steps)
+        inputs = _ExplainInputs(data.without_images() if params["data_shared"] else data, params, rows, is_costly,
+                                masks, n_steps)
         tasks = [(m, layer, f, (run.checkpoint_dir(m, f) / "best.pt").read_bytes()) for m, layer, f in jobs]
-        run_jobs(explain_job, tasks, inputs, params, lambda job, out: results.__setitem__(job[:3], out),
+        run_jobs(_explain_job, tasks, inputs, params, lambda job, out: results.__setitem__(job[:3], out),
                  describe=lambda job: f"explaining {job[0]} fold {job[2]}", desc="explaining (model, fold)",
                  progress=progress)
     records: list[dict[str, Any]] = []
@@ -323,11 +324,12 @@ def _costly(is_costly: np.ndarray, model_name: str, params: dict[str, Any]) -> n
 
 
 @dataclass
-class ExplainInputs:
-    """What every explanation task needs (:func:`explain_job`): the prepared data (None with ``data_shared``), the
-    parameters, the explained rows, which of them get the costly metrics, their masks and the deletion steps."""
+class _ExplainInputs:
+    """What every explanation task needs (:func:`_explain_job`): the prepared data (without their images with
+    ``data_shared``), the parameters, the explained rows, which of them get the costly metrics, their masks and the
+    deletion steps."""
 
-    data: PreparedData | None
+    data: PreparedData
     params: dict[str, Any]
     rows: np.ndarray
     is_costly: np.ndarray
@@ -335,15 +337,12 @@ class ExplainInputs:
     n_steps: int
 
 
-def explain_job(job: tuple[str, str, int, bytes], inputs: ExplainInputs):
+def _explain_job(job: tuple[str, str, int, bytes], inputs: _ExplainInputs):
     """One fold model's explanations as a Ray task (``executor='ray'``): its checkpoint comes as bytes, its rows of
     ``xai_per_image.csv`` and randomisation curves go back to the driver, which writes them."""
     model_name, layer, fold, checkpoint = job
     params = inputs.params
-    data = inputs.data
-    if data is None:  # data_shared: the run folder's path is readable on this node
-        from .prepare import load_prepared  # noqa: PLC0415 - only in a task with data_shared
-        data = load_prepared(params)
+    data = inputs.data if inputs.data.images is not None else inputs.data.with_images()  # data_shared
     device = resolve_device(params["device"])
     x = BatchPipeline(data.images, device).batch(torch.as_tensor(inputs.rows))
     with tempfile.TemporaryDirectory(prefix=f"xai-explain-{model_name}-{fold}-") as tmp:

@@ -413,19 +413,19 @@ def run_generalization(data: PreparedData, params: dict[str, Any], n_bins: int =
                                        params["models"], params["image_size"], metrics["model"]))
                  if external is not None and with_mask.any() else {})
     jobs = [(r.model, int(r.fold)) for r in metrics[["model", "fold"]].drop_duplicates().itertuples(index=False)]
-    inputs = EvaluationInputs(
+    inputs = _EvaluationInputs(
         params, data.class_names, image_sets, y, clean, cam_pos, n_bins, explained,
         None if external is None else (ext_key, ext_images, ext_labels, with_mask,
                                        np.stack([m for m in ext_masks if m is not None]) if with_mask.any() else None,
                                        [p for p, w in zip(ext_paths, with_mask) if w]))
     results: dict[tuple[str, int], tuple[list, list, list, list]] = {}
-    if params.get("executor", "local") == "local":
+    if params["executor"] == "local":
         for model_name, fold in tqdm(jobs, desc="models x folds", disable=not progress):
             results[(model_name, fold)] = _evaluate_one_model(
                 run.checkpoint_dir(model_name, fold) / "best.pt", model_name, fold, inputs, device)
     else:  # Ray tasks: each gets its fold model's checkpoint as bytes, and hands its tables back
         tasks = [(m, f, (run.checkpoint_dir(m, f) / "best.pt").read_bytes()) for m, f in jobs]
-        run_jobs(evaluate_job, tasks, inputs, params, lambda job, out: results.__setitem__(job[:2], out),
+        run_jobs(_evaluate_job, tasks, inputs, params, lambda job, out: results.__setitem__(job[:2], out),
                  describe=lambda job: f"evaluating {job[0]} fold {job[1]}", desc="models x folds", progress=progress)
     records, reliability, stability, localisation = [], [], [], []
     for job in jobs:  # in the order of the jobs, whichever finished first
@@ -448,8 +448,8 @@ def run_generalization(data: PreparedData, params: dict[str, Any], n_bins: int =
 
 
 @dataclass
-class EvaluationInputs:
-    """What every (model, fold) of notebook 07 is evaluated on (:func:`evaluate_job`): the parameters, the clean and
+class _EvaluationInputs:
+    """What every (model, fold) of notebook 07 is evaluated on (:func:`_evaluate_job`): the parameters, the clean and
     corrupted test images (``image_sets``: (condition, severity) -> images) and their labels ``y``, the images
     whose CAM stability is measured (``cam_pos`` of ``clean``), the calibration bins, the explained CNNs and their
     layers, and the external set (key, images, labels, which have a mask, the masks, their paths) or None."""
@@ -465,7 +465,7 @@ class EvaluationInputs:
     external: tuple | None
 
 
-def evaluate_job(job: tuple[str, int, bytes], inputs: EvaluationInputs):
+def _evaluate_job(job: tuple[str, int, bytes], inputs: _EvaluationInputs):
     """One fold model of notebook 07 as a Ray task (``executor='ray'``): its checkpoint comes as bytes, its rows of
     the generalization tables go back to the driver, which writes them."""
     model_name, fold, checkpoint = job
@@ -475,7 +475,7 @@ def evaluate_job(job: tuple[str, int, bytes], inputs: EvaluationInputs):
         return _evaluate_one_model(path, model_name, fold, inputs, resolve_device(inputs.params["device"]))
 
 
-def _evaluate_one_model(checkpoint: Path, model_name: str, fold: int, inputs: EvaluationInputs,
+def _evaluate_one_model(checkpoint: Path, model_name: str, fold: int, inputs: _EvaluationInputs,
                         device: torch.device) -> tuple[list, list, list, list]:
     """One fold model's rows of ``generalization.csv``, its reliability tables, CAM stability rows and external
     localisation tables (:func:`run_generalization`)."""

@@ -242,7 +242,7 @@ def train_models(data: PreparedData, params: dict[str, Any], models: Sequence[st
             print(f"{model} fold {fold}: trained again, {why}", flush=True)
         jobs.append((model, fold))
     weights = {m: resolve_weights(m, params["weights"]) for m in dict.fromkeys(m for m, _ in jobs)}
-    if params.get("executor", "local") == "local":
+    if params["executor"] == "local":
         device = resolve_device(params["device"])
         pipeline = BatchPipeline(data.images, device)
         for model, fold in tqdm(jobs, desc="models x folds", disable=not progress):
@@ -251,24 +251,24 @@ def train_models(data: PreparedData, params: dict[str, Any], models: Sequence[st
                                        run.checkpoint_dir(model, fold), progress)
             _record_outcome(run, data, model, fold, outcome)
         return pd.read_csv(run.metrics_file)
-    shared = FitInputs(None if params.get("data_shared") else data, params, weights)
-    run_jobs(fit_job, jobs, shared, params, lambda job, outcome: _record_outcome(run, data, *job, outcome),
+    shared = _FitInputs(data.without_images() if params["data_shared"] else data, params, weights)
+    run_jobs(_fit_job, jobs, shared, params, lambda job, outcome: _record_outcome(run, data, *job, outcome),
              describe=lambda job: f"{job[0]} fold {job[1]}", desc="models x folds", progress=progress)
     return pd.read_csv(run.metrics_file)
 
 
 @dataclass
-class FitInputs:
-    """What every fit task needs: the prepared data (None with ``data_shared``: each task loads them from the run
-    folder's path), the resolved parameters and each model's weights."""
+class _FitInputs:
+    """What every fit task needs: the prepared data (without their images with ``data_shared``: each task reads them
+    from the image cache file), the resolved parameters and each model's weights."""
 
-    data: PreparedData | None
+    data: PreparedData
     params: dict[str, Any]
     weights: dict[str, Any]
 
 
 @dataclass
-class FitOutcome:
+class _FitOutcome:
     """What one fit leaves for the run folder: its checkpoint files as bytes (None when it wrote them into the run
     folder itself), the test and validation probabilities, and its numbers for ``metrics.csv``."""
 
@@ -279,7 +279,7 @@ class FitOutcome:
 
 
 def _fit_and_predict(model: str, fold: int, data: PreparedData, params: dict[str, Any], weights: Any,
-                     pipeline: BatchPipeline, ckpt_dir: Path, progress: bool) -> FitOutcome:
+                     pipeline: BatchPipeline, ckpt_dir: Path, progress: bool) -> _FitOutcome:
     config = train_config(params, model, fold)
     train_rows, val_rows, test_rows = data.fold_rows(fold)
     result = fit(model, pipeline, data.labels, train_rows, val_rows, data.class_names, ckpt_dir, config,
@@ -289,18 +289,15 @@ def _fit_and_predict(model: str, fold: int, data: PreparedData, params: dict[str
     stats = dict(seed=config.seed, weights=_weights_label(weights), best_epoch=result.best_epoch,
                  epochs_run=len(result.history), train_seconds=float(result.history["train_seconds"].sum()),
                  images_per_second=result.images_per_second, precision=result.precision)
-    return FitOutcome(None, predict_proba(net, pipeline, test_rows, batch_size=64),
+    return _FitOutcome(None, predict_proba(net, pipeline, test_rows, batch_size=64),
                       predict_proba(net, pipeline, val_rows, batch_size=64), stats)
 
 
-def fit_job(job: tuple[str, int], inputs: FitInputs) -> FitOutcome:
+def _fit_job(job: tuple[str, int], inputs: _FitInputs) -> _FitOutcome:
     """One (model, fold) fit as a Ray task (:func:`xai_helpers.executor.run_jobs`): trained into a temporary folder
     of the worker, whose checkpoint files come back as bytes for the driver to write into the run folder."""
     model, fold = job
-    data = inputs.data
-    if data is None:  # data_shared: the run folder's path is readable on this node
-        from .prepare import load_prepared  # noqa: PLC0415 - only in a task with data_shared
-        data = load_prepared(inputs.params)
+    data = inputs.data if inputs.data.images is not None else inputs.data.with_images()  # data_shared
     pipeline = BatchPipeline(data.images, resolve_device(inputs.params["device"]))
     with tempfile.TemporaryDirectory(prefix=f"xai-fit-{model}-{fold}-") as tmp:
         outcome = _fit_and_predict(model, fold, data, inputs.params, inputs.weights[model], pipeline, Path(tmp),
@@ -310,7 +307,7 @@ def fit_job(job: tuple[str, int], inputs: FitInputs) -> FitOutcome:
     return outcome
 
 
-def _record_outcome(run: RunFolder, data: PreparedData, model: str, fold: int, outcome: FitOutcome) -> None:
+def _record_outcome(run: RunFolder, data: PreparedData, model: str, fold: int, outcome: _FitOutcome) -> None:
     """Write one fit into the run folder: its checkpoint files (from a task), then predictions and its metrics row."""
     if outcome.files is not None:
         ckpt_dir = run.checkpoint_dir(model, fold)
