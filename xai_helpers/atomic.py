@@ -63,7 +63,7 @@ def write_csv_atomic(df: pd.DataFrame, path: Path) -> None:
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file of a unique name, so a crash never
+    """Write ``text`` (UTF-8) to ``path`` through a temporary file of a unique name, so a crash never
     leaves half a file and two writers never collide on the temporary file.
 
     Parameters
@@ -81,17 +81,12 @@ def write_text_atomic(path: Path, text: str) -> None:
     >>> path.read_text(), [p.name for p in path.parent.iterdir()]
     ('done', ['note.txt'])
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = tmp_name(path)
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_bytes_atomic(path, text.encode("utf-8"))
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` as :func:`write_text_atomic` writes text (a checkpoint a Ray task returned).
+    """Write ``data`` to ``path`` through a temporary file of a unique name (a checkpoint a Ray task returned; the
+    text of :func:`write_text_atomic`, in UTF-8).
 
     Examples
     --------
