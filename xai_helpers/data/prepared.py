@@ -122,8 +122,8 @@ class PreparedData:
         if cache is None or set(paths) - set(cache.paths):
             # the cache file is keyed by the files' content: written for another copy of the same images, it is
             # found again by content for these paths (as notebook 02 does)
-            cache = build_cache(paths, self.info["image_size"], self.info["grey"], progress=False,
-                                resize_mode=self.info.get("resize_mode", "squash"))
+            mode = {"resize_mode": self.info["resize_mode"]} if "resize_mode" in self.info else {}  # older: default
+            cache = build_cache(paths, self.info["image_size"], self.info["grey"], progress=False, **mode)
         return PreparedData.from_cache(self.splits, cache, self.info, self.audit)
 
     @classmethod
