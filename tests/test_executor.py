@@ -52,16 +52,19 @@ def test_executor_ray_without_ray_is_refused_naming_the_extra(tmp_path, monkeypa
 @pytest.mark.slow
 def test_ray_fits_give_the_same_metrics_and_checkpoints_as_local_ones(tmp_path, capsys):
     pytest.importorskip("ray", reason="the [cluster] extra (pip install -e '.[cluster]'), installed by [test]")
-    from xai_helpers.steps import load_prepared, train_models
+    from xai_helpers.steps import load_prepared, train_baselines, train_models
 
-    local = _prepared(tmp_path / "local")
+    local = _prepared(tmp_path / "local", baselines=["baseline_hgb", "baseline_logreg"])
     remote = _copy_run(local, tmp_path / "ray", executor="ray")
     train_models(load_prepared(local), local, progress=False)
+    train_baselines(load_prepared(local), local, progress=False)
     # one fit at a time with every core, as in-process: the same torch threads, so the same arithmetic
     train_models(load_prepared(remote), {**remote, "fit_resources": {"cpus": os.cpu_count()}}, progress=False)
+    train_baselines(load_prepared(remote), {**remote, "fit_resources": {"cpus": os.cpu_count()}}, progress=False)
     assert "done on" in capsys.readouterr().out  # the log names the node of every task
     a = pd.read_csv(Path(local["run_dir"]) / "metrics.csv").drop(columns=TIMING)
     b = pd.read_csv(Path(remote["run_dir"]) / "metrics.csv").drop(columns=TIMING)
+    assert {"baseline_hgb", "baseline_logreg"} <= set(b["model"])  # the baselines ran as tasks too
     pd.testing.assert_frame_equal(a, b)
     for model in local["models"]:
         for fold in (0, 1):

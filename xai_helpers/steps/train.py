@@ -405,10 +405,9 @@ def train_baselines(data: PreparedData, params: dict[str, Any], folds: Sequence[
     folds = list(folds if folds is not None else data.folds)
     if not names:
         return run.read_metrics() if run.metrics_file.is_file() else pd.DataFrame()
-    features = None
+    jobs = []
     for name in names:
-        for fold in tqdm(folds, desc=name, disable=not progress):
-            train_rows, val_rows, test_rows = data.fold_rows(fold)
+        for fold in folds:
             seed = fold_seed(params["seed"], name, fold)
             fingerprint = hashlib.sha1(json.dumps([fit_fingerprint(data, fold, params), name, seed,
                                                    BASELINE_IMAGE_SIZE]).encode()).hexdigest()
@@ -416,20 +415,50 @@ def train_baselines(data: PreparedData, params: dict[str, Any], folds: Sequence[
             if (record.is_file() and json.loads(record.read_text()).get("fingerprint") == fingerprint
                     and _scored(run, name, fold)):
                 continue
-            if features is None:  # every row: the folds' training, validation and test rows cover them all
-                features = baseline_features(data.images, np.arange(len(data.labels)))
-            t = time.perf_counter()
-            model = fit_baseline(name, features[train_rows], data.labels[train_rows], seed)
-            seconds = time.perf_counter() - t
-            k = len(data.class_names)
-            _record_fit(run, data, name, fold, predict_baseline(model, features[test_rows], k),
-                        predict_baseline(model, features[val_rows], k), seed=seed, weights="none",
-                        best_epoch=np.nan, epochs_run=np.nan, train_seconds=seconds,
-                        images_per_second=len(train_rows) / max(seconds, 1e-9),
-                        precision=f"scikit-learn, {BASELINE_IMAGE_SIZE}x{BASELINE_IMAGE_SIZE} grey pixels")
-            record.parent.mkdir(parents=True, exist_ok=True)
-            write_text_atomic(record, json.dumps({"fingerprint": fingerprint, "model": repr(model)}))
+            jobs.append((name, fold, seed, fingerprint))
+    if jobs:
+        # every row: the folds' training, validation and test rows cover them all
+        inputs = _BaselineInputs(baseline_features(data.images, np.arange(len(data.labels))), data.labels,
+                                 {fold: data.fold_rows(fold) for fold in folds}, len(data.class_names))
+        run_jobs(_baseline_job, jobs, inputs, params, lambda job, out: _record_baseline(run, data, job, out),
+                 describe=lambda job: f"{job[0]} fold {job[1]}", desc="baselines x folds", progress=progress)
     return pd.read_csv(run.metrics_file)
+
+
+@dataclass
+class _BaselineInputs:
+    """What every baseline fit needs: the 32×32 grey features of every row, the labels, each fold's (train,
+    validation, test) rows and the number of classes."""
+
+    features: np.ndarray
+    labels: np.ndarray
+    rows: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]
+    n_classes: int
+
+
+def _baseline_job(job: tuple[str, int, int, str], inputs: _BaselineInputs) -> tuple[np.ndarray, np.ndarray, float, str]:
+    """One baseline fit (in the notebook's process, or as a Ray task): test and validation probabilities, seconds,
+    the fitted model in words."""
+    name, fold, seed, _ = job
+    train_rows, val_rows, test_rows = inputs.rows[fold]
+    started = time.perf_counter()
+    model = fit_baseline(name, inputs.features[train_rows], inputs.labels[train_rows], seed)
+    seconds = time.perf_counter() - started
+    return (predict_baseline(model, inputs.features[test_rows], inputs.n_classes),
+            predict_baseline(model, inputs.features[val_rows], inputs.n_classes), seconds, repr(model))
+
+
+def _record_baseline(run: RunFolder, data: PreparedData, job: tuple[str, int, int, str],
+                     outcome: tuple[np.ndarray, np.ndarray, float, str]) -> None:
+    name, fold, seed, fingerprint = job
+    test_probs, val_probs, seconds, model = outcome
+    train_rows = data.fold_rows(fold)[0]
+    _record_fit(run, data, name, fold, test_probs, val_probs, seed=seed, weights="none", best_epoch=np.nan,
+                epochs_run=np.nan, train_seconds=seconds, images_per_second=len(train_rows) / max(seconds, 1e-9),
+                precision=f"scikit-learn, {BASELINE_IMAGE_SIZE}x{BASELINE_IMAGE_SIZE} grey pixels")
+    record = run.checkpoint_dir(name, fold) / "baseline.json"
+    record.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(record, json.dumps({"fingerprint": fingerprint, "model": model}))
 
 
 def gap_notes(gap: pd.DataFrame, run: RunFolder | None = None, threshold: float = LARGE_GAP) -> list[str]:
