@@ -19,14 +19,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import platform
 import time
 
 import torch
 import torch.nn.functional as F
 
 from xai_helpers.models import MODEL_NAMES, build_model
-from xai_helpers.inference import cpu_supports_bf16
+from xai_helpers.inference import cpu_description, cpu_supports_bf16
 
 
 def _autocast(bf16: bool, device: torch.device):
@@ -132,7 +131,7 @@ def main() -> None:
         for size in args.sizes:
             results.extend(time_paths(model_name, size, args.batch, args.steps, not args.no_compile))
     optimizer = [time_optimizer_step(m) for m in args.models]
-    print(json.dumps({"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
+    print(json.dumps({"cpu": cpu_description(), "threads": torch.get_num_threads(),
                       "bf16_supported": cpu_supports_bf16(), "batch": args.batch, "steps": args.steps,
                       "results": results, "optimizer_step": optimizer}))
 

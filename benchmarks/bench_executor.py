@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import tempfile
 import time
@@ -38,6 +37,7 @@ def main() -> None:
 
     from xai_helpers.run import resolve_run_params
     from xai_helpers.executor import run_jobs
+    from xai_helpers.inference import cpu_description
     from xai_helpers.steps import load_prepared, prepare_data, train_models
 
     root = Path(tempfile.mkdtemp(prefix="bench-executor-"))
@@ -68,11 +68,12 @@ def main() -> None:
     ray.shutdown()
     stop_s = time.perf_counter() - t
     fits = len(params["models"]) * len(load_prepared(params).folds)
-    result = {"cpu": platform.processor() or platform.machine(), "cores": cores, "fits": fits,
+    result = {"cpu": cpu_description(), "cores": cores, "fits": fits,
               "local_s": round(local_s, 1), "ray_s": round(ray_s, 1), "ratio": round(ray_s / local_s, 3),
               "ray_start_s": round(start_s, 1), "ray_stop_s": round(stop_s, 1),
               "per_task_overhead_ms": round(noop_ms, 2), "noop_tasks": args.noop_tasks}
-    print(f"{fits} fits, {cores} cores: local {local_s:.1f} s, ray {ray_s:.1f} s (ratio {ray_s / local_s:.3f}; "
+    print(f"{cpu_description()}, {fits} fits, {cores} cores: local {local_s:.1f} s, ray {ray_s:.1f} s "
+          f"(ratio {ray_s / local_s:.3f}; "
           f"Ray started in {start_s:.1f} s, stopped in {stop_s:.1f} s, not counted); one empty task through "
           f"run_jobs: {noop_ms:.1f} ms")
     print(json.dumps(result))

@@ -207,6 +207,44 @@ def cpu_supports_bf16(cpuinfo: str | None = None) -> bool:
 
 _CPU_BF16 = cpu_supports_bf16()
 
+#: The instruction sets that decide this project's CPU speed (see "Speed" in docs/engineering.md).
+SPEED_FLAGS = ("amx_bf16", "avx512_bf16", "avx512f", "avx2")
+
+
+def cpu_description(cpuinfo: str | None = None) -> str:
+    """The CPU a benchmark figure was measured on: its model name and which of :data:`SPEED_FLAGS` it has.
+
+    Parameters
+    ----------
+    cpuinfo : str, optional
+        The text of ``/proc/cpuinfo`` (read when None).
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> cpu_description("model name : AMD EPYC 9B14\\nflags : fpu avx2 fma")
+    'AMD EPYC 9B14 (avx2)'
+    >>> cpu_description("")
+    'unknown CPU (no avx2)'
+    """
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            cpuinfo = ""
+    name, flags = "unknown CPU", set()
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "model name" and name == "unknown CPU":
+            name = value.strip()
+        elif key.strip() == "flags":
+            flags.update(value.split())
+    have = [f for f in SPEED_FLAGS if f in flags]
+    return f"{name} ({', '.join(have) if have else 'no avx2'})"
+
 def autocast_dtype(device: torch.device, amp: bool = True) -> torch.dtype | None:
     """The dtype mixed precision runs in on ``device``, or None where it stays fp32.
 

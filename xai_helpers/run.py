@@ -42,9 +42,8 @@ from .errors import NotebookFailed, ParameterError, RunFolderRefused
 
 def notebook_dir() -> Path:
     """The numbered notebooks: the checkout's ``notebooks/``, else those installed with the package (a wheel)."""
-    if repository_root() is None and packaged_notebooks() is not None:
-        return packaged_notebooks()
-    return project_root() / "notebooks"
+    packaged = packaged_notebooks() if repository_root() is None else None
+    return packaged or project_root() / "notebooks"
 
 
 def list_notebooks(only: Sequence[str] | None = None, folder: Path | None = None) -> list[Path]:
