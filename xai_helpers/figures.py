@@ -76,6 +76,32 @@ def save_figure(fig: plt.Figure, run: RunFolder | None, name: str, pdf: bool = F
     return fig
 
 
+def legend_beside(ax: plt.Axes, fontsize: float = 7) -> None:
+    """Move ``ax``'s legend, if it has one, to the right of its plot area, where it covers no data.
+
+    A legend inside the axes hides bars or lines (matplotlib's ``loc="best"`` only avoids them
+    when it finds room); beside the axes it hides nothing, and ``tight_layout`` makes room for it.
+
+    Examples
+    --------
+    >>> fig, ax = plt.subplots()
+    >>> _ = ax.bar([0, 1], [1, 1], label="a")
+    >>> legend_beside(ax)
+    >>> fig.canvas.draw()
+    >>> bool(ax.get_legend().get_window_extent().x0 >= ax.get_window_extent().x1)
+    True
+    >>> plt.close(fig)
+    """
+    legend = ax.get_legend()
+    if legend is None and not ax.get_legend_handles_labels()[0]:
+        return
+    title = legend.get_title().get_text() if legend is not None else None
+    handles, labels = (legend.legend_handles, [t.get_text() for t in legend.get_texts()]) if legend is not None \
+        else ax.get_legend_handles_labels()
+    ax.legend(handles, labels, title=title or None, loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0,
+              frameon=False, fontsize=fontsize, title_fontsize=fontsize)
+
+
 def _show(img: np.ndarray) -> np.ndarray:
     """(C, H, W) or (H, W) uint8/float image -> something imshow draws (H, W[, 3])."""
     img = np.asarray(img)
@@ -168,7 +194,7 @@ def plot_audit_metadata(metadata: pd.DataFrame | str | Path, run: RunFolder | No
     panels = numeric + categorical
     cols = min(4, len(panels))
     nrows = int(np.ceil(len(panels) / cols))
-    fig, axes = plt.subplots(nrows, cols, figsize=(4 * cols, 3.2 * nrows), squeeze=False)
+    fig, axes = plt.subplots(nrows, cols, figsize=(5.6 * cols, 3.2 * nrows), squeeze=False)
     for ax, feature in zip(axes.ravel(), panels):
         if feature in numeric:
             sns.boxplot(data=metadata, x="class", y=feature, hue="split", ax=ax, fliersize=2)
@@ -179,8 +205,7 @@ def plot_audit_metadata(metadata: pd.DataFrame | str | Path, run: RunFolder | No
             sns.barplot(data=share, x="class", y="share", hue="split / value", ax=ax)
         ax.set_title(feature)
         ax.tick_params(axis="x", rotation=20)
-        if ax.get_legend() is not None:
-            ax.legend(fontsize=7)
+        legend_beside(ax)
     for ax in axes.ravel()[len(panels):]:
         ax.set_visible(False)
     fig.suptitle("file metadata per class and split (a difference between classes: a shortcut; between splits: "
@@ -217,6 +242,7 @@ def plot_class_counts(splits: pd.DataFrame, run: RunFolder | None = None, name: 
     df["part"] = np.where(df["split"] == "test", "test", "fold " + df["fold"].astype(str))
     fig, ax = plt.subplots(figsize=(7, 3.2))
     sns.countplot(data=df, x="class", hue="part", ax=ax)
+    legend_beside(ax)
     ax.set_ylabel("images")
     ax.set_title("Images per class: test split and the folds of the training pool")
     fig.tight_layout()
@@ -255,6 +281,11 @@ def plot_learning_curves(histories: dict[str, pd.DataFrame], run: RunFolder | No
         sns.lineplot(data=df, x="epoch", y="train_loss", hue="model", units="fit", estimator=None, ax=axes[0])
         sns.lineplot(data=df, x="epoch", y="val_f1_macro", hue="model", units="fit", estimator=None, ax=axes[1],
                      legend=False)
+    if axes[0].get_legend() is not None:  # one legend for both panels, beside the right one
+        handles, labels = axes[0].get_legend_handles_labels()
+        axes[0].get_legend().remove()
+        axes[1].legend(handles, labels, title="model")
+        legend_beside(axes[1])
     axes[0].set_title("training loss")
     axes[1].set_title("validation macro-F1")
     fig.tight_layout()
@@ -405,7 +436,7 @@ def plot_paired_lines(metrics: pd.DataFrame, metric: str, run: RunFolder | None 
     ax.set_xticks(range(len(order)), order, rotation=20)
     ax.set_ylabel(metric)
     ax.set_title(f"{metric} per fold: each line is one fold (paired across models)")
-    ax.legend(fontsize=8)
+    legend_beside(ax, fontsize=8)
     fig.tight_layout()
     return save_figure(fig, run, name or f"paired_{metric}")
 
@@ -545,6 +576,7 @@ def plot_xai_metric(xai_metrics: pd.DataFrame, metric: str = "confidence_increas
     """
     fig, ax = plt.subplots(figsize=(7, 3.5))
     sns.barplot(data=xai_metrics, x="method", y=metric, hue="class", ax=ax)
+    legend_beside(ax)
     ax.axhline(0, color="black", lw=0.8)
     ax.set_title(f"{metric} per CAM method and true class")
     ax.tick_params(axis="x", rotation=15)
@@ -580,6 +612,7 @@ def plot_randomisation(curves: pd.DataFrame, run: RunFolder | None = None, name:
     fig, ax = plt.subplots(figsize=(7, 3.5))
     steps = curves.groupby("step")["randomised"].first()
     sns.lineplot(data=curves, x="step", y="spearman", hue="method", marker="o", ax=ax)
+    legend_beside(ax)
     ax.set_xticks(steps.index, [r.split(" > ")[-1] for r in steps], rotation=20)
     ax.set_xlabel("re-initialised down to")
     ax.set_ylabel("Spearman with trained map")
@@ -723,6 +756,13 @@ def _severity_panels(table: pd.DataFrame, y: str, hue: str, ylabel: str, chance:
         ax.set_title(cond)
         ax.set_ylabel(ylabel)
         ax.set_xticks(sorted(part["severity"].unique()))
+    first, right = axes[0][0], axes[0][len(conditions[:cols]) - 1]
+    if first.get_legend() is not None:
+        handles, labels = first.get_legend_handles_labels()
+        first.get_legend().remove()
+        right.legend(handles, labels, title=hue)
+        legend_beside(right)
+    fig.tight_layout()
     return fig
 
 
@@ -805,7 +845,8 @@ def plot_reliability(reliability: pd.DataFrame, run: RunFolder | None = None,
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1)
     axes[0][0].set_ylabel("accuracy")
-    axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1))
+    legend_beside(axes[0][-1])
+    fig.tight_layout()
     return save_figure(fig, run, name)
 
 
@@ -1000,7 +1041,7 @@ def plot_deletion_insertion(curves: pd.DataFrame, run: RunFolder | None = None,
     ['deletion: lower is better', 'insertion: higher is better']
     >>> plt.close(fig)
     """
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2), sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 3.2), sharey=True)
     for ax, curve, better in zip(axes, ("deletion", "insertion"), ("lower", "higher")):
         part = curves[curves["curve"] == curve]
         for (method, group), colour in zip(part.groupby("method", sort=False),
@@ -1009,7 +1050,7 @@ def plot_deletion_insertion(curves: pd.DataFrame, run: RunFolder | None = None,
                     label=f"{method_label(method)} (AUC {group['auc'].iloc[0]:.2f})")
         ax.set_xlabel(f"fraction of pixels {'deleted' if curve == 'deletion' else 'put back'}, highest map first")
         ax.set_title(f"{curve}: {better} is better")
-        ax.legend(fontsize=7, frameon=False)
+        legend_beside(ax)
     axes[0].set_ylabel("probability of the explained class")
     fig.tight_layout()
     return save_figure(fig, run, name)
@@ -1082,7 +1123,7 @@ def plot_bootstrap_example(example, run: RunFolder | None = None, name: str = "b
     ['10 test images', 'all 90 test images']
     >>> plt.close("all")
     """
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3), sharex=True)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 3), sharex=True)
     for ax, res, title in ((axes[0], example.small, f"{len(example.images)} test images"),
                            (axes[1], example.full, f"all {example.n_test} test images")):
         ax.hist(res["distribution"], bins=np.linspace(-1, 1, 81), color=sns.color_palette(PALETTE)[0])
@@ -1092,7 +1133,7 @@ def plot_bootstrap_example(example, run: RunFolder | None = None, name: str = "b
         ax.axvline(0, color="red", lw=0.8, ls="--")
         ax.set_title(title)
         ax.set_xlabel(f"accuracy of {example.a} − {example.b}, resampled")
-        ax.legend(fontsize=7, frameon=False, loc="upper left")
+        legend_beside(ax)
     axes[0].set_ylabel("resamples")
     fig.tight_layout()
     return save_figure(fig, run, name)
