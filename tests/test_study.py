@@ -76,3 +76,36 @@ def test_seeds_and_learning_rates_per_model():
     assert (vgg.batch_size, vgg.warmup_epochs, resnet.batch_size, resnet.warmup_epochs) == (16, 1.0, 32, 0.0)
     params = resolve_params({"epochs": {"default": 8, "vgg16": 4}})
     assert (train_config(params, "vgg16", 1).epochs, train_config(params, "densenet121", 1).epochs) == (4, 8)
+
+
+def _check_predictions_in_fit_precision(params, models, folds):
+    """Each fit's test predictions (``predictions/``) are its best checkpoint's, in the precision it trained and
+    validated in: ``precision=fp32`` in fp32, ``auto`` under autocast except the CPU's fp32 models."""
+    import numpy as np
+    import torch
+
+    from xai_helpers.inference import BatchPipeline, load_checkpoint, predict_proba
+    from xai_helpers.runfolder import RunFolder
+    from xai_helpers.training import amp_for
+
+    data = load_prepared(params, progress=False)
+    run = RunFolder(params["run_dir"])
+    pipeline = BatchPipeline(data.images, torch.device("cpu"))
+    for model in models:
+        for fold in folds:
+            _, _, test_rows = data.fold_rows(fold)
+            written = pd.read_csv(run.predictions_file(model, fold))
+            probs = written[[f"prob_{c}" for c in data.class_names]].to_numpy()
+            net, _ = load_checkpoint(run.checkpoint_dir(model, fold) / "best.pt")
+            amp = amp_for(model, torch.device("cpu"), params["precision"] == "auto")
+            np.testing.assert_allclose(probs, predict_proba(net, pipeline, test_rows, amp=amp), rtol=0, atol=1e-6,
+                                       err_msg=f"{model} fold {fold}, precision {params['precision']}")
+
+
+def test_test_predictions_are_made_in_the_precision_the_fit_trained_in(tiny_params, trained_runs):
+    _check_predictions_in_fit_precision(tiny_params("a"), ["efficientnet_b0", "resnet50"], [0, 1])
+    params = {**tiny_params("fp32"), "precision": "fp32", "models": ["resnet50"]}
+    prepare_data(params, progress=False)
+    metrics = train_models(load_prepared(params, progress=False), params, folds=[0], progress=False)
+    assert metrics["precision"].tolist() == ["fp32"]
+    _check_predictions_in_fit_precision(params, ["resnet50"], [0])

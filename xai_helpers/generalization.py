@@ -242,15 +242,17 @@ def generalization_conditions(severities: Sequence[int]) -> list[tuple[str, int]
 
 
 def predict_images(model, images: np.ndarray, device=None, batch_size: int = 64,
-                   mean: Sequence[float] | None = None, std: Sequence[float] | None = None) -> np.ndarray:
+                   mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
+                   amp: bool = True) -> np.ndarray:
     """Softmax probabilities of ``model`` on a uint8 ``(N, C, S, S)`` batch, normalised like training.
 
     ``mean``/``std`` default to ImageNet's (what the training pipeline uses); pass a
-    checkpoint's own values (``load_checkpoint``'s ``meta``) when it recorded others.
+    checkpoint's own values (``load_checkpoint``'s ``meta``) when it recorded others. ``amp``: under
+    autocast where the device runs bf16 natively (:func:`~xai_helpers.training.amp_for` says when).
     """
     device = device or next(model.parameters()).device
     pipeline = BatchPipeline(images, torch.device(device), mean=mean or IMAGENET_MEAN, std=std or IMAGENET_STD)
-    return predict_proba(model, pipeline, np.arange(len(images)), batch_size=batch_size)
+    return predict_proba(model, pipeline, np.arange(len(images)), batch_size=batch_size, amp=amp)
 
 
 def severity_summary(table: pd.DataFrame, metric: str = "accuracy") -> pd.DataFrame:

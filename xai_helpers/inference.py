@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -174,15 +174,25 @@ def augment_batch(x: torch.Tensor, generator: torch.Generator | None = None,
     return ((x - mean) * contrast + mean + brightness).clamp_(0, 1)
 
 
-def cpu_supports_bf16(cpuinfo: str | None = None) -> bool:
+#: oneDNN's instruction-set names below ``avx512_core_bf16``, the first with bfloat16 dot products: with
+#: ``ONEDNN_MAX_CPU_ISA`` (or ``DNNL_MAX_CPU_ISA``) at one of them, oneDNN runs bf16 on slow reference kernels.
+ONEDNN_ISAS_WITHOUT_BF16 = ("sse41", "avx", "avx2", "avx2_vnni", "avx2_vnni_2", "avx512_core", "avx512_core_vnni")
+
+
+def cpu_supports_bf16(cpuinfo: str | None = None, environ: Mapping[str, str] | None = None) -> bool:
     """Whether this CPU multiplies bfloat16 natively (AVX-512 BF16 or AMX), where bf16 autocast pays.
 
-    Without those instructions oneDNN emulates bfloat16 and autocast is slower than float32.
+    Without those instructions oneDNN emulates bfloat16 and autocast is slower than float32. The
+    same holds when the instructions are there but switched off for PyTorch: ``ONEDNN_MAX_CPU_ISA``
+    below ``avx512_core_bf16`` or ``ATEN_CPU_CAPABILITY`` at ``avx2``/``default`` (how a fast CPU runs an
+    AVX2-only machine's kernels, see "Speed" in docs/engineering.md).
 
     Parameters
     ----------
     cpuinfo : str, optional
         The text of ``/proc/cpuinfo`` (read when None; a machine without one has no known support).
+    environ : mapping, optional
+        The environment (``os.environ`` when None).
 
     Returns
     -------
@@ -190,9 +200,15 @@ def cpu_supports_bf16(cpuinfo: str | None = None) -> bool:
 
     Examples
     --------
-    >>> cpu_supports_bf16("flags : fpu avx512f avx512_bf16 amx_tile"), cpu_supports_bf16("flags : fpu avx2")
+    >>> cpu_supports_bf16("flags : fpu avx512f avx512_bf16 amx_tile", {}), cpu_supports_bf16("flags : fpu avx2", {})
     (True, False)
+    >>> cpu_supports_bf16("flags : fpu avx512f avx512_bf16 amx_tile", {"ONEDNN_MAX_CPU_ISA": "AVX2"})
+    False
     """
+    environ = os.environ if environ is None else environ
+    isa = (environ.get("ONEDNN_MAX_CPU_ISA") or environ.get("DNNL_MAX_CPU_ISA") or "").strip().lower()
+    if isa in ONEDNN_ISAS_WITHOUT_BF16 or environ.get("ATEN_CPU_CAPABILITY", "").strip().lower() in ("avx2", "default"):
+        return False
     if cpuinfo is None:
         try:
             cpuinfo = Path("/proc/cpuinfo").read_text()
@@ -211,13 +227,16 @@ _CPU_BF16 = cpu_supports_bf16()
 SPEED_FLAGS = ("amx_bf16", "avx512_bf16", "avx512f", "avx2")
 
 
-def cpu_description(cpuinfo: str | None = None) -> str:
-    """The CPU a benchmark figure was measured on: its model name and which of :data:`SPEED_FLAGS` it has.
+def cpu_description(cpuinfo: str | None = None, environ: Mapping[str, str] | None = None) -> str:
+    """The CPU a benchmark figure was measured on: its model name and which of :data:`SPEED_FLAGS` it has,
+    and the kernels PyTorch was restricted to when ``ONEDNN_MAX_CPU_ISA``/``ATEN_CPU_CAPABILITY`` say so.
 
     Parameters
     ----------
     cpuinfo : str, optional
         The text of ``/proc/cpuinfo`` (read when None).
+    environ : mapping, optional
+        The environment (``os.environ`` when None).
 
     Returns
     -------
@@ -225,11 +244,15 @@ def cpu_description(cpuinfo: str | None = None) -> str:
 
     Examples
     --------
-    >>> cpu_description("model name : AMD EPYC 9B14\\nflags : fpu avx2 fma")
+    >>> cpu_description("model name : AMD EPYC 9B14\\nflags : fpu avx2 fma", {})
     'AMD EPYC 9B14 (avx2)'
-    >>> cpu_description("")
+    >>> cpu_description("", {})
     'unknown CPU (no avx2)'
+    >>> cpu_description("model name : Xeon\\nflags : avx2 avx512f", {"ONEDNN_MAX_CPU_ISA": "AVX2",
+    ...                                                                "ATEN_CPU_CAPABILITY": "avx2"})
+    'Xeon (avx512f, avx2), run with ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2'
     """
+    environ = os.environ if environ is None else environ
     if cpuinfo is None:
         try:
             cpuinfo = Path("/proc/cpuinfo").read_text()
@@ -243,7 +266,10 @@ def cpu_description(cpuinfo: str | None = None) -> str:
         elif key.strip() == "flags":
             flags.update(value.split())
     have = [f for f in SPEED_FLAGS if f in flags]
-    return f"{name} ({', '.join(have) if have else 'no avx2'})"
+    limits = " ".join(f"{k}={environ[k]}" for k in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY")
+                      if environ.get(k))
+    return f"{name} ({', '.join(have) if have else 'no avx2'})" + (f", run with {limits}" if limits else "")
+
 
 def autocast_dtype(device: torch.device, amp: bool = True) -> torch.dtype | None:
     """The dtype mixed precision runs in on ``device``, or None where it stays fp32.

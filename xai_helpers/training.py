@@ -152,6 +152,19 @@ class FitResult:
 CPU_FP32_MODELS = ("efficientnet_b0",)
 
 
+def amp_for(arch: str, device: torch.device, amp: bool) -> bool:
+    """Whether ``arch`` runs under autocast on ``device`` when ``amp`` asks for it: always, except the
+    :data:`CPU_FP32_MODELS` on the CPU. A fit trains, validates and is tested with the same answer.
+
+    Examples
+    --------
+    >>> cpu = torch.device("cpu")
+    >>> amp_for("resnet50", cpu, True), amp_for("efficientnet_b0", cpu, True), amp_for("resnet50", cpu, False)
+    (True, False, False)
+    """
+    return amp and not (device.type == "cpu" and arch in CPU_FP32_MODELS)
+
+
 @torch.no_grad()
 def recalibrate_batchnorm(model: nn.Module, pipeline: BatchPipeline, rows: np.ndarray, batch_size: int,
                           amp: bool = True) -> bool:
@@ -505,8 +518,7 @@ def fit(arch: str, pipeline: BatchPipeline, labels: np.ndarray, train_rows: np.n
             "std": list(map(float, pipeline.std.flatten().tolist())),
             "config": asdict(config), "weights": str(weights), "fingerprint": fingerprint}
 
-    if config.amp and device.type == "cpu" and arch in CPU_FP32_MODELS:
-        config = replace(config, amp=False)  # bf16 is slower for this model on the CPU (see CPU_FP32_MODELS)
+    config = replace(config, amp=amp_for(arch, device, config.amp))  # (bf16 is slower for some models on the CPU)
     torch.manual_seed(config.seed)
     model = build_model(arch, len(class_names), weights).to(device)
     if config.channels_last:

@@ -45,6 +45,7 @@ from ..generalization import (
 from ..progress import tqdm
 from ..runfolder import RunFolder
 from ..inference import BatchPipeline, load_checkpoint, resolve_device
+from ..training import amp_for
 
 __all__ = ["CORRUPTIONS", "SEVERITY_LEVELS", "SYNTHETIC_EXTERNAL", "STABILITY_COLUMNS", "corruption_examples",
            "describe_external", "load_external", "run_generalization", "severity_summary", "synthetic_external_root",
@@ -484,12 +485,13 @@ def _evaluate_one_model(checkpoint: Path, model_name: str, fold: int, inputs: _E
     net, meta = load_checkpoint(checkpoint, device)
     mean, std = meta.get("mean"), meta.get("std")
     batch = 64
+    amp = amp_for(model_name, device, params["precision"] == "auto")  # as the model was tested in notebook 02
     sets = [(key, imgs, inputs.y) for key, imgs in image_sets.items()]
     if inputs.external is not None:
         ext_key, ext_images, ext_labels, with_mask, ext_masks, ext_mask_paths = inputs.external
         sets.append((ext_key, ext_images, ext_labels))
     for (name, sev), imgs, labels in sets:
-        probs = predict_images(net, imgs, device, batch, mean, std)
+        probs = predict_images(net, imgs, device, batch, mean, std, amp=amp)
         records.append({"model": model_name, "fold": fold, "condition": name, "severity": sev,
                         **condition_scores(labels, probs, inputs.n_bins),
                         "classes": ";".join(inputs.class_names[c] for c in sorted(np.unique(labels)))})

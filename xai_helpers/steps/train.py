@@ -29,7 +29,7 @@ from ..models import MODEL_NAMES, check_image_size, resolve_weights
 from ..progress import tqdm
 from ..runfolder import RunFolder
 from ..inference import BatchPipeline, load_checkpoint, predict_proba, resolve_device
-from ..training import TrainConfig, fit
+from ..training import TrainConfig, amp_for, fit
 from ..errors import ParameterError
 from ..executor import run_jobs
 
@@ -289,8 +289,9 @@ def _fit_and_predict(model: str, fold: int, data: PreparedData, params: dict[str
     stats = dict(seed=config.seed, weights=_weights_label(weights), best_epoch=result.best_epoch,
                  epochs_run=len(result.history), train_seconds=float(result.history["train_seconds"].sum()),
                  images_per_second=result.images_per_second, precision=result.precision)
-    return _FitOutcome(None, predict_proba(net, pipeline, test_rows, batch_size=64),
-                      predict_proba(net, pipeline, val_rows, batch_size=64), stats)
+    amp = amp_for(model, pipeline.device, config.amp)  # tested in the precision it was validated in
+    return _FitOutcome(None, predict_proba(net, pipeline, test_rows, batch_size=64, amp=amp),
+                      predict_proba(net, pipeline, val_rows, batch_size=64, amp=amp), stats)
 
 
 def _fit_job(job: tuple[str, int], inputs: _FitInputs) -> _FitOutcome:
