@@ -27,7 +27,7 @@
 # >
 # > **You need**
 # > - Python and a first look at pandas tables; nothing before this notebook: it is the first
-# > - 11 s on the demo, measured on a 2-core Intel Xeon with AMX (bf16); the runner prints the time it expects on your machine before it starts
+# > - 11 s on the demo, measured on a 2-core Intel Xeon with AMX (bf16); 13 s on the same CPU with AVX2 kernels only (fp32, as an AVX2-only CPU runs it); the runner prints the time it expects on your machine before it starts
 # > - the [glossary](../docs/glossary.md) for any term used here without a definition
 #
 # Everything later in the study rests on this step. Public medical datasets are messy: mixed sizes and colour modes, corrupt files, and duplicated images, sometimes the *same image in the training and the test split*, which silently inflates published accuracies. This notebook

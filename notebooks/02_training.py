@@ -28,7 +28,7 @@
 # > **You need**
 # > - notebook [01](01_data_preparation.ipynb) run into the same `run_dir`
 # > - the idea of a training loop (loss, epoch, validation)
-# > - 7.2 minutes on the demo, measured on a 2-core Intel Xeon with AMX (bf16); several times longer on an AVX2-only CPU, which trains in fp32 (the whole demo: about an hour there); the runner prints the time it expects on your machine before it starts
+# > - 7.2 minutes on the demo, measured on a 2-core Intel Xeon with AMX (bf16); 10.0 minutes on the same CPU with AVX2 kernels only (fp32, as an AVX2-only CPU runs it); the runner prints the time it expects on your machine before it starts
 # > - the [glossary](../docs/glossary.md) for any term used here without a definition
 #
 # The study compares ResNet50, DenseNet121, VGG16 and EfficientNet-B0 by accuracy and F1. A single split says little about such differences, so every model is trained on the **same folds**: fold *k*'s model validates on fold *k* (early stopping on macro-F1) and trains on the others, and every fold's model is tested on the **same held-out test split**. The results are therefore paired, which notebook 03 uses.

@@ -28,7 +28,7 @@
 # > **You need**
 # > - notebooks [01](01_data_preparation.ipynb) and [02](02_training.ipynb) run into the same `run_dir`
 # > - what a p-value is; "The statistics" in `docs/methods.md` says what each test assumes
-# > - 11 s on the demo, measured on a 2-core Intel Xeon with AMX (bf16); the runner prints the time it expects on your machine before it starts
+# > - 11 s on the demo, measured on a 2-core Intel Xeon with AMX (bf16); 13 s on the same CPU with AVX2 kernels only (fp32, as an AVX2-only CPU runs it); the runner prints the time it expects on your machine before it starts
 # > - the [glossary](../docs/glossary.md) for any term used here without a definition
 #
 # **The idea in five lines.** Two models scored on the same test images are *paired*: each image is a small experiment that both models took. The question is whether the difference we see would survive another set of images. Resampling the images we have (the bootstrap) shows how much the difference moves from one possible test set to the next; if its interval stays clear of 0, the difference is probably real. With only a few images the interval is wide and almost nothing is significant; with many it narrows. The tests below are careful versions of that idea, one for each way the results are paired.

@@ -28,7 +28,7 @@
 # > **You need**
 # > - notebook [02](02_training.ipynb) run into the same `run_dir` (a trained `cam_model`)
 # > - what a convolutional layer's feature map is
-# > - 15 s on the demo, measured on a 2-core Intel Xeon with AMX (bf16); the runner prints the time it expects on your machine before it starts
+# > - 15 s on the demo, measured on a 2-core Intel Xeon with AMX (bf16); 16 s on the same CPU with AVX2 kernels only (fp32, as an AVX2-only CPU runs it); the runner prints the time it expects on your machine before it starts
 # > - the [glossary](../docs/glossary.md) for any term used here without a definition
 #
 # The study explains ResNet50 with GradCAM, GradCAM++, XGradCAM, EigenGradCAM and LayerCAM. All five are functions of the same two tensors of the target layer, its activations *A* and the gradient *G* of the explained class's logit, so `xai_helpers.compute_cams` computes all five from **one forward and one backward pass** (the maps equal pytorch-grad-cam's within 1e-5).

@@ -28,7 +28,7 @@
 # > **You need**
 # > - notebook [02](02_training.ipynb) (trained CNNs) and, for the explanations themselves, notebook [04](04_explanations.ipynb)
 # > - notebook [03](03_statistics.ipynb) for the paired tests and Holm's correction
-# > - 104 s on the demo, measured on a 2-core Intel Xeon with AMX (bf16); the runner prints the time it expects on your machine before it starts
+# > - 104 s on the demo, measured on a 2-core Intel Xeon with AMX (bf16); 136 s on the same CPU with AVX2 kernels only (fp32, as an AVX2-only CPU runs it); the runner prints the time it expects on your machine before it starts
 # > - the [glossary](../docs/glossary.md) for any term used here without a definition
 #
 # The study rates the CAM methods by **confidence increase**: the change of the explained class's softmax score when the (normalised) input is multiplied by the CAM, `softmax(f(x ⊙ cam))[c] − softmax(f(x))[c]` (pytorch-grad-cam's `CamMultImageConfidenceChange` with a softmax target). A map that keeps what the model needs raises (or keeps) the score.

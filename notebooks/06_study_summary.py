@@ -25,7 +25,7 @@
 # >
 # > **You need**
 # > - notebooks [01](01_data_preparation.ipynb)–[05](05_explanation_metrics.ipynb) and [07](07_generalization.ipynb) run (for one dataset, or one run folder per dataset with the `paper` profiles)
-# > - 7 s on the demo, measured on a 2-core Intel Xeon with AMX (bf16); the runner prints the time it expects on your machine before it starts
+# > - 7 s on the demo, measured on a 2-core Intel Xeon with AMX (bf16); 10 s on the same CPU with AVX2 kernels only (fp32, as an AVX2-only CPU runs it); the runner prints the time it expects on your machine before it starts
 # > - the [glossary](../docs/glossary.md) for any term used here without a definition
 #
 # The study reports accuracy and F1 of four CNNs on three datasets and the confidence increase of five CAM methods, e.g. ResNet50 at **86.31 %** accuracy on skin cancer, and on glioma **XGradCAM 0.12**, **GradCAM++ 0.09**, **LayerCAM 0.08**. This notebook gathers every dataset run of a study folder (the `paper` profiles write `runs/paper/<dataset>/`; a single run folder such as `runs/demo` counts as one dataset) into one set of tables, puts the published numbers beside ours, and says why they differ.

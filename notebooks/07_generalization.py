@@ -26,7 +26,7 @@
 # >
 # > **You need**
 # > - notebook [02](02_training.ipynb) run into the same `run_dir`; notebook [05](05_explanation_metrics.ipynb) for the localisation ideas
-# > - 97 s on the demo, measured on a 2-core Intel Xeon with AMX (bf16); the runner prints the time it expects on your machine before it starts
+# > - 97 s on the demo, measured on a 2-core Intel Xeon with AMX (bf16); 147 s on the same CPU with AVX2 kernels only (fp32, as an AVX2-only CPU runs it); the runner prints the time it expects on your machine before it starts
 # > - the [glossary](../docs/glossary.md) for any term used here without a definition
 #
 # A test split drawn from the same collection as the training images says little about a model in another hospital. This notebook asks four questions of every trained model and fold:

@@ -185,7 +185,7 @@ def cpu_supports_bf16(cpuinfo: str | None = None, environ: Mapping[str, str] | N
     Without those instructions oneDNN emulates bfloat16 and autocast is slower than float32. The
     same holds when the instructions are there but switched off for PyTorch: ``ONEDNN_MAX_CPU_ISA``
     below ``avx512_core_bf16`` or ``ATEN_CPU_CAPABILITY`` at ``avx2``/``default`` (how a fast CPU runs an
-    AVX2-only machine's kernels, see "Speed" in docs/engineering.md).
+    AVX2-only machine's kernels, see "The demo on an AVX2-only CPU" in docs/running.md).
 
     Parameters
     ----------

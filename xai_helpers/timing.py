@@ -46,7 +46,11 @@ class Reference:
 REFERENCES: dict[str, tuple[Reference, ...]] = {
     # 2026-12-02, 2-core Intel Xeon with AMX and AVX-512 BF16 (bf16 autocast), the demo profile: 675 s in all
     "demo": (Reference("2-core Intel Xeon with AMX, bf16", 73.4,
-                       {"01": 11, "02": 429, "03": 11, "04": 15, "05": 104, "07": 97, "06": 7}),),
+                       {"01": 11, "02": 429, "03": 11, "04": 15, "05": 104, "07": 97, "06": 7}),
+             # the same machine with AVX2 kernels only (ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2): fp32 with
+             # channels_last, as an AVX2-only CPU runs the demo; 935 s in all
+             Reference("the same Xeon with AVX2 kernels only, fp32", 40.0,
+                       {"01": 13, "02": 597, "03": 13, "04": 16, "05": 136, "07": 147, "06": 10})),
 }
 
 
