@@ -82,6 +82,14 @@ def legend_beside(ax: plt.Axes, fontsize: float = 7) -> None:
     A legend inside the axes hides bars or lines (matplotlib's ``loc="best"`` only avoids them
     when it finds room); beside the axes it hides nothing, and ``tight_layout`` makes room for it.
 
+    Parameters
+    ----------
+    ax : matplotlib.axes.Axes
+        The axes whose legend moves (one is made from its labelled artists when it has none; nothing
+        happens when it has neither).
+    fontsize : float
+        The entries' and title's size.
+
     Examples
     --------
     >>> fig, ax = plt.subplots()
