@@ -174,6 +174,27 @@ def augment_batch(x: torch.Tensor, generator: torch.Generator | None = None,
     return ((x - mean) * contrast + mean + brightness).clamp_(0, 1)
 
 
+#: The environment variables that restrict PyTorch's CPU kernels below what the hardware has.
+KERNEL_LIMITS = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY")
+
+
+def _cpu_name_and_flags(cpuinfo: str | None) -> tuple[str, set[str]]:
+    """The model name and the flags of ``/proc/cpuinfo``'s text (read when None; none without the file)."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            cpuinfo = ""
+    name, flags = "unknown CPU", set()
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "model name" and name == "unknown CPU":
+            name = value.strip()
+        elif key.strip() == "flags":
+            flags.update(value.split())
+    return name, flags
+
+
 #: oneDNN's instruction-set names below ``avx512_core_bf16``, the first with bfloat16 dot products: with
 #: ``ONEDNN_MAX_CPU_ISA`` (or ``DNNL_MAX_CPU_ISA``) at one of them, oneDNN runs bf16 on slow reference kernels.
 ONEDNN_ISAS_WITHOUT_BF16 = ("sse41", "avx", "avx2", "avx2_vnni", "avx2_vnni_2", "avx512_core", "avx512_core_vnni")
@@ -209,16 +230,7 @@ def cpu_supports_bf16(cpuinfo: str | None = None, environ: Mapping[str, str] | N
     isa = (environ.get("ONEDNN_MAX_CPU_ISA") or environ.get("DNNL_MAX_CPU_ISA") or "").strip().lower()
     if isa in ONEDNN_ISAS_WITHOUT_BF16 or environ.get("ATEN_CPU_CAPABILITY", "").strip().lower() in ("avx2", "default"):
         return False
-    if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text()
-        except OSError:
-            return False
-    flags = set()
-    for line in cpuinfo.splitlines():
-        if line.startswith("flags"):
-            flags.update(line.split(":", 1)[-1].split())
-    return bool(flags & {"avx512_bf16", "amx_bf16"})
+    return bool(_cpu_name_and_flags(cpuinfo)[1] & {"avx512_bf16", "amx_bf16"})
 
 
 _CPU_BF16 = cpu_supports_bf16()
@@ -253,21 +265,9 @@ def cpu_description(cpuinfo: str | None = None, environ: Mapping[str, str] | Non
     'Xeon (avx512f, avx2), run with ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2'
     """
     environ = os.environ if environ is None else environ
-    if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text()
-        except OSError:
-            cpuinfo = ""
-    name, flags = "unknown CPU", set()
-    for line in cpuinfo.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() == "model name" and name == "unknown CPU":
-            name = value.strip()
-        elif key.strip() == "flags":
-            flags.update(value.split())
+    name, flags = _cpu_name_and_flags(cpuinfo)
     have = [f for f in SPEED_FLAGS if f in flags]
-    limits = " ".join(f"{k}={environ[k]}" for k in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY")
-                      if environ.get(k))
+    limits = " ".join(f"{k}={environ[k]}" for k in KERNEL_LIMITS if environ.get(k))
     return f"{name} ({', '.join(have) if have else 'no avx2'})" + (f", run with {limits}" if limits else "")
 
 
