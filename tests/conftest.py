@@ -2,6 +2,8 @@
 per session (quick profile) and every test that needs a run folder shares it."""
 from __future__ import annotations
 
+import os
+import secrets
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,37 @@ def shared_dataset(name: str) -> Path:
     return path
 
 
+def real_subset(name: str, to: Path, per_folder: dict[str, int]) -> Path:
+    """A copy of part of a real dataset in ../shared/data, its layout kept: the first ``per_folder[top]`` image
+    files (by name) of every class folder under each top-level folder ``top`` (``{"train": 10, "test": 4}``).
+
+    For the real-data tests that test a path through the toolkit, not the dataset's size: the fewest real images
+    that still show what the test names, instead of decoding and hashing all of them."""
+    import shutil
+
+    root = shared_dataset(name)
+    for top, n in per_folder.items():
+        for folder in sorted(p for p in (root / top).rglob("*") if p.is_dir()):
+            files = sorted(f for f in folder.iterdir() if f.suffix.lower() in (".jpg", ".jpeg", ".png"))[:n]
+            if files:
+                target = to / folder.relative_to(root)
+                target.mkdir(parents=True, exist_ok=True)
+                for f in files:
+                    shutil.copy2(f, target / f.name)
+    return to
+
+
+def copy_run(run_dir: str | Path, to: Path) -> Path:
+    """A private copy of a run folder for a test that writes into it, its checkpoints hard-linked (a quick run's
+    VGG16 checkpoints alone are 2 GB)."""
+    import os
+    import shutil
+
+    shutil.copytree(run_dir, to, copy_function=lambda src, dst: (
+        os.link(src, dst) if src.endswith(".pt") else shutil.copy2(src, dst)))
+    return to
+
+
 @pytest.fixture(scope="session")
 def quick_run(tmp_path_factory):
     """Resolved parameters of a finished quick-profile run of every notebook (shared, ~4 min on 2 cores)."""
@@ -26,3 +59,58 @@ def quick_run(tmp_path_factory):
     params = resolve_run_params("quick", {"run_dir": str(root / "run"), "data_root": str(root / "synthetic_quick")})
     execute(params, runner_order(list_notebooks()), progress=False)
     return params
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+#: Ray authenticates every node and driver with a token (on by default since Ray 2.59). The test session is the
+#: driver of the Ray tests, and Ray reads these variables once per process, so they are set before any test imports
+#: Ray: the cluster of ``ray_cluster`` and the instances the tests start get the same token.
+os.environ.setdefault("RAY_AUTH_MODE", "token")
+os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(16))
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """A Ray cluster of two nodes with one CPU each, started with the Ray CLI on loopback as docs/running.md tells
+    a user to (``ray start --head`` and ``ray start --address``, token authentication on), shared by the Ray tests
+    that can share one (each run joins it through ``ray_address``, as on a real cluster). Yields its address.
+
+    Ray's own instance start (~10 s here) and its worker processes (which import torch once) are paid once."""
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+
+    pytest.importorskip("ray", reason="the [cluster] extra (pip install -e '.[cluster]'), installed by [test]")
+    ray_cli = Path(sys.executable).with_name("ray")
+    port = _free_port()
+    # a short temporary folder: Ray's socket paths must stay under the system's 107-character limit
+    temp = tempfile.mkdtemp(prefix="xai-ray-")
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}  # the same RAY_AUTH_MODE and RAY_AUTH_TOKEN as the driver
+    common = ["--node-ip-address=127.0.0.1", "--num-cpus=1", "--disable-usage-stats", f"--temp-dir={temp}",
+              f"--object-store-memory={256 * 2**20}"]
+
+    def node_ports() -> list[str]:  # two nodes on one machine: every per-node port its own
+        return [f"--node-manager-port={_free_port()}", f"--object-manager-port={_free_port()}",
+                f"--dashboard-agent-listen-port={_free_port()}", f"--dashboard-agent-grpc-port={_free_port()}",
+                f"--metrics-export-port={_free_port()}", f"--runtime-env-agent-port={_free_port()}"]
+
+    def stop() -> None:
+        subprocess.run([str(ray_cli), "stop", "--force"], env=env, capture_output=True, timeout=120)
+        shutil.rmtree(temp, ignore_errors=True)
+
+    try:
+        for args in (["--head", f"--port={port}", "--include-dashboard=false"], [f"--address=127.0.0.1:{port}"]):
+            done = subprocess.run([str(ray_cli), "start", *args, *common, *node_ports()], env=env,
+                                  capture_output=True, text=True, timeout=180)
+            assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+        yield f"127.0.0.1:{port}"
+    finally:
+        stop()

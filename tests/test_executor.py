@@ -1,12 +1,18 @@
 """executor=ray: notebook 02's fits as Ray tasks give the same metrics and checkpoints as in-process fits, a killed
 worker is retried with one metrics row per fit, a fit that raises fails the step with its own error, the tasks land on
-both nodes of a two-node cluster, and a missing Ray is refused by the name of its extra."""
+both nodes of a two-node cluster started with the Ray CLI (the default request sized to its nodes), a request no node
+can serve is refused before anything is queued, and a missing Ray is refused by the name of its extra.
+
+Most tests join one session-scoped cluster (``ray_cluster`` in tests/conftest.py: a head and a second node of one
+CPU each, started as docs/running.md says), as a user's run joins a cluster through ``ray_address``; the interrupt
+test starts its own instance, beside that cluster, to test ``ray_address=None``."""
 import os
 import shutil
 import signal
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -39,6 +45,18 @@ def _state(path: Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=True)["model_state"]
 
 
+@contextmanager
+def _torch_threads(n: int):
+    """The in-process side of an equality test computes with as many threads as one task of the cluster is given
+    (one CPU per node), so both sides do the same arithmetic."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_executor_ray_without_ray_is_refused_naming_the_extra(tmp_path, monkeypatch):
     from xai_helpers.steps import load_prepared, train_models
 
@@ -50,17 +68,16 @@ def test_executor_ray_without_ray_is_refused_naming_the_extra(tmp_path, monkeypa
 
 
 @pytest.mark.slow
-def test_ray_fits_give_the_same_metrics_and_checkpoints_as_local_ones(tmp_path, capsys):
-    pytest.importorskip("ray", reason="the [cluster] extra (pip install -e '.[cluster]'), installed by [test]")
+def test_ray_fits_give_the_same_metrics_and_checkpoints_as_local_ones(tmp_path, capsys, ray_cluster):
     from xai_helpers.steps import load_prepared, train_baselines, train_models
 
     local = _prepared(tmp_path / "local", baselines=["baseline_hgb", "baseline_logreg"])
-    remote = _copy_run(local, tmp_path / "ray", executor="ray")
-    train_models(load_prepared(local), local, progress=False)
-    train_baselines(load_prepared(local), local, progress=False)
-    # one fit at a time with every core, as in-process: the same torch threads, so the same arithmetic
-    train_models(load_prepared(remote), {**remote, "fit_resources": {"cpus": os.cpu_count()}}, progress=False)
-    train_baselines(load_prepared(remote), {**remote, "fit_resources": {"cpus": os.cpu_count()}}, progress=False)
+    remote = _copy_run(local, tmp_path / "ray", executor="ray", ray_address=ray_cluster, fit_resources={"cpus": 1})
+    with _torch_threads(1):  # one CPU per task on the cluster: the same torch threads, so the same arithmetic
+        train_models(load_prepared(local), local, progress=False)
+        train_baselines(load_prepared(local), local, progress=False)
+    train_models(load_prepared(remote), remote, progress=False)
+    train_baselines(load_prepared(remote), remote, progress=False)
     assert "done on" in capsys.readouterr().out  # the log names the node of every task
     a = pd.read_csv(Path(local["run_dir"]) / "metrics.csv").drop(columns=TIMING)
     b = pd.read_csv(Path(remote["run_dir"]) / "metrics.csv").drop(columns=TIMING)
@@ -95,11 +112,11 @@ def _running_task_pids() -> list[int]:
 
 
 @pytest.mark.slow
-def test_a_killed_worker_is_retried_and_every_fit_has_exactly_one_row(tmp_path):
-    pytest.importorskip("ray", reason="the [cluster] extra (pip install -e '.[cluster]'), installed by [test]")
+def test_a_killed_worker_is_retried_and_every_fit_has_exactly_one_row(tmp_path, ray_cluster):
     from xai_helpers.steps import load_prepared, train_models
 
-    params = {**_prepared(tmp_path, epochs=3), "executor": "ray", "fit_resources": {"cpus": 1}}
+    params = {**_prepared(tmp_path, epochs=3), "executor": "ray", "ray_address": ray_cluster,
+              "fit_resources": {"cpus": 1}}
     failure = []
 
     def study():
@@ -128,11 +145,10 @@ def test_a_killed_worker_is_retried_and_every_fit_has_exactly_one_row(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_fit_that_raises_fails_the_step_with_its_own_error_and_its_job(tmp_path):
-    pytest.importorskip("ray", reason="the [cluster] extra (pip install -e '.[cluster]'), installed by [test]")
+def test_a_fit_that_raises_fails_the_step_with_its_own_error_and_its_job(tmp_path, ray_cluster):
     from xai_helpers.steps import load_prepared, train_models
 
-    params = {**_prepared(tmp_path, models=["resnet50"], lr=1e12), "executor": "ray",
+    params = {**_prepared(tmp_path, models=["resnet50"], lr=1e12), "executor": "ray", "ray_address": ray_cluster,
               "fit_resources": {"cpus": 1}}
     started = time.monotonic()
     with pytest.raises(TaskFailed, match=r"resnet50 fold \d: (NonFiniteLossError|ValueError): .*(NaN|non-finite)"):
@@ -141,25 +157,36 @@ def test_a_fit_that_raises_fails_the_step_with_its_own_error_and_its_job(tmp_pat
 
 
 @pytest.mark.slow
-def test_the_tasks_land_on_both_nodes_of_a_two_node_cluster(tmp_path, capsys):
-    pytest.importorskip("ray", reason="the [cluster] extra (pip install -e '.[cluster]'), installed by [test]")
-    from ray.cluster_utils import Cluster
-
+def test_the_tasks_land_on_both_nodes_of_a_cli_started_cluster_with_the_default_request(tmp_path, capsys,
+                                                                                          ray_cluster):
+    """The cluster of docs/running.md (``ray start --head``, ``ray start --address``, token authentication), joined
+    through ``ray_address`` with no ``fit_resources``: the default request is sized to its nodes (one CPU, not this
+    machine's two), so the fits run, on both nodes."""
     from xai_helpers.steps import load_prepared, train_models
 
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
-    cluster.add_node(num_cpus=1)
-    try:
-        # data_shared: the nodes read the images from the cache file (one filesystem here) instead of the store
-        params = {**_prepared(tmp_path, epochs=2), "executor": "ray", "ray_address": cluster.address,
-                  "fit_resources": {"cpus": 1}, "data_shared": True}
-        train_models(load_prepared(params), params, progress=False)
-    finally:
-        cluster.shutdown()
-    nodes = {line.split(" done on ")[1].split(" in ")[0] for line in capsys.readouterr().out.splitlines()
-             if " done on " in line}
+    # data_shared: the nodes read the images from the cache file (one filesystem here) instead of the store
+    params = {**_prepared(tmp_path, epochs=2), "executor": "ray", "ray_address": ray_cluster, "data_shared": True}
+    assert params["fit_resources"] is None
+    train_models(load_prepared(params), params, progress=False)
+    out = capsys.readouterr().out
+    assert "asks for {'CPU': 1.0} (the default: fit_resources=None); 2 of 2 alive nodes can serve it" in out
+    nodes = {line.split(" done on ")[1].split(" in ")[0] for line in out.splitlines() if " done on " in line}
     assert len(nodes) == 2, nodes
     assert len(pd.read_csv(Path(params["run_dir"]) / "metrics.csv")) == 4
+
+
+@pytest.mark.slow
+def test_a_request_no_node_can_serve_is_refused_at_once_naming_the_largest_node(tmp_path, ray_cluster):
+    from xai_helpers.steps import load_prepared, train_models
+
+    params = {**_prepared(tmp_path), "executor": "ray", "ray_address": ray_cluster, "fit_resources": {"cpus": 2}}
+    started = time.monotonic()
+    with pytest.raises(ParameterError) as err:
+        train_models(load_prepared(params), params, progress=False)
+    assert str(err.value) == ("each task of 'models x folds' needs {'CPU': 2.0}; the largest node has {'CPU': 1.0}: "
+                              "set fit_resources={cpus: 1} or add a larger node")
+    assert time.monotonic() - started < 60  # refused, not left pending
+    assert not (Path(params["run_dir"]) / "metrics.csv").exists()  # nothing was queued or written
 
 
 def test_the_parameters_refuse_executor_ray_without_ray_before_anything_runs(monkeypatch):
@@ -172,37 +199,42 @@ def test_the_parameters_refuse_executor_ray_without_ray_before_anything_runs(mon
 
 
 @pytest.mark.slow
-def test_an_interrupt_cancels_the_outstanding_tasks_and_stops_ray():
-    ray = pytest.importorskip("ray", reason="the [cluster] extra (pip install -e '.[cluster]'), installed by [test]")
+def test_an_interrupt_cancels_the_outstanding_tasks_and_stops_ray(ray_cluster):
+    """``ray_address=None`` starts a Ray instance of its own, also with a cluster already running on this machine
+    (``ray_cluster``): the run never lands on a cluster nobody named. Ctrl-C then cancels and shuts it down."""
+    import ray
+
     from xai_helpers.executor import run_jobs
 
-    seen = []
+    seen, where = [], []
 
     def interrupted(job, result):  # Ctrl-C arrives while the first result is written
         seen.append(job)
+        where.append(ray.get_runtime_context().gcs_address)
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
         run_jobs(max, list(range(20)), 10, {"executor": "ray", "ray_address": None, "device": "cpu",
                                             "fit_resources": {"cpus": 1}}, interrupted, progress=False)
     assert len(seen) == 1  # nothing handed on after the interrupt
+    assert where[0] != ray_cluster  # a fresh instance, not the cluster running beside it
     assert not ray.is_initialized()  # the instance started for the step is shut down
 
 
 @pytest.mark.slow
-def test_notebook_05s_explanations_and_07s_evaluations_as_ray_tasks_give_the_same_tables(tmp_path):
-    pytest.importorskip("ray", reason="the [cluster] extra (pip install -e '.[cluster]'), installed by [test]")
+def test_notebook_05s_explanations_and_07s_evaluations_as_ray_tasks_give_the_same_tables(tmp_path, ray_cluster):
     from xai_helpers.examples import tiny_run
     from xai_helpers.steps import load_prepared, rate_explanations, run_generalization
 
     tiny = tiny_run()
     local = _copy_run(tiny, tmp_path / "local")
-    remote = _copy_run(tiny, tmp_path / "ray", executor="ray")
+    remote = _copy_run(tiny, tmp_path / "ray", executor="ray", ray_address=ray_cluster, fit_resources={"cpus": 1})
     tables = {}
     for name, params in (("local", local), ("ray", remote)):
         data = load_prepared(params)
-        per_image = rate_explanations(data, params, costly_per_class=1, n_steps=4, progress=False)
-        table = run_generalization(data, params, cam_images_per_class=1, progress=False)
+        with _torch_threads(1):  # as each task of the cluster (one CPU per node)
+            per_image = rate_explanations(data, params, costly_per_class=1, n_steps=4, progress=False)
+            table = run_generalization(data, params, cam_images_per_class=1, progress=False)
         run = Path(params["run_dir"])
         tables[name] = (per_image, table, pd.read_csv(run / "xai_randomisation.csv"),
                         pd.read_csv(run / "generalization_cams.csv"))

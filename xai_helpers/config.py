@@ -258,11 +258,13 @@ PARAMETERS: tuple[Param, ...] = (
           "notebook's process) or `ray` (Ray tasks on this machine or a cluster; the `[cluster]` extra). See "
           "\"Running on a cluster\""),
     Param("ray_address", None, "run", _ray_address,
-          "with `executor=ray`: `None` starts a Ray instance for the run, `auto`, `host:port` or "
+          "with `executor=ray`: `None` starts a new Ray instance for the run, `auto`, `host:port` or "
           "`ray://host:10001` joins a running cluster"),
     Param("fit_resources", None, "run", _fit_resources,
-          "with `executor=ray`: what one fit asks for, e.g. `{gpus: 1, cpus: 2}` (`None`: one GPU per fit on "
-          "CUDA, else every core for one fit at a time)"),
+          "with `executor=ray`: what one task asks for, e.g. `{gpus: 1, cpus: 2}` (`None`: on an instance started "
+          "for the run one GPU per task on CUDA, else every core for one task at a time; on a cluster, from its "
+          "nodes: one GPU per task where there are GPUs, else the smallest node's CPUs); a request no node can "
+          "serve is refused before any task runs"),
     Param("data_shared", False, "run", _bool("data_shared"),
           "with `executor=ray`: `True` when every node reads the image cache file at the same path (a cluster "
           "filesystem; tasks read the images from it); `False` sends the cached images through Ray's object store"),
