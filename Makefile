@@ -40,7 +40,7 @@ book: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m ruff check
-	$(PY) -m pytest
+	$(PY) -m pytest --durations=20
 
 lab: $(STAMP)
 	$(PY) -m jupyter lab --notebook-dir=notebooks

@@ -7,7 +7,6 @@ Run it alone with ``.venv/bin/python -m pytest tests/test_browser.py``; the scre
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from conftest import copy_run
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = os.environ.get("XAI_CHROMIUM", "/usr/bin/chromium")
@@ -39,8 +39,7 @@ def lab(quick_run, tmp_path_factory):
     folder = tmp_path_factory.mktemp("lab")
     # a private copy of the shared quick run (checkpoints hard-linked), since the notebook writes into it
     run_dir = folder / "run"
-    shutil.copytree(quick_run["run_dir"], run_dir, copy_function=lambda src, dst: (
-        os.link(src, dst) if src.endswith(".pt") else shutil.copy2(src, dst)))
+    copy_run(quick_run["run_dir"], run_dir)
     nb = nbformat.read(ROOT / "notebooks" / "04_explanations.ipynb", as_version=4)
     cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
     overrides = {**quick_run, "interactive": True, "run_dir": str(run_dir)}
