@@ -176,14 +176,17 @@ fig = cam_grid(first, {m: np.stack([by_layer[name][m][0] for name in layer_names
 
 # %% [markdown]
 # ## Why GradCAM and XGradCAM agree at ResNet50's last block
-# After `layer4` come global average pooling and one linear layer, so the gradient of a logit with respect to `layer4`'s output is the same at every position: `G[c, i, j] = w[c] / (h·w)`. GradCAM's weights are the spatial mean of G, i.e. `w[c]/(h·w)`; XGradCAM's are `Σ G·A / Σ A = w[c]/(h·w)` as well. The maps are identical (and need no backward pass at all: the weights are the linear layer's). At earlier layers the gradient varies in space and the methods differ, which is why the demo explains `layer2`.
+# After ResNet50's `layer4` come global average pooling and one linear layer, so the gradient of a logit with respect to `layer4`'s output is the same at every position: `G[c, i, j] = w[c] / (h·w)`. GradCAM's weights are the spatial mean of G, i.e. `w[c]/(h·w)`; XGradCAM's are `Σ G·A / Σ A = w[c]/(h·w)` as well. The maps are identical (and need no backward pass at all: the weights are the linear layer's). EfficientNet-B0's `features.8` is followed by the same two operations, so the same holds there. DenseNet121 (a BatchNorm and a ReLU come after `denseblock4`) and VGG16 (max pooling and three linear layers come after `features.29`) have no such layer, and the two maps differ even at the last block. At earlier layers the gradient varies in space and the methods differ, which is why the demo explains an earlier layer. The cell below compares the two maps at the explained model's deepest layer and at the explained layer.
 
 # %%
 diffs = {}
-for name in ('layer4', layer):
+for name in dict.fromkeys((examples.deepest_layer(), layer)):
     m = examples.maps_at(['gradcam', 'xgradcam'], layer=name)
     diffs[name] = float(np.abs(m['gradcam'] - m['xgradcam']).max())
-display(pd.Series(diffs, name='max |GradCAM - XGradCAM|').to_frame())
+pooled = examples.pooled_linear_layer()
+print(f"{params['cam_model']}: " + (f"only pooling and one linear layer after {pooled!r}: the maps agree there"
+                                     if pooled else "no layer followed only by pooling and one linear layer"))
+display(pd.Series(diffs, name='max |GradCAM - XGradCAM|').rename_axis('layer').to_frame())
 
 # %% [markdown]
 # ## EigenGradCAM's sign

@@ -13,12 +13,15 @@ key              what it holds
 ``config``       the training settings (:class:`xai_helpers.training.TrainConfig` as a dict)
 ``fingerprint``  what the fit was trained on (the data, fold and settings; reuse is checked with it)
 ``epoch``        epochs run (``best.pt``: the epoch of the best validation macro-F1)
-``model_state``  the weights (a state dict)
+``model_state``  the weights (a state dict), and ``state_digest`` their BLAKE2b (:func:`state_digest`)
 ===============  ==================================================================================
 
 ``resume.pt`` (an interrupted fit) adds the optimizer, scheduler, scaler and random states under
 ``*_state`` / ``rng`` keys. Writes are atomic: a unique temporary name, then a rename, so a reader
-never sees half a file and two writers never share a temporary file.
+never sees half a file and two writers never share a temporary file. Every full read checks the weights against
+``state_digest`` (flipped bytes in a tensor would otherwise load silently). A file that cannot be read (truncated by a
+full disk or an interrupted copy, damaged bytes) is a :class:`~xai_helpers.errors.CorruptCheckpointError` naming
+the fit (``checkpoints/<model>_fold<k>/``) and what re-creates it, never a raw unpickling or zip error.
 
 Examples
 --------
@@ -32,19 +35,61 @@ Examples
 """
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import uuid
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .errors import CheckpointMismatchError
+from .errors import CorruptCheckpointError
+
+
+def state_digest(state: dict[str, torch.Tensor]) -> str:
+    """BLAKE2b of a state dict: each key and its tensor's dtype, shape and bytes, in key order.
+
+    Examples
+    --------
+    >>> a = {"w": torch.zeros(3), "b": torch.ones(1, dtype=torch.bfloat16)}
+    >>> state_digest(a) == state_digest({"b": torch.ones(1, dtype=torch.bfloat16), "w": torch.zeros(3)})
+    True
+    >>> state_digest(a) == state_digest({**a, "w": torch.tensor([0.0, 0.0, 1e-30])})
+    False
+    """
+    h = hashlib.blake2b(digest_size=20)
+    for key in sorted(state):
+        t = state[key]
+        h.update(f"{key}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
+    return h.hexdigest()
+
+
+def _fit_of(path: Path) -> str:
+    """``'resnet50 fold 0'`` for ``.../checkpoints/resnet50_fold0/best.pt``, else the file's name."""
+    match = re.fullmatch(r"(.+)_fold(\d+)", path.parent.name)
+    return f"{match.group(1)} fold {match.group(2)}" if match else path.name
+
+
+def _corrupt(path: Path, problem: str) -> CorruptCheckpointError:
+    fit = _fit_of(path)
+    if fit == path.name:  # not in a run folder's checkpoints/
+        err = CorruptCheckpointError(f"{path}: not a loadable checkpoint: {problem}")
+    else:
+        err = CorruptCheckpointError(
+            f"{path} ({fit}): not a loadable checkpoint: {problem}; rerun notebook 02 (python -m xai_helpers.run "
+            f"--only 02 with the same run_dir): it retrains the fits whose checkpoints are damaged, {fit} among them")
+    err.problem, err.filename = problem, str(path)
+    return err
 
 
 def save_checkpoint(obj: dict[str, Any], path: str | os.PathLike) -> None:
-    """``torch.save`` of ``obj`` through a temporary file of a unique name, then an atomic rename."""
+    """``torch.save`` of ``obj`` through a temporary file of a unique name, then an atomic rename; a
+    ``model_state`` gets its :func:`state_digest` beside it (``state_digest``)."""
     path = Path(path)
+    if isinstance(obj.get("model_state"), dict):
+        obj = {**obj, "state_digest": state_digest(obj["model_state"])}
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         torch.save(obj, tmp)
@@ -54,7 +99,7 @@ def save_checkpoint(obj: dict[str, Any], path: str | os.PathLike) -> None:
 
 
 def read_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu", mmap: bool = False) -> Any:
-    """The object in a checkpoint file, loaded with ``weights_only=True``.
+    """The object in a checkpoint file, loaded with ``weights_only=True``, its weights checked against their digest.
 
     Parameters
     ----------
@@ -62,20 +107,27 @@ def read_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu",
     device : str or torch.device
         Where tensors are mapped.
     mmap : bool
-        Memory-map the file: tensors are read only when touched (for the metadata of a large file).
+        Memory-map the file: tensors are read only when touched (for the metadata of a large file; the weights'
+        digest is then not checked, since that would read them all).
 
     Raises
     ------
-    CheckpointMismatchError
-        Naming the file, when it is not a file ``torch.load`` can read with ``weights_only=True``.
+    CorruptCheckpointError
+        Naming the file and its fit, when ``torch.load`` cannot read it with ``weights_only=True`` (truncated,
+        damaged, not a checkpoint) or its weights do not match their ``state_digest``.
     """
     path = Path(path)
     try:
-        return torch.load(path, map_location=device, weights_only=True, mmap=mmap)
+        ckpt = torch.load(path, map_location=device, weights_only=True, mmap=mmap)
     except FileNotFoundError:
         raise
-    except Exception as err:  # noqa: BLE001 - any unpickling problem is reported with the file
-        raise CheckpointMismatchError(f"{path}: not a loadable checkpoint ({err})") from err
+    except Exception as err:  # noqa: BLE001 - any unpickling or zip problem is reported with the file and its fit
+        size = path.stat().st_size if path.is_file() else 0
+        raise _corrupt(path, f"the file ({size:,} bytes) is truncated, damaged or not a checkpoint") from err
+    if not mmap and isinstance(ckpt, dict) and "state_digest" in ckpt and isinstance(ckpt.get("model_state"), dict):
+        if state_digest(ckpt["model_state"]) != ckpt["state_digest"]:
+            raise _corrupt(path, "its weights changed on disk since they were written (their digest differs)")
+    return ckpt
 
 
 def read_checkpoint_meta(path: str | os.PathLike) -> dict[str, Any]:
@@ -87,4 +139,4 @@ def read_checkpoint_meta(path: str | os.PathLike) -> dict[str, Any]:
     ckpt = read_checkpoint(path, mmap=True)
     if not isinstance(ckpt, dict):
         return {}
-    return {k: v for k, v in ckpt.items() if not (k.endswith("_state") or k == "rng")}
+    return {k: v for k, v in ckpt.items() if not (k.endswith("_state") or k in ("rng", "state_digest"))}

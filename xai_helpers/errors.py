@@ -10,6 +10,7 @@ error                               also a                  raised when
 ==================================  ======================  ===========================================================
 :class:`ParameterError`             ``ValueError``          a notebook parameter cannot be used
 :class:`DatasetError`               ``ValueError``          a dataset folder is not the layout asked for
+:class:`DataChangedError`           ``ValueError``          image files changed or vanished since notebook 01
 :class:`ImageReadError`             ``ValueError``          one image file cannot be used (reported and skipped)
 :class:`GeneratedDataError`         ``RuntimeError``        a synthetic folder's marker does not prove its files
 :class:`ClassMappingError`          ``ValueError``          an external set's classes do not map onto the training ones
@@ -18,6 +19,8 @@ error                               also a                  raised when
 :class:`WeightsUnavailableError`    ``RuntimeError``        pretrained weights cannot be had offline
 :class:`CorruptWeightsError`        ``RuntimeError``        a weights file exists but cannot be loaded
 :class:`CheckpointMismatchError`    ``ValueError``          a checkpoint does not fit its model
+:class:`CorruptCheckpointError`     ``ValueError``          a checkpoint file is truncated or its weights changed
+:class:`CorruptCacheError`          ``ValueError``          the image cache is truncated or its content changed
 :class:`RunFolderRefused`           ``ValueError``          a folder cannot be a run folder
 :class:`RunFolderLocked`            ``TimeoutError``        another run holds the run folder's lock
 :class:`RunFolderError`             ``FileNotFoundError``   an artefact a notebook needs is not there yet
@@ -75,6 +78,11 @@ class DatasetError(XaiHelpersError, ValueError):
     """The dataset folder cannot be read as the requested layout."""
 
 
+class DataChangedError(DatasetError):
+    """Image files that notebook 01 prepared changed or vanished since; the message lists them and says to rerun
+    notebook 01."""
+
+
 class ImageReadError(XaiHelpersError, ValueError):
     """An image file cannot be used; the message names the file and the reason.
 
@@ -116,6 +124,16 @@ class CorruptWeightsError(XaiHelpersError, RuntimeError):
 
 class CheckpointMismatchError(XaiHelpersError, ValueError):
     """A checkpoint does not fit the model it is loaded into."""
+
+
+class CorruptCheckpointError(CheckpointMismatchError):
+    """A checkpoint file is truncated, damaged, or its weights no longer match the digest written with them; the
+    message names the fit (model and fold) and what re-creates it."""
+
+
+class CorruptCacheError(XaiHelpersError, ValueError):
+    """The image cache file is shorter than its header says, or its bytes no longer match the digest written beside
+    it; the message names the file and what rebuilds it."""
 
 
 class RunFolderRefused(XaiHelpersError, ValueError):

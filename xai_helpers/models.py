@@ -58,6 +58,17 @@ CAM_LAYER_CHOICES = {
     "efficientnet_b0": ("features.3", "features.4", "features.5", "features.6", "features.7", "features.8"),
 }
 
+#: The layer after which each architecture has only global average pooling and one linear layer (so the gradient of
+#: a logit is the same at every position of a channel, and GradCAM's and XGradCAM's maps are identical there); None
+#: where something else comes between: DenseNet121's ``norm5`` BatchNorm and a ReLU after ``denseblock4``, VGG16's
+#: max pooling, 7x7 adaptive pooling and three linear layers after ``features.29``.
+POOLED_LINEAR_LAYERS = {
+    "resnet50": "layer4",
+    "densenet121": None,
+    "vgg16": None,
+    "efficientnet_b0": "features.8",
+}
+
 # The classification head of each architecture: (parent module path, index or attribute).
 _HEADS = {
     "resnet50": "fc",

@@ -13,6 +13,7 @@ path                                   what
 ``notebooks/``                         executed copies of the notebooks (written by the runner)
 ``data/splits.csv``                    ``path, split, class, group, fold`` of every image used
 ``data/audit.json``                    the data audit (counts, unreadable files, duplicates)
+``data/files.csv``                     each image file's size, modification time and SHA-1 at notebook 01
 ``data/dataset.json``                  the prepared dataset: layout, root, classes, image size, cache
 ``metrics.csv``                        one row per model and fold: ``dataset, model, fold,
                                        accuracy, f1_macro, ...``
@@ -168,6 +169,11 @@ class RunFolder:
     @property
     def audit_file(self) -> Path:
         return self.data_dir / "audit.json"
+
+    @property
+    def files_file(self) -> Path:
+        """``data/files.csv``: each prepared image file's size, modification time and SHA-1 at notebook 01."""
+        return self.data_dir / "files.csv"
 
     @property
     def audit_metadata_file(self) -> Path:

@@ -16,6 +16,11 @@ entries (:data:`PROBLEMS`) and are left out of the array, so a run reports them 
 the decoder changes silently in a file it can use (a CMYK, 16-bit, palette or transparent image, the
 first frame of an animation, an upscaled small image) is recorded per image
 (:attr:`ImageCache.conversions`) and counted in the audit.
+
+A cache file is checked before it is trusted (:func:`check_cache_file`): its size against what its ``.npy`` header
+says (an interrupted copy or a full disk leaves it short) and its bytes against the BLAKE2b digest written beside
+it (``array_digest`` in the ``.json``). A damaged cache is rebuilt from the images where they are, else refused
+with the file, the problem and what rebuilds it (:class:`~xai_helpers.errors.CorruptCacheError`).
 """
 from __future__ import annotations
 
@@ -32,13 +37,14 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import numpy as np
+import pandas as pd
 from PIL import Image, ImageFile, UnidentifiedImageError
 
 from ..atomic import write_text_atomic
 from ..paths import project_root
 from ..progress import tqdm
 from .metadata import file_header
-from ..errors import ImageReadError, ParameterError
+from ..errors import CorruptCacheError, ImageReadError, ParameterError
 
 CACHE_VERSION = 3  # 2: file_info holds (width, height, mode, format, jpeg_quality); 3: conversions, problems
 #: How a non-square image becomes square before it is resized: ``squash`` stretches it (every pixel
@@ -93,6 +99,44 @@ def file_digests(paths: Sequence[str | os.PathLike], progress: bool = False) -> 
         except OSError:
             out.append(f"unreadable:{p}")
     return out
+
+
+def file_records(paths: Sequence[str], digests: Sequence[str]) -> pd.DataFrame:
+    """What notebook 01 records of each prepared file, so later notebooks notice a change: ``path``, ``bytes``,
+    ``mtime_ns`` and ``sha1`` (``data/files.csv``)."""
+    rows = []
+    for path, digest in zip(paths, digests):
+        st = os.stat(path)
+        rows.append({"path": str(path), "bytes": st.st_size, "mtime_ns": st.st_mtime_ns, "sha1": digest})
+    return pd.DataFrame(rows, columns=["path", "bytes", "mtime_ns", "sha1"])
+
+
+def changed_files(records: pd.DataFrame) -> tuple[list[str], list[str]]:
+    """The files of :func:`file_records` that changed since (size or modification time differ, and the SHA-1
+    confirms it: a file touched or copied without its time is not a change) and those that are gone.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> for name in "abc":
+    ...     _ = (d / f"{name}.png").write_bytes(name.encode())
+    >>> paths = [str(d / f"{n}.png") for n in "abc"]
+    >>> records = file_records(paths, file_digests(paths))
+    >>> _ = (d / "a.png").write_bytes(b"changed"); (d / "b.png").unlink(); os.utime(d / "c.png", (1, 1))
+    >>> [[pathlib.Path(p).name for p in part] for part in changed_files(records)]
+    [['a.png'], ['b.png']]
+    """
+    changed, missing = [], []
+    for path, size, mtime, digest in records[["path", "bytes", "mtime_ns", "sha1"]].itertuples(index=False):
+        try:
+            st = os.stat(path)
+        except OSError:
+            missing.append(path)
+            continue
+        if (st.st_size, st.st_mtime_ns) != (size, mtime) and file_digest(path) != digest:
+            changed.append(path)
+    return changed, missing
 
 
 def _to_uint8(arr: np.ndarray) -> np.ndarray:
@@ -344,9 +388,15 @@ class ImageCache:
 
     @classmethod
     def load(cls, array_file: str | os.PathLike) -> "ImageCache":
-        """Open a cache written by :func:`build_cache` (its ``.npy`` file and ``.json`` beside it)."""
+        """Open a cache written by :func:`build_cache` (its ``.npy`` file and ``.json`` beside it), checked first
+        (:func:`check_cache_file`: a :class:`~xai_helpers.errors.CorruptCacheError` when it is damaged)."""
         array_file = Path(array_file)
-        meta = json.loads(array_file.with_suffix(".json").read_text())
+        try:
+            meta = json.loads(array_file.with_suffix(".json").read_text())
+        except (OSError, ValueError) as err:
+            raise CorruptCacheError(f"{array_file.with_suffix('.json')}: the image cache's description cannot be "
+                                    f"read ({type(err).__name__}); {REBUILD}") from None
+        check_cache_file(array_file, meta)
         bad = set(meta["unreadable_rows"])
         paths = [p for i, p in enumerate(meta["paths"]) if i not in bad]
         problems = meta.get("problems") or ["undecodable"] * len(meta["reasons"])
@@ -428,6 +478,71 @@ class ImageRows:
         return out.astype(dtype) if dtype is not None else out
 
 
+#: What rebuilds a damaged cache, for the messages.
+REBUILD = ("delete it and rerun notebook 01 (python -m xai_helpers.run --only 01 with the same run_dir), which "
+           "rebuilds it from the image files")
+
+
+def array_digest(array_file: str | os.PathLike) -> str:
+    """BLAKE2b of a file's bytes, read in 8 MiB blocks (the cache's ``array_digest``)."""
+    h = hashlib.blake2b(digest_size=20)
+    with open(array_file, "rb") as f:
+        for block in iter(lambda: f.read(8 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def check_cache_file(array_file: str | os.PathLike, meta: dict[str, Any]) -> None:
+    """Refuse a cache file that is not what :func:`build_cache` wrote: shorter or longer than its ``.npy`` header
+    says, or (where ``meta`` has the digest written with it) of other bytes.
+
+    Parameters
+    ----------
+    array_file : path
+        The ``.npy`` file.
+    meta : dict
+        Its ``.json`` (``array_digest``, ``array_bytes``; caches written before these existed are checked by their
+        header alone).
+
+    Raises
+    ------
+    CorruptCacheError
+        Naming the file, the problem, and what rebuilds it.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / "c.npy"
+    >>> np.save(path, np.zeros((4, 1, 8, 8), np.uint8))
+    >>> check_cache_file(path, {"array_digest": array_digest(path)})
+    >>> with open(path, "r+b") as f:
+    ...     _ = f.truncate(path.stat().st_size // 2)
+    >>> try:
+    ...     check_cache_file(path, {})
+    ... except CorruptCacheError as err:
+    ...     print(str(err).split(";")[0].split(": ", 1)[1])
+    the image cache is truncated (192 of 384 bytes)
+    """
+    array_file = Path(array_file)
+    actual = array_file.stat().st_size
+    try:
+        with open(array_file, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0)
+            shape, _, dtype = read_header(f)
+            expected = f.tell() + int(np.prod(shape)) * np.dtype(dtype).itemsize
+    except (OSError, ValueError) as err:
+        raise CorruptCacheError(f"{array_file}: the image cache's header is damaged ({err}); {REBUILD}") from None
+    if actual != expected:
+        what = "truncated" if actual < expected else "longer than its header says"
+        raise CorruptCacheError(f"{array_file}: the image cache is {what} ({actual:,} of {expected:,} bytes); "
+                                f"{REBUILD}")
+    if meta.get("array_digest") and array_digest(array_file) != meta["array_digest"]:
+        raise CorruptCacheError(f"{array_file}: the image cache's bytes changed since it was written (its digest "
+                                f"differs); {REBUILD}")
+
+
 def images_for_rows(images: np.ndarray, rows: np.ndarray) -> np.ndarray | ImageRows:
     """Rows ``rows`` of a cache array: the array itself when they are all of it in order, a copy
     when it is in memory, an :class:`ImageRows` view when it is a memory map.
@@ -493,8 +608,15 @@ def build_cache(paths: Sequence[str | os.PathLike], image_size: int, grey: bool,
     key = hashlib.sha1(key_src.encode()).hexdigest()[:20]
     array_file = cache_dir / f"{key}_{image_size}px.npy"
     meta_file = array_file.with_suffix(".json")
+    cached = None
     if array_file.is_file() and meta_file.is_file():
-        cached = ImageCache.load(array_file)
+        try:
+            cached = ImageCache.load(array_file)
+        except CorruptCacheError as err:  # the images are at hand: decode them again
+            print(f"{err.args[0].split('; ')[0]}: rebuilding it from the images", flush=True)
+            array_file.unlink(missing_ok=True)
+            meta_file.unlink(missing_ok=True)
+    if cached is not None:
         # the bytes are the same; the files may have moved: rows follow the order of ``paths``
         moved = dict(zip(json.loads(meta_file.read_text())["paths"], paths))
         cached.paths = [moved[p] for p in cached.paths]
@@ -545,9 +667,46 @@ def build_cache(paths: Sequence[str | os.PathLike], image_size: int, grey: bool,
     write_text_atomic(meta_file, json.dumps({"paths": paths, "unreadable_rows": bad_rows, "reasons": reasons,
                                              "problems": problems, "n_rows": len(good), "file_info": file_info,
                                              "conversions": conversions, "image_size": image_size,
-                                             "grey": bool(grey), "resize_mode": resize_mode}))
+                                             "grey": bool(grey), "resize_mode": resize_mode,
+                                             "array_bytes": array_file.stat().st_size,
+                                             "array_digest": array_digest(array_file)}))
     images = np.load(array_file, mmap_mode="r")[:len(good)]
     return ImageCache(images, [paths[i] for i in good], unreadable, array_file, file_info, conversions)
+
+
+def cache_for(paths: Sequence[str], cache_file: str | os.PathLike | None, image_size: int, grey: bool,
+              resize_mode: str | None = None, progress: bool = False) -> ImageCache:
+    """The image cache of ``paths``: ``cache_file`` (as notebook 01 recorded it) when it is sound and holds them,
+    else the cache :func:`build_cache` finds by the files' content (another copy of the same images), or builds.
+
+    The one place a later notebook, or a Ray task on another node, reads the prepared images back. A damaged
+    ``cache_file`` (:func:`check_cache_file`) is said in the log and rebuilt from the image files.
+
+    Parameters
+    ----------
+    paths : sequence of str
+        The files the cache must hold (``data/splits.csv``'s ``path``).
+    cache_file : path or None
+    image_size : int
+    grey : bool
+    resize_mode : str, optional
+        ``None``: :func:`build_cache`'s default (run folders prepared before ``resize_mode`` existed).
+    progress : bool
+
+    Returns
+    -------
+    ImageCache
+    """
+    cache = None
+    if cache_file and Path(cache_file).is_file():
+        try:
+            cache = ImageCache.load(cache_file)
+        except CorruptCacheError as err:  # build_cache finds it by content and decodes the images again
+            print(f"{err.args[0].split('; ')[0]}: rebuilding it from the images", flush=True)
+    if cache is None or set(paths) - set(cache.paths):
+        mode = {"resize_mode": resize_mode} if resize_mode is not None else {}
+        cache = build_cache(list(paths), image_size, grey, progress=progress, **mode)
+    return cache
 
 
 def _decoded_chunks(chunks: list[list[str]], grey: bool, size: int, resize_mode: str,

@@ -17,7 +17,7 @@ import pandas as pd
 from PIL import Image
 
 from .audit import connected_groups
-from .cache import ImageCache, ImageRows, build_cache, images_for_rows, square_image
+from .cache import ImageRows, cache_for, images_for_rows, square_image
 from .splits import fold_indices
 
 def read_masks(paths: Sequence[str | None], size: int, resize_mode: str | None) -> list[np.ndarray | None]:
@@ -116,14 +116,8 @@ class PreparedData:
         -------
         PreparedData
         """
-        paths = self.splits["path"]
-        cache_file = Path(str(self.info.get("cache_file", "")))
-        cache = ImageCache.load(cache_file) if cache_file.is_file() else None
-        if cache is None or set(paths) - set(cache.paths):
-            # the cache file is keyed by the files' content: written for another copy of the same images, it is
-            # found again by content for these paths (as notebook 02 does)
-            mode = {"resize_mode": self.info["resize_mode"]} if "resize_mode" in self.info else {}  # older: default
-            cache = build_cache(paths, self.info["image_size"], self.info["grey"], progress=False, **mode)
+        cache = cache_for(self.splits["path"], self.info.get("cache_file"), self.info["image_size"], self.info["grey"],
+                          self.info.get("resize_mode"))  # older run folders: build_cache's default
         return PreparedData.from_cache(self.splits, cache, self.info, self.audit)
 
     @classmethod

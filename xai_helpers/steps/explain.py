@@ -21,7 +21,8 @@ from ..cam_metrics import (LOCALISATION_METRICS, aggregate_per_class, baseline_m
                            confidence_metrics, deletion_insertion, localisation_metrics, randomisation_check, road)
 from ..cams import channel_weights, compute_cams, forward_with_layer, resolve_target_layer
 from ..data.prepared import PreparedData, explanation_sample
-from ..models import CAM_LAYER_CHOICES, IMAGENET_MEAN, IMAGENET_STD, explained_models, feature_map_size, get_layer
+from ..models import (CAM_LAYER_CHOICES, IMAGENET_MEAN, IMAGENET_STD, POOLED_LINEAR_LAYERS, explained_models,
+                      feature_map_size, get_layer)
 from ..executor import run_jobs
 from ..progress import tqdm
 from ..runfolder import RunFolder
@@ -100,6 +101,16 @@ class ExplainedExamples:
             return [self.layer]
         i = choices.index(self.layer)
         return choices[max(0, i - 1):i + 2]
+
+    def deepest_layer(self) -> str:
+        """The deepest of the explorer's layers of this architecture (the explained layer when it has none)."""
+        return (CAM_LAYER_CHOICES.get(self.model_name) or (self.layer,))[-1]
+
+    def pooled_linear_layer(self) -> str | None:
+        """The layer followed only by global average pooling and one linear layer, where GradCAM's and XGradCAM's
+        maps are identical (:data:`xai_helpers.models.POOLED_LINEAR_LAYERS`); None where the architecture has
+        none (DenseNet121, VGG16)."""
+        return POOLED_LINEAR_LAYERS.get(self.model_name)
 
     def map_size(self, layer: str | None = None) -> str:
         """``'8×8'``: the size of ``layer``'s feature map (default: the explained layer's)."""

@@ -14,10 +14,10 @@ import pandas as pd
 
 from ..atomic import write_text_atomic
 from ..data.audit import audit_dataset
-from ..data.cache import ImageCache, build_cache, file_digests
+from ..data.cache import ImageCache, build_cache, cache_for, changed_files, file_digests, file_records
 from ..data.figshare import PUBLISHED_TEST_FOLD
 from ..data.layouts import LAYOUTS, scan_dataset
-from ..errors import DatasetError, RunFolderError
+from ..errors import DataChangedError, DatasetError, RunFolderError
 from ..data.metadata import image_metadata
 from ..data.prepared import PreparedData, label_conflicts, merge_groups
 from ..data.shortcuts import shift_notes, shift_table, shortcut_notes, shortcut_table
@@ -130,6 +130,8 @@ def prepare_data(params: dict[str, Any], progress: bool = True) -> PreparedData:
     run.data_dir.mkdir(parents=True, exist_ok=True)
     audit.update(audit_shortcuts_and_shift(data, cache, run, params["seed"]))
     run.write_csv(splits, run.splits_file)
+    sha1 = dict(zip(index.rows["path"], digests))
+    run.write_csv(file_records(splits["path"], [sha1[p] for p in splits["path"]]), run.files_file)
     _write_json(run.audit_file, audit)
     _write_json(run.dataset_file, info)
     return data
@@ -252,17 +254,57 @@ def load_prepared(params: dict[str, Any], progress: bool = True) -> PreparedData
     if "mask" in splits.columns and not splits["mask"].astype(bool).any():
         splits = splits.drop(columns=["mask"])
     resize_mode = prepared["resize_mode"]
-    cache = ImageCache.load(info["cache_file"]) if Path(info.get("cache_file", "")).is_file() else None
-    if cache is None or set(splits["path"]) - set(cache.paths):
-        # the cache file is shared by every folder with the same image content (it is keyed by the files'
-        # bytes); when it was written for another copy of the data, find it again by content, for these paths
-        cache = build_cache(splits["path"], info["image_size"], info["grey"], progress=progress,
-                            resize_mode=resize_mode)
+    check_files_unchanged(run)
+    # the cache file is shared by every folder with the same image content (it is keyed by the files' bytes); when
+    # it was written for another copy of the data, or is damaged, it is found again (or rebuilt) by content
+    cache = cache_for(splits["path"], info.get("cache_file"), info["image_size"], info["grey"], resize_mode,
+                      progress=progress)
     missing = sorted(set(splits["path"]) - set(cache.paths))
     if missing:
         raise RunFolderError(f"{len(missing)} file(s) listed in {run.splits_file} are not in the image cache "
                              f"(e.g. {missing[0]}): they were removed or changed since notebook 01; rerun notebook 01")
     return PreparedData.from_cache(splits, cache, info, audit)
+
+
+def check_files_unchanged(run: RunFolder) -> None:
+    """Stop when image files notebook 01 prepared changed or vanished since (``data/files.csv``; run folders
+    prepared before it existed are not checked).
+
+    The run stops rather than going on with the image cache's snapshot: its fits, statistics and explanations
+    would describe files that are no longer in the data folder, and nothing in the run folder could be recomputed
+    from it. Rerunning notebook 01 prepares the data as they are; notebook 02 then retrains the fits whose data
+    changed (their fingerprint names the files) and keeps the others.
+
+    Parameters
+    ----------
+    run : RunFolder
+
+    Raises
+    ------
+    DataChangedError
+        Listing the changed and the missing files.
+
+    Examples
+    --------
+    >>> from xai_helpers.examples import tiny_run
+    >>> check_files_unchanged(RunFolder(tiny_run()["run_dir"]))  # nothing changed: nothing said
+    """
+    if not run.files_file.is_file():
+        return
+    changed, missing = changed_files(pd.read_csv(run.files_file, dtype={"path": str}))
+    if not changed and not missing:
+        return
+
+    def listed(paths: list[str]) -> str:
+        return ", ".join(paths[:10]) + (f" and {len(paths) - 10} more" if len(paths) > 10 else "")
+
+    parts = [f"{len(changed)} changed ({listed(changed)})" if changed else "",
+             f"{len(missing)} missing ({listed(missing)})" if missing else ""]
+    raise DataChangedError(
+        f"{run.files_file}: image files changed since notebook 01 prepared this run: "
+        f"{'; '.join(p for p in parts if p)}. The run would go on with the old images, which are no longer in "
+        f"the data folder: rerun notebook 01 (python -m xai_helpers.run --only 01 with the same run_dir), then "
+        f"the notebooks after it")
 
 
 def prepared_parameters(run: RunFolder) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from ..checkpoints import read_checkpoint_meta
+from ..checkpoints import read_checkpoint, read_checkpoint_meta
 from ..atomic import write_bytes_atomic, write_text_atomic
 from ..baselines import BASELINE_IMAGE_SIZE, BASELINE_NAMES, baseline_features, fit_baseline, predict_baseline
 from ..data.cache import file_digest
@@ -30,7 +30,7 @@ from ..progress import tqdm
 from ..runfolder import RunFolder
 from ..inference import BatchPipeline, load_checkpoint, predict_proba, resolve_device
 from ..training import TrainConfig, amp_for, fit
-from ..errors import ParameterError
+from ..errors import CorruptCheckpointError, ParameterError
 from ..executor import run_jobs
 
 
@@ -175,10 +175,14 @@ def fit_fingerprint(data: PreparedData, fold: int, params: dict[str, Any]) -> st
 
 def _reusable(ckpt_dir: Path, config: TrainConfig, fingerprint: str) -> tuple[bool, str]:
     """Whether the fit in ``ckpt_dir`` can be reused, and if not (but one is there) what changed."""
-    last = ckpt_dir / "last.pt"
-    if not last.is_file() or not (ckpt_dir / "best.pt").is_file():
+    last, best = ckpt_dir / "last.pt", ckpt_dir / "best.pt"
+    if not last.is_file() or not best.is_file():
         return False, ""
-    meta = read_checkpoint_meta(last)
+    try:
+        meta = read_checkpoint_meta(last)
+        read_checkpoint(best)  # the weights later notebooks load, checked against their digest
+    except CorruptCheckpointError as err:
+        return False, f"its checkpoint {Path(err.filename or '').name} is damaged: {err.problem}"
     if meta.get("fingerprint") != fingerprint:
         return False, "its data (splits, cached images, image size) or weights changed since it was trained"
     if meta.get("config") != asdict(config):
