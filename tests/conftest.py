@@ -20,17 +20,20 @@ def shared_dataset(name: str) -> Path:
 
 
 def real_subset(name: str, to: Path, per_folder: dict[str, int]) -> Path:
-    """A copy of part of a real dataset in ../shared/data, its layout kept: the first ``per_folder[top]`` image
-    files (by name) of every class folder under each top-level folder ``top`` (``{"train": 10, "test": 4}``).
+    """A copy of part of a real dataset in ../shared/data, its layout kept: ``per_folder[top]`` image files of every
+    class folder under each top-level folder ``top`` (``{"train": 10, "test": 4}``), drawn at random with a fixed
+    seed (the first files by name are not a fair sample: file order follows the source's own grouping).
 
     For the real-data tests that test a path through the toolkit, not the dataset's size: the fewest real images
     that still show what the test names, instead of decoding and hashing all of them."""
+    import random
     import shutil
 
     root = shared_dataset(name)
     for top, n in per_folder.items():
         for folder in sorted(p for p in (root / top).rglob("*") if p.is_dir()):
-            files = sorted(f for f in folder.iterdir() if f.suffix.lower() in (".jpg", ".jpeg", ".png"))[:n]
+            files = sorted(f for f in folder.iterdir() if f.suffix.lower() in (".jpg", ".jpeg", ".png"))
+            files = sorted(random.Random(f"{name}/{folder.name}").sample(files, min(n, len(files))))
             if files:
                 target = to / folder.relative_to(root)
                 target.mkdir(parents=True, exist_ok=True)

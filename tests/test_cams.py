@@ -141,7 +141,9 @@ def test_delegated_library_method():
     np.testing.assert_allclose(maps["hirescam"], ref, atol=1e-6)
 
 
-def test_hooks_removed_and_no_growth_over_1000_calls():
+def test_hooks_removed_and_no_growth_over_200_calls():
+    """A leak of even one tensor per call would show as 200 more live tensors (1000 calls cost 15 s on a 2-core
+    AVX2-only CPU and find nothing more)."""
     torch.manual_seed(5)
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(),
                                 torch.nn.Conv2d(8, 8, 3, padding=1), torch.nn.ReLU(),
@@ -154,7 +156,7 @@ def test_hooks_removed_and_no_growth_over_1000_calls():
 
     compute_cams(model, x, target_layer="2")
     before = live_tensors()
-    for _ in range(1000):
+    for _ in range(200):
         compute_cams(model, x, target_layer="2")
     assert live_tensors() <= before
     assert all(not m._forward_hooks and not m._backward_hooks for m in model.modules())

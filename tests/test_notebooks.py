@@ -212,6 +212,58 @@ def test_quick_run_report_puts_this_run_next_to_the_published_numbers(quick_run)
 
 
 @pytest.mark.slow
+def test_notebook_04_explains_each_cnn_as_cam_model(quick_run, tmp_path):
+    """Every CNN the parameter table offers as ``cam_model`` runs through notebook 04 at its default layer, the
+    lesson cells included (the GradCAM = XGradCAM derivation takes the model's own deepest layer); on copies of
+    the quick run, which trained all four (the quick run itself explained ``quick_run['cam_model']``)."""
+    from conftest import copy_run
+    from xai_helpers.models import DEFAULT_TARGET_LAYERS, MODEL_NAMES, POOLED_LINEAR_LAYERS
+    from xai_helpers.run import execute
+
+    assert set(quick_run["models"]) == set(MODEL_NAMES)
+    for model in MODEL_NAMES:
+        if model == quick_run["cam_model"]:
+            continue
+        run_dir = copy_run(quick_run["run_dir"], tmp_path / model)
+        params = {**quick_run, "run_dir": str(run_dir), "cam_model": model, "cam_layer": "default"}
+        execute(params, list_notebooks(["04"]), progress=False)
+        cells = nbformat.read(run_dir / "notebooks" / "04_explanations.ipynb", as_version=4).cells
+        text = "\n".join(o.get("text", "") + str(o.get("data", {}).get("text/plain", ""))
+                         for c in cells if c.cell_type == "code" for o in c.get("outputs", []))
+        assert f"target layer {DEFAULT_TARGET_LAYERS[model]!r}" in text, model
+        derivation = next(o["data"]["text/plain"] for c in cells if c.cell_type == "code"
+                          for o in c.get("outputs", []) if "max |GradCAM - XGradCAM|" in str(o.get("data", {})))
+        assert DEFAULT_TARGET_LAYERS[model] in derivation, model
+        pooled = POOLED_LINEAR_LAYERS[model]
+        assert (f"only pooling and one linear layer after {pooled!r}" if pooled else "no layer followed only") in text
+        deepest = {line.split()[0]: float(line.split()[-1]) for line in derivation.splitlines()[2:]}
+        if pooled:  # the identity the lesson derives holds on this architecture too
+            assert deepest[pooled] < 1e-4, (model, deepest)
+
+
+@pytest.mark.slow
+def test_every_cam_layer_the_parameter_table_offers_explains_on_every_cnn(quick_run):
+    """What notebooks 04, 05 and 07 do with ``cam_model`` and ``cam_layer``, for each layer of
+    :data:`~xai_helpers.models.CAM_LAYER_CHOICES` of each CNN (the quick run trained all four): the maps of the
+    study's methods, the three-layer lesson's neighbours and the derivation's deepest layer, in-process on one
+    image per class."""
+    from xai_helpers.config import resolve_params
+    from xai_helpers.models import CAM_LAYER_CHOICES
+    from xai_helpers.steps import explain_examples, load_prepared
+
+    data = load_prepared(quick_run, progress=False)
+    for model, layers in CAM_LAYER_CHOICES.items():
+        for layer in layers:
+            params = resolve_params({**quick_run, "cam_model": model, "cam_layer": layer})
+            examples = explain_examples(data, params, per_class=1, fold=0)
+            assert examples.layer == layer and set(examples.maps) == set(params["cam_methods"]), (model, layer)
+            assert all(np.isfinite(m).all() for m in examples.maps.values()), (model, layer)
+            assert layer in examples.layer_choices() and examples.deepest_layer() == layers[-1]
+            deepest = examples.maps_at(["gradcam"], layer=examples.deepest_layer())["gradcam"]
+            assert deepest.shape == examples.maps["gradcam"].shape, (model, layer)
+
+
+@pytest.mark.slow
 def test_a_notebook_reruns_alone_on_an_existing_run_folder(quick_run):
     from xai_helpers.run import execute
 

@@ -13,7 +13,7 @@ key              what it holds
 ``config``       the training settings (:class:`xai_helpers.training.TrainConfig` as a dict)
 ``fingerprint``  what the fit was trained on (the data, fold and settings; reuse is checked with it)
 ``epoch``        epochs run (``best.pt``: the epoch of the best validation macro-F1)
-``model_state``  the weights (a state dict), and ``state_digest`` their BLAKE2b (:func:`state_digest`)
+``model_state``  the weights (a state dict), and ``state_digest`` their CRC-32 (:func:`state_digest`)
 ===============  ==================================================================================
 
 ``resume.pt`` (an interrupted fit) adds the optimizer, scheduler, scaler and random states under
@@ -35,10 +35,10 @@ Examples
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import uuid
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +48,10 @@ from .errors import CorruptCheckpointError
 
 
 def state_digest(state: dict[str, torch.Tensor]) -> str:
-    """BLAKE2b of a state dict: each key and its tensor's dtype, shape and bytes, in key order.
+    """A CRC-32 of a state dict: each key and its tensor's dtype, shape and bytes, in key order.
+
+    A checksum against accidental damage (a bad sector, a broken copy), as zip files carry one per member, not
+    against tampering; it reads about 3 GB/s, so checking a VGG16 checkpoint costs a fraction of loading it.
 
     Examples
     --------
@@ -58,12 +61,12 @@ def state_digest(state: dict[str, torch.Tensor]) -> str:
     >>> state_digest(a) == state_digest({**a, "w": torch.tensor([0.0, 0.0, 1e-30])})
     False
     """
-    h = hashlib.blake2b(digest_size=20)
+    crc = 0
     for key in sorted(state):
         t = state[key]
-        h.update(f"{key}|{t.dtype}|{tuple(t.shape)}|".encode())
-        h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
-    return h.hexdigest()
+        crc = zlib.crc32(f"{key}|{t.dtype}|{tuple(t.shape)}|".encode(), crc)
+        crc = zlib.crc32(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy(), crc)
+    return f"crc32:{crc:08x}"
 
 
 def _fit_of(path: Path) -> str:
