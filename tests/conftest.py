@@ -85,11 +85,15 @@ def ray_cluster():
     a user to (``ray start --head`` and ``ray start --address``, token authentication on), shared by the Ray tests
     that can share one (each run joins it through ``ray_address``, as on a real cluster). Yields its address.
 
-    Ray's own instance start (~10 s here) and its worker processes (which import torch once) are paid once."""
+    Ray's own instance start (~20 s here) and its worker processes (which import torch once) are paid once. Each
+    node runs under ``ray start --block`` in a process group of its own, and only those groups are stopped after:
+    never ``ray stop``, which would end every Ray process on the machine (a developer's own cluster too)."""
+    import signal
     import shutil
     import subprocess
     import sys
     import tempfile
+    import time
 
     pytest.importorskip("ray", reason="the [cluster] extra (pip install -e '.[cluster]'), installed by [test]")
     ray_cli = Path(sys.executable).with_name("ray")
@@ -98,22 +102,48 @@ def ray_cluster():
     temp = tempfile.mkdtemp(prefix="xai-ray-")
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}  # the same RAY_AUTH_MODE and RAY_AUTH_TOKEN as the driver
     common = ["--node-ip-address=127.0.0.1", "--num-cpus=1", "--disable-usage-stats", f"--temp-dir={temp}",
-              f"--object-store-memory={256 * 2**20}"]
+              f"--object-store-memory={256 * 2**20}", "--block"]
+    nodes: list[subprocess.Popen] = []
 
     def node_ports() -> list[str]:  # two nodes on one machine: every per-node port its own
         return [f"--node-manager-port={_free_port()}", f"--object-manager-port={_free_port()}",
                 f"--dashboard-agent-listen-port={_free_port()}", f"--dashboard-agent-grpc-port={_free_port()}",
                 f"--metrics-export-port={_free_port()}", f"--runtime-env-agent-port={_free_port()}"]
 
+    def wait_for(alive: int) -> None:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            assert all(p.poll() is None for p in nodes), "a Ray node of the test cluster exited while starting"
+            status = subprocess.run([str(ray_cli), "status", f"--address=127.0.0.1:{port}"], env=env,
+                                    capture_output=True, text=True, timeout=60)
+            active = status.stdout.split("Active:")[-1].split("Pending:")[0] if status.returncode == 0 else ""
+            if active.count("node_") >= alive:
+                return
+            time.sleep(1)
+        raise AssertionError(f"the test cluster did not reach {alive} alive node(s) in 180 s")
+
+    def signal_nodes(sig: int) -> None:
+        for proc in nodes:
+            try:
+                os.killpg(proc.pid, sig)
+            except ProcessLookupError:
+                pass
+
     def stop() -> None:
-        subprocess.run([str(ray_cli), "stop", "--force"], env=env, capture_output=True, timeout=120)
+        signal_nodes(signal.SIGTERM)  # both at once; what a node has not stopped in 5 s is killed (its object store
+        deadline = time.monotonic() + 5  # files are unlinked once mapped: nothing is left in /dev/shm)
+        while any(p.poll() is None for p in nodes) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        signal_nodes(signal.SIGKILL)  # whatever is left of the two groups
         shutil.rmtree(temp, ignore_errors=True)
 
     try:
+        # the second node is started at once: ray start --address waits for the head's GCS by itself
         for args in (["--head", f"--port={port}", "--include-dashboard=false"], [f"--address=127.0.0.1:{port}"]):
-            done = subprocess.run([str(ray_cli), "start", *args, *common, *node_ports()], env=env,
-                                  capture_output=True, text=True, timeout=180)
-            assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+            nodes.append(subprocess.Popen([str(ray_cli), "start", *args, *common, *node_ports()], env=env,
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                          start_new_session=True))
+        wait_for(2)
         yield f"127.0.0.1:{port}"
     finally:
         stop()
