@@ -78,13 +78,12 @@ def _fit_of(path: Path) -> str:
 def _corrupt(path: Path, problem: str) -> CorruptCheckpointError:
     fit = _fit_of(path)
     if fit == path.name:  # not in a run folder's checkpoints/
-        err = CorruptCheckpointError(f"{path}: not a loadable checkpoint: {problem}")
+        message = f"{path}: not a loadable checkpoint: {problem}"
     else:
-        err = CorruptCheckpointError(
-            f"{path} ({fit}): not a loadable checkpoint: {problem}; rerun notebook 02 (python -m xai_helpers.run "
-            f"--only 02 with the same run_dir): it retrains the fits whose checkpoints are damaged, {fit} among them")
-    err.problem, err.filename = problem, str(path)
-    return err
+        message = (f"{path} ({fit}): not a loadable checkpoint: {problem}; rerun notebook 02 (python -m "
+                   f"xai_helpers.run --only 02 with the same run_dir): it retrains the fits whose checkpoints are "
+                   f"damaged, {fit} among them")
+    return CorruptCheckpointError(message, problem, str(path))
 
 
 def save_checkpoint(obj: dict[str, Any], path: str | os.PathLike) -> None:

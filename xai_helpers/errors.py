@@ -128,7 +128,19 @@ class CheckpointMismatchError(XaiHelpersError, ValueError):
 
 class CorruptCheckpointError(CheckpointMismatchError):
     """A checkpoint file is truncated, damaged, or its weights no longer match the digest written with them; the
-    message names the fit (model and fold) and what re-creates it."""
+    message names the fit (model and fold) and what re-creates it; ``problem`` and ``filename`` say what and where.
+
+    Parameters
+    ----------
+    message : str
+    problem : str
+        What is wrong with the file, in words.
+    filename : str
+    """
+
+    def __init__(self, message: str, problem: str = "", filename: str = "") -> None:
+        super().__init__(message)
+        self.problem, self.filename = problem, filename
 
 
 class CorruptCacheError(XaiHelpersError, ValueError):

@@ -682,7 +682,8 @@ def cache_for(paths: Sequence[str], cache_file: str | os.PathLike | None, image_
     else the cache :func:`build_cache` finds by the files' content (another copy of the same images), or builds.
 
     The one place a later notebook, or a Ray task on another node, reads the prepared images back. A damaged
-    ``cache_file`` (:func:`check_cache_file`) is said in the log and rebuilt from the image files.
+    ``cache_file`` (:func:`check_cache_file`) is said in the log and rebuilt from the image files (by
+    :func:`build_cache`, which checks every cache it reuses).
 
     Parameters
     ----------
@@ -703,8 +704,8 @@ def cache_for(paths: Sequence[str], cache_file: str | os.PathLike | None, image_
     if cache_file and Path(cache_file).is_file():
         try:
             cache = ImageCache.load(cache_file)
-        except CorruptCacheError as err:  # build_cache finds it by content and decodes the images again
-            print(f"{err.args[0].split('; ')[0]}: rebuilding it from the images", flush=True)
+        except CorruptCacheError:  # build_cache finds the same file by content, says so and decodes the images again
+            pass
     if cache is None or set(paths) - set(cache.paths):
         mode = {"resize_mode": resize_mode} if resize_mode is not None else {}
         cache = build_cache(list(paths), image_size, grey, progress=progress, **mode)

@@ -182,7 +182,7 @@ def _reusable(ckpt_dir: Path, config: TrainConfig, fingerprint: str) -> tuple[bo
         meta = read_checkpoint_meta(last)
         read_checkpoint(best)  # the weights later notebooks load, checked against their digest
     except CorruptCheckpointError as err:
-        return False, f"its checkpoint {Path(err.filename or '').name} is damaged: {err.problem}"
+        return False, f"its checkpoint {Path(err.filename).name} is damaged: {err.problem}"
     if meta.get("fingerprint") != fingerprint:
         return False, "its data (splits, cached images, image size) or weights changed since it was trained"
     if meta.get("config") != asdict(config):
