@@ -88,6 +88,7 @@ cam_layer = 'layer2'
 cam_models = 'all'
 cam_methods = ['gradcam', 'gradcam++', 'xgradcam', 'eigengradcam', 'layercam']
 explain_per_class = 12
+perturbation_fill = 'imagenet_mean'
 external_data_root = None
 external_dataset = 'auto'
 class_map = {}
@@ -102,7 +103,7 @@ from IPython.display import display
 
 from xai_helpers import RunFolder
 from xai_helpers.figures import plot_confusion_matrices, plot_learning_curves, plot_metric_by_model
-from xai_helpers.steps import gap_notes, load_prepared, model_overview, train_baselines, train_models, validation_test_gap
+from xai_helpers.steps import chance_levels, gap_notes, load_prepared, model_overview, train_baselines, train_models, validation_test_gap
 from xai_helpers.notebook import setup_notebook
 
 params = setup_notebook(globals(), '02 · Training')
@@ -150,11 +151,12 @@ display(metrics[metrics.model.str.startswith('baseline_')][['model', 'fold', 'ac
 
 # %% [markdown]
 # ## Results
-# Points are folds, bars their mean; the dashed line is chance (one over the number of classes), the dotted line the best baseline's mean (grey hatched bars).
+# Points are folds, bars their mean; the dotted line is the best baseline's mean (grey hatched bars). The dashed line is what a model that learnt nothing scores, and it differs per metric: for **accuracy** the *no-information rate*, the majority class's share of the test split (always answering that class scores it; on an imbalanced split it is well above one over the number of classes), for **macro-F1** the expected score of a uniform random guess.
 
 # %%
-chance = 1 / len(data.class_names)
-print(f'chance level: {chance:.3f}')
+chance = chance_levels(data.labels[data.test_rows()], len(data.class_names))
+for metric, (level, label) in chance.items():
+    print(f'{metric}: {label} = {level:.3f}')
 display(metrics.groupby('model', sort=False)[['accuracy', 'f1_macro']].agg(['mean', 'std']).round(4))
 fig = plot_metric_by_model(metrics, chance=chance, run=run)
 

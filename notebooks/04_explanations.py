@@ -88,6 +88,7 @@ cam_layer = 'layer2'
 cam_models = 'all'
 cam_methods = ['gradcam', 'gradcam++', 'xgradcam', 'eigengradcam', 'layercam']
 explain_per_class = 12
+perturbation_fill = 'imagenet_mean'
 external_data_root = None
 external_dataset = 'auto'
 class_map = {}
@@ -138,9 +139,11 @@ fig = cam_grid(data.images[rows], examples.maps, labels, data.masks(rows), run=r
 # |---|---|---|
 # | GradCAM (Selvaraju et al. 2017) | Σ_c w_c·A_c, with w_c = (1/hw)·Σ_ij G_cij | a channel counts as much as the class score rises, on average, when it rises |
 # | GradCAM++ (Chattopadhay et al. 2018) | Σ_c w_c·A_c, with w_c = Σ_ij α_cij·ReLU(G_cij) and α_cij = G_cij² / (2·G_cij² + (Σ_ab A_cab)·G_cij³) | only positive evidence counts, each position weighted, so several instances of a class add up instead of averaging out |
-# | XGradCAM (Fu et al. 2020) | Σ_c w_c·A_c, with w_c = Σ_ij (A_cij / Σ_ab A_cab)·G_cij | the gradient averaged where the channel is active (the weights that satisfy their sensitivity and conservation axioms) |
-# | EigenGradCAM | the projection of G⊙A at each position on its first principal component (over positions) | the dominant pattern of gradient-weighted activations; no per-channel weight, and the sign is arbitrary (see below) |
+# | XGradCAM (Fu et al. 2020) | Σ_c w_c·A_c, with w_c = Σ_ij (A_cij / Σ_ab A_cab)·G_cij | the gradient averaged where the channel is active: the weights that minimise the violation of their sensitivity and conservation axioms (which hold exactly only for a bias-free ReLU network) |
+# | EigenGradCAM (pytorch-grad-cam) | the projection of G⊙A at each position on its first principal component (over positions) | pytorch-grad-cam's variant of EigenCAM (Muhammad & Yeasin 2020, which projects *A* alone) applied to gradient-weighted activations; no paper of its own, no per-channel weight, and the sign is arbitrary (see below) |
 # | LayerCAM (Jiang et al. 2021) | Σ_c ReLU(G_cij)·A_cij at each position (i, j) | each position weighted by its own positive gradient: finer maps, which is why it suits shallow layers |
+#
+# **What GradCAM++ and XGradCAM assume: A ≥ 0.** GradCAM++'s α = G² / (2G² + S·G³) = 1 / (2 + S·G), with S = Σ_ab A_cab, turns negative when S·G < −2 and blows up near −2; XGradCAM's A / Σ A flips sign or explodes when Σ A ≤ 0. With the activations of a ReLU (or anything non-negative) neither can happen. So every target layer this toolkit offers is the output of an activation: ResNet50's blocks and VGG16's ReLUs; for DenseNet121 the ReLU that opens each transition and `features.relu5` (torchvision applies that last ReLU as a function; here it is a module); for EfficientNet-B0 a SiLU (never below −0.28: nearly non-negative, and flagged ⚑ in the localisation table and the explorer). A DenseNet `denseblock` output or an EfficientNet MBConv stage output is signed (a concatenation of convolutions, a BatchNorm projection) and is no longer offered. `xai_helpers.models.LAYER_ACTIVATIONS` lists each layer's bound, and a test checks it on real MRI slices.
 #
 # The code is as short as the formulas: the cell below prints the functions of `xai_helpers/cams.py` that `compute_cams` calls (each registered under its name; `register_method` adds your own).
 
@@ -176,7 +179,7 @@ fig = cam_grid(first, {m: np.stack([by_layer[name][m][0] for name in layer_names
 
 # %% [markdown]
 # ## Why GradCAM and XGradCAM agree at ResNet50's last block
-# After ResNet50's `layer4` come global average pooling and one linear layer, so the gradient of a logit with respect to `layer4`'s output is the same at every position: `G[c, i, j] = w[c] / (h·w)`. GradCAM's weights are the spatial mean of G, i.e. `w[c]/(h·w)`; XGradCAM's are `Σ G·A / Σ A = w[c]/(h·w)` as well. The maps are identical (and need no backward pass at all: the weights are the linear layer's). EfficientNet-B0's `features.8` is followed by the same two operations, so the same holds there. DenseNet121 (a BatchNorm and a ReLU come after `denseblock4`) and VGG16 (max pooling and three linear layers come after `features.29`) have no such layer, and the two maps differ even at the last block. At earlier layers the gradient varies in space and the methods differ, which is why the demo explains an earlier layer. The cell below compares the two maps at the explained model's deepest layer and at the explained layer.
+# After ResNet50's `layer4` come global average pooling and one linear layer, so the gradient of a logit with respect to `layer4`'s output is the same at every position: `G[c, i, j] = w[c] / (h·w)`. GradCAM's weights are the spatial mean of G, i.e. `w[c]/(h·w)`; XGradCAM's are `Σ G·A / Σ A = w[c]/(h·w)` as well. The maps are identical (and need no backward pass at all: the weights are the linear layer's). EfficientNet-B0's `features.8` and DenseNet121's `features.relu5` are followed by the same two operations, so the same holds there. VGG16 (max pooling and three linear layers come after `features.29`) has no such layer, and the two maps differ even at the last block. At earlier layers the gradient varies in space and the methods differ, which is why the demo explains an earlier layer. The cell below compares the two maps at the explained model's deepest layer and at the explained layer.
 
 # %%
 diffs = {}
@@ -212,7 +215,8 @@ else:
 # %% [markdown]
 # ## Summary
 #
-# - All five methods weight the channels of the same *A* by some function of *G*; `xai_helpers/cams.py` has each in 2–5 lines.
+# - All five methods are functions of the same *A* and *G*: GradCAM, GradCAM++ and XGradCAM weight the channels of *A*; LayerCAM weights each position by its own gradient; EigenGradCAM projects G⊙A on a principal component. `xai_helpers/cams.py` has each in 2–5 lines.
+# - GradCAM++ and XGradCAM assume non-negative activations: every offered layer is an activation's output (ReLU, or SiLU flagged as nearly non-negative).
 # - Each map explains the predicted class unless you choose another target; a map for the wrong class can look just as convincing.
 # - Deeper layers give coarser maps (ResNet50 `layer4` is 2×2 at 64 px); `layer2` is 8×8 there.
 # - EigenGradCAM's first principal component has no sign of its own: `eigengradcam` keeps the sign the SVD returns (as pytorch-grad-cam does), so on some images its ReLU keeps the background; `eigengradcam_signed` flips a map whose largest magnitude is negative.

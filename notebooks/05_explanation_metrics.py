@@ -20,7 +20,7 @@
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/xai-helpers/xai-helpers/blob/v0.1.0/notebooks/05_explanation_metrics.ipynb)
 #
 # > **You will learn**
-# > - what confidence increase measures, its two readings, and why the mean change is usually negative
+# > - what confidence increase measures, what a "removed" pixel becomes, its readings, and why the mean change is usually negative
 # > - deletion and insertion curves, ROAD, and the randomisation sanity check: what each metric rewards and in which direction it is better
 # > - how to score maps against expert lesion masks, and why every localisation score must be read against maps that ignore the image
 # > - how to compare CAM methods image by image with paired tests, per CNN
@@ -31,7 +31,7 @@
 # > - 104 s on the demo, measured on a 2-core Intel Xeon with AMX (bf16); 136 s on the same CPU with AVX2 kernels only (fp32, as an AVX2-only CPU runs it); the runner prints the time it expects on your machine before it starts
 # > - the [glossary](../docs/glossary.md) for any term used here without a definition
 #
-# The study rates the CAM methods by **confidence increase**: the change of the explained class's softmax score when the (normalised) input is multiplied by the CAM, `softmax(f(x ⊙ cam))[c] − softmax(f(x))[c]` (pytorch-grad-cam's `CamMultImageConfidenceChange` with a softmax target). A map that keeps what the model needs raises (or keeps) the score.
+# The study rates the CAM methods by **confidence increase**: the change of the explained class's softmax score when the (normalised) input is multiplied by the CAM, `softmax(f(x ⊙ cam))[c] − softmax(f(x))[c]` (pytorch-grad-cam's `CamMultImageConfidenceChange` with a softmax target). Where the map is 0 the normalised input becomes 0, which is **ImageNet's mean colour** (a warm grey), not black and not this dataset's mean. Masking almost always takes away something the model uses, so the score usually **falls**: a map that keeps what the model needs loses less, and the best map is the one whose score falls least (or, rarely, rises).
 #
 # One metric is not enough to compare methods honestly, so this notebook also reports Chattopadhay et al.'s **average drop %** and **increase in confidence %** (as the paper defines them: the *image* in [0, 1] is multiplied by the map, black where the map is 0, then normalised), Petsiuk et al.'s **deletion** and **insertion** AUC, Rong et al.'s **ROAD** (remove and debias; exactly *p* % of the pixels removed at each percentile, ties broken at random as in their reference code) and Adebayo et al.'s **randomisation sanity check** (every parameterised layer re-initialised, top to bottom; the costly ones on a subsample of images per class, as each costs many forwards per image), and, where lesion masks exist (the synthetic dataset, the Figshare brain tumour set, any dataset with a `masks/` folder), the **pointing game** (a hit when the map's maximum lies in the mask or strictly within a tolerance of it: Zhang et al.'s 15 pixels, which we take at 224 px and scale to the image size), the **energy inside the mask**, the **IoU** at 0.5 and the **mask AUROC**: a check against ground truth, read against two maps that ignore the image.
 #
@@ -39,7 +39,7 @@
 #
 # The study explains ResNet50 only (`cam_model`); here every CNN of `cam_models` is explained too, each at a target layer of the same resolution as `cam_model`'s `cam_layer` (at 64 px and `layer2`: 8×8 maps for all four), so that "which architecture's maps point at the lesion" can be asked. The confidence tables and figures below are `cam_model`'s; the localisation table has every CNN.
 #
-# Writes `xai_per_image.csv` (one row per model, fold, method and image), `xai_metrics.csv` (mean per model, method and true class) and adds the CAM method pairs to `stats/paired_tests.csv`.
+# Writes `xai_per_image.csv` (one row per model, fold, method and image), `xai_metrics.csv` (mean per model, method and true class), `xai_fill_sensitivity.csv` (the ranking under each fill) and adds the CAM method pairs to `stats/paired_tests.csv`.
 
 # %% tags=["install"]
 # Setup outside this repository (Colab, Binder, a plain Jupyter): install xai-helpers at a pinned
@@ -94,6 +94,7 @@ cam_layer = 'layer2'
 cam_models = 'all'
 cam_methods = ['gradcam', 'gradcam++', 'xgradcam', 'eigengradcam', 'layercam']
 explain_per_class = 12
+perturbation_fill = 'imagenet_mean'
 external_data_root = None
 external_dataset = 'auto'
 class_map = {}
@@ -107,7 +108,7 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from xai_helpers import RunFolder
-from xai_helpers.figures import (plot_deletion_insertion, plot_masked_inputs, plot_pvalue_heatmap,
+from xai_helpers.figures import (plot_deletion_insertion, plot_fills, plot_masked_inputs, plot_pvalue_heatmap,
                                  plot_randomisation, plot_randomised_maps, plot_xai_metric)
 from xai_helpers.steps import (ALL_METRICS, explain_examples, load_prepared, load_study, localisation_markdown,
                                localisation_notes, localisation_table, rate_explanations, run_paired_tests)
@@ -142,21 +143,44 @@ fig = plot_xai_metric(xai, 'confidence_increase', run=run)
 
 # %% [markdown]
 # ### What the model sees: x ⊙ map
-# Confidence increase feeds the model the input multiplied by the map, pixel by pixel: where the map is 0 the input becomes 0, which in the normalised input is the mean colour. One test image, explained by fold 0's model, with the explained class's probability before and after:
+# Confidence increase feeds the model the input multiplied by the map, pixel by pixel: where the map is 0 the normalised input becomes 0, i.e. ImageNet's mean colour (0.485, 0.456, 0.406), a warm grey. One test image, explained by fold 0's model, with the explained class's probability before and after (the `perturbation_fill` of this run is printed above the figure):
 
 # %%
 example = explain_examples(data, params, per_class=1, fold=0)
-masked, masked_scores = example.masked_inputs(0)
+print('removed pixels become:', params['perturbation_fill'])
+masked, masked_scores = example.masked_inputs(0, fill=params['perturbation_fill'])
 fig = plot_masked_inputs(data.images[example.rows[0]], masked, masked_scores, run=run)
 display(masked_scores.round(3))
 
 # %% [markdown]
-# **Two readings of confidence increase.** The number behind the study's table can be read in two ways:
+# ### What a "removed" pixel becomes
+# A removed pixel has to become *something*. The study (and pytorch-grad-cam) put 0 of the normalised input there: ImageNet's mean colour. On a dark MRI slice or an X-ray with a black border, that grey is itself a large change, one the model never saw in training, and part of why the mean change is negative. Here is the darkest of the example images with every pixel removed, for each fill this toolkit offers (`perturbation_fill`): `imagenet_mean` (the study's), `black` (Chattopadhay et al.'s `E = L ∘ I`), `dataset_mean` (the explained images' own mean colour) and `blur` (a blurred copy, as insertion starts from):
+
+# %%
+dark = example.darkest_index()
+fig = plot_fills(example.filled_images(dark), run=run)
+
+# %% [markdown]
+# **Does the ranking survive the fill?** Rong et al. (2022) argue that removal metrics measure the fill as much as the map. The same maps and images (`cam_model`'s first fold, on the subsample of the costly metrics), rated by mean confidence increase (higher is better) and deletion AUC (lower is better) under each fill: `ranking` is best first, `kendall_tau` its agreement with the study's fill (1: the same order), and one column per method.
+
+# %%
+if run.xai_fill_sensitivity_file.is_file():
+    sensitivity = pd.read_csv(run.xai_fill_sensitivity_file)
+    display(sensitivity[['fill', 'metric', 'n_images', 'ranking', 'kendall_tau', 'same_order']]
+            .round(3).set_index(['metric', 'fill']).sort_index(level=0, sort_remaining=False))
+    changed = sensitivity[~sensitivity['same_order']]
+    print('the ranking is the same under every fill' if changed.empty else
+          'the ranking changes with the fill for: ' + ', '.join(f'{m} ({f})' for m, f in zip(changed.metric, changed.fill)))
+
+# %% [markdown]
+# **Readings of confidence increase.** The number behind the study's table can be read as a summary of one perturbation (the input times the map, removed pixels filled with `perturbation_fill`, ImageNet's mean colour by default) in two ways:
 #
 # 1. the **mean change** of the probability, `p(x ⊙ map) − p(x)` (pytorch-grad-cam's `CamMultImageConfidenceChange`, the `confidence_increase` column), or
-# 2. the **share of images whose probability rises** (Chattopadhay et al.'s "increase in confidence", `increase_in_confidence_pct` / 100; the report's `share_rising`).
+# 2. the **share of images whose probability rises** under that same perturbation (pytorch-grad-cam's `IncreaseInConfidence`: `confidence_rising` is 1 or 0 per image; the report's `share_rising`).
 #
-# The mean change is usually **negative**: a trained model is confident on the whole image, and masking takes context away (and shows it grey patches it never saw in training), so most scores fall a little, and they cannot rise above 1. A map that keeps exactly the evidence still loses a bit; a good map loses less. The share of rising images is a count of the exceptions. The published values (0.08 to 0.12) are small and positive, like the second reading; the report shows both and says which lies nearer.
+# Chattopadhay et al. (2018) define their "increase in confidence" on a different perturbation: the *image* in [0, 1] times the map, so removed pixels become **black** (`increase_in_confidence_pct`, and their "average drop" `average_drop_pct`, which counts a rise as 0). The report shows it under its own name (`black_share_rising`).
+#
+# The mean change is usually **negative**: a trained model is confident on the whole image, and masking takes context away (and shows it grey patches it never saw in training), so most scores fall a little, and they cannot rise above 1. A map that keeps exactly the evidence still loses a bit; a good map loses less. A share of rising images is a count of the exceptions, and is never negative. The published values (0.08 to 0.12) are small and positive; the report shows all three of ours and says which lies nearest.
 #
 # <details><summary>Why the two readings can rank methods differently</summary>
 #
@@ -166,10 +190,11 @@ display(masked_scores.round(3))
 
 # %% [markdown]
 # ### Deletion and insertion, one image
-# Deletion removes the pixels the map ranks highest first and watches the probability fall: a map that found the evidence makes it fall fast (a small area under the curve is better). Insertion starts from a blurred copy and puts the highest-ranked pixels back first: a good map makes the probability climb fast (a large area is better). The same image as above:
+# Deletion removes the pixels the map ranks highest first (they become the fill) and watches the probability fall: a map that found the evidence makes it fall fast (a small area under the curve is better). Insertion starts from a blurred copy and puts the highest-ranked pixels back first: a good map makes the probability climb fast (a large area is better). After the ReLU and the scaling to [0, 1], a map is often 0 on half the image: those pixels tie, and they are removed in a random order drawn from `seed` (in raster order the top rows would always go first, and where the evidence lies would decide the area). The same image as above:
 
 # %%
-fig = plot_deletion_insertion(example.deletion_insertion_curves(0), run=run)
+fig = plot_deletion_insertion(example.deletion_insertion_curves(0, fill=params['perturbation_fill'], seed=params['seed']),
+                              run=run)
 
 # %% [markdown]
 # ## Every metric, overall
@@ -177,16 +202,17 @@ fig = plot_deletion_insertion(example.deletion_insertion_curves(0), run=run)
 #
 # | metric | what it measures | better when | reference |
 # |---|---|---|---|
-# | `confidence_increase` | change of the class's softmax score when the normalised input is multiplied by the map | higher | pytorch-grad-cam's `CamMultImageConfidenceChange` |
-# | `average_drop_pct` | mean relative drop of the score when the image in [0, 1] is multiplied by the map, in % | lower | Chattopadhay et al. 2018 |
-# | `increase_in_confidence_pct` | share of images whose score rises under the same masking, in % | higher | Chattopadhay et al. 2018 |
-# | `deletion_auc` | area under the score as the most relevant pixels are removed first | lower | Petsiuk et al. 2018 |
+# | `confidence_increase` | change of the class's softmax score when the normalised input is multiplied by the map (removed pixels: `perturbation_fill`, ImageNet's mean colour by default) | higher | pytorch-grad-cam's `CamMultImageConfidenceChange` |
+# | `confidence_rising` | 1 where that same change is positive, else 0; its mean is the share of images whose score rises | higher | pytorch-grad-cam's `IncreaseInConfidence` |
+# | `average_drop_pct` | relative drop of the score, `max(0, Y − O)/Y` (a rise counts as 0), when the image in [0, 1] is multiplied by the map (removed pixels: black), in % | lower | Chattopadhay et al. 2018 |
+# | `increase_in_confidence_pct` | 100 where the score rises under that black-fill masking, else 0; its mean is the share in % | higher | Chattopadhay et al. 2018 |
+# | `deletion_auc` | area under the score as the most relevant pixels are removed first (set to the fill; ties in a seeded random order) | lower | Petsiuk et al. 2018 |
 # | `insertion_auc` | area under the score as the most relevant pixels are inserted first into a blurred copy | higher | Petsiuk et al. 2018 |
-# | `road_morf` | score after removing the most relevant pixels first, with noisy linear imputation, averaged over percentiles | lower | Rong et al. 2022 |
-# | `road_lerf` | the same, least relevant first | higher | Rong et al. 2022 |
+# | `road_morf` | change of the score (after − before) when the most relevant pixels are removed first and imputed by noisy linear imputation (each removed pixel becomes a weighted mean of its neighbours, plus a little noise, so the model cannot see the removal's shape: the "debiasing"), averaged over the percentiles 10–90 | lower | Rong et al. 2022 |
+# | `road_lerf` | the same change, least relevant first | higher | Rong et al. 2022 |
 # | `road_combined` | (`road_lerf` − `road_morf`) / 2 | higher | pytorch-grad-cam's `ROADCombined` |
 # | `randomisation_spearman` | rank correlation with the trained model's map once every layer is re-initialised | lower | Adebayo et al. 2018 |
-# | `pointing_game` | the map's maximum lies in the mask or within 15 px at 224 px (scaled) | higher | Zhang et al. 2018 |
+# | `pointing_game` | the map's maximum lies in the mask or within 15 px at 224 px (scaled: the localisation table says how many pixels and map cells that is here) | higher | Zhang et al. 2018 |
 # | `energy_in_mask` | share of the map's total mass inside the mask | higher | Wang et al. 2020 |
 # | `iou` | intersection over union of the map above 0.5 and the mask | higher | |
 # | `mask_auroc` | chance that a lesion pixel outscores a background pixel (no threshold) | higher | |
@@ -245,10 +271,11 @@ fig = plot_pvalue_heatmap(tests[tests.cam_model == params['cam_model']], 'confid
 # %% [markdown]
 # ## Summary
 #
-# - Confidence increase multiplies the input by the map; removing context usually lowers the score, so the mean change is often negative while a share of images still rise.
+# - Confidence increase multiplies the input by the map; a removed pixel becomes ImageNet's mean colour unless `perturbation_fill` says otherwise, and whether the methods' ranking survives another fill is measured, not assumed.
+# - Removing context usually lowers the score, so the mean change is often negative while a (never negative) share of images still rise; Chattopadhay's black-fill readings are a different perturbation.
 # - Deletion AUC, ROAD MoRF and the randomisation Spearman are better when lower; insertion AUC, ROAD LeRF, confidence increase and the localisation scores when higher.
 # - A centred Gaussian that ignores the image often points at a lesion as well as a CAM does: a method localises only where it beats `centre_prior` significantly.
-# - Every CNN is explained at a layer of the same resolution, so their maps can be compared fairly.
+# - Every CNN is explained at a layer of the same resolution, so their maps are equally coarse; the layers are not equally deep (ResNet50's `layer2` is 2 of 4 stages, VGG16's `features.22` 10 of 13 convolutions), so the comparison is of maps at one resolution, not of equally abstract features.
 
 # %% [markdown]
 # ## Exercises
@@ -275,7 +302,7 @@ fig = plot_pvalue_heatmap(tests[tests.cam_model == params['cam_model']], 'confid
 #
 #    <details><summary>Answer</summary>
 #
-#    The published values are all small and positive, like a share of rising images (Chattopadhay et al.'s "increase in confidence" / 100); the mean change of a masked image is usually negative. The report's `reading` column says which of ours lies nearer.
+#    The published values are all small and positive, like a share of rising images (under the study's perturbation, `share_rising`, or Chattopadhay et al.'s black fill, `black_share_rising`); the mean change of a masked image is usually negative. The report's `reading` column says which of our three lies nearest for this run.
 #
 #    </details>
 #

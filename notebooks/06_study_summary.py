@@ -87,6 +87,7 @@ cam_layer = 'layer2'
 cam_models = 'all'
 cam_methods = ['gradcam', 'gradcam++', 'xgradcam', 'eigengradcam', 'layercam']
 explain_per_class = 12
+perturbation_fill = 'imagenet_mean'
 external_data_root = None
 external_dataset = 'auto'
 class_map = {}

@@ -91,6 +91,7 @@ cam_layer = 'layer2'
 cam_models = 'all'
 cam_methods = ['gradcam', 'gradcam++', 'xgradcam', 'eigengradcam', 'layercam']
 explain_per_class = 12
+perturbation_fill = 'imagenet_mean'
 external_data_root = None
 external_dataset = 'auto'
 class_map = {}
@@ -106,7 +107,7 @@ from IPython.display import display
 from xai_helpers import RunFolder
 from xai_helpers.figures import (plot_cam_stability, plot_corruption_curves, plot_corruptions,
                                  plot_reliability)
-from xai_helpers.steps import (SEVERITY_LEVELS, corruption_examples, describe_external, external_shift_notes,
+from xai_helpers.steps import (SEVERITY_LEVELS, chance_levels, corruption_examples, describe_external, external_shift_notes,
                                load_prepared, run_generalization, severity_summary)
 from xai_helpers.notebook import setup_notebook, show_table
 
@@ -145,10 +146,10 @@ print('\n'.join(notes) if notes else 'No shift of the external set flagged (or n
 
 # %% [markdown]
 # ## Accuracy and F1 against severity
-# Severity 0 is the clean test set; the dashed line is chance.
+# Severity 0 is the clean test set; the dashed line is what a model that learnt nothing scores on this test split (for accuracy the no-information rate, the majority class's share; for macro-F1 a uniform random guess), named in the legend.
 
 # %%
-chance = 1 / len(data.class_names)
+chance = chance_levels(data.labels[data.test_rows()], len(data.class_names))
 for metric in ('accuracy', 'f1_macro'):
     fig = plot_corruption_curves(severity_summary(table, metric), metric, chance=chance, run=run)
 

@@ -5,8 +5,12 @@ import torch
 from pytorch_grad_cam.metrics.cam_mult_image import CamMultImageConfidenceChange, DropInConfidence, IncreaseInConfidence
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget
 
-from xai_helpers.cam_metrics import (aggregate_per_class, confidence_metrics, deletion_insertion,
-                                     localisation_metrics)
+from pytorch_grad_cam.metrics.perturbation_confidence import PerturbationConfidenceMetric
+from torchvision.transforms.v2.functional import gaussian_blur as tv_gaussian_blur
+
+from xai_helpers.blur import kernel_size
+from xai_helpers.cam_metrics import (FILLS, aggregate_per_class, confidence_metrics, deletion_insertion,
+                                     fill_sensitivity, localisation_metrics)
 from xai_helpers.cams import compute_cams
 from xai_helpers.models import IMAGENET_MEAN, IMAGENET_STD, build_model
 
@@ -112,6 +116,9 @@ def test_a_constant_map_points_nowhere():
 def test_deletion_insertion_equal_a_naive_loop(setup):
     model, x, maps, t = setup
     n = 8
+    # distinct values, so that the ranking is the map's alone (ties: the next test)
+    rng = np.random.default_rng(1)
+    maps = {m: v + 1e-6 * rng.permutation(v.size).reshape(v.shape) / v.size for m, v in maps.items()}
     ours = deletion_insertion(model, x, maps, t, n_steps=n, blur_sigma=3.0)
     from xai_helpers.blur import gaussian_blur
     blurred = gaussian_blur(x, 3.0)
@@ -129,6 +136,124 @@ def test_deletion_insertion_equal_a_naive_loop(setup):
             assert ours[m]["deletion_auc"][i] == pytest.approx(np.trapezoid(dele, dx=1 / n), abs=1e-5)
             assert ours[m]["insertion_auc"][i] == pytest.approx(np.trapezoid(ins, dx=1 / n), abs=1e-5)
             assert ours[m]["deletion_curve"][i][0] == pytest.approx(dele[0], abs=1e-5)
+
+
+def test_share_rising_is_the_librarys_increase_in_confidence_on_the_same_perturbation(setup):
+    """``confidence_rising`` is pytorch-grad-cam's ``IncreaseInConfidence`` on the normalised tensor times the map
+    (the perturbation of the mean change), not Chattopadhay's black-fill one."""
+    model, x, maps, t = setup
+    ours = confidence_metrics(model, x, maps, t)
+    targets = [ClassifierOutputSoftmaxTarget(int(c)) for c in t]
+    for m in maps:
+        np.testing.assert_array_equal(ours[m]["confidence_rising"], IncreaseInConfidence()(x, maps[m], targets, model))
+        np.testing.assert_array_equal(ours[m]["confidence_rising"], (ours[m]["confidence_increase"] > 0) * 1.0)
+
+
+def _filled_reference(x, fill):
+    """What a removed pixel becomes, computed apart from the package: torchvision's blur, numpy's mean, 0 in [0, 1]."""
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    if fill == "imagenet_mean":  # the mean colour of ImageNet in [0, 1], normalised
+        return ((mean - mean) / std).expand_as(x)
+    if fill == "black":
+        return ((torch.zeros_like(x) - mean) / std)
+    if fill == "dataset_mean":
+        colour = torch.from_numpy(np.asarray(x).mean(axis=(0, 2, 3))).float().view(1, 3, 1, 1)
+        return colour.expand_as(x)
+    sigma = x.shape[-1] / 10
+    return tv_gaussian_blur(x, [kernel_size(sigma, x.shape[-1])] * 2, [sigma, sigma])
+
+
+@pytest.mark.parametrize("fill", FILLS)
+def test_the_fill_changes_confidence_and_deletion_as_an_independent_computation_says(setup, fill):
+    model, x, maps, t = setup
+    reference = _filled_reference(x, fill)
+    targets = [ClassifierOutputSoftmaxTarget(int(c)) for c in t]
+    ours = confidence_metrics(model, x, maps, t, fill=fill)
+    for m in maps:
+        # pytorch-grad-cam's perturbation-confidence machinery with our perturbation: x where kept, the fill elsewhere
+        expected = np.concatenate([PerturbationConfidenceMetric(
+            lambda tensor, cam, i=i: tensor * cam + reference[i] * (1 - cam))(x[i:i + 1], maps[m][i:i + 1],
+                                                                            targets[i:i + 1], model)
+            for i in range(len(x))])
+        np.testing.assert_allclose(ours[m]["confidence_increase"], expected, atol=1e-5)
+    if fill == "black":  # Chattopadhay's E = L o I is the black fill
+        for m in maps:
+            np.testing.assert_allclose(ours[m]["confidence_increase"],
+                                       ours[m]["score_after_image"] - ours[m]["score"], atol=1e-5)
+    # deletion: the top-k pixels replaced by the fill, by hand, at one step per quarter
+    n = 4
+    rng = np.random.default_rng(2)
+    cam = maps["gradcam"] + 1e-6 * rng.permutation(maps["gradcam"].size).reshape(maps["gradcam"].shape) / 1e4
+    ours_del = deletion_insertion(model, x, {"gradcam": cam}, t, n_steps=n, fill=fill)["gradcam"]
+    for i in range(len(x)):
+        order = np.argsort(-cam[i].ravel(), kind="stable")
+        curve = []
+        for k in range(n + 1):
+            top = np.zeros(64 * 64, bool)
+            top[order[: int(np.ceil(k / n * 64 * 64))]] = True
+            top = torch.from_numpy(top.reshape(64, 64))
+            perturbed = torch.where(top, reference[i], x[i])
+            with torch.no_grad():
+                curve.append(torch.softmax(model(perturbed[None]), 1)[0, t[i]].item())
+        assert ours_del["deletion_auc"][i] == pytest.approx(np.trapezoid(curve, dx=1 / n), abs=1e-5)
+
+
+class _SumOfPixels(torch.nn.Module):
+    """Class 0's logit is the sum of the pixels: the score depends on which pixels are left, not where they are."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.tensor(4.0 / 32 / 32 / 3))
+
+    def forward(self, x):
+        s = self.scale * x.sum(dim=(1, 2, 3))
+        return torch.stack([s, -s], dim=1)
+
+
+def test_deletion_and_insertion_order_tied_pixels_at_random():
+    """A map that is zero almost everywhere ties nearly every pixel. In raster order the top rows would be deleted
+    first: an image whose evidence lies in its top half would lose it at once and its vertical flip last (AUCs about
+    0.3 apart here). In a seeded random order, the image and its flip get the same AUC within sampling error."""
+    x = torch.zeros(1, 3, 32, 32)
+    x[:, :, :16] = 1.0  # the evidence is in the top half
+    cam = np.zeros((1, 32, 32))
+    cam[0, 15:17, 15:17] = 1.0  # 4 pixels rank first; the other 1020 tie at 0
+    model = _SumOfPixels()
+    up = deletion_insertion(model, x, {"m": cam}, [0], n_steps=16, seed=0)["m"]
+    down = deletion_insertion(model, x.flip(-2), {"m": cam[:, ::-1].copy()}, [0], n_steps=16, seed=0)["m"]
+    for key in ("deletion_auc", "insertion_auc"):
+        assert abs(up[key][0] - down[key][0]) < 0.02, key
+    # the raster order's AUCs, by hand, differ by much more: the test could fail
+    def raster_deletion(img):
+        order = np.argsort(-cam[0].ravel(), kind="stable")
+        curve = []
+        for k in range(17):
+            keep = torch.ones(32 * 32)
+            keep[order[: int(np.ceil(k / 16 * 32 * 32))]] = 0
+            with torch.no_grad():
+                curve.append(torch.softmax(model(img * keep.view(1, 1, 32, 32)), 1)[0, 0].item())
+        return np.trapezoid(curve, dx=1 / 16)
+    assert abs(raster_deletion(x) - raster_deletion(x.flip(-2))) > 0.1
+    # the order is seeded: the same seed gives the same AUC, another seed a slightly different one
+    again = deletion_insertion(model, x, {"m": cam}, [0], n_steps=16, seed=0)["m"]
+    assert again["deletion_auc"][0] == up["deletion_auc"][0]
+
+
+def test_fill_sensitivity_ranks_the_methods_for_each_fill(setup):
+    model, x, maps, t = setup
+    table = fill_sensitivity(model, x, maps, t, fills=("imagenet_mean", "black"), n_steps=4)
+    assert table[["fill", "metric"]].values.tolist() == [["imagenet_mean", "confidence_increase"],
+                                                         ["imagenet_mean", "deletion_auc"],
+                                                         ["black", "confidence_increase"], ["black", "deletion_auc"]]
+    black = confidence_metrics(model, x, maps, t, fill="black")
+    row = table[(table["fill"] == "black") & (table["metric"] == "confidence_increase")].iloc[0]
+    for m in maps:
+        assert row[m] == pytest.approx(black[m]["confidence_increase"].mean())
+    best = max(maps, key=lambda m: black[m]["confidence_increase"].mean())
+    assert row["ranking"].split(" > ")[0] == best
+    assert table.loc[table["fill"] == "imagenet_mean", "same_order"].all()
+    assert (table["same_order"] == (table["kendall_tau"] == 1.0)).all()
 
 
 def test_localisation_by_hand():

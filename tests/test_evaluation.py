@@ -62,3 +62,23 @@ def test_f1_macro_of_a_test_split_missing_a_class_is_the_one_the_paired_tests_us
     r = image_paired_test(y, pred[None], other[None], "f1_macro", n_boot=99)
     m_other = classification_metrics(y, np.eye(3)[other], ["a", "b", "c"])
     assert r["statistic"] == pytest.approx(m["f1_macro"] - m_other["f1_macro"])
+
+
+def test_chance_levels_are_what_a_model_that_learnt_nothing_scores():
+    """Against scikit-learn: the majority-class dummy's accuracy (the no-information rate: 0.62 on an imbalanced split,
+    not 1/K = 0.5), and the macro-F1 and balanced accuracy of uniform random guesses, by simulation."""
+    from sklearn.dummy import DummyClassifier
+    from sklearn.metrics import accuracy_score
+
+    from xai_helpers.evaluation import chance_levels
+
+    y = np.array([0] * 234 + [1] * 390 + [2] * 76)
+    levels = chance_levels(y, 3)
+    dummy = DummyClassifier(strategy="most_frequent").fit(np.zeros((len(y), 1)), y)
+    assert levels["accuracy"][0] == pytest.approx(accuracy_score(y, dummy.predict(np.zeros((len(y), 1)))))
+    assert levels["accuracy"][0] > 1 / 3 + 0.2
+    rng = np.random.default_rng(0)
+    guesses = [rng.integers(0, 3, len(y)) for _ in range(400)]
+    assert levels["f1_macro"][0] == pytest.approx(np.mean([f1_score(y, g, average="macro") for g in guesses]), abs=0.01)
+    assert levels["balanced_accuracy"][0] == pytest.approx(
+        np.mean([balanced_accuracy_score(y, g) for g in guesses]), abs=0.01)

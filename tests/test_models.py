@@ -75,3 +75,61 @@ def test_checkpoint_mismatches_are_clear(tmp_path):
     (tmp_path / "junk.pt").write_text("not a checkpoint")
     with pytest.raises(CheckpointMismatchError, match="junk.pt: not a loadable checkpoint"):
         build_model("resnet50", 3, tmp_path / "junk.pt")
+
+
+def _real_slices(n: int = 4, size: int = 64) -> torch.Tensor:
+    """``n`` Figshare MRI slices (dark background, as the study's brain data), normalised as the training pipeline."""
+    import numpy as np
+    from PIL import Image
+
+    from tests.conftest import shared_dataset
+    from xai_helpers.models import IMAGENET_MEAN, IMAGENET_STD
+
+    root = shared_dataset("brain_tumor_figshare") / "images"
+    files = [sorted((root / c).iterdir())[k] for c in ("glioma", "meningioma", "pituitary") for k in range(2)][:n]
+    images = np.stack([np.asarray(Image.open(f).convert("RGB").resize((size, size)), np.float32) / 255 for f in files])
+    x = torch.from_numpy(images).permute(0, 3, 1, 2)
+    return (x - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_every_offered_target_layer_is_post_activation_on_real_images_or_flagged(name):
+    """GradCAM++ and XGradCAM assume A >= 0. Every default, comparable and offered layer's output respects its
+    declared lower bound on real MRI slices (an untrained model, seeded, and the same with its BatchNorms in training
+    mode, where the batch's own statistics normalise); the layers the project used before (DenseNet121's dense blocks,
+    EfficientNet-B0's MBConv stages) do go negative, which is why they are no longer offered."""
+    from xai_helpers.models import (ACTIVATION_LOWER_BOUNDS, CAM_LAYER_CHOICES, comparable_layer, layer_activation)
+
+    torch.manual_seed(0)
+    model = build_model(name, 3)
+    x = _real_slices()
+    layers = set(CAM_LAYER_CHOICES[name]) | {DEFAULT_TARGET_LAYERS[name]}
+    layers |= {comparable_layer(name, size, "resnet50", ref) for size in (64, 224) for ref in ("layer2", "layer4")}
+    signed_before = {"densenet121": ["features.denseblock2", "features.denseblock4"],
+                     "efficientnet_b0": ["features.3", "features.7"]}.get(name, [])
+    minima: dict[str, float] = {}
+    handles = [get_layer(model, layer).register_forward_hook(
+        lambda m, i, o, layer=layer: minima.__setitem__(layer, min(minima.get(layer, float("inf")), float(o.min()))))
+        for layer in sorted(layers | set(signed_before))]
+    with torch.no_grad():
+        model.eval()(x)
+        model.train()(x)
+    for h in handles:
+        h.remove()
+    for layer in layers:
+        kind = layer_activation(name, layer)
+        assert kind in ("relu", "silu"), (name, layer, kind)
+        assert minima[layer] >= ACTIVATION_LOWER_BOUNDS[kind] - 1e-6, (name, layer, minima[layer])
+    for layer in signed_before:
+        assert layer_activation(name, layer) == "signed"
+        assert minima[layer] < ACTIVATION_LOWER_BOUNDS["silu"], (name, layer, minima[layer])
+
+
+def test_densenet_with_its_last_relu_as_a_module_computes_torchvisions_function():
+    torch.manual_seed(0)
+    ours = build_model("densenet121", 3).eval()
+    reference = torchvision.models.densenet121(num_classes=3).eval()
+    reference.load_state_dict(ours.state_dict())  # the same keys: a ReLU has no state
+    x = _real_slices(2)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), reference(x))

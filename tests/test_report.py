@@ -87,9 +87,10 @@ def test_report_states_the_protocol_tables_and_reasons(study):
     assert "## Confidence increase per CAM method and class (resnet50)" in text
 
 
-def test_published_confidence_increase_is_shown_both_ways_with_intervals(study):
-    """Beside each published value: our mean change and our share of images whose score rises, each with a
-    bootstrap interval over images (each image averaged over its fold models first)."""
+def test_published_confidence_increase_is_shown_three_ways_with_intervals(study):
+    """Beside each published value: our mean change, the share of images whose score rises under the same
+    perturbation, and Chattopadhay's black-fill share, each with a bootstrap interval over images (each image averaged
+    over its fold models first)."""
     import numpy as np
     import pandas as pd
 
@@ -102,13 +103,19 @@ def test_published_confidence_increase_is_shown_both_ways_with_intervals(study):
             assert np.isnan(row["share_rising"])
             continue
         per = sel.groupby("path")[["confidence_increase", "increase_in_confidence_pct"]].mean()
-        assert row["share_rising"] == pytest.approx(per["increase_in_confidence_pct"].mean() / 100)
+        scored = sel.dropna(subset=["confidence_increase"])  # the localisation-only rows have no confidence
+        rising = (scored["confidence_increase"] > 0).groupby(scored["path"]).mean()  # the mean's own perturbation
+        assert row["share_rising"] == pytest.approx(rising.mean())
         assert row["share_ci_low"] <= row["share_rising"] <= row["share_ci_high"]
+        assert row["black_share_rising"] == pytest.approx(per["increase_in_confidence_pct"].mean() / 100)
+        assert row["black_share_ci_low"] <= row["black_share_rising"] <= row["black_share_ci_high"]
+        assert row["fill"] == "imagenet_mean"
         assert row["ours_ci_low"] <= per["confidence_increase"].mean() <= row["ours_ci_high"]
         assert row["ours_ci_high"] - row["ours_ci_low"] > 0
         assert row["setting"] == "layer layer4 at 224 px: as published" and row["reading"]
     text = write_report(study).read_text()
-    assert "share_rising" in text and "Increase in Confidence" in text and "percentile-bootstrap interval" in text
+    assert "share_rising" in text and "IncreaseInConfidence" in text and "percentile-bootstrap interval" in text
+    assert "black_share_rising" in text and "Increase in Confidence" in text
 
 
 def test_report_flags_a_cnn_that_does_not_beat_the_best_baseline(study):
@@ -219,7 +226,7 @@ def test_localisation_table_reads_every_cnn_against_the_centre_prior(study):
     assert "## Do the maps point at the lesion?" in text
     rows = [[c.strip() for c in line.strip("|").split("|")] for line in text.splitlines()
             if line.startswith("| brain_tumor_figshare") and "mask_auroc" in line]
-    assert [r[2] for r in rows] == ["resnet50 (layer4)", "densenet121 (features.denseblock4)"]
+    assert [r[2] for r in rows] == ["resnet50 (layer4)", "densenet121 (features.relu5)"]
     xgradcam = table.set_index(["model", "method"]).loc[("resnet50", "xgradcam")]
     assert f"{xgradcam['mean']:.3f} ({xgradcam['ci_low']:.3f}–" in rows[0][3 + list(table["method"]).index("xgradcam")]
     # a study without masks says so instead of showing an empty table

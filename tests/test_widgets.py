@@ -43,8 +43,14 @@ def test_every_control_changes_the_view(explorer):
         c[name].value = value
         assert _state(explorer) != before, name
     assert explorer.current["methods"] == ["gradcam", "layercam"]
-    assert c["layer"].value == "features.denseblock4" and c["fold"].value == 0
+    assert c["layer"].value == "features.relu5" and c["fold"].value == 0
     assert explorer.data.labels[explorer.current["row"]] == len(explorer.data.class_names) - 1
+    # a layer whose output is not a ReLU's says so in its label (GradCAM++ and XGradCAM assume A >= 0)
+    c["model"].value = "efficientnet_b0"
+    assert c["layer"].value == "features.8" and "⚑ SiLU output" in c["layer"].label
+    assert explorer.current["png"][:4] == b"\x89PNG"
+    c["model"].value = "resnet50"
+    assert "⚑" not in c["layer"].label
 
 
 def test_target_class_is_explained(explorer):

@@ -6,17 +6,27 @@ metric                         definition (per image; ``Y`` = softmax score of t
 =============================  =================================================================
 ``confidence_increase``        ``O - Y``: the study's "confidence increase", pytorch-grad-cam's
                                ``CamMultImageConfidenceChange`` with ``ClassifierOutputSoftmaxTarget``
-                               (the normalised input tensor is multiplied by the map)
+                               (the normalised input tensor is multiplied by the map, so where the map
+                               is 0 the pixel becomes 0 of the normalised input: ImageNet's mean
+                               colour, a warm grey; other fills: :data:`FILLS`)
+``confidence_rising``          ``1 if O - Y > 0 else 0``: whether the score rises under that same
+                               perturbation, pytorch-grad-cam's ``IncreaseInConfidence``; its mean
+                               is the share of images whose score rises (``share_rising``)
 ``average_drop_pct``           ``100 * max(0, Y - O') / Y`` (Chattopadhay et al. 2018, "Average Drop"
-                               is its mean; relative, unlike the library's ``DropInConfidence``),
-                               where ``O'`` is the score on the *image* in [0, 1] multiplied by the
-                               map (then normalised as usual), as the paper defines it
+                               is its mean; a rise counts as 0; relative, unlike the library's
+                               ``DropInConfidence``), where ``O'`` is the score on the *image* in
+                               [0, 1] multiplied by the map (black where the map is 0, then normalised
+                               as usual), as the paper defines it (``E = L ∘ I``)
 ``increase_in_confidence_pct`` ``100 * [O' > Y]`` (Chattopadhay et al. 2018, "Increase in Confidence"
-                               is its mean; same ``O'``)
+                               is its mean; the same black-fill ``O'``, a different perturbation from
+                               ``confidence_rising``'s)
 ``deletion_auc``               area under the target score as the most salient pixels are removed
-                               first (set to the dataset mean), Petsiuk et al. 2018; lower is better
+                               first (set to the fill: ImageNet's mean colour by default), Petsiuk et
+                               al. 2018; ties in the map are removed in a seeded random order; lower is
+                               better
 ``insertion_auc``              area under the score as the most salient pixels are inserted first
-                               into a blurred copy, Petsiuk et al. 2018; higher is better
+                               into a blurred copy, Petsiuk et al. 2018; ties in a seeded random
+                               order; higher is better
 ``pointing_game``              1 if the map's maximum lies inside the lesion mask or strictly closer
                                than a tolerance to it (Zhang et al. 2018; TorchRay's ``d² < tol²``);
                                a constant map points nowhere: a miss. The tolerance is our
@@ -27,9 +37,9 @@ metric                         definition (per image; ``Y`` = softmax score of t
 ``mask_auroc``                 AUROC of the map's pixel values against the mask (threshold-free: the
                                probability that a lesion pixel outscores a background pixel; 0.5 is
                                chance), ties counted half
-``road_morf``, ``road_lerf``   ROAD (Rong et al. 2022): score change after removing the most
-                               (least) relevant pixels and imputing them with noisy linear
-                               imputation, averaged over percentiles; ``road_combined`` =
+``road_morf``, ``road_lerf``   ROAD (Rong et al. 2022): the change of the score (after - before)
+                               when the most (least) relevant pixels are removed and imputed by noisy
+                               linear imputation, averaged over the percentiles; ``road_combined`` =
                                ``(road_lerf - road_morf) / 2`` (higher is better), as
                                pytorch-grad-cam's ``ROADCombined``
 ``randomisation_spearman``     model-parameter randomisation test (Adebayo et al. 2018): Spearman
@@ -60,12 +70,71 @@ from .cams import compute_cams
 from .models import IMAGENET_MEAN, IMAGENET_STD
 from .stats import paired_bootstrap
 
-CONFIDENCE_METRICS = ("confidence_increase", "average_drop_pct", "increase_in_confidence_pct")
+CONFIDENCE_METRICS = ("confidence_increase", "confidence_rising", "average_drop_pct", "increase_in_confidence_pct")
 PERTURBATION_METRICS = ("deletion_auc", "insertion_auc", "road_morf", "road_lerf", "road_combined")
 SANITY_METRICS = ("randomisation_spearman",)
 LOCALISATION_METRICS = ("pointing_game", "energy_in_mask", "iou", "mask_auroc")
 ALL_METRICS = CONFIDENCE_METRICS + PERTURBATION_METRICS + LOCALISATION_METRICS + SANITY_METRICS
 ROAD_PERCENTILES = (10, 20, 30, 40, 50, 60, 70, 80, 90)
+#: What a pixel removed by confidence increase and deletion becomes (``fill``):
+#: ``imagenet_mean``: 0 of the normalised input, i.e. ImageNet's mean colour (0.485, 0.456, 0.406), a warm
+#: grey: what pytorch-grad-cam's ``CamMultImageConfidenceChange`` and the study do (the default);
+#: ``black``: 0 of the image in [0, 1]; ``dataset_mean``: the mean colour of the images being rated (per
+#: channel); ``blur``: a Gaussian-blurred copy of the image (sigma a tenth of the side, as insertion's start).
+FILLS = ("imagenet_mean", "black", "dataset_mean", "blur")
+
+
+def fill_values(x: torch.Tensor, fill: str, mean: Sequence[float] = IMAGENET_MEAN,
+                std: Sequence[float] = IMAGENET_STD) -> torch.Tensor:
+    """What removed pixels become, in the normalised input's units: a tensor the shape of ``x``.
+
+    Parameters
+    ----------
+    x : (B, 3, H, W) tensor
+        Normalised images (``(image - mean) / std``).
+    fill : str
+        One of :data:`FILLS`.
+    mean, std : sequence of 3 floats
+        The normalisation of ``x``.
+
+    Returns
+    -------
+    torch.Tensor
+        A perturbed image is ``x * keep + fill_values(x, fill) * (1 - keep)``.
+
+    Examples
+    --------
+    >>> x = torch.zeros(1, 3, 4, 4)                        # an image of ImageNet's mean colour
+    >>> float(fill_values(x, "imagenet_mean").abs().max())
+    0.0
+    >>> [round(float(v), 3) for v in fill_values(x, "black")[0, :, 0, 0]]  # 0 in [0, 1]: -mean / std
+    [-2.118, -2.036, -1.804]
+    """
+    if fill not in FILLS:
+        raise ValueError(f"fill: unknown value {fill!r}; accepted values: {', '.join(FILLS)}")
+    if fill == "imagenet_mean":
+        return torch.zeros_like(x)
+    mu = torch.as_tensor(mean, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
+    sd = torch.as_tensor(std, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
+    if fill == "black":
+        return ((0 - mu) / sd).expand_as(x).clone()
+    if fill == "dataset_mean":
+        return x.mean(dim=(0, 2, 3), keepdim=True).expand_as(x).clone()
+    return gaussian_blur(x, max(1.0, x.shape[-1] / 10))
+
+
+def _random_rank(cam: torch.Tensor, seed: int) -> torch.Tensor:
+    """Each pixel's rank in a (B, N) batch of maps, highest first, ties in a seeded random order per image."""
+    b, n = cam.shape
+    gen = torch.Generator().manual_seed(seed)
+    ranks = torch.empty((b, n), dtype=torch.long)
+    values = cam.detach().cpu().double()
+    for i in range(b):
+        perm = torch.randperm(n, generator=gen)
+        # sort the permuted pixels stably by value: equal values keep the random order of the permutation
+        order = perm[torch.argsort(-values[i, perm], stable=True)]
+        ranks[i, order] = torch.arange(n)
+    return ranks.to(cam.device)
 
 
 @torch.no_grad()
@@ -84,14 +153,19 @@ def _as_tensor(a, device) -> torch.Tensor:
 def confidence_metrics(model: nn.Module, images, maps: dict[str, np.ndarray], targets: Sequence[int],
                        batch_size: int = 16, probs: np.ndarray | None = None,
                        mean: Sequence[float] = IMAGENET_MEAN,
-                       std: Sequence[float] = IMAGENET_STD) -> dict[str, dict[str, np.ndarray]]:
-    """Confidence increase, average drop and increase in confidence for every method.
+                       std: Sequence[float] = IMAGENET_STD,
+                       fill: str = "imagenet_mean") -> dict[str, dict[str, np.ndarray]]:
+    """Confidence increase and whether it is positive, average drop and increase in confidence, for every method.
 
-    ``confidence_increase`` multiplies the normalised input tensor by the map (pytorch-grad-cam's
-    ``CamMultImageConfidenceChange``, what the study reports); average drop and increase in
-    confidence multiply the image in [0, 1] by the map and normalise the product, as Chattopadhay
-    et al. (2018) define them (an explanation map as a soft mask over the image: black where the
-    map is 0).
+    Two perturbations, two readings each:
+
+    * ``confidence_increase`` = ``O - Y`` with ``O`` the score on ``x * map + fill * (1 - map)``; with the
+      default ``fill='imagenet_mean'`` that is the normalised input tensor times the map (pytorch-grad-cam's
+      ``CamMultImageConfidenceChange``, what the study reports). ``confidence_rising`` is 1 where that same
+      change is positive, else 0 (pytorch-grad-cam's ``IncreaseInConfidence``, per image).
+    * ``average_drop_pct`` and ``increase_in_confidence_pct`` multiply the image in [0, 1] by the map and
+      normalise the product, as Chattopadhay et al. (2018) define them (``E = L ∘ I``: black where the map is
+      0, whatever ``fill``).
 
     Parameters
     ----------
@@ -110,12 +184,14 @@ def confidence_metrics(model: nn.Module, images, maps: dict[str, np.ndarray], ta
     mean, std : sequence of 3 floats
         The normalisation of ``images`` (ImageNet's, as the training pipeline's), to recover the
         image in [0, 1].
+    fill : str
+        What ``confidence_increase``'s removed pixels become (:data:`FILLS`).
 
     Returns
     -------
     dict
-        Method -> {``confidence_increase``, ``average_drop_pct``,
-        ``increase_in_confidence_pct``, ``score``, ``score_after`` (normalised tensor times map),
+        Method -> {``confidence_increase``, ``confidence_rising``, ``average_drop_pct``,
+        ``increase_in_confidence_pct``, ``score``, ``score_after`` (the input with the map's fill),
         ``score_after_image`` (image times map)} -> (B,) arrays.
     """
     device = next(model.parameters()).device
@@ -133,7 +209,9 @@ def confidence_metrics(model: nn.Module, images, maps: dict[str, np.ndarray], ta
         sd = torch.as_tensor(std, device=device, dtype=x.dtype).view(1, -1, 1, 1)
         image = x * sd + mu  # the image in [0, 1]
         masks = [_as_tensor(maps[m], device)[:, None] for m in methods]
-        stacked = torch.cat([x * w for w in masks] + [(image * w - mu) / sd for w in masks])
+        filler = fill_values(x, fill, mean, std)
+        filled = [x * w if fill == "imagenet_mean" else x * w + filler * (1 - w) for w in masks]
+        stacked = torch.cat(filled + [(image * w - mu) / sd for w in masks])
         o_all = _target_scores(model, stacked, t.repeat(2 * len(methods)), batch_size)
     finally:
         model.train(was_training)
@@ -143,6 +221,7 @@ def confidence_metrics(model: nn.Module, images, maps: dict[str, np.ndarray], ta
         o = o_all[k * b:(k + 1) * b]
         o_img = o_all[k_img + k * b:k_img + (k + 1) * b]
         out[m] = {"confidence_increase": (o - y).cpu().numpy(),
+                  "confidence_rising": ((o - y) > 0).float().cpu().numpy(),
                   "average_drop_pct": (100 * (y - o_img).clamp(min=0) / y.clamp(min=1e-12)).cpu().numpy(),
                   "increase_in_confidence_pct": (100.0 * (o_img > y).float()).cpu().numpy(),
                   "score": y.cpu().numpy(), "score_after": o.cpu().numpy(), "score_after_image": o_img.cpu().numpy()}
@@ -151,11 +230,16 @@ def confidence_metrics(model: nn.Module, images, maps: dict[str, np.ndarray], ta
 
 def deletion_insertion(model: nn.Module, images, maps: dict[str, np.ndarray], targets: Sequence[int],
                        n_steps: int = 16, batch_size: int = 16,
-                       blur_sigma: float | None = None) -> dict[str, dict[str, np.ndarray]]:
+                       blur_sigma: float | None = None, fill: str = "imagenet_mean",
+                       seed: int = 0) -> dict[str, dict[str, np.ndarray]]:
     """Deletion and insertion AUC (Petsiuk et al. 2018, RISE) for every method.
 
-    Pixels are ranked by the map (ties broken by position). Deletion replaces the top ``k / n``
-    of the pixels with 0 (the dataset mean of the normalised input) for ``k = 0..n``; insertion
+    Pixels are ranked by the map, highest first; pixels of equal value (a map's zero region after the
+    ReLU and min-max scaling is often half the image) in a random order drawn from ``seed`` and the
+    image's position, as ROAD's ties (a fixed order, e.g. raster order, would delete the top rows of
+    every tied region first and let the image's layout decide the AUC). Deletion replaces the top
+    ``k / n`` of the pixels with the ``fill`` (:func:`fill_values`; by default 0 of the normalised input,
+    ImageNet's mean colour) for ``k = 0..n``; insertion
     starts from a Gaussian-blurred copy (:func:`xai_helpers.blur.gaussian_blur`; ``blur_sigma``
     defaults to a tenth of the side) and
     puts the original pixels back in the same order. The AUC is the trapezoidal area under the
@@ -172,6 +256,7 @@ def deletion_insertion(model: nn.Module, images, maps: dict[str, np.ndarray], ta
     t = torch.as_tensor(np.asarray(targets), device=device, dtype=torch.long)
     b, _, h, w = x.shape
     blurred = gaussian_blur(x, blur_sigma or max(1.0, w / 10))
+    filler = fill_values(x, fill)
     fractions = torch.linspace(0, 1, n_steps + 1, device=device)
     was_training = model.training
     model.eval()
@@ -179,12 +264,10 @@ def deletion_insertion(model: nn.Module, images, maps: dict[str, np.ndarray], ta
     try:
         for m, cam in maps.items():
             cam_t = _as_tensor(cam, device).reshape(b, -1)
-            order = torch.argsort(cam_t, dim=1, descending=True, stable=True)
-            rank = torch.empty_like(order)
-            rank.scatter_(1, order, torch.arange(h * w, device=device).expand(b, -1))
-            # keep[s, b, p]: pixel p of image b is among the top fraction s
+            rank = _random_rank(cam_t, seed)
+            # top[s, b, p]: pixel p of image b is among the top fraction s
             top = (rank[None] < (fractions[:, None, None] * h * w)).float().reshape(n_steps + 1, b, 1, h, w)
-            deleted = x[None] * (1 - top)
+            deleted = x[None] * (1 - top) + filler[None] * top
             inserted = blurred[None] * (1 - top) + x[None] * top
             res = {}
             for key, batch in (("deletion", deleted), ("insertion", inserted)):
@@ -198,6 +281,69 @@ def deletion_insertion(model: nn.Module, images, maps: dict[str, np.ndarray], ta
     finally:
         model.train(was_training)
     return out
+
+
+def fill_sensitivity(model: nn.Module, images, maps: dict[str, np.ndarray], targets: Sequence[int],
+                     fills: Sequence[str] = FILLS, n_steps: int = 16, batch_size: int = 16,
+                     seed: int = 0) -> pd.DataFrame:
+    """Does the ranking of the methods survive the choice of what a removed pixel becomes?
+
+    Rong et al. (2022) argue that removal-based metrics measure the fill as much as the map: the model
+    sees an image it never saw in training. This computes, for each fill of :data:`FILLS`, the mean
+    ``confidence_increase`` (higher is better) and ``deletion_auc`` (lower is better) of every method on
+    the same images, and ranks the methods by each.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    images : (B, 3, H, W) normalised tensor
+    maps : dict
+        Method -> (B, H, W) maps in [0, 1].
+    targets : sequence of int
+    fills : sequence of str
+        The first is the reference the others are compared with (the study's: ``imagenet_mean``).
+    n_steps, batch_size, seed : int
+        As :func:`deletion_insertion`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per fill and metric: ``n_images``, ``ranking`` (best first, ``>`` between methods),
+        ``kendall_tau`` with the first fill's ranking (1: the same order) and ``same_order``, and one
+        column per method with its mean.
+
+    Examples
+    --------
+    >>> import torchvision
+    >>> _ = torch.manual_seed(0); net = torchvision.models.resnet18(num_classes=2).eval()
+    >>> x = torch.randn(2, 3, 32, 32); rng = np.random.default_rng(0)
+    >>> maps = {"a": rng.random((2, 32, 32)), "b": rng.random((2, 32, 32))}
+    >>> table = fill_sensitivity(net, x, maps, [0, 1], fills=("imagenet_mean", "black"), n_steps=4)
+    >>> table[["fill", "metric", "n_images"]].values.tolist()[:2]
+    [['imagenet_mean', 'confidence_increase', 2], ['imagenet_mean', 'deletion_auc', 2]]
+    """
+    from scipy.stats import kendalltau  # noqa: PLC0415
+
+    methods = list(maps)
+    rows = []
+    reference: dict[str, list[str]] = {}
+    for fill in fills:
+        conf = confidence_metrics(model, images, maps, targets, batch_size=batch_size, fill=fill)
+        dele = deletion_insertion(model, images, maps, targets, n_steps=n_steps, batch_size=batch_size, fill=fill,
+                                  seed=seed)
+        for metric, values, higher in (("confidence_increase", {m: conf[m]["confidence_increase"] for m in methods},
+                                        True),
+                                       ("deletion_auc", {m: dele[m]["deletion_auc"] for m in methods}, False)):
+            means = {m: float(np.mean(v)) for m, v in values.items()}
+            ranking = sorted(methods, key=lambda m: -means[m] if higher else means[m])
+            reference.setdefault(metric, ranking)
+            ref = reference[metric]
+            tau = float(kendalltau([ref.index(m) for m in methods], [ranking.index(m) for m in methods]).statistic) \
+                if len(methods) > 1 else 1.0
+            rows.append({"fill": fill, "metric": metric, "better": "higher" if higher else "lower",
+                         "n_images": len(np.asarray(targets)), "ranking": " > ".join(ranking),
+                         "kendall_tau": tau, "same_order": ranking == ref, **means})
+    return pd.DataFrame(rows)
 
 
 def road_removal_masks(cam: np.ndarray, percentiles: Sequence[int] = ROAD_PERCENTILES,

@@ -27,6 +27,7 @@ from typing import Any, Callable
 import yaml
 
 from .baselines import BASELINE_NAMES
+from .cam_metrics import FILLS
 from .cams import STUDY_METHODS, available_methods
 from .data.cache import RESIZE_MODES
 from .data.layouts import LAYOUTS, detect_layout
@@ -313,7 +314,8 @@ PARAMETERS: tuple[Param, ...] = (
     Param("cam_models", "all", "05", _cam_models,
           "the CNNs notebook 05 explains beside `cam_model` (`all`: every CNN in `models`), each at its layer of "
           "the resolution of `cam_model`'s `cam_layer` (`xai_helpers.models.comparable_layer`: at 64 px and "
-          "`layer2`, DenseNet121 `features.denseblock2`, VGG16 `features.22`, EfficientNet-B0 `features.3`, all "
+          "`layer2`, DenseNet121 `features.transition2.relu`, VGG16 `features.22`, EfficientNet-B0 "
+          "`features.4.0.block.0`, all "
           "8×8): maps, confidence and localisation metrics; deletion/insertion, ROAD and the randomisation check "
           "stay `cam_model`'s (`[]`: `cam_model` only)", shown="`all`"),
     Param("cam_methods", list(STUDY_METHODS), "05", _names("cam_methods", available_methods),
@@ -321,6 +323,11 @@ PARAMETERS: tuple[Param, ...] = (
           "pytorch-grad-cam method (`scorecam`, `hirescam`, ...)", shown="the five"),
     Param("explain_per_class", 12, "05", _int("explain_per_class", 1, optional=True),
           "test images per class explained with each fold's model (`None`: every test image)"),
+    Param("perturbation_fill", "imagenet_mean", "05", _one_of("perturbation_fill", FILLS),
+          "what a pixel removed by confidence increase and deletion becomes: `imagenet_mean` (0 of the normalised "
+          "input, ImageNet's mean colour, a warm grey: the study's and pytorch-grad-cam's), `black`, "
+          "`dataset_mean` (the explained images' mean colour) or `blur` (a blurred copy); notebook 05 shows "
+          "whether the methods' ranking survives each (`xai_fill_sensitivity.csv`)"),
     # generalization (notebook 07)
     Param("external_data_root", None, "07", _folder("external_data_root", required=False),
           "notebook 07's external test set (any layout above); `None`: for `synthetic`, a second synthetic set "
@@ -349,7 +356,7 @@ STEP_PARAMETERS: dict[str, tuple[str, ...]] = {
 
 #: What a run folder recorded before a parameter existed ran with (the only value there was then):
 #: for the protocol tables and prepared-data checks of older run folders, never a default.
-RECORDED_BEFORE: dict[str, Any] = {"warmup_epochs": 0, "resize_mode": "squash"}
+RECORDED_BEFORE: dict[str, Any] = {"warmup_epochs": 0, "resize_mode": "squash", "perturbation_fill": "imagenet_mean"}
 
 
 def _data_root_exists(p: dict[str, Any]) -> None:

@@ -95,7 +95,7 @@ FAKE_MODELS = ["resnet50", "densenet121"]
 
 
 #: The target layer of each fake model's localisation rows (the layers of the same resolution at 224 px).
-FAKE_LAYERS = {"resnet50": "layer4", "densenet121": "features.denseblock4"}
+FAKE_LAYERS = {"resnet50": "layer4", "densenet121": "features.relu5"}
 
 
 def fake_run(folder: Path, dataset: str, classes: list[str], accuracy: dict[str, float], ci: dict[str, float],

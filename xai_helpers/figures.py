@@ -301,7 +301,7 @@ def plot_learning_curves(histories: dict[str, pd.DataFrame], run: RunFolder | No
 
 
 def plot_metric_by_model(metrics: pd.DataFrame, metrics_to_plot: Sequence[str] = ("accuracy", "f1_macro"),
-                         chance: float | None = None, run: RunFolder | None = None,
+                         chance: dict[str, tuple[float, str]] | None = None, run: RunFolder | None = None,
                          name: str = "test_metrics") -> plt.Figure:
     """Test metrics per model: fold values as points, their mean as a bar.
 
@@ -314,8 +314,9 @@ def plot_metric_by_model(metrics: pd.DataFrame, metrics_to_plot: Sequence[str] =
         ``metrics.csv``: one row per model and fold.
     metrics_to_plot : sequence of str
         One panel per column.
-    chance : float, optional
-        Drawn as a dashed line (one over the number of classes).
+    chance : dict, optional
+        Metric -> ``(value, label)`` (:func:`xai_helpers.evaluation.chance_levels`: the no-information rate for
+        accuracy, 1/K for balanced accuracy), drawn as a dashed line labelled with what it is.
     run : RunFolder, optional
         Where ``figures/<name>.png`` is saved (nothing is saved without one).
     name : str
@@ -328,7 +329,7 @@ def plot_metric_by_model(metrics: pd.DataFrame, metrics_to_plot: Sequence[str] =
     Examples
     --------
     >>> m = pd.DataFrame({"model": ["a", "a", "b", "b"], "accuracy": [0.8, 0.9, 0.5, 0.6], "f1_macro": 0.5})
-    >>> fig = plot_metric_by_model(m, chance=0.5)
+    >>> fig = plot_metric_by_model(m, chance={"accuracy": (0.62, "no-information rate")})
     >>> [ax.get_title() for ax in fig.axes]
     ['test accuracy (points: folds)', 'test f1_macro (points: folds)']
     >>> plt.close(fig)
@@ -347,9 +348,10 @@ def plot_metric_by_model(metrics: pd.DataFrame, metrics_to_plot: Sequence[str] =
             best = metrics[metrics["model"].isin(baseline)].groupby("model")[metric].mean().max()
             ax.axhline(best, ls=":", color="dimgrey", lw=1)
             ax.text(ax.get_xlim()[1], best, " best baseline", va="center", fontsize=8, color="dimgrey")
-        if chance is not None:
-            ax.axhline(chance, ls="--", color="grey", lw=1)
-            ax.text(ax.get_xlim()[1], chance, " chance", va="center", fontsize=8, color="grey")
+        if chance and metric in chance:
+            level, label = chance[metric]
+            ax.axhline(level, ls="--", color="grey", lw=1)
+            ax.text(ax.get_xlim()[1], level, f" {label}", va="center", fontsize=8, color="grey")
         ax.set_ylim(0, 1.02)
         ax.set_title(f"test {metric} (points: folds)")
         ax.tick_params(axis="x", rotation=20)
@@ -746,7 +748,7 @@ def plot_confidence_heatmaps(conf: pd.DataFrame, metric: str = "confidence_incre
 
 
 # --- generalization (notebook 07) --------------------------------------------------------------
-def _severity_panels(table: pd.DataFrame, y: str, hue: str, ylabel: str, chance: float | None = None,
+def _severity_panels(table: pd.DataFrame, y: str, hue: str, ylabel: str, chance: tuple[float, str] | None = None,
                      errorbar=("ci", 95)) -> plt.Figure:
     """One panel per ``condition`` of ``table``: ``y`` against ``severity``, one line per ``hue``."""
     conditions = list(dict.fromkeys(table["condition"]))
@@ -760,30 +762,38 @@ def _severity_panels(table: pd.DataFrame, y: str, hue: str, ylabel: str, chance:
         sns.lineplot(data=part, x="severity", y=y, hue=hue, marker="o", ax=ax,
                      legend=ax is axes.ravel()[0], errorbar=errorbar)
         if chance is not None:
-            ax.axhline(chance, ls="--", color="grey", lw=1)
+            ax.axhline(chance[0], ls="--", color="grey", lw=1, label=f"{chance[1]} ({chance[0]:.2f})")
         ax.set_title(cond)
         ax.set_ylabel(ylabel)
         ax.set_xticks(sorted(part["severity"].unique()))
     first, right = axes[0][0], axes[0][len(conditions[:cols]) - 1]
     if first.get_legend() is not None:
-        handles, labels = first.get_legend_handles_labels()
-        first.get_legend().remove()
+        seaborn_legend = first.get_legend()
+        handles = list(seaborn_legend.legend_handles)
+        labels = [t.get_text() for t in seaborn_legend.get_texts()]
+        extra, extra_labels = first.get_legend_handles_labels()  # the chance line, labelled
+        handles += [h for h, label in zip(extra, extra_labels) if label not in labels]
+        labels += [label for label in extra_labels if label not in labels]
+        seaborn_legend.remove()
         right.legend(handles, labels, title=hue)
         legend_beside(right)
     fig.tight_layout()
     return fig
 
 
-def plot_corruption_curves(summary: pd.DataFrame, metric: str = "accuracy", chance: float | None = None,
+def plot_corruption_curves(summary: pd.DataFrame, metric: str = "accuracy",
+                           chance: dict[str, tuple[float, str]] | None = None,
                            run: RunFolder | None = None, name: str | None = None) -> plt.Figure:
-    """``metric`` against severity (0 = clean) per corruption, one line per model (dashed: chance).
+    """``metric`` against severity (0 = clean) per corruption, one line per model (dashed: chance, labelled).
 
     Parameters
     ----------
     summary : pandas.DataFrame
         :func:`xai_helpers.generalization.severity_summary`: ``model``, ``condition``, ``severity``, ``metric``.
     metric : str
-    chance : float, optional
+    chance : dict, optional
+        Metric -> ``(value, label)`` (:func:`xai_helpers.evaluation.chance_levels`); ``metric``'s is drawn dashed
+        and named in the legend (for accuracy the no-information rate, not one over the number of classes).
     run : RunFolder, optional
         Where ``figures/<name>.png`` is saved (nothing is saved without one).
     name : str
@@ -797,12 +807,12 @@ def plot_corruption_curves(summary: pd.DataFrame, metric: str = "accuracy", chan
     --------
     >>> s = pd.DataFrame({"model": "resnet50", "condition": ["jpeg"] * 2 + ["contrast"] * 2, "severity": [0, 5] * 2,
     ...                   "accuracy": [0.9, 0.6, 0.9, 0.4]})
-    >>> fig = plot_corruption_curves(s, chance=0.5)
-    >>> [ax.get_title() for ax in fig.axes]
-    ['jpeg', 'contrast']
+    >>> fig = plot_corruption_curves(s, chance={"accuracy": (0.62, "no-information rate")})
+    >>> [ax.get_title() for ax in fig.axes], [t.get_text() for t in fig.axes[1].get_legend().get_texts()]
+    (['jpeg', 'contrast'], ['resnet50', 'no-information rate (0.62)'])
     >>> plt.close(fig)
     """
-    fig = _severity_panels(summary, metric, "model", metric, chance=chance)
+    fig = _severity_panels(summary, metric, "model", metric, chance=(chance or {}).get(metric))
     return save_figure(fig, run, name or f"corruption_{metric}")
 
 
@@ -1019,6 +1029,41 @@ def plot_masked_inputs(image: np.ndarray, masked: dict[str, np.ndarray], scores:
         after = scores.loc[m, "score_after"]
         ax.set_title(f"x ⊙ {method_label(m)}\np = {after:.2f} ({after - scores.loc[m, 'score']:+.2f})", fontsize=9)
     for ax in axes.ravel():
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.tight_layout()
+    return save_figure(fig, run, name)
+
+
+def plot_fills(filled: dict[str, np.ndarray], run: RunFolder | None = None, name: str = "fills") -> plt.Figure:
+    """An image, then what it becomes with every pixel removed, for each fill (:meth:`ExplainedExamples.filled_images`).
+
+    Parameters
+    ----------
+    filled : dict
+        ``'image'`` and fill name -> ``(C, H, W)`` image in [0, 1].
+    run : RunFolder, optional
+    name : str
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> img = np.zeros((3, 4, 4))
+    >>> fig = plot_fills({"image": img, "imagenet_mean": img + 0.45, "black": img})
+    >>> [ax.get_title() for ax in fig.axes]
+    ['the image', 'removed: imagenet_mean\\nmean brightness 0.45', 'removed: black\\nmean brightness 0.00']
+    >>> plt.close(fig)
+    """
+    names = list(filled)
+    fig, axes = plt.subplots(1, len(names), figsize=(1.9 * len(names), 2.3), squeeze=False)
+    for ax, key in zip(axes[0], names):
+        img = np.transpose(filled[key], (1, 2, 0))
+        ax.imshow(np.clip(img, 0, 1), vmin=0, vmax=1)
+        ax.set_title("the image" if key == "image" else f"removed: {key}\nmean brightness {img.mean():.2f}",
+                     fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
     fig.tight_layout()

@@ -1,24 +1,33 @@
 """The four CNNs of the study (torchvision), their weights and their default CAM target layers.
 
-Default target layers are chosen so that the layer's output is never modified in place later in
-the forward pass (an in-place op after the hooked layer changes the stored activations on the
-CPU, where ``.cpu()`` is a no-op, but not on CUDA, where it copies):
+Default target layers are chosen so that the layer's output is an activation's (GradCAM++'s
+``alpha = 1 / (2 + S G)`` with ``S = sum A`` and XGradCAM's ``A / sum A`` assume ``A >= 0``: on signed
+activations they flip sign or blow up), and never modified in place later in the forward pass (an
+in-place op after the hooked layer changes the stored activations on the CPU, where ``.cpu()`` is a
+no-op, but not on CUDA, where it copies):
 
 ========================  =========================  ============================================
 model                     default target layer       why
 ========================  =========================  ============================================
 ``resnet50``              ``layer4``                 last bottleneck stage; its ReLU is inside the
                                                      block, the output goes straight to avgpool
-``densenet121``           ``features.denseblock4``   ``features.norm5`` is followed by an in-place
-                                                     ReLU in ``DenseNet.forward``; the block's
-                                                     output (a fresh concatenation) is not
+``densenet121``           ``features.relu5``         the ReLU after ``features.norm5``, a module
+                                                     here (:class:`DenseNetPostActivation`);
+                                                     torchvision applies it as a function in
+                                                     ``forward``, so no layer of its model is
+                                                     post-activation at that depth: the
+                                                     ``denseblock`` outputs are concatenations of
+                                                     un-activated convolutions (signed)
 ``vgg16``                 ``features.29``            the in-place ReLU after the last convolution;
                                                      hooking the conv (``features.28``) would see
                                                      its output overwritten by that ReLU
 ``efficientnet_b0``       ``features.8``             the final 1x1 conv + BN + SiLU (not in place)
-                                                     that feeds the pooling; ``features.7`` is the
-                                                     last MBConv stage (320 channels)
+                                                     that feeds the pooling; SiLU's output is at
+                                                     least -0.28, nearly non-negative
 ========================  =========================  ============================================
+
+:data:`LAYER_ACTIVATIONS` says, for every layer the explorer offers, what its output's lower bound is;
+the EfficientNet-B0 rows (SiLU) are flagged as nearly non-negative wherever they are shown.
 
 All four downsample by 32, so their last feature map is ``image_size / 32`` on a side: at least
 64 px are needed for a 2x2 map. Use :func:`feature_map_size` to check a layer and size.
@@ -45,26 +54,44 @@ MODEL_NAMES = ("resnet50", "densenet121", "vgg16", "efficientnet_b0")
 
 DEFAULT_TARGET_LAYERS = {
     "resnet50": "layer4",
-    "densenet121": "features.denseblock4",
+    "densenet121": "features.relu5",
     "vgg16": "features.29",
     "efficientnet_b0": "features.8",
 }
 
-#: Layers the explorer offers per architecture (shallow to deep), none modified in place later.
+#: Layers the explorer offers per architecture (shallow to deep), none modified in place later, each the output of
+#: an activation, one per resolution (56, 28, 14 and 7 px at 224 px): DenseNet121's are the ReLU that opens each
+#: transition (its dense block's output, normalised and activated) and ``features.relu5``; EfficientNet-B0's are
+#: the SiLU of the expansion convolution that opens the next stage, at the stage's resolution, and ``features.8``
+#: (its MBConv stages end in a BatchNorm projection, no activation: signed).
 CAM_LAYER_CHOICES = {
     "resnet50": ("layer1", "layer2", "layer3", "layer4"),
-    "densenet121": ("features.denseblock1", "features.denseblock2", "features.denseblock3", "features.denseblock4"),
+    "densenet121": ("features.transition1.relu", "features.transition2.relu", "features.transition3.relu",
+                    "features.relu5"),
     "vgg16": ("features.8", "features.15", "features.22", "features.29"),
-    "efficientnet_b0": ("features.3", "features.4", "features.5", "features.6", "features.7", "features.8"),
+    "efficientnet_b0": ("features.3.0.block.0", "features.4.0.block.0", "features.6.0.block.0", "features.8"),
 }
+
+#: What bounds each offered layer's output from below: ``relu`` (>= 0, the assumption of GradCAM++ and XGradCAM
+#: holds), ``silu`` (>= -0.2785, SiLU's minimum: nearly non-negative, flagged) or ``signed`` (no bound: a BatchNorm
+#: or a convolution's output; the two methods' weights can flip sign). Layers not listed are ``signed``
+#: (:func:`layer_activation`).
+LAYER_ACTIVATIONS = {
+    **{("resnet50", layer): "relu" for layer in CAM_LAYER_CHOICES["resnet50"]},
+    **{("densenet121", layer): "relu" for layer in CAM_LAYER_CHOICES["densenet121"]},
+    **{("vgg16", layer): "relu" for layer in CAM_LAYER_CHOICES["vgg16"]},
+    **{("efficientnet_b0", layer): "silu" for layer in CAM_LAYER_CHOICES["efficientnet_b0"]},
+}
+#: The lower bound of each kind of :data:`LAYER_ACTIVATIONS` (SiLU's minimum, x sigmoid(x) at x = -1.2785).
+ACTIVATION_LOWER_BOUNDS = {"relu": 0.0, "silu": -0.27846454, "signed": float("-inf")}
 
 #: The layer after which each architecture has only global average pooling and one linear layer (so the gradient of
 #: a logit is the same at every position of a channel, and GradCAM's and XGradCAM's maps are identical there); None
-#: where something else comes between: DenseNet121's ``norm5`` BatchNorm and a ReLU after ``denseblock4``, VGG16's
-#: max pooling, 7x7 adaptive pooling and three linear layers after ``features.29``.
+#: where something else comes between: VGG16's max pooling, 7x7 adaptive pooling and three linear layers after
+#: ``features.29``.
 POOLED_LINEAR_LAYERS = {
     "resnet50": "layer4",
-    "densenet121": None,
+    "densenet121": "features.relu5",
     "vgg16": None,
     "efficientnet_b0": "features.8",
 }
@@ -79,6 +106,66 @@ _HEADS = {
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class DenseNetPostActivation(torchvision.models.DenseNet):
+    """torchvision's DenseNet with its last ReLU as a module, ``features.relu5``, so that a CAM can hook it.
+
+    torchvision applies that ReLU as a function (in place) in ``forward``, after ``features.norm5``: the deepest
+    post-activation output of the network then belongs to no module, and hooking ``features`` or ``norm5`` sees
+    signed values. Here ``features`` ends in ``relu5`` and ``forward`` pools it directly: the same outputs, the
+    same parameters and state dict (a ReLU has none), so every checkpoint loads either way.
+
+    Examples
+    --------
+    >>> net = _torchvision_model("densenet121").eval()
+    >>> type(net.features.relu5).__name__, "features.relu5.weight" in net.state_dict()
+    ('ReLU', False)
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = nn.functional.adaptive_avg_pool2d(self.features(x), (1, 1))
+        return self.classifier(torch.flatten(out, 1))
+
+
+def _torchvision_model(name: str) -> nn.Module:
+    """torchvision's ``name`` without weights; DenseNet121's last ReLU a module (:class:`DenseNetPostActivation`)."""
+    model = getattr(torchvision.models, name)(weights=None)
+    if name == "densenet121":
+        model.features.add_module("relu5", nn.ReLU())
+        model.__class__ = DenseNetPostActivation
+    return model
+
+
+def layer_activation(name: str, layer: str) -> str:
+    """What bounds ``layer``'s output of ``name`` from below: ``'relu'``, ``'silu'`` or ``'signed'``
+    (:data:`LAYER_ACTIVATIONS`; ``'default'`` is the architecture's default layer).
+
+    Examples
+    --------
+    >>> layer_activation("resnet50", "layer2"), layer_activation("efficientnet_b0", "features.8")
+    ('relu', 'silu')
+    >>> layer_activation("densenet121", "features.denseblock4")  # a concatenation of convolutions
+    'signed'
+    """
+    layer = DEFAULT_TARGET_LAYERS.get(name, layer) if layer in (None, "default") else layer
+    return LAYER_ACTIVATIONS.get((name, layer), "signed")
+
+
+def activation_note(name: str, layer: str) -> str:
+    """A flag for tables and the explorer: ``''`` for a layer after a ReLU, else what GradCAM++ and XGradCAM
+    assume and this layer does not quite give.
+
+    Examples
+    --------
+    >>> activation_note("resnet50", "layer4")
+    ''
+    >>> activation_note("efficientnet_b0", "features.8")
+    'SiLU output (>= -0.28): nearly non-negative'
+    """
+    kind = layer_activation(name, layer)
+    return {"relu": "", "silu": "SiLU output (>= -0.28): nearly non-negative",
+            "signed": "signed activations: GradCAM++ and XGradCAM assume A >= 0"}[kind]
 
 
 def _check_name(name: str) -> None:
@@ -191,7 +278,7 @@ def build_model(name: str, num_classes: int, weights: str | os.PathLike | None =
     _check_name(name)
     if num_classes < 2:
         raise ValueError(f"num_classes: at least 2 classes are needed, got {num_classes}")
-    model = getattr(torchvision.models, name)(weights=None)
+    model = _torchvision_model(name)
     if weights in (None, "none"):
         _replace_head(model, name, num_classes)
         return model
@@ -264,7 +351,7 @@ def feature_map_size(name: str, image_size: int, layer: str | None = None) -> tu
     _check_name(name)
     layer = layer or DEFAULT_TARGET_LAYERS[name]
     with torch.device("meta"):
-        model = getattr(torchvision.models, name)(weights=None)
+        model = _torchvision_model(name)
     shape: list[int] = []
     handle = get_layer(model, layer).register_forward_hook(lambda m, i, o: shape.extend(o.shape[-2:]))
     try:
@@ -304,9 +391,9 @@ def comparable_layer(name: str, image_size: int, reference_model: str, reference
     Examples
     --------
     >>> [comparable_layer(m, 64, "resnet50", "layer2") for m in MODEL_NAMES]
-    ['layer2', 'features.denseblock2', 'features.22', 'features.3']
+    ['layer2', 'features.transition2.relu', 'features.22', 'features.4.0.block.0']
     >>> [comparable_layer(m, 224, "resnet50", "default") for m in MODEL_NAMES]  # VGG16 has no 7x7 choice
-    ['layer4', 'features.denseblock4', 'features.29', 'features.8']
+    ['layer4', 'features.relu5', 'features.29', 'features.8']
     """
     _check_name(name)
     _check_name(reference_model)
@@ -352,7 +439,7 @@ def explained_models(cam_model: str, cam_layer: str, cam_models: str | Sequence[
     --------
     >>> trained = ["resnet50", "vgg16", "efficientnet_b0", "baseline_hgb"]
     >>> explained_models("resnet50", "layer2", "all", ["vgg16", "resnet50", "efficientnet_b0"], 64, trained)
-    [('resnet50', 'layer2'), ('vgg16', 'features.22'), ('efficientnet_b0', 'features.3')]
+    [('resnet50', 'layer2'), ('vgg16', 'features.22'), ('efficientnet_b0', 'features.4.0.block.0')]
     >>> explained_models("resnet50", "layer2", [], ["resnet50"], 64, ["resnet50"])
     [('resnet50', 'layer2')]
     """

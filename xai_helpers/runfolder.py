@@ -24,6 +24,7 @@ path                                   what
 ``xai_per_image.csv``                  one row per model, fold, method and explained image
 ``xai_metrics.csv``                    its aggregate per model, method and true class
 ``xai_randomisation.csv``              the randomisation check's curves (notebook 05)
+``xai_fill_sensitivity.csv``           the methods' ranking under each fill of removed pixels (notebook 05)
 ``stats/summary_table.csv``            the paper-style table of notebook 03
 ``generalization.csv``                 one row per model, fold and condition: ``condition,
                                        severity, accuracy, f1_macro, ece, ...`` (notebook 07)
@@ -220,6 +221,10 @@ class RunFolder:
     @property
     def xai_randomisation_file(self) -> Path:
         return self.root / "xai_randomisation.csv"
+
+    @property
+    def xai_fill_sensitivity_file(self) -> Path:
+        return self.root / "xai_fill_sensitivity.csv"
 
     @property
     def dataset_file(self) -> Path:

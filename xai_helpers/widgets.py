@@ -19,11 +19,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .cam_metrics import confidence_metrics, localisation_metrics
+from .cam_metrics import CONFIDENCE_METRICS, confidence_metrics, localisation_metrics
 from .cams import STUDY_METHODS, compute_cams, method_label, resolve_target_layer
 from .data.prepared import PreparedData
 from .figures import cam_grid
-from .models import CAM_LAYER_CHOICES
+from .models import CAM_LAYER_CHOICES, activation_note
 from .runfolder import RunFolder
 from .inference import BatchPipeline, load_checkpoint, resolve_device
 from .baselines import cnn_rows
@@ -164,11 +164,13 @@ class CamExplorer:
         self.update()
 
     # --- choices ---------------------------------------------------------------------------
-    def _layers(self, model: str) -> list[str]:
-        return list(CAM_LAYER_CHOICES.get(model, ()))
+    def _layers(self, model: str) -> list[tuple[str, str]]:
+        """(label, layer) per offered layer; a layer whose output is not a ReLU's carries its flag in the label."""
+        return [(f"{layer} ⚑ {note}" if (note := activation_note(model, layer)) else layer, layer)
+                for layer in CAM_LAYER_CHOICES.get(model, ())]
 
     def _default_layer(self, model: str) -> str:
-        layers = self._layers(model)
+        layers = [layer for _, layer in self._layers(model)]
         if model == self.params["cam_model"] and self.params["cam_layer"] in layers:
             return self.params["cam_layer"]
         net = self._net(model, self.trained[model][0])
@@ -228,9 +230,7 @@ class CamExplorer:
         mask = self.data.masks(np.array([row]))[0]
         rows = []
         for m in methods:
-            rec = {"method": m, "confidence_increase": float(conf[m]["confidence_increase"][0]),
-                   "average_drop_pct": float(conf[m]["average_drop_pct"][0]),
-                   "increase_in_confidence_pct": float(conf[m]["increase_in_confidence_pct"][0])}
+            rec = {"method": m, **{k: float(conf[m][k][0]) for k in CONFIDENCE_METRICS}}
             if mask is not None and mask.any():
                 loc = localisation_metrics(maps[m], mask[None])
                 rec.update({k: float(v[0]) for k, v in loc.items()})
@@ -249,7 +249,7 @@ class CamExplorer:
         fig = cam_grid(self.data.images[[row]], maps, [f"true {self.data.class_names[self.data.labels[row]]}"],
                        [result["mask"]], c["alpha"].value, c["cmap"].value, pyplot=False,
                        title=f"explaining {self.data.class_names[result['target']]} · {c['model'].value} fold "
-                             f"{c['fold'].value} · {c['layer'].value}")
+                             f"{c['fold'].value} · {c['layer'].label}")
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
         return buf.getvalue()
@@ -311,4 +311,4 @@ class CamExplorer:
         return cam_grid(self.data.images[rows], maps, labels, masks, self.controls["alpha"].value,
                         self.controls["cmap"].value, run=run, name=name,
                         title=f"{self.controls['model'].value} fold {self.controls['fold'].value} · "
-                              f"{self.controls['layer'].value}")
+                              f"{self.controls['layer'].label}")

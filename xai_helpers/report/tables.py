@@ -8,8 +8,9 @@ import numpy as np
 import pandas as pd
 
 from ..config import RECORDED_BEFORE
-from ..cam_metrics import BASELINE_MAPS, localisation_summary
+from ..cam_metrics import BASELINE_MAPS, POINTING_TOLERANCE_AT_224, localisation_summary
 from ..data.figshare import WINDOW_PERCENTILES
+from ..models import activation_note, feature_map_size
 from ..baselines import baseline_verdict, best_baseline, best_cnn, cnn_rows, is_baseline
 from ..stats import (FOLD_TEST, HEADLINE_TEST, pair_p_adjusted, paired_bootstrap, significance_mark, summary_table,
                      wilson_interval)
@@ -187,7 +188,9 @@ def localisation_table(runs: list[DatasetRun], metrics=LOCALISATION_SHOWN, n_boo
     Returns
     -------
     pandas.DataFrame
-        ``dataset, model, layer, metric, method, n_images, mean, ci_low, ci_high, vs centre_prior``; empty
+        ``dataset, model, layer, metric, method, n_images, mean, ci_low, ci_high, vs centre_prior``, ``layer output``
+        (:func:`xai_helpers.models.activation_note`: empty after a ReLU, else a flag: GradCAM++ and XGradCAM
+        assume non-negative activations) and ``tolerance`` (the pointing game's, in pixels and map cells); empty
         when no run has lesion masks.
 
     Examples
@@ -231,11 +234,35 @@ def localisation_table(runs: list[DatasetRun], metrics=LOCALISATION_SHOWN, n_boo
         summary = summary.sort_values(["metric", "model", "method"], kind="stable", key=lambda col, order=order: (
             _place(col, order[col.name]) + (len(order["method"]) + 1) * col.isin(BASELINE_MAPS)))
         summary.insert(0, "dataset", r.dataset)
+        summary["layer output"] = [activation_note(str(m), str(layer)) for m, layer in
+                                   zip(summary["model"], summary["layer"])]
+        summary["tolerance"] = [pointing_tolerance_note(str(m), str(layer), r.config.get("image_size"))
+                                if metric == "pointing_game" else "" for m, layer, metric in
+                                zip(summary["model"], summary["layer"], summary["metric"])]
         parts.append(summary.drop(columns="group"))
     if not parts:
         return pd.DataFrame()
     return pd.concat(parts, ignore_index=True)[["dataset", "model", "layer", "metric", "method", "n_images", "mean",
-                                                "ci_low", "ci_high", "vs centre_prior"]]
+                                                "ci_low", "ci_high", "vs centre_prior", "layer output", "tolerance"]]
+
+
+def pointing_tolerance_note(model: str, layer: str, image_size: int | None) -> str:
+    """The pointing game's tolerance at ``image_size`` in pixels and in cells of ``layer``'s map (a map of 8x8
+    cells upsampled to 64 px has cells of 8 px: a tolerance of 4.3 px is about half a cell).
+
+    Examples
+    --------
+    >>> pointing_tolerance_note("resnet50", "layer2", 64)
+    'a hit within 4.3 px = 0.54 cells of the 8×8 map'
+    """
+    if not image_size:
+        return ""
+    tolerance = POINTING_TOLERANCE_AT_224 * int(image_size) / 224
+    try:
+        h, _ = feature_map_size(model, int(image_size), layer)
+    except Exception:  # noqa: BLE001 - a layer this version does not know: the pixels alone
+        return f"a hit within {tolerance:.1f} px"
+    return f"a hit within {tolerance:.1f} px = {tolerance * h / int(image_size):.2f} cells of the {h}×{h} map"
 
 
 def published_comparison(runs: list[DatasetRun]) -> pd.DataFrame:
@@ -297,9 +324,13 @@ def published_comparison(runs: list[DatasetRun]) -> pd.DataFrame:
                      "difference": ours - pub["published"] if np.isfinite(ours) else np.nan,
                      "difference_ci": (f"[{lo - pub['published']:+.4f}, {hi - pub['published']:+.4f}]"
                                        if np.isfinite(lo) else ""),
+                     "fill": readings.get("fill", ""),
                      "share_rising": readings.get("share_rising", np.nan),
                      "share_ci_low": readings.get("share_ci_low", np.nan),
                      "share_ci_high": readings.get("share_ci_high", np.nan),
+                     "black_share_rising": readings.get("black_share_rising", np.nan),
+                     "black_share_ci_low": readings.get("black_share_ci_low", np.nan),
+                     "black_share_ci_high": readings.get("black_share_ci_high", np.nan),
                      "reading": readings.get("reading", ""), "setting": readings.get("setting", ""),
                      "source": pub["source"]})
     return pd.DataFrame(rows)
@@ -307,16 +338,21 @@ def published_comparison(runs: list[DatasetRun]) -> pd.DataFrame:
 
 def confidence_readings(run: DatasetRun, model: str, method: str, cls: str, published: float,
                         n_boot: int = 4999, seed: int = 0) -> dict[str, Any]:
-    """Both readings of a published "confidence increase", with 95 % intervals over images.
+    """Three readings of a published "confidence increase", with 95 % intervals over images.
 
-    * the mean change of the class score when the image is multiplied by the map
-      (``confidence_increase``, pytorch-grad-cam's ``CamMultImageConfidenceChange``), in [-1, 1];
-    * the share of images whose score rises (``increase_in_confidence_pct`` / 100, Chattopadhay et
-      al. 2018's "Increase in Confidence"), in [0, 1].
+    Two perturbations, named by what a pixel the map removes becomes:
+
+    * the run's fill (``perturbation_fill``; by default 0 of the normalised input, ImageNet's mean colour:
+      pytorch-grad-cam's ``CamMultImageConfidenceChange``, the study's): the mean change of the class score
+      (``confidence_increase``, in [-1, 1]) and the share of images whose score rises under that same
+      perturbation (``share_rising``: the mean of ``confidence_increase > 0``, pytorch-grad-cam's
+      ``IncreaseInConfidence``, in [0, 1]);
+    * black (the image in [0, 1] times the map, Chattopadhay et al. 2018): the share of images whose score
+      rises (``black_share_rising``: their "Increase in Confidence" / 100, in [0, 1]).
 
     Each image's value is first averaged over the fold models (as in the paired tests), then the
     images are resampled (percentile bootstrap, :func:`xai_helpers.stats.paired_bootstrap`).
-    ``reading`` says which reading has the published value's sign and lies nearer to it, and
+    ``reading`` says which reading has the published value's sign and lies nearest to it, and
     ``setting`` where this run's target layer or image size differ from the study's.
 
     Parameters
@@ -330,8 +366,9 @@ def confidence_readings(run: DatasetRun, model: str, method: str, cls: str, publ
     Returns
     -------
     dict
-        ``change_ci_low``, ``change_ci_high``, ``share_rising``, ``share_ci_low``,
-        ``share_ci_high``, ``reading``, ``setting`` (empty when the run has no such images).
+        ``change_ci_low``, ``change_ci_high``, ``share_rising``, ``share_ci_low``, ``share_ci_high``,
+        ``black_share_rising``, ``black_share_ci_low``, ``black_share_ci_high``, ``fill``, ``reading``,
+        ``setting`` (only ``setting`` and ``fill`` when the run has no such images).
 
     Examples
     --------
@@ -350,26 +387,40 @@ def confidence_readings(run: DatasetRun, model: str, method: str, cls: str, publ
                if size != PUBLISHED_CAM_SETTING["image_size"] else f"{size} px"]
     same = layer == PUBLISHED_CAM_SETTING["layer"] and size == PUBLISHED_CAM_SETTING["image_size"]
     out["setting"] = " at ".join(differs) + (": as published" if same else ": differs from the study")
+    out["fill"] = run.config.get("perturbation_fill", RECORDED_BEFORE["perturbation_fill"])
     x = run.per_image
-    if x.empty or "increase_in_confidence_pct" not in x:
+    if x.empty or "confidence_increase" not in x:
         return out
-    sel = x[(x["model"] == model) & (x["method"] == method) & (x["class"] == cls)]
-    per = sel.groupby("path")[["confidence_increase", "increase_in_confidence_pct"]].mean().dropna()
+    sel = x[(x["model"] == model) & (x["method"] == method) & (x["class"] == cls)].dropna(
+        subset=["confidence_increase"]).copy()
+    # whether the score rises on the mean change's own perturbation (runs before the column: the same, derived)
+    sel["rising"] = (sel["confidence_increase"] > 0).astype(float)
+    columns = ["confidence_increase", "rising"] + (["increase_in_confidence_pct"]
+                                                   if "increase_in_confidence_pct" in sel else [])
+    per = sel.groupby("path")[columns].mean()
     if len(per) < 2:
         return out
-    change = paired_bootstrap(lambda a: a.mean(axis=1), per["confidence_increase"].to_numpy(), n_boot=n_boot,
-                              seed=seed)
-    share = paired_bootstrap(lambda a: a.mean(axis=1), per["increase_in_confidence_pct"].to_numpy() / 100,
-                             n_boot=n_boot, seed=seed)
+
+    def interval(values: np.ndarray) -> dict[str, float]:
+        return paired_bootstrap(lambda a: a.mean(axis=1), values, n_boot=n_boot, seed=seed)
+
+    change = interval(per["confidence_increase"].to_numpy())
+    share = interval(per["rising"].to_numpy())
     out.update(change_ci_low=change["ci_low"], change_ci_high=change["ci_high"], share_rising=share["observed"],
                share_ci_low=share["ci_low"], share_ci_high=share["ci_high"])
     candidates = {"mean change": change["observed"], "share rising": share["observed"]}
+    black = per["increase_in_confidence_pct"].dropna().to_numpy() / 100 if "increase_in_confidence_pct" in per \
+        else np.array([])
+    if len(black) >= 2:
+        b = interval(black)
+        out.update(black_share_rising=b["observed"], black_share_ci_low=b["ci_low"], black_share_ci_high=b["ci_high"])
+        candidates["black-fill share rising"] = b["observed"]
     same_sign = {k: v for k, v in candidates.items() if np.sign(v) == np.sign(published)}
     if same_sign:
         best = min(same_sign, key=lambda k: abs(same_sign[k] - published))
-        out["reading"] = f"{best} (sign and scale nearer the published {published:g})"
+        out["reading"] = f"{best} (sign and scale nearest the published {published:g})"
     else:
-        out["reading"] = f"neither has the published sign ({published:g})"
+        out["reading"] = f"none has the published sign ({published:g})"
     return out
 
 

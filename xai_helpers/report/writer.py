@@ -109,10 +109,13 @@ def localisation_markdown(table: pd.DataFrame) -> str:
     """
     if table.empty:
         return "_(no dataset of this study has lesion masks, or notebook 05 has not run)_"
+    flags = table.get("layer output", pd.Series([""] * len(table), index=table.index))
+    tolerances = table.get("tolerance", pd.Series([""] * len(table), index=table.index))
     cells = table.assign(
         cell=[f"{m:.3f} ({lo:.3f}–{hi:.3f}) {k}".strip()
               for m, lo, hi, k in zip(table["mean"], table["ci_low"], table["ci_high"], table["vs centre_prior"])],
-        **{"CNN (layer)": table["model"] + " (" + table["layer"] + ")", "score": table["metric"]})
+        **{"CNN (layer)": table["model"] + " (" + table["layer"] + ")" + [f" ⚑ {n}" if n else "" for n in flags],
+           "score": table["metric"] + [f" ({t})" if t else "" for t in tolerances]})
     wide = cells.pivot_table(index=["dataset", "score", "CNN (layer)"], columns="method", values="cell",
                              aggfunc="first", sort=False)
     return _markdown(wide.reset_index().rename_axis(columns=None))

@@ -14,7 +14,7 @@ take arrays and plain arguments and never read notebook parameters or run folder
 * 03 and 05, :mod:`.compare`: :func:`run_paired_tests`, :func:`summary_table_for_run` write
   ``stats/paired_tests.csv``, ``stats/summary_table.csv``; :func:`bootstrap_example` (03's worked example);
 * 04 and 05, :mod:`.explain`: :func:`explain_examples` (figures only), :func:`rate_explanations` writes
-  ``xai_per_image.csv``, ``xai_metrics.csv``, ``xai_randomisation.csv``;
+  ``xai_per_image.csv``, ``xai_metrics.csv``, ``xai_randomisation.csv``, ``xai_fill_sensitivity.csv``;
 * 06, :mod:`xai_helpers.report`: :func:`write_report` writes ``report.md`` (in the study folder);
 * 07, :mod:`.stress`: :func:`run_generalization` writes ``generalization*.csv``
   (``generalization_shift.csv``: the external set's shift audit) and ``generalization_external.json``.
@@ -24,7 +24,7 @@ The step modules are leaves: none imports another; what two of them share lives 
 from ..cam_metrics import ALL_METRICS
 from ..data.audit import audit_summary
 from ..data.prepared import explanation_sample
-from ..evaluation import validation_test_gap
+from ..evaluation import chance_levels, validation_test_gap
 from ..generalization import CORRUPTIONS, SEVERITY_LEVELS, severity_summary
 from ..models import model_overview
 from .compare import BootstrapExample, bootstrap_example, readable_tests, run_paired_tests, summary_table_for_run
@@ -37,6 +37,7 @@ from .train import gap_notes, train_baselines, train_models
 
 # the steps, their helpers, and what the notebooks show of the layers below (tables, constants)
 __all__ = ["prepare_data", "load_prepared", "audit_notes", "train_models", "train_baselines", "validation_test_gap",
+           "chance_levels",
            "gap_notes", "run_paired_tests", "summary_table_for_run", "explain_examples", "ExplainedExamples",
            "explanation_sample", "rate_explanations", "load_study", "protocol_table", "performance_table",
            "confidence_table", "published_comparison", "write_report", "corruption_examples", "describe_external",

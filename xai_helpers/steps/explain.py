@@ -17,8 +17,9 @@ import pandas as pd
 import torch
 from torch import nn
 
-from ..cam_metrics import (LOCALISATION_METRICS, aggregate_per_class, baseline_maps, cascading_randomisation,
-                           confidence_metrics, deletion_insertion, localisation_metrics, randomisation_check, road)
+from ..cam_metrics import (CONFIDENCE_METRICS, FILLS, LOCALISATION_METRICS, PERTURBATION_METRICS, aggregate_per_class,
+                           baseline_maps, cascading_randomisation, confidence_metrics, deletion_insertion,
+                           fill_sensitivity, fill_values, localisation_metrics, randomisation_check, road)
 from ..cams import channel_weights, compute_cams, forward_with_layer, resolve_target_layer
 from ..data.prepared import PreparedData, explanation_sample
 from ..models import (CAM_LAYER_CHOICES, IMAGENET_MEAN, IMAGENET_STD, POOLED_LINEAR_LAYERS, explained_models,
@@ -129,40 +130,74 @@ class ExplainedExamples:
         weights = channel_weights(A.float(), G.float())
         return pd.DataFrame({m: w[0] for m, w in weights.items()}).rename_axis("channel")
 
-    def masked_inputs(self, index: int = 0) -> tuple[dict[str, np.ndarray], pd.DataFrame]:
+    def masked_inputs(self, index: int = 0, fill: str = "imagenet_mean") -> tuple[dict[str, np.ndarray], pd.DataFrame]:
         """What the model sees when confidence increase is measured: the input times each method's map.
+
+        Parameters
+        ----------
+        index : int
+        fill : str
+            What the pixels the map removes become (:data:`~xai_helpers.cam_metrics.FILLS`); the default is
+            the study's: 0 of the normalised input, i.e. ImageNet's mean colour (a warm grey).
 
         Returns
         -------
         images : dict
-            Method -> ``(C, S, S)`` image in [0, 1]: ``x⊙map`` brought back from the normalised input (where
-            the map is 0, the input is 0, i.e. the mean colour of ImageNet).
+            Method -> ``(C, S, S)`` image in [0, 1]: ``x⊙map + fill⊙(1 − map)`` brought back from the normalised
+            input.
         scores : pandas.DataFrame
             Per method: ``score`` (the explained class's probability on the image), ``score_after`` (on
-            ``x⊙map``) and ``change`` (their difference: the image's confidence increase).
+            the perturbed image) and ``change`` (their difference: the image's confidence increase).
         """
         x = self.x[index:index + 1]
         maps = {m: v[index:index + 1] for m, v in self.maps.items()}
         conf = confidence_metrics(self.model, x, maps, [int(self.probs[index].argmax())],
-                                  probs=self.probs[index:index + 1])
+                                  probs=self.probs[index:index + 1], fill=fill)
         mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, -1, 1, 1)
         std = torch.tensor(IMAGENET_STD, device=x.device).view(1, -1, 1, 1)
+        filler = fill_values(self.x, fill)[index:index + 1]  # dataset_mean: the explained images' mean colour
         images = {}
         for m, cam in maps.items():
-            masked = x * torch.as_tensor(cam, device=x.device)[:, None]
+            w = torch.as_tensor(cam, device=x.device)[:, None]
+            masked = x * w + filler * (1 - w)
             images[m] = (masked * std + mean).clamp(0, 1)[0].cpu().numpy()
         scores = pd.DataFrame({m: {"score": float(c["score"][0]), "score_after": float(c["score_after"][0]),
                                    "change": float(c["confidence_increase"][0])} for m, c in conf.items()}).T
         return images, scores.rename_axis("method")
 
-    def deletion_insertion_curves(self, index: int = 0, n_steps: int = 16) -> pd.DataFrame:
+    def darkest_index(self) -> int:
+        """The index of the darkest explained image (lowest mean intensity): where the fill matters most."""
+        mean = torch.tensor(IMAGENET_MEAN, device=self.x.device).view(1, -1, 1, 1)
+        std = torch.tensor(IMAGENET_STD, device=self.x.device).view(1, -1, 1, 1)
+        return int((self.x * std + mean).mean(dim=(1, 2, 3)).argmin())
+
+    def filled_images(self, index: int = 0, fills: Sequence[str] = FILLS) -> dict[str, np.ndarray]:
+        """Image ``index`` with every pixel removed, for each fill (:data:`~xai_helpers.cam_metrics.FILLS`): what
+        a removed pixel looks like to the model, in [0, 1]. On a dark MRI slice ImageNet's mean colour is a
+        bright warm grey, itself a large change from the black background."""
+        mean = torch.tensor(IMAGENET_MEAN, device=self.x.device).view(1, -1, 1, 1)
+        std = torch.tensor(IMAGENET_STD, device=self.x.device).view(1, -1, 1, 1)
+        out = {"image": (self.x[index:index + 1] * std + mean).clamp(0, 1)[0].cpu().numpy()}
+        for fill in fills:
+            out[fill] = (fill_values(self.x, fill)[index:index + 1] * std + mean).clamp(0, 1)[0].cpu().numpy()
+        return out
+
+    def fill_sensitivity(self, fills: Sequence[str] = FILLS, n_steps: int = 16, seed: int = 0) -> pd.DataFrame:
+        """Whether the methods' ranking by confidence increase and deletion AUC survives the choice of fill, on these
+        images (:func:`xai_helpers.cam_metrics.fill_sensitivity`)."""
+        return fill_sensitivity(self.model, self.x, self.maps, self.probs.argmax(axis=1), fills=fills,
+                                n_steps=n_steps, seed=seed)
+
+    def deletion_insertion_curves(self, index: int = 0, n_steps: int = 16, fill: str = "imagenet_mean",
+                                  seed: int = 0) -> pd.DataFrame:
         """The deletion and insertion curves of image ``index`` for every method
-        (:func:`xai_helpers.cam_metrics.deletion_insertion`): one row per method, curve and step, with
-        ``fraction`` (of the pixels deleted or inserted, highest-ranked first), ``score`` and the curve's ``auc``.
+        (:func:`xai_helpers.cam_metrics.deletion_insertion`: tied pixels in an order drawn from ``seed``): one row
+        per method, curve and step, with ``fraction`` (of the pixels deleted or inserted, highest-ranked first),
+        ``score`` and the curve's ``auc``.
         """
         maps = {m: v[index:index + 1] for m, v in self.maps.items()}
         result = deletion_insertion(self.model, self.x[index:index + 1], maps, [int(self.probs[index].argmax())],
-                                    n_steps=n_steps)
+                                    n_steps=n_steps, fill=fill, seed=seed)
         rows = []
         for m, res in result.items():
             for curve in ("deletion", "insertion"):
@@ -242,7 +277,10 @@ def rate_explanations(data: PreparedData, params: dict[str, Any], costly_per_cla
     and method), ROAD (18 imputations and forwards per image and method) and the cascading
     randomisation check on the same subsample, for ``cam_model`` (the other CNNs get the maps, the
     confidence and the localisation metrics: the costly ones cost tens of forwards per image and method,
-    and it is the study's model they rate). Every CNN explains the same images.
+    and it is the study's model they rate). Every CNN explains the same images. Removed pixels become
+    ``params['perturbation_fill']`` (confidence increase, deletion). On the same subsample, ``cam_model``'s
+    first fold also rates the methods under every fill (:func:`~xai_helpers.cam_metrics.fill_sensitivity`,
+    into ``xai_fill_sensitivity.csv``).
 
     Parameters
     ----------
@@ -300,16 +338,19 @@ def rate_explanations(data: PreparedData, params: dict[str, Any], costly_per_cla
         params["cam_model"], params["cam_layer"], params["cam_models"], params["models"], params["image_size"],
         metrics_df["model"])
             for fold in sorted(metrics_df.loc[metrics_df["model"] == model_name, "fold"].unique())]
-    results: dict[tuple[str, str, int], tuple[list[dict[str, Any]], pd.DataFrame | None]] = {}
+    results: dict[tuple[str, str, int], tuple[list[dict[str, Any]], pd.DataFrame | None, pd.DataFrame | None]] = {}
+    # the fill sensitivity: cam_model's first fold, on the costly subsample
+    fills_fold = min((f for m, _, f in jobs if m == params["cam_model"]), default=None)
     if params["executor"] == "local":
         x = pipeline.batch(torch.as_tensor(rows))
         for model_name, layer, fold in tqdm(jobs, desc="explaining (model, fold)", disable=not progress):
             results[(model_name, layer, fold)] = _rate_one_model(
                 run.checkpoint_dir(model_name, fold) / "best.pt", data, params, model_name, layer, fold, rows, x,
-                masks, _costly(is_costly, model_name, params), n_steps, device)
+                masks, _costly(is_costly, model_name, params), n_steps, device,
+                rate_fills=model_name == params["cam_model"] and fold == fills_fold)
     else:  # Ray tasks: each gets its fold model's checkpoint as bytes, and hands its rows back
         inputs = _ExplainInputs(data.without_images() if params["data_shared"] else data, params, rows, is_costly,
-                                masks, n_steps)
+                                masks, n_steps, fills_fold)
         tasks = [(m, layer, f, (run.checkpoint_dir(m, f) / "best.pt").read_bytes()) for m, layer, f in jobs]
         run_jobs(_explain_job, tasks, inputs, params, lambda job, out: results.__setitem__(job[:3], out),
                  describe=lambda job: f"explaining {job[0]} fold {job[2]}", desc="explaining (model, fold)",
@@ -317,7 +358,7 @@ def rate_explanations(data: PreparedData, params: dict[str, Any], costly_per_cla
     records: list[dict[str, Any]] = []
     curves: list[pd.DataFrame] = []
     for job in jobs:  # in the order of the jobs, whichever finished first
-        rec, curve = results[job]
+        rec, curve, _ = results[job]
         records += rec
         if curve is not None:
             curves.append(curve)
@@ -326,6 +367,9 @@ def rate_explanations(data: PreparedData, params: dict[str, Any], costly_per_cla
     run.write_csv(aggregate_per_class(per_image), run.xai_metrics_file)
     if curves:
         run.write_csv(pd.concat(curves, ignore_index=True), run.xai_randomisation_file)
+    sensitivity = [results[job][2] for job in jobs if results[job][2] is not None]
+    if sensitivity:
+        run.write_csv(sensitivity[0], run.xai_fill_sensitivity_file)
     return per_image
 
 
@@ -346,6 +390,7 @@ class _ExplainInputs:
     is_costly: np.ndarray
     masks: np.ndarray | None
     n_steps: int
+    fills_fold: int | None = None
 
 
 def _explain_job(job: tuple[str, str, int, bytes], inputs: _ExplainInputs):
@@ -360,25 +405,35 @@ def _explain_job(job: tuple[str, str, int, bytes], inputs: _ExplainInputs):
         path = Path(tmp) / "best.pt"
         path.write_bytes(checkpoint)
         return _rate_one_model(path, data, params, model_name, layer, fold, inputs.rows, x, inputs.masks,
-                               _costly(inputs.is_costly, model_name, params), inputs.n_steps, device)
+                               _costly(inputs.is_costly, model_name, params), inputs.n_steps, device,
+                               rate_fills=model_name == params["cam_model"] and fold == inputs.fills_fold)
 
 
 def _rate_one_model(checkpoint: Path, data: PreparedData, params: dict[str, Any], model_name: str, layer: str,
                     fold: int, rows: np.ndarray, x: torch.Tensor, masks: np.ndarray | None, is_costly: np.ndarray,
-                    n_steps: int, device: torch.device) -> tuple[list[dict[str, Any]], pd.DataFrame | None]:
-    """One fold model's rows of ``xai_per_image.csv`` and randomisation curves (:func:`rate_explanations`);
-    no curves, and NaN for the costly metrics, when ``is_costly`` selects no image."""
+                    n_steps: int, device: torch.device, rate_fills: bool = False
+                    ) -> tuple[list[dict[str, Any]], pd.DataFrame | None, pd.DataFrame | None]:
+    """One fold model's rows of ``xai_per_image.csv``, randomisation curves and (``cam_model``'s first fold) the
+    fill sensitivity (:func:`rate_explanations`); no curves, no sensitivity, and NaN for the costly metrics, when
+    ``is_costly`` selects no image."""
     net, meta = load_checkpoint(checkpoint, device)
     _, layer_name = resolve_target_layer(net, layer)
     maps, probs = compute_cams(net, x, params["cam_methods"], target_layer=layer_name)
     targets = probs.argmax(axis=1)
-    conf = confidence_metrics(net, x, maps, targets, probs=probs, mean=meta["mean"], std=meta["std"])
+    fill = params["perturbation_fill"]
+    conf = confidence_metrics(net, x, maps, targets, probs=probs, mean=meta["mean"], std=meta["std"], fill=fill)
     sel = np.flatnonzero(is_costly)
     perturb: dict[str, dict[str, np.ndarray]] = {m: {} for m in params["cam_methods"]}
-    rand = None
+    rand = sensitivity = None
     if len(sel):
         sub_maps = {m: v[sel] for m, v in maps.items()}
-        perturb = deletion_insertion(net, x[sel], sub_maps, targets[sel], n_steps=n_steps)
+        perturb = deletion_insertion(net, x[sel], sub_maps, targets[sel], n_steps=n_steps, fill=fill,
+                                     seed=params["seed"])
+        if rate_fills:
+            sensitivity = fill_sensitivity(net, x[sel], sub_maps, targets[sel], n_steps=n_steps, seed=params["seed"])
+            sensitivity.insert(0, "layer", layer_name)
+            sensitivity.insert(0, "fold", fold)
+            sensitivity.insert(0, "model", model_name)
         roads = road(net, x[sel], sub_maps, targets[sel], seed=params["seed"])
         for m in roads:
             perturb[m].update(roads[m])
@@ -401,10 +456,9 @@ def _rate_one_model(checkpoint: Path, data: PreparedData, params: dict[str, Any]
         loc = localisation_metrics(maps[m], masks) if masks is not None else {}
         for k in range(len(rows)):
             rec = {**head, "method": m, **image[k]}
-            for key in ("confidence_increase", "average_drop_pct", "increase_in_confidence_pct"):
+            for key in CONFIDENCE_METRICS:
                 rec[key] = float(conf[m][key][k])
-            for key in ("deletion_auc", "insertion_auc", "road_morf", "road_lerf", "road_combined",
-                        "randomisation_spearman"):
+            for key in PERTURBATION_METRICS + ("randomisation_spearman",):
                 pos = np.flatnonzero(sel == k)
                 rec[key] = float(perturb[m][key][pos[0]]) if len(pos) else np.nan
             for key in LOCALISATION_METRICS:
@@ -416,4 +470,4 @@ def _rate_one_model(checkpoint: Path, data: PreparedData, params: dict[str, Any]
             for k in range(len(rows)):
                 records.append({**head, "method": m, **image[k],
                                 **{key: float(loc[key][k]) for key in LOCALISATION_METRICS}})
-    return records, (rand.drop(columns="image") if rand is not None else None)
+    return records, (rand.drop(columns="image") if rand is not None else None), sensitivity
