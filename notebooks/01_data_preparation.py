@@ -181,7 +181,7 @@ display(data.splits.groupby(['split', 'fold', 'class']).size().unstack('class'))
 #
 #    <details><summary>Answer</summary>
 #
-#    `dropped_train_images` is empty and the training pool keeps the copies of test images: the models then see some test images during training, so test accuracy measures memory as well as generalization.
+#    Under `splits` in `audit.json`, `dropped_train_images` is an empty list while `train_images_sharing_a_group_with_test` still counts the training images that are copies of test images: the training pool keeps them, the models see some test images during training, and test accuracy then measures memory as well as generalization.
 #
 #    </details>
 #

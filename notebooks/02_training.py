@@ -162,7 +162,7 @@ fig = plot_metric_by_model(metrics, chance=chance, run=run)
 
 # %% [markdown]
 # ## Validation vs test, per class
-# Each fold's model is scored on its validation fold (drawn from the training pool) and on the test split. A large gap says the test split differs from the training pool; the data audit's shift table (`data/audit_shift.csv`, notebook 01) says how.
+# Each fold's model is scored on its validation fold (drawn from the training pool) and on the test split. A gap has several possible causes, and the table alone does not say which: the checkpoint was *chosen* on the validation fold, so its validation score is optimistic; per-class recall on one fold of a few dozen images is noisy; and the test split may differ from the training pool (a shift). Only the last is about the data: the audit's shift table (`data/audit_shift.csv`, notebook 01) says which file properties differ, and the notes below quote it for every large gap.
 
 # %%
 gap = validation_test_gap(metrics, data.class_names)

@@ -182,7 +182,7 @@ if run.xai_fill_sensitivity_file.is_file():
 #
 # The mean change is usually **negative**: a trained model is confident on the whole image, and masking takes context away (and shows it grey patches it never saw in training), so most scores fall a little, and they cannot rise above 1. A map that keeps exactly the evidence still loses a bit; a good map loses less. A share of rising images is a count of the exceptions, and is never negative. The published values (0.08 to 0.12) are small and positive; the report shows all three of ours and says which lies nearest.
 #
-# <details><summary>Why the two readings can rank methods differently</summary>
+# <details><summary>Why the mean change and the share rising can rank methods differently</summary>
 #
 # The mean change weighs how much each image loses; the share counts only whether it rose. A method that leaves most images nearly unchanged but collapses a few (a map that is 0 on the lesion of those images) can have a high share and a low mean. That is one reason the study's ranking of methods is fragile; notebook 03's paired tests and the image-level tables below show how fragile.
 #

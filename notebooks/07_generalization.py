@@ -107,7 +107,8 @@ from IPython.display import display
 from xai_helpers import RunFolder
 from xai_helpers.figures import (plot_cam_stability, plot_corruption_curves, plot_corruptions,
                                  plot_reliability)
-from xai_helpers.steps import (SEVERITY_LEVELS, chance_levels, corruption_examples, describe_external, external_shift_notes,
+from xai_helpers.steps import (SEVERITY_LEVELS, chance_levels, corruption_examples, describe_external,
+                               external_shift_notes, imagenet_c_equivalents,
                                load_prepared, run_generalization, severity_summary)
 from xai_helpers.notebook import setup_notebook, show_table
 
@@ -124,6 +125,12 @@ sev = max(params['corruption_severities'])
 images, views, labels = corruption_examples(data, params, severity=sev, per_class=1)
 fig = plot_corruptions(images, views, labels, run=run, title=f'corruptions at severity {sev}')
 display(pd.DataFrame(SEVERITY_LEVELS, index=pd.Index(range(1, 6), name='severity')).T)
+
+# %% [markdown]
+# These severities are **this project's own scale**, chosen so that a 64 px medical image degrades gradually; they are not ImageNet-C's (Hendrycks & Dietterich 2019), whose severity 5 is much harsher for noise and contrast. Where a corruption is defined the same way in both, the nearest ImageNet-C severity of each of ours (our resolution loss and intensity shift have no counterpart there):
+
+# %%
+display(imagenet_c_equivalents())
 
 # %% [markdown]
 # ## Every model and fold under every condition

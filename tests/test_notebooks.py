@@ -47,7 +47,7 @@ LESSON_PARTS = {
     "03": ["**The idea in five lines.**", "<details><summary>Which test for which pairing", "## A worked example"],
     "04": ["## The five methods", "### What each method weighs, on one image", "## Choosing the target layer"],
     "05": ["| metric | what it measures | better when | reference |", "### What the model sees: x ⊙ map",
-           "**Two readings of confidence increase.**", "### Deletion and insertion, one image",
+           "**Readings of confidence increase.**", "### Deletion and insertion, one image",
            "The maps themselves, for the image above, as the cascade goes"],
 }
 

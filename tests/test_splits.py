@@ -44,6 +44,7 @@ def test_training_copies_of_test_groups_are_dropped_and_reported():
     kept, kept_report = make_splits(idx, folds=3, seed=0, leak_policy="keep")
     assert idx.loc[0, "path"] in set(kept.path)
     assert kept_report["train_images_sharing_a_group_with_test"] == 1
+    assert kept_report["dropped_train_images"] == []  # the key notebook 01's exercise 2 names, empty under keep
 
 
 def test_max_per_class_and_missing_test_split():

@@ -303,8 +303,9 @@ PARAMETERS: tuple[Param, ...] = (
     Param("class_weighted", False, "02", _bool("class_weighted"),
           "weight the cross-entropy by inverse class frequency"),
     Param("precision", "auto", "02", _one_of("precision", PRECISIONS),
-          "`auto`: bf16 autocast where the hardware runs it natively (a CUDA GPU, or a CPU with AVX-512 BF16 or "
-          "AMX) and channels_last memory; `fp32`: plain fp32. Each fit records what it ran with in `metrics.csv` "
+          "`auto`: bf16 autocast where the hardware runs it natively (a CUDA GPU of the Ampere generation or "
+          "newer, or a CPU with AVX-512 BF16 or AMX; an older GPU gets fp16 with loss scaling) and channels_last "
+          "memory; `fp32`: plain fp32. Each fit records what it ran with in `metrics.csv` "
           "(`precision`) and the report's protocol table"),
     # explanations (notebooks 04, 05)
     Param("cam_model", "resnet50", "05", _one_of("cam_model", MODEL_NAMES),

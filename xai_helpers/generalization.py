@@ -49,6 +49,56 @@ SEVERITY_LEVELS: dict[str, tuple] = {
 }
 
 
+#: ImageNet-C's parameters at its severities 1..5 (Hendrycks & Dietterich 2019, their reference code), for the
+#: corruptions defined the same way here: noise sd in [0, 1], contrast kept around the mean, JPEG quality, and the
+#: blur sd in pixels at ImageNet-C's 224 px. Our resolution loss and intensity shift have no such counterpart.
+IMAGENET_C_LEVELS: dict[str, tuple[float, ...]] = {
+    "gaussian_noise": (0.08, 0.12, 0.18, 0.26, 0.38),
+    "contrast": (0.4, 0.3, 0.2, 0.1, 0.05),
+    "jpeg": (25, 18, 15, 10, 7),
+    "gaussian_blur": (1, 2, 3, 4, 6),
+}
+
+
+def imagenet_c_equivalents() -> pd.DataFrame:
+    """How the project's own severity scale maps onto ImageNet-C's, where the two share a definition.
+
+    The severities of :data:`SEVERITY_LEVELS` are this project's own scale (chosen so that a 64 px medical image
+    degrades gradually), not ImageNet-C's. For each corruption with a counterpart (:data:`IMAGENET_C_LEVELS`) and
+    each of our severities: the ImageNet-C severity whose parameter is nearest (on a log scale), ``'< 1'`` below its
+    mildest and ``'> 5'`` beyond its harshest. The blur is compared at 224 px (ours is defined at 64 px and scales
+    with the image).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by corruption, one column per severity of ours.
+
+    Examples
+    --------
+    >>> table = imagenet_c_equivalents()
+    >>> table.loc["gaussian_noise"].tolist()   # our severity 5 is about ImageNet-C's 3
+    ['< 1', '< 1', '1', '2', '3']
+    """
+    rows = {}
+    for name, theirs in IMAGENET_C_LEVELS.items():
+        ours = np.asarray(SEVERITY_LEVELS[name], dtype=float) * (224 / 64 if name == "gaussian_blur" else 1.0)
+        theirs_arr = np.asarray(theirs, dtype=float)
+        increasing = theirs_arr[-1] > theirs_arr[0]  # harsher = larger (noise, blur) or smaller (contrast, quality)
+        cells = []
+        for value in ours:
+            mildest, harshest = theirs_arr[0], theirs_arr[-1]
+            if (value < mildest / 1.2) if increasing else (value > mildest * 1.2):
+                cells.append("< 1")
+            elif (value > harshest * 1.2) if increasing else (value < harshest / 1.2):
+                cells.append("> 5")
+            else:
+                cells.append(str(int(np.argmin(np.abs(np.log(theirs_arr) - np.log(value)))) + 1))
+        rows[name] = cells
+    return pd.DataFrame.from_dict(rows, orient="index", columns=pd.Index(range(1, 6), name="our severity")) \
+        .rename_axis("ImageNet-C severity of")
+
+
 def _level(name: str, severity: int) -> float:
     if name not in SEVERITY_LEVELS:
         raise ValueError(f"corruption: unknown name {name!r}; accepted values: {', '.join(SEVERITY_LEVELS)}")

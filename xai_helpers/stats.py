@@ -175,8 +175,9 @@ def wilcoxon_test(a: Sequence[float], b: Sequence[float], alpha: float = 0.05) -
     normal approximation 0.0192 (see the example).
 
     The effect size is the matched-pairs rank-biserial correlation ``(W+ - W-) / (W+ + W-)``; the
-    interval is the distribution-free interval of the median difference of Hollander & Wolfe
-    (:func:`signed_rank_ci`), with the level it actually achieves in ``ci_level``.
+    interval is Hollander & Wolfe's distribution-free interval of the pseudo-median of the differences
+    (the median of the Walsh averages, not the mean that ``difference`` reports; :func:`signed_rank_ci`), with
+    the level it actually achieves in ``ci_level``.
 
     Examples
     --------

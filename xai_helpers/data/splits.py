@@ -80,6 +80,7 @@ def make_splits(index: pd.DataFrame, folds: int, seed: int, max_per_class: int |
     test_groups = set(df.loc[df["split"] == "test", "group"])
     leaking = (df["split"] == "train") & df["group"].isin(test_groups)
     report["train_images_sharing_a_group_with_test"] = int(leaking.sum())
+    report["dropped_train_images"] = []  # recorded under either policy: empty when nothing was dropped
     if leak_policy == "drop_train" and leaking.any():
         report["dropped_train_images"] = df.loc[leaking, "path"].tolist()
         df = df.loc[~leaking]

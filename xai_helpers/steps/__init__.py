@@ -25,7 +25,7 @@ from ..cam_metrics import ALL_METRICS
 from ..data.audit import audit_summary
 from ..data.prepared import explanation_sample
 from ..evaluation import chance_levels, validation_test_gap
-from ..generalization import CORRUPTIONS, SEVERITY_LEVELS, severity_summary
+from ..generalization import CORRUPTIONS, SEVERITY_LEVELS, imagenet_c_equivalents, severity_summary
 from ..models import model_overview
 from .compare import BootstrapExample, bootstrap_example, readable_tests, run_paired_tests, summary_table_for_run
 from .explain import ExplainedExamples, explain_examples, rate_explanations
@@ -37,7 +37,7 @@ from .train import gap_notes, train_baselines, train_models
 
 # the steps, their helpers, and what the notebooks show of the layers below (tables, constants)
 __all__ = ["prepare_data", "load_prepared", "audit_notes", "train_models", "train_baselines", "validation_test_gap",
-           "chance_levels",
+           "chance_levels", "imagenet_c_equivalents",
            "gap_notes", "run_paired_tests", "summary_table_for_run", "explain_examples", "ExplainedExamples",
            "explanation_sample", "rate_explanations", "load_study", "protocol_table", "performance_table",
            "confidence_table", "published_comparison", "write_report", "corruption_examples", "describe_external",
