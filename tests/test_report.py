@@ -233,3 +233,29 @@ def test_localisation_table_reads_every_cnn_against_the_centre_prior(study):
     import shutil
     shutil.rmtree(study / "brain_tumor_figshare")
     assert "no dataset of this study has lesion masks" in write_report(study).read_text()
+
+
+def test_report_shows_whether_the_ranking_survives_the_fill(study):
+    """A run's ``xai_fill_sensitivity.csv`` (written by notebook 05) becomes the report's fill table, per dataset; a
+    study without it says so."""
+    import numpy as np
+    import pandas as pd
+    import torch
+
+    from xai_helpers.cam_metrics import fill_sensitivity
+    from xai_helpers.models import build_model
+
+    assert "notebook 05 ran before the fill choice" in write_report(study).read_text()
+    torch.manual_seed(0)
+    net = build_model("resnet50", 3).eval()
+    x = torch.randn(2, 3, 32, 32)
+    rng = np.random.default_rng(0)
+    maps = {"gradcam": rng.random((2, 32, 32)), "layercam": rng.random((2, 32, 32))}
+    table = fill_sensitivity(net, x, maps, [0, 1], n_steps=2).assign(model="resnet50", fold=0, layer="layer2")
+    table.to_csv(study / "brain_tumor_figshare" / "xai_fill_sensitivity.csv", index=False)
+    text = write_report(study).read_text()
+    section = text[text.index("### Does the ranking survive"):text.index("## Do the maps point")]
+    for fill in ("imagenet_mean", "black", "dataset_mean", "blur"):
+        assert f"| {fill} " in section
+    shown = pd.read_csv(study / "brain_tumor_figshare" / "xai_fill_sensitivity.csv")
+    assert shown["ranking"].iloc[0] in section

@@ -21,8 +21,8 @@ from .published import (PUBLISHED, PUBLISHED_CAM_SETTING, PUBLISHED_COMPUTED_ON,
                         PUBLISHED_SOURCE)
 from .study import DatasetRun, find_dataset_runs, load_study, step_config, training_settings
 from .tables import (EXTERNAL_DROP_WARNING, EXTERNAL_ECE_WARNING, baseline_warnings, confidence_readings, external_note,
-                     confidence_table, external_warnings, generalization_summary, localisation_table, performance_table,
-                     protocol_table, published_comparison)
+                     confidence_table, external_warnings, fill_sensitivity_table, generalization_summary,
+                     localisation_table, performance_table, protocol_table, published_comparison)
 from .writer import localisation_markdown, write_report
 
 __all__ = ["PUBLISHED", "PUBLISHED_COMPUTED_ON", "PUBLISHED_CAM_SETTING", "PUBLISHED_SETTING", "PUBLISHED_SOURCE",
@@ -31,4 +31,5 @@ __all__ = ["PUBLISHED", "PUBLISHED_COMPUTED_ON", "PUBLISHED_CAM_SETTING", "PUBLI
            "baseline_warnings", "confidence_table", "published_comparison", "confidence_readings", "protocol_table",
            "generalization_summary", "external_warnings", "EXTERNAL_DROP_WARNING", "EXTERNAL_ECE_WARNING",
            "external_note", "difference_notes", "capped_pool_note", "measured_notes", "explanation_notes",
-           "localisation_table", "localisation_notes", "localisation_markdown", "write_report"]
+           "localisation_table", "localisation_notes", "localisation_markdown", "write_report",
+           "fill_sensitivity_table"]

@@ -40,6 +40,8 @@ class DatasetRun:
         ``data/audit_shortcuts.csv`` and ``data/audit_shift.csv`` (empty for runs prepared before them).
     per_image : pandas.DataFrame
         ``xai_per_image.csv`` (explanation metrics per fold model, method and image).
+    fill_sensitivity : pandas.DataFrame
+        ``xai_fill_sensitivity.csv`` (the methods' ranking under each fill of removed pixels; empty for runs before it).
     dataset : str
         The layout name (``metrics.csv``'s ``dataset``).
 
@@ -64,6 +66,7 @@ class DatasetRun:
     shortcuts: pd.DataFrame = field(default_factory=pd.DataFrame)
     shift: pd.DataFrame = field(default_factory=pd.DataFrame)
     per_image: pd.DataFrame = field(default_factory=pd.DataFrame)
+    fill_sensitivity: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @property
     def dataset(self) -> str:
@@ -141,7 +144,8 @@ def load_study(study_dir: str | Path) -> list[DatasetRun]:
         runs.append(DatasetRun(folder.name, folder, config, metrics, _read_csv(run.paired_tests_file),
                                _read_csv(run.xai_metrics_file), audit, _read_csv(run.generalization_file),
                                external, training_settings(run, metrics), _read_csv(run.audit_shortcuts_file),
-                               _read_csv(run.audit_shift_file), _read_csv(run.xai_per_image_file)))
+                               _read_csv(run.audit_shift_file), _read_csv(run.xai_per_image_file),
+                               _read_csv(run.xai_fill_sensitivity_file)))
     return runs
 
 

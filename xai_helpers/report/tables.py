@@ -265,6 +265,33 @@ def pointing_tolerance_note(model: str, layer: str, image_size: int | None) -> s
     return f"a hit within {tolerance:.1f} px = {tolerance * h / int(image_size):.2f} cells of the {h}×{h} map"
 
 
+def fill_sensitivity_table(runs: list[DatasetRun]) -> pd.DataFrame:
+    """Does the ranking of the CAM methods survive the choice of what a removed pixel becomes? One row per dataset,
+    metric and fill (``xai_fill_sensitivity.csv``, :func:`xai_helpers.cam_metrics.fill_sensitivity`): the ranking,
+    best first, and Kendall's tau with the study's fill (``imagenet_mean``).
+
+    Parameters
+    ----------
+    runs : list of DatasetRun
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``dataset, model, metric, fill, n_images, ranking, kendall_tau, same_order``; empty when no run has the file.
+
+    Examples
+    --------
+    >>> fill_sensitivity_table([]).empty
+    True
+    """
+    columns = ["dataset", "model", "metric", "fill", "n_images", "ranking", "kendall_tau", "same_order"]
+    parts = [r.fill_sensitivity.assign(dataset=r.dataset) for r in runs if not r.fill_sensitivity.empty]
+    if not parts:
+        return pd.DataFrame(columns=columns)
+    table = pd.concat(parts, ignore_index=True)
+    return table.sort_values(["dataset", "metric"], kind="stable")[columns].reset_index(drop=True)
+
+
 def published_comparison(runs: list[DatasetRun]) -> pd.DataFrame:
     """The published numbers next to this study's, for the datasets the study folder holds.
 

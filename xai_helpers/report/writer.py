@@ -18,8 +18,8 @@ from .notes import difference_notes, explanation_notes, localisation_notes
 from .published import PUBLISHED_SOURCE
 from .study import DatasetRun, load_study
 from .tables import (EXTERNAL_DROP_WARNING, EXTERNAL_ECE_WARNING, baseline_warnings, confidence_table,
-                     generalization_summary, localisation_table, performance_table, protocol_table,
-                     published_comparison)
+                     fill_sensitivity_table, generalization_summary, localisation_table, performance_table,
+                     protocol_table, published_comparison)
 
 #: The report's text with ``string.Template`` placeholders.
 TEMPLATE = files(__package__).joinpath("report.md.template")
@@ -68,6 +68,7 @@ def write_report(study_dir: str | Path, runs: list[DatasetRun] | None = None) ->
                                 aggfunc="first", sort=False)
         confidence = _markdown(wide.reset_index())
     loc = localisation_table(runs)
+    fills = fill_sensitivity_table(runs)
     explained = sorted({str(r.config.get("cam_model")) for r in runs if r.config.get("cam_model")}) or ["?"]
     text = Template(TEMPLATE.read_text(encoding="utf-8")).substitute(
         datasets=", ".join(r.dataset for r in runs), study_dir=study_dir,
@@ -76,6 +77,8 @@ def write_report(study_dir: str | Path, runs: list[DatasetRun] | None = None) ->
         baseline_warnings=_bullets(baseline_warnings(runs)), explained=", ".join(explained),
         explanation_notes=_bullets(explanation_notes(runs)), confidence=confidence,
         localisation=localisation_markdown(loc), localisation_notes=_bullets(localisation_notes(runs, loc)),
+        fill_sensitivity=_markdown(fills.round({"kendall_tau": 3})) if not fills.empty
+        else "_(no run of this study recorded it: notebook 05 ran before the fill choice)_",
         published=_markdown(published_comparison(runs)), published_source=PUBLISHED_SOURCE,
         difference_notes=_bullets(difference_notes(runs)), external_drop=EXTERNAL_DROP_WARNING,
         external_ece=EXTERNAL_ECE_WARNING,
