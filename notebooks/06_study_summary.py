@@ -102,7 +102,7 @@ from IPython.display import display
 
 from xai_helpers import RunFolder
 from xai_helpers.figures import plot_confidence_heatmaps, plot_study_metric
-from xai_helpers.steps import (confidence_table, load_study, performance_table, protocol_table,
+from xai_helpers.steps import (confidence_table, confidence_wide, load_study, performance_table, protocol_table,
                                published_comparison, write_report)
 from xai_helpers.notebook import setup_notebook
 
@@ -129,13 +129,13 @@ fig = plot_study_metric(metrics, 'accuracy', run=run)
 fig = plot_study_metric(metrics, 'f1_macro', run=run)
 
 # %% [markdown]
-# ## Confidence increase per CAM method and class
-# Mean over the explained test images of every fold; the mark compares each method with the class's best one on the same images (paired t-test, Holm-adjusted).
+# ## Confidence increase per explained CNN, CAM method and class
+# One row per dataset, CNN and method (notebook 05 explains every CNN of `cam_models`, each at a layer of the same resolution; the study explains ResNet50 only). Mean over the explained test images of every fold; the mark compares each method with the class's best method of the same CNN on the same images (paired t-test, Holm-adjusted).
 
 # %%
 conf = confidence_table(runs)
 if len(conf):
-    display(conf.pivot_table(index=['dataset', 'method'], columns='class', values='confidence_increase').round(4))
+    display(confidence_wide(conf))
     fig = plot_confidence_heatmaps(conf, run=run)
 else:
     print('no xai_metrics.csv yet: run notebook 05 first')

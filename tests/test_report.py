@@ -84,7 +84,8 @@ def test_report_states_the_protocol_tables_and_reasons(study):
     assert "predicted class" in text and "softmax" in text
     assert "GradCAM and XGradCAM give the same map" in text  # the fake runs explain layer4
     assert "Source of every published number: Chaddad et al. (2025)" in text
-    assert "## Confidence increase per CAM method and class (resnet50)" in text
+    assert "## Confidence increase per explained CNN, CAM method and class" in text
+    assert "the study explains resnet50" in text
 
 
 def test_published_confidence_increase_is_shown_three_ways_with_intervals(study):
@@ -259,3 +260,24 @@ def test_report_shows_whether_the_ranking_survives_the_fill(study):
         assert f"| {fill} " in section
     shown = pd.read_csv(study / "brain_tumor_figshare" / "xai_fill_sensitivity.csv")
     assert shown["ranking"].iloc[0] in section
+
+
+def test_the_confidence_table_keeps_each_cnn_apart(study):
+    """Issue 36: notebook 06 averaged the four CNNs together (a pivot over the model column). Each cell of the wide
+    table is one CNN's mean for that method and class, as in its xai_metrics.csv, with its mark."""
+    import pandas as pd
+
+    from xai_helpers.report import confidence_wide
+
+    path = study / "brain_tumor_figshare" / "xai_metrics.csv"
+    xai = pd.read_csv(path)
+    other = xai[xai["model"] == "resnet50"].assign(model="efficientnet_b0")
+    other["confidence_increase"] += 0.5  # a second CNN whose means differ: an average would show neither
+    pd.concat([xai, other], ignore_index=True).to_csv(path, index=False)
+    runs = load_study(study)
+    wide = confidence_wide(confidence_table(runs)).set_index(["dataset", "model", "method"])
+    for r in runs:
+        for _, row in r.xai.dropna(subset=["confidence_increase"]).iterrows():
+            cell = wide.loc[(r.dataset, row["model"], row["method"]), row["class"]]
+            assert cell.startswith(f"{row['confidence_increase']:.4f}"), (r.dataset, row["model"], row["method"], cell)
+    assert pd.Series([m for _, m, _ in wide.index]).nunique() >= 2

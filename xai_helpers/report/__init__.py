@@ -20,7 +20,8 @@ from .notes import capped_pool_note, difference_notes, explanation_notes, locali
 from .published import (PUBLISHED, PUBLISHED_CAM_SETTING, PUBLISHED_COMPUTED_ON, PUBLISHED_SETTING,
                         PUBLISHED_SOURCE)
 from .study import DatasetRun, find_dataset_runs, load_study, step_config, training_settings
-from .tables import (EXTERNAL_DROP_WARNING, EXTERNAL_ECE_WARNING, baseline_warnings, confidence_readings, external_note,
+from .tables import (EXTERNAL_DROP_WARNING, EXTERNAL_ECE_WARNING, baseline_warnings, confidence_readings,
+                     confidence_wide, external_note,
                      confidence_table, external_warnings, fill_sensitivity_table, generalization_summary,
                      localisation_table, performance_table, protocol_table, published_comparison)
 from .writer import localisation_markdown, write_report
@@ -32,4 +33,4 @@ __all__ = ["PUBLISHED", "PUBLISHED_COMPUTED_ON", "PUBLISHED_CAM_SETTING", "PUBLI
            "generalization_summary", "external_warnings", "EXTERNAL_DROP_WARNING", "EXTERNAL_ECE_WARNING",
            "external_note", "difference_notes", "capped_pool_note", "measured_notes", "explanation_notes",
            "localisation_table", "localisation_notes", "localisation_markdown", "write_report",
-           "fill_sensitivity_table"]
+           "fill_sensitivity_table", "confidence_wide"]

@@ -154,6 +154,26 @@ def confidence_table(runs: list[DatasetRun], metric: str = "confidence_increase"
     return pd.DataFrame(rows)
 
 
+def confidence_wide(conf: pd.DataFrame, metric: str = "confidence_increase") -> pd.DataFrame:
+    """:func:`confidence_table` as the report and notebook 06 show it: one row per dataset, explained CNN and method,
+    one column per class, each cell ``value mark`` (the mark against the class's best method of that CNN).
+
+    Examples
+    --------
+    >>> from xai_helpers.examples import example_study
+    >>> from xai_helpers.report import load_study
+    >>> wide = confidence_wide(confidence_table(load_study(example_study())))
+    >>> list(wide.columns[:3]), wide.iloc[0]["model"]
+    (['dataset', 'model', 'method'], 'resnet50')
+    """
+    if conf.empty:
+        return pd.DataFrame(columns=["dataset", "model", "method"])
+    cells = conf.assign(cell=[f"{v:.4f} {m}".strip() for v, m in zip(conf[metric], conf["mark"])])
+    wide = cells.pivot_table(index=["dataset", "model", "method"], columns="class", values="cell", aggfunc="first",
+                             sort=False)
+    return wide.reset_index().rename_axis(columns=None).fillna("")  # a class of another dataset: no cell
+
+
 #: How the Figshare set's 16-bit slices become 8-bit (the .mat download; a converted folder is read as given).
 FIGSHARE_WINDOW_RULE = (f"per slice, the {WINDOW_PERCENTILES[0]}–{WINDOW_PERCENTILES[1]} percentile window mapped to "
                         f"0–255 (when read from the .mat download; converted folders are read as given)")

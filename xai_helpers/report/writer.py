@@ -17,7 +17,7 @@ from ..stats import FOLD_TEST, HEADLINE_TEST
 from .notes import difference_notes, explanation_notes, localisation_notes
 from .published import PUBLISHED_SOURCE
 from .study import DatasetRun, load_study
-from .tables import (EXTERNAL_DROP_WARNING, EXTERNAL_ECE_WARNING, baseline_warnings, confidence_table,
+from .tables import (EXTERNAL_DROP_WARNING, EXTERNAL_ECE_WARNING, baseline_warnings, confidence_table, confidence_wide,
                      fill_sensitivity_table, generalization_summary, localisation_table, performance_table,
                      protocol_table, published_comparison)
 
@@ -60,13 +60,7 @@ def write_report(study_dir: str | Path, runs: list[DatasetRun] | None = None) ->
     runs = runs if runs is not None else load_study(study_dir)
     conf = confidence_table(runs)
     gen = generalization_summary(runs)
-    if conf.empty:
-        confidence = "_(notebook 05 has not run)_"
-    else:
-        wide = conf.assign(cell=conf.apply(lambda r: f"{r['confidence_increase']:.4f} {r['mark']}".strip(), axis=1))
-        wide = wide.pivot_table(index=["dataset", "model", "method"], columns="class", values="cell",
-                                aggfunc="first", sort=False)
-        confidence = _markdown(wide.reset_index())
+    confidence = "_(notebook 05 has not run)_" if conf.empty else _markdown(confidence_wide(conf))
     loc = localisation_table(runs)
     fills = fill_sensitivity_table(runs)
     explained = sorted({str(r.config.get("cam_model")) for r in runs if r.config.get("cam_model")}) or ["?"]

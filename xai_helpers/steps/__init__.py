@@ -31,8 +31,8 @@ from .compare import BootstrapExample, bootstrap_example, readable_tests, run_pa
 from .explain import ExplainedExamples, explain_examples, rate_explanations
 from .prepare import audit_notes, load_prepared, prepare_data
 from .stress import corruption_examples, describe_external, external_shift_notes, run_generalization
-from ..report import (confidence_table, load_study, localisation_markdown, localisation_notes, localisation_table,
-                       performance_table, protocol_table, published_comparison, write_report)
+from ..report import (confidence_table, confidence_wide, load_study, localisation_markdown, localisation_notes,
+                       localisation_table, performance_table, protocol_table, published_comparison, write_report)
 from .train import gap_notes, train_baselines, train_models
 
 # the steps, their helpers, and what the notebooks show of the layers below (tables, constants)
@@ -40,7 +40,8 @@ __all__ = ["prepare_data", "load_prepared", "audit_notes", "train_models", "trai
            "chance_levels", "imagenet_c_equivalents",
            "gap_notes", "run_paired_tests", "summary_table_for_run", "explain_examples", "ExplainedExamples",
            "explanation_sample", "rate_explanations", "load_study", "protocol_table", "performance_table",
-           "confidence_table", "published_comparison", "write_report", "corruption_examples", "describe_external",
+           "confidence_table", "confidence_wide", "published_comparison", "write_report", "corruption_examples",
+           "describe_external",
            "external_shift_notes", "run_generalization", "severity_summary", "CORRUPTIONS", "SEVERITY_LEVELS",
            "ALL_METRICS", "audit_summary", "model_overview", "localisation_table", "localisation_markdown",
            "localisation_notes", "bootstrap_example", "BootstrapExample", "readable_tests"]
