@@ -70,7 +70,7 @@ def test_every_page_loads_in_a_browser_without_errors_and_navigation_works(book)
             page.on("requestfailed", lambda r: problems.append(f"request failed: {r.url} ({r.failure})")
                     if "ERR_ABORTED" not in (r.failure or "") else None)
             page.on("response", lambda r: problems.append(f"HTTP {r.status}: {r.url}") if r.status >= 400 else None)
-            images = 0
+            images = tables = 0
             for name in pages:
                 page.goto(f"{base}/{name}", wait_until="load")
                 page.wait_for_load_state("networkidle")
@@ -78,7 +78,13 @@ def test_every_page_loads_in_a_browser_without_errors_and_navigation_works(book)
                     "Array.from(document.images).map(i => [i.src, i.complete && i.naturalWidth > 0])")
                 problems += [f"{name}: image not decoded: {src}" for src, ok in states if not ok]
                 images += len(states)
-            assert images >= 10
+                # a Markdown table the renderer did not parse shows as a paragraph of pipes and dashes
+                raw_tables = page.evaluate(
+                    "Array.from(document.querySelectorAll('article p, article li')).map(e => e.innerText)"
+                    ".filter(t => (t.match(/\\|/g) || []).length >= 4 && /\\|\\s*:?[-\u2013\u2014]{2,}/.test(t))")
+                problems += [f"{name}: raw pipe-table text: {t[:80]!r}" for t in raw_tables]
+                tables += page.evaluate("document.querySelectorAll('article table').length")
+            assert images >= 10 and tables >= 10
             # previous / next: the landing page leads to notebook 01, which leads on to 02 and back
             page.goto(f"{base}/index.html")
             page.wait_for_load_state("networkidle")  # leaving a page early aborts its requests

@@ -48,6 +48,10 @@ html_favicon = "favicon.png"
 html_context = {{"default_mode": "light"}}
 # no widget manager from a CDN: an executed copy holds no live widget (notebook 04 draws its static grid)
 nb_ipywidgets_js = {{}}
+# Markdown a cell displays (display(Markdown(...)): the localisation table, the notes) read as GitHub-flavoured
+# Markdown: myst-nb's default, CommonMark, has no tables, and Sphinx's smart dashes then turn a table's '---' into
+# em dashes, leaving a paragraph of pipes
+nb_render_markdown_format = "gfm"
 exclude_patterns = ["_build"]
 suppress_warnings = ["mystnb.unknown_mime_type", "myst.xref_missing"]
 '''
