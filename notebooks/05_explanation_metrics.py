@@ -111,6 +111,7 @@ from xai_helpers import RunFolder
 from xai_helpers.figures import (plot_deletion_insertion, plot_fills, plot_masked_inputs, plot_pvalue_heatmap,
                                  plot_randomisation, plot_randomised_maps, plot_xai_metric)
 from xai_helpers.steps import (ALL_METRICS, explain_examples, load_prepared, load_study, localisation_markdown,
+                               randomisation_findings,
                                localisation_notes, localisation_table, rate_explanations, run_paired_tests)
 from xai_helpers.notebook import setup_notebook
 
@@ -230,6 +231,13 @@ curves = pd.read_csv(run.xai_randomisation_file)
 fig = plot_randomisation(curves[curves.model == params['cam_model']], run=run)
 
 # %% [markdown]
+# **What this run shows.** A method whose maps keep a rank correlation above 0.5 (our threshold, `RANDOMISATION_FAIL_ABOVE`) with the trained model's once *every* layer is random fails the check: its map follows the image (edges, bright regions) more than the model. Such a method can still lead the confidence and localisation rankings, for the wrong reason: a map that outlines the bright tumour of an MRI slice points at the lesion whatever the model learnt.
+
+# %%
+randomisation = randomisation_findings(curves, params['cam_model'])
+print('\n'.join(f'- {line}' for line in randomisation['sentences']))
+
+# %% [markdown]
 # The maps themselves, for the image above, as the cascade goes from the classifier down to the first convolution. A method that passes the check changes its map as soon as the layers it depends on are random; a map that still shows the same shape at the end reflects the image or the architecture, not what the model learnt.
 
 # %%
@@ -310,6 +318,6 @@ fig = plot_pvalue_heatmap(tests[tests.cam_model == params['cam_model']], 'confid
 #
 #    <details><summary>Answer</summary>
 #
-#    A method whose maps barely change when the model is randomised explains the architecture or the image edges, not what the model learnt (Adebayo et al. 2018); the curves should fall towards 0.
+#    A method whose maps barely change when the model is randomised explains the architecture or the image edges, not what the model learnt (Adebayo et al. 2018); the curves should fall towards 0. The cell after the figure names, for this run, the methods that stay above 0.5; a method that fails the check and leads the confidence or localisation ranking leads it for a reason that is not the model's.
 #
 #    </details>

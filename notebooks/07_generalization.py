@@ -108,7 +108,7 @@ from xai_helpers import RunFolder
 from xai_helpers.figures import (plot_cam_stability, plot_corruption_curves, plot_corruptions,
                                  plot_reliability)
 from xai_helpers.steps import (SEVERITY_LEVELS, chance_levels, corruption_examples, describe_external,
-                               external_shift_notes, imagenet_c_equivalents,
+                               external_shift_notes, generalization_findings, imagenet_c_equivalents,
                                load_prepared, run_generalization, severity_summary)
 from xai_helpers.notebook import setup_notebook, show_table
 
@@ -211,7 +211,7 @@ else:
 #
 #    <details><summary>Answer</summary>
 #
-#    Read `generalization.csv` or the severity figure; on the synthetic demo noise and resolution loss usually hurt most, because the lesions are small and textured.
+#    Look at each CNN's accuracy at severity 5 against its clean accuracy (the severity figure, or `generalization.csv`); the corruption that brings it nearest the dashed line hurts most. It differs between CNNs and datasets: the cell after these exercises names, for this run, the corruption that hurts each CNN most at the highest severity it ran.
 #
 #    </details>
 #
@@ -227,7 +227,7 @@ else:
 #
 #    <details><summary>Answer</summary>
 #
-#    The model's stated confidence is further from its real accuracy on the new site: a 90 % prediction there is right less than 90 % of the time, so confidence thresholds tuned at home do not transfer.
+#    The model's stated confidence is further from its real accuracy on the new site, so confidence thresholds tuned at home do not transfer. ECE is unsigned: the reliability diagram says which way it is off (points below the diagonal: over-confident, a 90 % prediction right less than 90 % of the time; above: under-confident).
 #
 #    </details>
 #
@@ -235,6 +235,13 @@ else:
 #
 #    <details><summary>Answer</summary>
 #
-#    Read the `spearman_mean` per method; methods that average gradients over the whole map (GradCAM, XGradCAM) tend to be more stable than pixel-wise ones (LayerCAM).
+#    Compare `spearman_mean` per method at blur severity 5: 1 means the map did not move. Which method is stablest depends on the model and the data, and stability is not correctness: a map that barely depends on the image (see notebook 05's randomisation check) is stable for that reason. The cell below ranks the methods for this run.
 #
 #    </details>
+
+# %% [markdown]
+# **What this run shows** (exercises 1 and 4, computed from this run's `generalization.csv` and `generalization_cams.csv`):
+
+# %%
+findings = generalization_findings(table, stability)
+print('\n'.join(f'- {line}' for line in findings['sentences']) or 'no corruption was run')

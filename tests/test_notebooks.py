@@ -320,3 +320,43 @@ def test_every_notebook_has_a_paired_script_with_the_same_cells():
         for k, (a, b) in enumerate(zip(committed.cells, source.cells)):
             assert a.source == b.source, f"{path.name} cell {k} differs from {script.name}: run `make notebooks`"
             assert a.metadata.get("tags", []) == b.metadata.get("tags", []), f"{path.name} cell {k} tags"
+
+
+def _cell_output(notebook: Path, source_contains: str) -> str:
+    """The printed text of the executed cell whose source contains ``source_contains``."""
+    for cell in nbformat.read(notebook, as_version=4).cells:
+        if cell.cell_type == "code" and source_contains in cell.source:
+            return "".join(o.get("text", "") for o in cell.outputs if o.get("output_type") == "stream")
+    raise AssertionError(f"{notebook.name}: no cell with {source_contains!r}")
+
+
+def test_the_answers_computed_from_the_run_say_what_its_own_tables_show(quick_run):
+    """Issue 36: an answer about results is computed from the run. Notebook 07's findings (the corruption that hurts
+    each CNN most, the methods' stability under blur) and notebook 05's randomisation verdict, as executed in the
+    quick run, against the run's CSVs recomputed here."""
+    run = Path(quick_run["run_dir"])
+    text = _cell_output(run / "notebooks" / "07_generalization.ipynb", "generalization_findings(")
+    table = pd.read_csv(run / "generalization.csv")
+    table = table[~table["model"].str.startswith("baseline_")]
+    corrupted = table[(table["condition"] != "clean") & ~table["condition"].str.startswith("external")]
+    highest = corrupted[corrupted["severity"] == corrupted.groupby("condition")["severity"].transform("max")]
+    for model, part in highest.groupby("model"):
+        means = part.groupby("condition")["accuracy"].mean()
+        worst = means.idxmin()
+        assert f"{model}: {worst} at severity" in text, (model, means.to_dict(), text)
+    cams = pd.read_csv(run / "generalization_cams.csv")
+    blur = cams[(cams["condition"] == "gaussian_blur") & (cams["severity"] == cams["severity"].max())]
+    order = blur.groupby("method")["spearman_mean"].mean().sort_values(ascending=False)
+    line = next(t for t in text.splitlines() if "under blur" in t)
+    positions = [line.index(f" {m} (") for m in order.index]
+    assert positions == sorted(positions), (order.to_dict(), line)
+    text05 = _cell_output(run / "notebooks" / "05_explanation_metrics.ipynb", "randomisation_findings(")
+    curves = pd.read_csv(run / "xai_randomisation.csv")
+    curves = curves[curves["model"] == quick_run["cam_model"]]
+    final = curves[curves["step"] == curves["step"].max()].groupby("method")["spearman"].mean()
+    for method, value in final.items():
+        assert f"{method} {value:.2f}" in text05
+    failed = sorted(m for m, v in final.items() if v > 0.5)
+    assert ("stay above 0.5" in text05) == bool(failed)
+    for method in failed:
+        assert method in text05.split("stay above")[0].splitlines()[-1]

@@ -28,16 +28,17 @@ from ..evaluation import chance_levels, validation_test_gap
 from ..generalization import CORRUPTIONS, SEVERITY_LEVELS, imagenet_c_equivalents, severity_summary
 from ..models import model_overview
 from .compare import BootstrapExample, bootstrap_example, readable_tests, run_paired_tests, summary_table_for_run
-from .explain import ExplainedExamples, explain_examples, rate_explanations
+from .explain import ExplainedExamples, explain_examples, randomisation_findings, rate_explanations
 from .prepare import audit_notes, load_prepared, prepare_data
-from .stress import corruption_examples, describe_external, external_shift_notes, run_generalization
+from .stress import (corruption_examples, describe_external, external_shift_notes, generalization_findings,
+                     run_generalization)
 from ..report import (confidence_table, confidence_wide, load_study, localisation_markdown, localisation_notes,
                        localisation_table, performance_table, protocol_table, published_comparison, write_report)
 from .train import gap_notes, train_baselines, train_models
 
 # the steps, their helpers, and what the notebooks show of the layers below (tables, constants)
 __all__ = ["prepare_data", "load_prepared", "audit_notes", "train_models", "train_baselines", "validation_test_gap",
-           "chance_levels", "imagenet_c_equivalents",
+           "chance_levels", "imagenet_c_equivalents", "generalization_findings", "randomisation_findings",
            "gap_notes", "run_paired_tests", "summary_table_for_run", "explain_examples", "ExplainedExamples",
            "explanation_sample", "rate_explanations", "load_study", "protocol_table", "performance_table",
            "confidence_table", "confidence_wide", "published_comparison", "write_report", "corruption_examples",

@@ -471,3 +471,52 @@ def _rate_one_model(checkpoint: Path, data: PreparedData, params: dict[str, Any]
                 records.append({**head, "method": m, **image[k],
                                 **{key: float(loc[key][k]) for key in LOCALISATION_METRICS}})
     return records, (rand.drop(columns="image") if rand is not None else None), sensitivity
+
+
+#: A method whose maps keep a Spearman correlation above this with the trained model's once every layer is
+#: re-initialised fails the randomisation check (its maps depend on the image more than on what the model learnt).
+RANDOMISATION_FAIL_ABOVE = 0.5
+
+
+def randomisation_findings(curves: pd.DataFrame, model: str | None = None,
+                           threshold: float = RANDOMISATION_FAIL_ABOVE) -> dict[str, Any]:
+    """What this run's randomisation check shows, in numbers and words (notebook 05).
+
+    Parameters
+    ----------
+    curves : pandas.DataFrame
+        ``xai_randomisation.csv``: ``model``, ``step``, ``method``, ``spearman``.
+    model : str, optional
+        Only this explained CNN (default: every row).
+    threshold : float
+        A mean Spearman correlation above it after the last step fails the check.
+
+    Returns
+    -------
+    dict
+        ``final``: per method, the mean Spearman correlation after the last step (everything re-initialised),
+        highest first; ``failed``: the methods above ``threshold``; ``sentences``.
+
+    Examples
+    --------
+    >>> curves = pd.DataFrame({"model": "resnet50", "step": [1, 2, 1, 2], "method": ["gradcam"] * 2 + ["layercam"] * 2,
+    ...                        "spearman": [0.4, 0.1, 0.95, 0.9]})
+    >>> randomisation_findings(curves)["failed"]
+    ['layercam']
+    """
+    part = curves if model is None else curves[curves["model"] == model]
+    if part.empty:
+        return {"final": pd.Series(dtype=float), "failed": [], "sentences": []}
+    last = part[part["step"] == part["step"].max()]
+    final = last.groupby("method")["spearman"].mean().sort_values(ascending=False)
+    failed = [m for m, v in final.items() if v > threshold]
+    sentences = ["after every layer is re-initialised, the maps' Spearman correlation with the trained model's is "
+                 + ", ".join(f"{m} {v:.2f}" for m, v in final.items())]
+    if failed:
+        sentences.append(f"{', '.join(failed)} stay above {threshold:g}: their maps barely depend on what the model "
+                         "learnt (they follow the image: edges, bright regions), so their scores in the confidence and "
+                         "localisation tables rate the image as much as the explanation; read those rankings with "
+                         "that in mind")
+    else:
+        sentences.append(f"every method falls to {threshold:g} or below: the maps depend on the trained weights")
+    return {"final": final, "failed": failed, "sentences": sentences}

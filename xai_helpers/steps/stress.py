@@ -601,3 +601,56 @@ def describe_external(params: dict[str, Any]) -> str:
                  f"{overlap['near']} near copies, {overlap.get('mirrored', 0)} mirrored copies (perceptual hash "
                  f"within {overlap['near_threshold']} bits)")
     return "\n".join(lines)
+
+
+def generalization_findings(table: pd.DataFrame, stability: pd.DataFrame) -> dict[str, Any]:
+    """What this run shows, for notebook 07's exercises: computed from its own tables, never a fixed claim.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        ``generalization.csv``: ``model``, ``fold``, ``condition``, ``severity``, ``accuracy``.
+    stability : pandas.DataFrame
+        ``generalization_cams.csv``: ``method``, ``condition``, ``severity``, ``spearman_mean`` (may be empty).
+
+    Returns
+    -------
+    dict
+        ``worst``: per CNN, the corruption whose highest severity run lowers its mean accuracy most, with the clean
+        and corrupted accuracy (a DataFrame); ``stability``: per method, the mean Spearman correlation of its maps
+        under blur at the highest severity run, most stable first (a Series, empty without maps); ``sentences``:
+        the same in words.
+
+    Examples
+    --------
+    >>> table = pd.DataFrame({"model": "resnet50", "fold": 0, "condition": ["clean", "contrast", "jpeg"],
+    ...                       "severity": [0, 5, 5], "accuracy": [0.9, 0.4, 0.8]})
+    >>> cams = pd.DataFrame({"method": ["gradcam", "layercam"], "condition": "gaussian_blur", "severity": 5,
+    ...                      "spearman_mean": [0.2, 0.8]})
+    >>> findings = generalization_findings(table, cams)
+    >>> findings["worst"]["condition"].tolist(), findings["stability"].index.tolist()
+    (['contrast'], ['layercam', 'gradcam'])
+    """
+    sentences = []
+    cnn = cnn_rows(table)
+    clean = cnn[cnn["condition"] == "clean"].groupby("model")["accuracy"].mean()
+    corrupted = cnn[(cnn["condition"] != "clean") & ~cnn["condition"].str.startswith("external")]
+    rows = []
+    if not corrupted.empty:
+        top = corrupted[corrupted["severity"] == corrupted.groupby("condition")["severity"].transform("max")]
+        means = top.groupby(["model", "condition", "severity"])["accuracy"].mean().reset_index()
+        for model, part in means.groupby("model", sort=False):
+            worst = part.loc[part["accuracy"].idxmin()]
+            rows.append({"model": model, "condition": worst["condition"], "severity": int(worst["severity"]),
+                         "clean accuracy": float(clean.get(model, np.nan)), "accuracy": float(worst["accuracy"])})
+            sentences.append(f"{model}: {worst['condition']} at severity {int(worst['severity'])} hurts most "
+                             f"(accuracy {clean.get(model, np.nan):.3f} clean, {worst['accuracy']:.3f} corrupted)")
+    ranking = pd.Series(dtype=float, name="spearman_mean")
+    blur = stability[stability["condition"] == "gaussian_blur"] if len(stability) else stability
+    if len(blur):
+        blur = blur[blur["severity"] == blur["severity"].max()]
+        ranking = blur.groupby("method")["spearman_mean"].mean().sort_values(ascending=False)
+        sentences.append(f"under blur at severity {int(blur['severity'].max())}, the maps that move least are "
+                         + ", ".join(f"{m} ({v:.3f})" for m, v in ranking.items()) + " (most stable first)")
+    return {"worst": pd.DataFrame(rows, columns=["model", "condition", "severity", "clean accuracy", "accuracy"]),
+            "stability": ranking, "sentences": sentences}
