@@ -114,3 +114,20 @@ def test_the_audit_keys_notebook_01s_answers_name_exist_under_those_names():
         _, report = make_splits(idx, folds=3, seed=0, leak_policy=policy)
         keys = {k for k in report if k in named}
         assert {"dropped_train_images", "train_images_sharing_a_group_with_test"} <= keys, (policy, sorted(report))
+
+
+def test_show_table_shows_every_row_and_column_it_promises(capsys):
+    """Issue 36: notebook 03's 66-row table was cut to 10 rows by pandas' own display limit despite ``limit=``."""
+    import numpy as np
+    import pandas as pd
+
+    from xai_helpers.notebook import show_table
+
+    table = pd.DataFrame(np.arange(66 * 25).reshape(66, 25), columns=[f"column_{i}" for i in range(25)])
+    show_table(table, limit=len(table))
+    out = capsys.readouterr().out
+    assert "..." not in out
+    assert all(f"column_{i}" in out for i in range(25)) and str(66 * 25 - 1) in out
+    assert len([line for line in out.splitlines() if line.strip()]) == 66 + 1
+    show_table(table, limit=5)
+    assert "first 5 of 66 rows" in capsys.readouterr().out

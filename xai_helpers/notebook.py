@@ -117,7 +117,7 @@ def setup_notebook(namespace: dict[str, Any], title: str) -> dict[str, Any]:
 def show_table(table: pd.DataFrame, limit: int = 12, source: str | Path | None = None, digits: int | None = 3) -> None:
     """Display a table in a notebook without truncating it silently.
 
-    At most ``limit`` rows are shown; when there are more, a line under the table says how many and where
+    At most ``limit`` rows are shown, every one of them and every column (pandas' display limits do not cut them); when there are more, a line under the table says how many and where
     all of them are (``source``: the csv the table was read from or written to).
 
     Parameters
@@ -140,7 +140,10 @@ def show_table(table: pd.DataFrame, limit: int = 12, source: str | Path | None =
     0  0.123
     """
     shown = table.round(digits) if digits is not None else table
-    display(shown.head(limit))
+    # pandas' own display limits (60 rows, 20 columns) would cut what ``limit`` asks to show, with only a '...'
+    with pd.option_context("display.max_rows", max(limit, 1) + 1, "display.min_rows", max(limit, 1) + 1,
+                           "display.max_columns", None, "display.width", None):
+        display(shown.head(limit))
     if len(table) > limit:
         where = f"; all of them in {Path(source).name} ({source})" if source is not None else ""
         print(f"first {limit} of {len(table)} rows{where}")
