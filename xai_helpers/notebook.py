@@ -117,7 +117,8 @@ def setup_notebook(namespace: dict[str, Any], title: str) -> dict[str, Any]:
 def show_table(table: pd.DataFrame, limit: int = 12, source: str | Path | None = None, digits: int | None = 3) -> None:
     """Display a table in a notebook without truncating it silently.
 
-    At most ``limit`` rows are shown, every one of them and every column (pandas' display limits do not cut them); when there are more, a line under the table says how many and where
+    At most ``limit`` rows are shown, every one of them and every column (pandas' display limits do not cut
+    them); when there are more, a line under the table says how many and where
     all of them are (``source``: the csv the table was read from or written to).
 
     Parameters
