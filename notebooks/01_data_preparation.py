@@ -173,7 +173,7 @@ display(data.splits.groupby(['split', 'fold', 'class']).size().unstack('class'))
 #
 #    <details><summary>Answer</summary>
 #
-#    11 mirrored groups (29 images), 2 of them across Training/Testing, on top of 166 exact and 560 near-duplicate groups; with `drop_train`, 272 training images leave the pool ("Expert masks, patients and mirrored copies", `docs/methods.md`).
+#    11 mirrored groups (29 images), 2 of them across Training/Testing, on top of 166 exact and 560 near-duplicate groups; with `drop_train`, 272 training images leave the pool ("Expert masks, patients and mirrored copies" in [docs/methods.md](../docs/methods.md)).
 #
 #    </details>
 #

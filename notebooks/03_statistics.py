@@ -27,7 +27,7 @@
 # >
 # > **You need**
 # > - notebooks [01](01_data_preparation.ipynb) and [02](02_training.ipynb) run into the same `run_dir`
-# > - what a p-value is; "The statistics" in `docs/methods.md` says what each test assumes
+# > - what a p-value is; "The statistics" in [docs/methods.md](../docs/methods.md) says what each test assumes
 # > - 11 s on the demo, measured on a 2-core Intel Xeon with AMX (bf16); 13 s on the same CPU with AVX2 kernels only (fp32, as an AVX2-only CPU runs it); the runner prints the time it expects on your machine before it starts
 # > - the [glossary](../docs/glossary.md) for any term used here without a definition
 #

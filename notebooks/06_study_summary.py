@@ -149,7 +149,7 @@ display(published_comparison(runs).round(4))
 
 # %% [markdown]
 # ## The report
-# `report.md` holds all of the above, the generalization summary of notebook 07 where it has run, and the reasons for each difference, per dataset. Its sections (open the file for the rest, or read it in the book):
+# `report.md` holds all of the above, the generalization summary of notebook 07 where it has run, and the reasons for each difference, per dataset. Its sections (open the file for the rest, or read [the report](../report.md): in the book it is a page, after this notebook):
 
 # %%
 path = write_report(params['run_dir'], runs)

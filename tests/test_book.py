@@ -35,6 +35,12 @@ def test_the_book_holds_every_notebook_the_landing_page_and_the_glossary(book, q
     for page in pages:  # every notebook linked from the landing page
         assert f"notebooks/{page}" in index
     assert (book / "docs" / "glossary.html").is_file()
+    # the pages the notebooks send the reader to: the run's report and the docs they cite
+    assert (book / "report.html").is_file() and 'href="report.html"' in index
+    for doc in ("glossary", "methods", "running", "engineering"):
+        assert (book / "docs" / f"{doc}.html").is_file() and f'href="docs/{doc}.html"' in index
+    assert 'href="../report.html"' in (book / "notebooks" / "06_study_summary.html").read_text()
+    assert 'href="../docs/methods.html"' in (book / "notebooks" / "03_statistics.html").read_text()
     # publishable: figures as PNG files, no data, no notebook sources
     assert len(list((book / "_images").glob("*.png"))) >= 10
     assert not list(book.rglob("*.ipynb")) and not list(book.rglob("*.npy"))
@@ -55,7 +61,7 @@ def test_every_page_loads_in_a_browser_without_errors_and_navigation_works(book)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{server.server_address[1]}"
     notebooks = sorted(f"notebooks/{p.name}" for p in (book / "notebooks").glob("*.html"))
-    pages = ["index.html", "docs/glossary.html"] + notebooks
+    pages = ["index.html", "docs/glossary.html", "docs/methods.html", "report.html"] + notebooks
     problems: list[str] = []
     try:
         with sync_playwright() as p:
@@ -101,6 +107,12 @@ def test_every_page_loads_in_a_browser_without_errors_and_navigation_works(book)
             page.wait_for_load_state("networkidle")
             page.click("article a[href^='02_training.html']")
             assert page.url.split("#")[0].endswith("notebooks/02_training.html")
+            page.wait_for_load_state("networkidle")
+            # notebook 06 sends the reader to the report, which is a page of the book
+            page.goto(f"{base}/notebooks/06_study_summary.html")
+            page.wait_for_load_state("networkidle")
+            page.click("article a[href='../report.html']")
+            assert page.url.endswith("/report.html") and "Next to the published numbers" in page.content()
             page.wait_for_load_state("networkidle")
             browser.close()
     finally:

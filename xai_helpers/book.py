@@ -111,7 +111,12 @@ def _favicon(path: Path) -> None:
     Image.fromarray(rgb).save(path)
 
 
-def landing_page(run: RunFolder, notebooks: Sequence[Path]) -> str:
+#: The repository's documents the notebooks cite, in the book beside them (``docs/<name>.md``), with their titles.
+BOOK_DOCS = {"glossary": "Glossary", "methods": "Methods", "running": "Running the study",
+             "engineering": "Engineering"}
+
+
+def landing_page(run: RunFolder, notebooks: Sequence[Path], with_report: bool = False) -> str:
     """The book's front page (MyST Markdown): the study, the path through the notebooks with what each
     teaches and how long it ran here, and the run's setting.
 
@@ -121,6 +126,8 @@ def landing_page(run: RunFolder, notebooks: Sequence[Path]) -> str:
         The executed run (its ``config.json`` gives the setting).
     notebooks : sequence of pathlib.Path
         The executed notebooks, in reading order.
+    with_report : bool
+        The run's ``report.md`` (notebook 06) is in the book.
 
     Returns
     -------
@@ -133,7 +140,12 @@ def landing_page(run: RunFolder, notebooks: Sequence[Path]) -> str:
         rows.append(f"| [{facts['title']}](notebooks/{path.name}) | {facts['learn']} | {facts['runtime']} |")
     setting = ", ".join(f"`{k}={config[k]}`" for k in ("dataset", "image_size", "models", "folds", "epochs",
                                                          "cam_model", "cam_layer") if k in config)
-    toctree = "\n".join([f"notebooks/{p.stem}" for p in notebooks] + ["docs/glossary"])
+    pages = [f"notebooks/{p.stem}" for p in notebooks] + (["report"] if with_report else []) + [
+        f"docs/{name}" for name in BOOK_DOCS]
+    toctree = "\n".join(pages)
+    reference = "\n".join((["- [The study's report](report.md) (`report.md`, written by notebook 06)"]
+                           if with_report else [])
+                          + [f"- [{title}](docs/{name}.md)" for name, title in BOOK_DOCS.items()])
     return f"""# {TITLE}
 
 {STUDY}
@@ -147,6 +159,10 @@ Read them in order: each one uses what the ones before it wrote into the run fol
 {chr(10).join(rows)}
 
 Terms used without a definition are in the [glossary](docs/glossary.md).
+
+## Reference pages
+
+{reference}
 
 ## This run
 
@@ -206,13 +222,17 @@ def build_book(run_dir: str | Path, out_dir: str | Path | None = None, quiet: bo
         (src / "notebooks").mkdir()
         for path in notebooks:
             _copy_notebook(path, src / "notebooks" / path.name)
-        glossary = project_root() / "docs" / "glossary.md"
         (src / "docs").mkdir()
-        if glossary.is_file():
-            shutil.copy2(glossary, src / "docs" / "glossary.md")
-        else:  # an installed package without the repository: the page says where it lives
-            (src / "docs" / "glossary.md").write_text("# Glossary\n\nSee `docs/glossary.md` in the repository.\n")
-        (src / "index.md").write_text(landing_page(run, notebooks), encoding="utf-8")
+        for name, title in BOOK_DOCS.items():
+            doc = project_root() / "docs" / f"{name}.md"
+            if doc.is_file():
+                shutil.copy2(doc, src / "docs" / doc.name)
+            else:  # an installed package without the repository: the page says where it lives
+                (src / "docs" / f"{name}.md").write_text(f"# {title}\n\nSee `docs/{name}.md` in the repository.\n")
+        report = run.report_file
+        if report.is_file():  # notebook 06's report, which the notebooks send the reader to
+            shutil.copy2(report, src / "report.md")
+        (src / "index.md").write_text(landing_page(run, notebooks, report.is_file()), encoding="utf-8")
         (src / "conf.py").write_text(CONF.format(title=TITLE), encoding="utf-8")
         _favicon(src / "favicon.png")
         if out.exists():
