@@ -84,6 +84,11 @@ def test_every_page_loads_in_a_browser_without_errors_and_navigation_works(book)
                     "Array.from(document.images).map(i => [i.src, i.complete && i.naturalWidth > 0])")
                 problems += [f"{name}: image not decoded: {src}" for src, ok in states if not ok]
                 images += len(states)
+                # a figure scaled to less than half its width can be opened at full size
+                unreadable = page.evaluate(
+                    "Array.from(document.images).filter(i => i.clientWidth > 0 && i.naturalWidth > 2 * i.clientWidth"
+                    " && !(i.closest('a') && i.closest('a').href === i.src)).map(i => i.src)")
+                problems += [f"{name}: figure shrunk over twice without a full-size link: {src}" for src in unreadable]
                 # a Markdown table the renderer did not parse shows as a paragraph of pipes and dashes
                 raw_tables = page.evaluate(
                     "Array.from(document.querySelectorAll('article p, article li')).map(e => e.innerText)"

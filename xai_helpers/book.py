@@ -240,7 +240,33 @@ def build_book(run_dir: str | Path, out_dir: str | Path | None = None, quiet: bo
         args = ["-b", "html", str(src), str(out), "-d", str(src / "_doctrees")] + (["-q"] if quiet else [])
         if build_main(args) != 0:
             raise RuntimeError(f"sphinx-build failed for {run.root}; see the messages above")
+    for page in out.rglob("*.html"):
+        html = page.read_text(encoding="utf-8")
+        linked = link_full_size(html)
+        if linked != html:
+            page.write_text(linked, encoding="utf-8")
     return out / "index.html"
+
+
+_FIGURE = re.compile(r'(<a [^>]*>\s*)?(<img [^>]*src="([^"]*_images/[^"]+\.png)"[^>]*>)')
+
+
+def link_full_size(html: str) -> str:
+    """Wrap every figure (a PNG of ``_images/``) that is not already in a link in a link to itself, so that a
+    figure scaled down to the text column can be opened at full size.
+
+    Examples
+    --------
+    >>> link_full_size('<p><img src="../_images/a.png" /></p>')
+    '<p><a class="full-size" href="../_images/a.png" title="open at full size"><img src="../_images/a.png" /></a></p>'
+    >>> link_full_size('<a href="y"><img src="_images/b.png"></a>')  # already linked: unchanged
+    '<a href="y"><img src="_images/b.png"></a>'
+    """
+    def wrap(match: re.Match) -> str:
+        if match.group(1):
+            return match.group(0)
+        return f'<a class="full-size" href="{match.group(3)}" title="open at full size">{match.group(2)}</a>'
+    return _FIGURE.sub(wrap, html)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
