@@ -195,6 +195,14 @@ else:
     print('the external set has no lesion masks (or there is no external set): nothing to score')
 
 # %% [markdown]
+# ## What this run shows
+# Computed from this run's `generalization.csv` and `generalization_cams.csv` (exercises 1 and 4 ask about them): the corruption that hurts each CNN most at the highest severity run, and how much each method's maps move under the strongest blur.
+
+# %%
+findings = generalization_findings(table, stability)
+print('\n'.join(f'- {line}' for line in findings['sentences']) or 'no corruption was run')
+
+# %% [markdown]
 # ## Summary
 #
 # - Accuracy under corruption falls with severity; the slope, not only the clean accuracy, says how robust a model is.
@@ -211,7 +219,7 @@ else:
 #
 #    <details><summary>Answer</summary>
 #
-#    Look at each CNN's accuracy at severity 5 against its clean accuracy (the severity figure, or `generalization.csv`); the corruption that brings it nearest the dashed line hurts most. It differs between CNNs and datasets: the cell after these exercises names, for this run, the corruption that hurts each CNN most at the highest severity it ran.
+#    Look at each CNN's accuracy at severity 5 against its clean accuracy (the severity figure, or `generalization.csv`); the corruption that brings it nearest the dashed line hurts most. It differs between CNNs and datasets: the section "What this run shows" above names, for this run, the corruption that hurts each CNN most at the highest severity it ran.
 #
 #    </details>
 #
@@ -235,13 +243,6 @@ else:
 #
 #    <details><summary>Answer</summary>
 #
-#    Compare `spearman_mean` per method at blur severity 5: 1 means the map did not move. Which method is stablest depends on the model and the data, and stability is not correctness: a map that barely depends on the image (see notebook 05's randomisation check) is stable for that reason. The cell below ranks the methods for this run.
+#    Compare `spearman_mean` per method at blur severity 5: 1 means the map did not move. Which method is stablest depends on the model and the data, and stability is not correctness: a map that ignored the image altogether (a fixed blob in the centre) would be perfectly stable. "What this run shows" above ranks the methods for this run.
 #
 #    </details>
-
-# %% [markdown]
-# **What this run shows** (exercises 1 and 4, computed from this run's `generalization.csv` and `generalization_cams.csv`):
-
-# %%
-findings = generalization_findings(table, stability)
-print('\n'.join(f'- {line}' for line in findings['sentences']) or 'no corruption was run')
