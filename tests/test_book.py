@@ -34,6 +34,10 @@ def test_the_book_holds_every_notebook_the_landing_page_and_the_glossary(book, q
     assert "The path through the notebooks" in index and "runtime" in index
     for page in pages:  # every notebook linked from the landing page
         assert f"notebooks/{page}" in index
+    # one order everywhere: the runner's, 06 (which summarises 07) last, as in the README
+    assert index.index("notebooks/07_generalization.html") < index.index("notebooks/06_study_summary.html")
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert readme.index("notebooks/07_generalization.ipynb") < readme.index("notebooks/06_study_summary.ipynb")
     assert (book / "docs" / "glossary.html").is_file()
     # the pages the notebooks send the reader to: the run's report and the docs they cite
     assert (book / "report.html").is_file() and 'href="report.html"' in index

@@ -152,9 +152,11 @@ def landing_page(run: RunFolder, notebooks: Sequence[Path], with_report: bool = 
 
 ## The path through the notebooks
 
-Read them in order: each one uses what the ones before it wrote into the run folder. The runtimes are this run's.
+Read them in this order (the runner's): each one uses what the ones before it wrote into the run folder, and 06
+summarises all of them. The runtimes are this run's, on the machine and under the load it ran with; the time in each
+notebook's "You need" box is the reference measurement of the demo, on the CPU it names.
 
-| notebook | you will learn, first of all | runtime |
+| notebook | you will learn, first of all | this run's runtime |
 |---|---|---|
 {chr(10).join(rows)}
 
@@ -211,8 +213,11 @@ def build_book(run_dir: str | Path, out_dir: str | Path | None = None, quiet: bo
     """
     from sphinx.cmd.build import build_main  # noqa: PLC0415 - the book's builder only when building
 
+    from .run import runner_order  # noqa: PLC0415 - the runner's module pulls in the parameter table
+
     run = RunFolder(run_dir)
-    notebooks = sorted(run.notebooks_dir.glob("[0-9][0-9]_*.ipynb"))
+    # the reading order is the runner's: 06 summarises what 01-05 and 07 wrote, so it comes last
+    notebooks = runner_order(sorted(run.notebooks_dir.glob("[0-9][0-9]_*.ipynb")))
     if not notebooks:
         raise RunFolderError(f"{run.notebooks_dir}: no executed notebooks; run `python -m xai_helpers.run "
                              f"--profile demo` (or another profile) first")

@@ -206,6 +206,28 @@ def bootstrap_example(params: dict[str, Any], n_images: int = 10, fold: int = 0,
     return BootstrapExample(a, b, fold, images, small, full, len(test))
 
 
+#: What the ``effect_size`` of each test's rows is (by the test's name, its prefix for the McNemar and randomisation
+#: variants): Cohen's d_z (the mean difference over the standard deviation of the differences) for the t-tests, the
+#: matched-pairs rank-biserial correlation for Wilcoxon, and the difference of accuracy (or F1) itself for McNemar and
+#: the randomisation tests.
+EFFECT_SIZE_KINDS = {"paired_t": "d_z", "corrected_t": "d_z", "wilcoxon": "rank-biserial",
+                     "mcnemar": "difference", "randomisation": "difference"}
+
+
+def effect_size_kind(test: str) -> str:
+    """The kind of effect size a test's rows carry (:data:`EFFECT_SIZE_KINDS`).
+
+    Examples
+    --------
+    >>> effect_size_kind("corrected_t"), effect_size_kind("mcnemar_exact"), effect_size_kind("randomisation_images")
+    ('d_z', 'difference', 'difference')
+    """
+    for name, kind in EFFECT_SIZE_KINDS.items():
+        if test == name or test.startswith(name + "_"):
+            return kind
+    return ""
+
+
 def readable_tests(tests: pd.DataFrame) -> pd.DataFrame:
     """The columns of ``stats/paired_tests.csv`` a reader needs, named for reading: the pair, the metric, the test,
     the mean difference with its interval, the Holm-adjusted p and the effect size (all columns stay in the csv).
@@ -219,7 +241,8 @@ def readable_tests(tests: pd.DataFrame) -> pd.DataFrame:
     -------
     pandas.DataFrame
         ``pair`` (``a − b``), ``metric``, ``test``, ``n``, ``difference``, ``interval``, ``p (Holm)``,
-        ``effect size`` (and ``group`` when the rows have several).
+        ``effect size`` and ``effect size kind`` (:data:`EFFECT_SIZE_KINDS`: Cohen's d_z, the rank-biserial
+        correlation or the difference itself, by test) (and ``group`` when the rows have several).
 
     Examples
     --------
@@ -228,7 +251,7 @@ def readable_tests(tests: pd.DataFrame) -> pd.DataFrame:
     ...                   "p_adjusted": [0.0312], "effect_size": [1.91], "group": ["all"]})
     >>> readable_tests(t).iloc[0].to_dict()  # doctest: +NORMALIZE_WHITESPACE
     {'pair': 'resnet50 − vgg16', 'metric': 'accuracy', 'test': 'paired_t', 'n': 3, 'difference': 0.051,
-     'interval': '[0.010, 0.090] (95 %)', 'p (Holm)': 0.0312, 'effect size': 1.91}
+     'interval': '[0.010, 0.090] (95 %)', 'p (Holm)': 0.0312, 'effect size': 1.91, 'effect size kind': 'd_z'}
     """
     def interval(r) -> str:
         if pd.isna(r.ci_low) or pd.isna(r.ci_high):
@@ -239,7 +262,8 @@ def readable_tests(tests: pd.DataFrame) -> pd.DataFrame:
     out = pd.DataFrame({"pair": tests["a"] + " − " + tests["b"], "metric": tests["metric"], "test": tests["test"],
                         "n": tests["n"], "difference": tests["mean_diff"].round(4),
                         "interval": [interval(r) for r in tests.itertuples()],
-                        "p (Holm)": tests["p_adjusted"].round(4), "effect size": tests["effect_size"].round(3)})
+                        "p (Holm)": tests["p_adjusted"].round(4), "effect size": tests["effect_size"].round(3),
+                        "effect size kind": tests["test"].map(effect_size_kind)})
     if "group" in tests and tests["group"].nunique() > 1:
         out.insert(0, "group", tests["group"])
     return out.reset_index(drop=True)
