@@ -85,7 +85,8 @@ FIGURES = {
     "paired_lines": lambda: figures.plot_paired_lines(_metrics(), "accuracy"),
     "xai_metric": lambda: figures.plot_xai_metric(_xai()),
     "randomisation": lambda: figures.plot_randomisation(_randomisation()),
-    "corruption_curves": lambda: figures.plot_corruption_curves(_severity("model", "accuracy"), chance=0.25),
+    "corruption_curves": lambda: figures.plot_corruption_curves(
+        _severity("model", "accuracy"), chance={"accuracy": (0.25, "no-information rate")}),
     "cam_stability": lambda: figures.plot_cam_stability(_severity("method", "spearman_mean")),
     "reliability": lambda: figures.plot_reliability(_reliability()),
     "deletion_insertion": lambda: figures.plot_deletion_insertion(_curves()),

@@ -158,6 +158,18 @@ def confidence_wide(conf: pd.DataFrame, metric: str = "confidence_increase") -> 
     """:func:`confidence_table` as the report and notebook 06 show it: one row per dataset, explained CNN and method,
     one column per class, each cell ``value mark`` (the mark against the class's best method of that CNN).
 
+    Parameters
+    ----------
+    conf : pandas.DataFrame
+        :func:`confidence_table`.
+    metric : str
+        Its value column.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``dataset, model, method`` and one column per class (empty cells for classes of another dataset).
+
     Examples
     --------
     >>> from xai_helpers.examples import example_study

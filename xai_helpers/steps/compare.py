@@ -217,6 +217,16 @@ EFFECT_SIZE_KINDS = {"paired_t": "d_z", "corrected_t": "d_z", "wilcoxon": "rank-
 def effect_size_kind(test: str) -> str:
     """The kind of effect size a test's rows carry (:data:`EFFECT_SIZE_KINDS`).
 
+    Parameters
+    ----------
+    test : str
+        The ``test`` column of ``stats/paired_tests.csv``.
+
+    Returns
+    -------
+    str
+        ``'d_z'``, ``'rank-biserial'``, ``'difference'``, or ``''`` for a test not listed.
+
     Examples
     --------
     >>> effect_size_kind("corrected_t"), effect_size_kind("mcnemar_exact"), effect_size_kind("randomisation_images")
