@@ -125,6 +125,8 @@ print(f"{params['cam_model']} at {params['image_size']} px: target layer {layer!
 # %% [markdown]
 # ## Five methods, one pass
 # A few test images per class; each map explains the predicted class. Lesion masks (synthetic data) are outlined, so you can see at a glance whether a map points at the lesion.
+#
+# What to notice: on a no-lesion image a map has nothing to point at, so whatever it highlights is what the model uses instead (edges, texture, the border). On the lesion images, look whether every method finds the lesion or only some, and whether that depends on the kind of lesion (the synthetic set has ring and solid lesions: does each method find both?). `examples.labels` says, under each row, the true and the predicted class.
 
 # %%
 rows, labels = examples.rows, examples.labels
@@ -158,11 +160,13 @@ for method in (cams.gradcam_weights, cams.gradcam, cams.gradcam_plus_plus_weight
 
 # %% [markdown]
 # ### What each method weighs, on one image
-# The first image above, its target layer's channels ordered by GradCAM's weight (the 40 largest in magnitude), each method's weights scaled to its largest. GradCAM and XGradCAM mostly agree in sign and order; GradCAM++ keeps only positive gradients, so its weights are never negative; EigenGradCAM's component has an arbitrary overall sign; LayerCAM has a weight per position, shown averaged.
+# A lesion image from the grid above (the first one the model classifies right), its target layer's channels ordered by GradCAM's weight (the 40 largest in magnitude), each method's weights scaled to its largest. GradCAM and XGradCAM mostly agree in sign and order; GradCAM++ keeps only positive gradients, so its weights are never negative; EigenGradCAM's component has an arbitrary overall sign; LayerCAM has a weight per position, shown averaged.
 
 # %%
-weights = examples.channel_weights(0)
-fig = plot_channel_weights(weights, run=run, title=f"{params['cam_model']} · {layer} · first image")
+demo = examples.lesion_index(data)
+weights = examples.channel_weights(demo)
+fig = plot_channel_weights(weights, run=run, title=f"{params['cam_model']} · {layer} · "
+                           f"{examples.labels[demo].splitlines()[0]}")
 display(weights.corr(method='spearman').round(2).rename_axis('Spearman ρ of the weights, all channels'))
 
 # %% [markdown]
@@ -172,8 +176,8 @@ display(weights.corr(method='spearman').round(2).rename_axis('Spearman ρ of the
 # %%
 layer_names = examples.layer_choices()
 by_layer = {name: examples.maps_at(params['cam_methods'], layer=name) for name in layer_names}
-first = np.repeat(data.images[rows[:1]], len(layer_names), axis=0)
-fig = cam_grid(first, {m: np.stack([by_layer[name][m][0] for name in layer_names]) for m in params['cam_methods']},
+first = np.repeat(data.images[rows[demo:demo + 1]], len(layer_names), axis=0)
+fig = cam_grid(first, {m: np.stack([by_layer[name][m][demo] for name in layer_names]) for m in params['cam_methods']},
                [f'{name}\n{examples.map_size(name)}' for name in layer_names], run=run, name='cam_layers',
                title=f"{params['cam_model']}: the same image at {len(layer_names)} target layers")
 

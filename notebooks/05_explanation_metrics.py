@@ -144,14 +144,18 @@ fig = plot_xai_metric(xai, 'confidence_increase', run=run)
 
 # %% [markdown]
 # ### What the model sees: x ⊙ map
-# Confidence increase feeds the model the input multiplied by the map, pixel by pixel: where the map is 0 the normalised input becomes 0, i.e. ImageNet's mean colour (0.485, 0.456, 0.406), a warm grey. One test image, explained by fold 0's model, with the explained class's probability before and after (the `perturbation_fill` of this run is printed above the figure):
+# Confidence increase feeds the model the input multiplied by the map, pixel by pixel: where the map is 0 the normalised input becomes 0, i.e. ImageNet's mean colour (0.485, 0.456, 0.406), a warm grey. One test image with a lesion (where the dataset has masks: a map has something to point at), explained by fold 0's model, with the explained class's probability before and after (the `perturbation_fill` of this run is printed above the figure):
 
 # %%
 example = explain_examples(data, params, per_class=1, fold=0)
-print('removed pixels become:', params['perturbation_fill'])
-masked, masked_scores = example.masked_inputs(0, fill=params['perturbation_fill'])
-fig = plot_masked_inputs(data.images[example.rows[0]], masked, masked_scores, run=run)
+demo = example.lesion_index(data)
+print('removed pixels become:', params['perturbation_fill'], '· image:', example.labels[demo].replace('\n', ', '))
+masked, masked_scores = example.masked_inputs(demo, fill=params['perturbation_fill'])
+fig = plot_masked_inputs(data.images[example.rows[demo]], masked, masked_scores, run=run)
 display(masked_scores.round(3))
+
+# %% [markdown]
+# What to notice: a method whose map keeps the lesion keeps most of the probability (the smallest fall); one whose map is spread over the background shows the model a grey image with the lesion gone.
 
 # %% [markdown]
 # ### What a "removed" pixel becomes
@@ -194,8 +198,8 @@ if run.xai_fill_sensitivity_file.is_file():
 # Deletion removes the pixels the map ranks highest first (they become the fill) and watches the probability fall: a map that found the evidence makes it fall fast (a small area under the curve is better). Insertion starts from a blurred copy and puts the highest-ranked pixels back first: a good map makes the probability climb fast (a large area is better). After the ReLU and the scaling to [0, 1], a map is often 0 on half the image: those pixels tie, and they are removed in a random order drawn from `seed` (in raster order the top rows would always go first, and where the evidence lies would decide the area). The same image as above:
 
 # %%
-fig = plot_deletion_insertion(example.deletion_insertion_curves(0, fill=params['perturbation_fill'], seed=params['seed']),
-                              run=run)
+fig = plot_deletion_insertion(example.deletion_insertion_curves(demo, fill=params['perturbation_fill'],
+                                                              seed=params['seed']), run=run)
 
 # %% [markdown]
 # ## Every metric, overall
@@ -241,7 +245,8 @@ print('\n'.join(f'- {line}' for line in randomisation['sentences']))
 # The maps themselves, for the image above, as the cascade goes from the classifier down to the first convolution. A method that passes the check changes its map as soon as the layers it depends on are random; a map that still shows the same shape at the end reflects the image or the architecture, not what the model learnt.
 
 # %%
-fig = plot_randomised_maps(data.images[example.rows[0]], example.randomised_maps(0, seed=params['seed']), run=run)
+fig = plot_randomised_maps(data.images[example.rows[demo]], example.randomised_maps(demo, seed=params['seed']),
+                          run=run)
 
 # %% [markdown]
 # ## Do the maps point at the lesion?

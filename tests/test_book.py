@@ -45,6 +45,10 @@ def test_the_book_holds_every_notebook_the_landing_page_and_the_glossary(book, q
         assert (book / "docs" / f"{doc}.html").is_file() and f'href="docs/{doc}.html"' in index
     assert 'href="../report.html"' in (book / "notebooks" / "06_study_summary.html").read_text()
     assert 'href="../docs/methods.html"' in (book / "notebooks" / "03_statistics.html").read_text()
+    # the Colab badge says what it opens: a release tag that may not be published yet
+    from xai_helpers.distribution import release_ref
+    page = (book / "notebooks" / "02_training.html").read_text()
+    assert f"Colab opens this notebook at release {release_ref()}" in page
     # publishable: figures as PNG files, no data, no notebook sources
     assert len(list((book / "_images").glob("*.png"))) >= 10
     assert not list(book.rglob("*.ipynb")) and not list(book.rglob("*.npy"))

@@ -90,12 +90,23 @@ COLAB_BADGE_SVG = (
     'Open in Colab</text></svg>')
 
 
+#: Said beside the Colab badge in the book: the badge opens the notebook at the release tag the install cell pins,
+#: which exists only once that release is published.
+COLAB_NOTE = ("*(Colab opens this notebook at release {ref} of the repository; until that tag is published the "
+              "link finds nothing: clone the repository and run `make lab` instead.)*")
+
+
 def _copy_notebook(path: Path, dest: Path) -> None:
-    """Copy an executed notebook into the book's sources, its Colab badge pointing at a local image."""
+    """Copy an executed notebook into the book's sources, its Colab badge pointing at a local image and followed by
+    what it opens (:data:`COLAB_NOTE`)."""
+    from .distribution import release_ref  # noqa: PLC0415
+
     nb = nbformat.read(path, as_version=4)
     for cell in nb.cells:
         if cell.cell_type == "markdown" and COLAB_BADGE_IMAGE in cell.source:
-            cell.source = cell.source.replace(COLAB_BADGE_IMAGE, "colab-badge.svg")
+            cell.source = re.sub(r"(\[!\[Open In Colab\]\([^)]*\)\]\([^)]*\))",
+                                 lambda m: m.group(1) + " " + COLAB_NOTE.format(ref=release_ref()),
+                                 cell.source.replace(COLAB_BADGE_IMAGE, "colab-badge.svg"), count=1)
             (dest.parent / "colab-badge.svg").write_text(COLAB_BADGE_SVG, encoding="utf-8")
     nbformat.write(nb, dest)
 

@@ -165,6 +165,21 @@ class ExplainedExamples:
                                    "change": float(c["confidence_increase"][0])} for m, c in conf.items()}).T
         return images, scores.rename_axis("method")
 
+    def lesion_index(self, data: PreparedData) -> int:
+        """The image the one-image demos should use: the first with a lesion mask that the model classifies right (a
+        map has something to point at), else the first with a mask, else the first image.
+
+        Parameters
+        ----------
+        data : PreparedData
+            The prepared data the examples come from (their masks and labels).
+        """
+        masks = data.masks(np.asarray(self.rows))
+        predicted = self.probs.argmax(axis=1)
+        with_mask = [i for i, m in enumerate(masks) if m is not None and m.any()]
+        right = [i for i in with_mask if predicted[i] == data.labels[self.rows[i]]]
+        return (right or with_mask or [0])[0]
+
     def darkest_index(self) -> int:
         """The index of the darkest explained image (lowest mean intensity): where the fill matters most."""
         mean = torch.tensor(IMAGENET_MEAN, device=self.x.device).view(1, -1, 1, 1)
