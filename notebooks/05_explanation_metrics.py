@@ -203,7 +203,7 @@ fig = plot_deletion_insertion(example.deletion_insertion_curves(demo, fill=param
 
 # %% [markdown]
 # ## Every metric, overall
-# Every metric, what it measures and which direction is better (the localisation columns exist only for images with a lesion mask; `centre_prior` and `uniform_random` have only those):
+# Every metric, what it measures and which direction is better (the localisation columns exist only for images with a lesion mask; `centre_prior` and `uniform_random` have only those). In the table under it, `n` says how many (fold, image) pairs each mean stands on: the costly metrics (deletion/insertion, ROAD, randomisation) use a subsample of images per class, so their means are noisier than the confidence ones:
 #
 # | metric | what it measures | better when | reference |
 # |---|---|---|---|
@@ -224,7 +224,10 @@ fig = plot_deletion_insertion(example.deletion_insertion_curves(demo, fill=param
 
 # %%
 overall = per_image.groupby('method')[[m for m in ALL_METRICS if m in per_image]].mean()
-display(overall.round(4).T)
+shown = overall.round(4).T
+# how many (fold, image) rows each mean stands on: the costly metrics use a subsample
+shown.insert(0, 'n (fold × image)', per_image.groupby('method')[list(shown.index)].count().max().astype(int))
+display(shown)
 
 # %% [markdown]
 # ## Sanity check: do the maps depend on what the model learnt?

@@ -163,6 +163,8 @@ for metric in ('accuracy', 'f1_macro'):
 # %% [markdown]
 # ## Clean, external and calibration
 # A model that is as confident on the external set as on its own test set but less accurate there is *over*-confident out of distribution: its ECE grows.
+#
+# The `clean` rows here are scored on at most `generalization_per_class` test images per class (the same sample every corruption is applied to), not on the whole test split: they differ from notebook 02's test accuracy by that sampling alone.
 
 # %%
 summary = table[(table.condition == 'clean') | table.condition.str.startswith('external:')]
