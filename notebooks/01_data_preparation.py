@@ -167,9 +167,9 @@ display(data.splits.groupby(['split', 'fold', 'class']).size().unstack('class'))
 # %% [markdown]
 # ## Exercises
 #
-# Change a parameter in the parameters cell (or with `--set` in the runner), rerun, and compare. Each answer is folded; try first.
+# Change a parameter in the parameters cell (or with `--set` in the runner), rerun, and compare. Each answer is folded; try first. Each exercise says what it needs: *(demo)* the demo run (this book's, or a rerun of `make demo` with the change), *(real data)* a dataset from `../shared/data` or downloaded as in [docs/running.md](../docs/running.md), *(JupyterLab)* the live explorer (`make lab`). At least three per notebook need only the demo.
 #
-# 1. Run this notebook on the brain MRI set (`dataset='brain_tumor_mri'`, `data_root='../shared/data/brain_tumor_mri'`) and open `data/audit.json`. How many mirrored-copy groups does it find, and how many cross the Training/Testing split?
+# 1. *(real data)* Run this notebook on the brain MRI set (`dataset='brain_tumor_mri'`, `data_root='../shared/data/brain_tumor_mri'`) and open `data/audit.json`. How many mirrored-copy groups does it find, and how many cross the Training/Testing split?
 #
 #    <details><summary>Answer</summary>
 #
@@ -177,15 +177,15 @@ display(data.splits.groupby(['split', 'fold', 'class']).size().unstack('class'))
 #
 #    </details>
 #
-# 2. Rerun with `leak_policy='keep'` on the same set. What changes in `audit.json`, and why would the test accuracy of notebook 02 be higher?
+# 2. *(demo)* Rerun with `leak_policy='keep'` (on the demo, then, if you can, on the brain MRI set). What changes in `audit.json`, and why would the test accuracy of notebook 02 be higher?
 #
 #    <details><summary>Answer</summary>
 #
-#    Under `splits` in `audit.json`, `dropped_train_images` is an empty list while `train_images_sharing_a_group_with_test` still counts the training images that are copies of test images: the training pool keeps them, the models see some test images during training, and test accuracy then measures memory as well as generalization.
+#    On the demo, look at `cross_split_exact_duplicate_groups`, `cross_split_near_duplicate_groups` and `splits.train_images_sharing_a_group_with_test`: where they are 0 (a generator draws each image afresh, so they usually are), there is nothing to drop and nothing changes. On the brain MRI set, under `splits` in `audit.json`, `dropped_train_images` is an empty list while `train_images_sharing_a_group_with_test` still counts the training images that are copies of test images: the training pool keeps them, the models see some test images during training, and test accuracy then measures memory as well as generalization.
 #
 #    </details>
 #
-# 3. Set `folds=5`. How do the validation folds change (see `groups_per_part_and_class` in the audit)?
+# 3. *(demo)* Set `folds=5`. How do the validation folds change (see `groups_per_part_and_class` in the audit)?
 #
 #    <details><summary>Answer</summary>
 #
@@ -193,10 +193,18 @@ display(data.splits.groupby(['split', 'fold', 'class']).size().unstack('class'))
 #
 #    </details>
 #
-# 4. On the Figshare set (`dataset='brain_tumor_figshare'`), why are look-alike slices of two patients counted (`look_alike_groups_across_patients_not_joined`) but not joined into one group?
+# 4. *(real data)* On the Figshare set (`dataset='brain_tumor_figshare'`), why are look-alike slices of two patients counted (`look_alike_groups_across_patients_not_joined`) but not joined into one group?
 #
 #    <details><summary>Answer</summary>
 #
 #    Slices at the same level of different heads hash alike. Joining them chained 521 slices of many patients into one group, which became the whole glioma test split; the patient IDs are the better grouping, so only byte copies join patients.
+#
+#    </details>
+#
+# 5. *(demo)* Open `data/audit.json` and find `class_imbalance` (`counts`, `max_over_min`) and `per_split_class`. Is this run's data balanced, and which of notebook 02's metrics would you headline on a set that is not?
+#
+#    <details><summary>Answer</summary>
+#
+#    Read the numbers for this run: the synthetic generator makes the same number of images per class, so the demo's `max_over_min` is 1. On an imbalanced set, always answering the majority class already scores its share in accuracy (chest X-ray's test split: 0.62, the dashed line of notebook 02), so balanced accuracy or macro-F1 say more.
 #
 #    </details>

@@ -197,9 +197,9 @@ fig = plot_learning_curves(histories, run=run)
 # %% [markdown]
 # ## Exercises
 #
-# Change a parameter in the parameters cell (or with `--set` in the runner), rerun, and compare. Each answer is folded; try first.
+# Change a parameter in the parameters cell (or with `--set` in the runner), rerun, and compare. Each answer is folded; try first. Each exercise says what it needs: *(demo)* the demo run (this book's, or a rerun of `make demo` with the change), *(real data)* a dataset from `../shared/data` or downloaded as in [docs/running.md](../docs/running.md), *(JupyterLab)* the live explorer (`make lab`). At least three per notebook need only the demo.
 #
-# 1. Set `epochs=2` and rerun notebooks 01–02 into a new `run_dir`. How do the mean test accuracies and their spread over folds change?
+# 1. *(demo)* Set `epochs=2` and rerun notebooks 01–02 into a new `run_dir`. How do the mean test accuracies and their spread over folds change?
 #
 #    <details><summary>Answer</summary>
 #
@@ -207,7 +207,7 @@ fig = plot_learning_curves(histories, run=run)
 #
 #    </details>
 #
-# 2. Open `checkpoints/vgg16_fold0/history.csv`. At which epoch was the validation macro-F1 best, and what did the later epochs do?
+# 2. *(demo)* Open `checkpoints/vgg16_fold0/history.csv`. At which epoch was the validation macro-F1 best, and what did the later epochs do?
 #
 #    <details><summary>Answer</summary>
 #
@@ -215,7 +215,7 @@ fig = plot_learning_curves(histories, run=run)
 #
 #    </details>
 #
-# 3. Compare each CNN with `baseline_hgb` in `metrics.csv`. On which dataset would you distrust a CNN whose accuracy is within 0.02 of the baseline?
+# 3. *(demo)* Compare each CNN with `baseline_hgb` in `metrics.csv`. On which dataset would you distrust a CNN whose accuracy is within 0.02 of the baseline?
 #
 #    <details><summary>Answer</summary>
 #
@@ -223,7 +223,7 @@ fig = plot_learning_curves(histories, run=run)
 #
 #    </details>
 #
-# 4. Set `class_weighted=True`. Which per-class recall in `metrics.csv` should rise, and what does it cost?
+# 4. *(demo)* Set `class_weighted=True`. Which per-class recall in `metrics.csv` should rise, and what does it cost?
 #
 #    <details><summary>Answer</summary>
 #

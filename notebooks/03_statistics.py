@@ -198,9 +198,9 @@ show_table(readable_tests(tests[tests.group.str.startswith('fold')]), limit=24, 
 # %% [markdown]
 # ## Exercises
 #
-# Change a parameter in the parameters cell (or with `--set` in the runner), rerun, and compare. Each answer is folded; try first.
+# Change a parameter in the parameters cell (or with `--set` in the runner), rerun, and compare. Each answer is folded; try first. Each exercise says what it needs: *(demo)* the demo run (this book's, or a rerun of `make demo` with the change), *(real data)* a dataset from `../shared/data` or downloaded as in [docs/running.md](../docs/running.md), *(JupyterLab)* the live explorer (`make lab`). At least three per notebook need only the demo.
 #
-# 1. Why can a Wilcoxon signed-rank test over 3 folds never give p below 0.25?
+# 1. *(demo)* Why can a Wilcoxon signed-rank test over 3 folds never give p below 0.25?
 #
 #    <details><summary>Answer</summary>
 #
@@ -208,7 +208,7 @@ show_table(readable_tests(tests[tests.group.str.startswith('fold')]), limit=24, 
 #
 #    </details>
 #
-# 2. Find a pair whose `p_value` is below 0.05 but whose `p_adjusted` is not. Why did Holm move it?
+# 2. *(demo)* Find a pair whose `p_value` is below 0.05 but whose `p_adjusted` is not. Why did Holm move it?
 #
 #    <details><summary>Answer</summary>
 #
@@ -216,7 +216,7 @@ show_table(readable_tests(tests[tests.group.str.startswith('fold')]), limit=24, 
 #
 #    </details>
 #
-# 3. Rerun notebooks 01–03 into a new `run_dir` with `synthetic_per_class=40` and a new `data_root` (fewer test images). What happens to the bootstrap intervals and the marks?
+# 3. *(demo)* Rerun notebooks 01–03 into a new `run_dir` with `synthetic_per_class=40` and a new `data_root` (fewer test images). What happens to the bootstrap intervals and the marks?
 #
 #    <details><summary>Answer</summary>
 #
@@ -224,7 +224,7 @@ show_table(readable_tests(tests[tests.group.str.startswith('fold')]), limit=24, 
 #
 #    </details>
 #
-# 4. In `stats/paired_tests.csv`, compare `randomisation_images` with `corrected_t` for the same pair. Which one is the smaller p, and why?
+# 4. *(demo)* In `stats/paired_tests.csv`, compare `randomisation_images` with `corrected_t` for the same pair. Which one is the smaller p, and why?
 #
 #    <details><summary>Answer</summary>
 #

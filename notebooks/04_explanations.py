@@ -228,9 +228,9 @@ else:
 # %% [markdown]
 # ## Exercises
 #
-# Change a parameter in the parameters cell (or with `--set` in the runner), rerun, and compare. Each answer is folded; try first.
+# Change a parameter in the parameters cell (or with `--set` in the runner), rerun, and compare. Each answer is folded; try first. Each exercise says what it needs: *(demo)* the demo run (this book's, or a rerun of `make demo` with the change), *(real data)* a dataset from `../shared/data` or downloaded as in [docs/running.md](../docs/running.md), *(JupyterLab)* the live explorer (`make lab`). At least three per notebook need only the demo.
 #
-# 1. In the explorer, pick an image and switch the target from the predicted class to another class. Does the map move?
+# 1. *(JupyterLab)* In the explorer, pick an image and switch the target from the predicted class to another class. Does the map move?
 #
 #    <details><summary>Answer</summary>
 #
@@ -238,7 +238,7 @@ else:
 #
 #    </details>
 #
-# 2. Set `cam_layer='layer3'` and compare with `layer2`. What happens to the maps at 64 px?
+# 2. *(demo)* Set `cam_layer='layer3'` and compare with `layer2`. What happens to the maps at 64 px?
 #
 #    <details><summary>Answer</summary>
 #
@@ -246,7 +246,7 @@ else:
 #
 #    </details>
 #
-# 3. Add `eigengradcam_signed` to `cam_methods`. On which images does it differ from `eigengradcam`?
+# 3. *(demo)* Add `eigengradcam_signed` to `cam_methods`. On which images does it differ from `eigengradcam`?
 #
 #    <details><summary>Answer</summary>
 #
@@ -254,7 +254,7 @@ else:
 #
 #    </details>
 #
-# 4. Set `cam_layer='layer4'` with `cam_model='resnet50'`. Which two methods give identical maps, and why?
+# 4. *(demo)* Set `cam_layer='layer4'` with `cam_model='resnet50'`. Which two methods give identical maps, and why?
 #
 #    <details><summary>Answer</summary>
 #

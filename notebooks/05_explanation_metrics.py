@@ -296,9 +296,9 @@ fig = plot_pvalue_heatmap(tests[tests.cam_model == params['cam_model']], 'confid
 # %% [markdown]
 # ## Exercises
 #
-# Change a parameter in the parameters cell (or with `--set` in the runner), rerun, and compare. Each answer is folded; try first.
+# Change a parameter in the parameters cell (or with `--set` in the runner), rerun, and compare. Each answer is folded; try first. Each exercise says what it needs: *(demo)* the demo run (this book's, or a rerun of `make demo` with the change), *(real data)* a dataset from `../shared/data` or downloaded as in [docs/running.md](../docs/running.md), *(JupyterLab)* the live explorer (`make lab`). At least three per notebook need only the demo.
 #
-# 1. Set `cam_models=['resnet50']` and rerun. What disappears from the localisation table, and how much faster is the notebook?
+# 1. *(demo)* Set `cam_models=['resnet50']` and rerun. What disappears from the localisation table, and how much faster is the notebook?
 #
 #    <details><summary>Answer</summary>
 #
@@ -306,7 +306,7 @@ fig = plot_pvalue_heatmap(tests[tests.cam_model == params['cam_model']], 'confid
 #
 #    </details>
 #
-# 2. Set `explain_per_class=4` and compare the bootstrap intervals of the localisation table with the default 12.
+# 2. *(demo)* Set `explain_per_class=4` and compare the bootstrap intervals of the localisation table with the default 12.
 #
 #    <details><summary>Answer</summary>
 #
@@ -314,7 +314,7 @@ fig = plot_pvalue_heatmap(tests[tests.cam_model == params['cam_model']], 'confid
 #
 #    </details>
 #
-# 3. Which reading of confidence increase matches the published 0.12 for XGradCAM on glioma: the mean change or the share of images whose score rises?
+# 3. *(real data)* Which reading of confidence increase matches the published 0.12 for XGradCAM on glioma: the mean change or the share of images whose score rises?
 #
 #    <details><summary>Answer</summary>
 #
@@ -322,7 +322,7 @@ fig = plot_pvalue_heatmap(tests[tests.cam_model == params['cam_model']], 'confid
 #
 #    </details>
 #
-# 4. In the randomisation figure, which method's Spearman correlation stays high when the top blocks are re-initialised, and what would that mean?
+# 4. *(demo)* In the randomisation figure, which method's Spearman correlation stays high when the top blocks are re-initialised, and what would that mean?
 #
 #    <details><summary>Answer</summary>
 #

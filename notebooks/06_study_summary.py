@@ -166,9 +166,9 @@ print('\n'.join(line for line in path.read_text().splitlines() if line.startswit
 # %% [markdown]
 # ## Exercises
 #
-# Change a parameter in the parameters cell (or with `--set` in the runner), rerun, and compare. Each answer is folded; try first.
+# Change a parameter in the parameters cell (or with `--set` in the runner), rerun, and compare. Each answer is folded; try first. Each exercise says what it needs: *(demo)* the demo run (this book's, or a rerun of `make demo` with the change), *(real data)* a dataset from `../shared/data` or downloaded as in [docs/running.md](../docs/running.md), *(JupyterLab)* the live explorer (`make lab`). At least three per notebook need only the demo.
 #
-# 1. Open `report.md` and find the protocol row `test split`. Where did your test images come from?
+# 1. *(demo)* Open `report.md` and find the protocol row `test split`. Where did your test images come from?
 #
 #    <details><summary>Answer</summary>
 #
@@ -176,7 +176,7 @@ print('\n'.join(line for line in path.read_text().splitlines() if line.startswit
 #
 #    </details>
 #
-# 2. In "Next to the published numbers", which reading of confidence increase is nearer to the published values, and is the difference inside our interval?
+# 2. *(real data)* In "Next to the published numbers", which reading of confidence increase is nearer to the published values, and is the difference inside our interval?
 #
 #    <details><summary>Answer</summary>
 #
@@ -184,10 +184,26 @@ print('\n'.join(line for line in path.read_text().splitlines() if line.startswit
 #
 #    </details>
 #
-# 3. Run the `paper_cpu` profile on a second dataset into the same study folder and rerun this notebook. What changes in the report?
+# 3. *(real data)* Run the `paper_cpu` profile on a second dataset into the same study folder and rerun this notebook. What changes in the report?
 #
 #    <details><summary>Answer</summary>
 #
 #    Every table gets rows for the second dataset; the performance marks are computed within each dataset, never across.
+#
+#    </details>
+#
+# 4. *(demo)* In "Do the maps point at the lesion?", what does a `<` mark in a method's cell mean, and which methods of the explained CNN beat `centre_prior` in this run?
+#
+#    <details><summary>Answer</summary>
+#
+#    `<` means the method's mean is significantly *below* the centre prior's (the Holm-adjusted paired t-test over images); `>` above, `ns` not different. The sentence under the table names, per CNN, the methods above and below the prior for this run; a method localises only where it is above.
+#
+#    </details>
+#
+# 5. *(demo)* Why does "Next to the published numbers" give three numbers of ours beside each published confidence increase?
+#
+#    <details><summary>Answer</summary>
+#
+#    The study does not say which formula it used. `ours` is the mean change of the class score when the input is multiplied by the map (removed pixels become ImageNet's mean colour), `share_rising` the share of images whose score rises under that same perturbation, and `black_share_rising` the share under Chattopadhay et al.'s black fill; `reading` says which lies nearest. On the demo the published rows have no counterpart (no glioma), so read the explanation above the table.
 #
 #    </details>

@@ -215,9 +215,9 @@ print('\n'.join(f'- {line}' for line in findings['sentences']) or 'no corruption
 # %% [markdown]
 # ## Exercises
 #
-# Change a parameter in the parameters cell (or with `--set` in the runner), rerun, and compare. Each answer is folded; try first.
+# Change a parameter in the parameters cell (or with `--set` in the runner), rerun, and compare. Each answer is folded; try first. Each exercise says what it needs: *(demo)* the demo run (this book's, or a rerun of `make demo` with the change), *(real data)* a dataset from `../shared/data` or downloaded as in [docs/running.md](../docs/running.md), *(JupyterLab)* the live explorer (`make lab`). At least three per notebook need only the demo.
 #
-# 1. Set `corruption_severities=[1, 2, 3, 4, 5]`. Which corruption hurts the CNNs most at severity 5?
+# 1. *(demo)* Set `corruption_severities=[1, 2, 3, 4, 5]`. Which corruption hurts the CNNs most at severity 5?
 #
 #    <details><summary>Answer</summary>
 #
@@ -225,7 +225,7 @@ print('\n'.join(f'- {line}' for line in findings['sentences']) or 'no corruption
 #
 #    </details>
 #
-# 2. Point `external_data_root` at a folder with different class names and set `class_map`. What happens to a class you do not map?
+# 2. *(real data)* Point `external_data_root` at a folder with different class names and set `class_map`. What happens to a class you do not map?
 #
 #    <details><summary>Answer</summary>
 #
@@ -233,7 +233,7 @@ print('\n'.join(f'- {line}' for line in findings['sentences']) or 'no corruption
 #
 #    </details>
 #
-# 3. Compare ECE on the clean test split with ECE on the external set. What does a rise mean for a clinician?
+# 3. *(demo)* Compare ECE on the clean test split with ECE on the external set. What does a rise mean for a clinician?
 #
 #    <details><summary>Answer</summary>
 #
@@ -241,7 +241,7 @@ print('\n'.join(f'- {line}' for line in findings['sentences']) or 'no corruption
 #
 #    </details>
 #
-# 4. Which CAM method's maps stay most stable under blur at severity 5 (`generalization_cams.csv`)?
+# 4. *(demo)* Which CAM method's maps stay most stable under blur at severity 5 (`generalization_cams.csv`)?
 #
 #    <details><summary>Answer</summary>
 #

@@ -41,6 +41,17 @@ def test_every_notebook_is_a_lesson(path):
     assert exercises.count("<details><summary>Answer</summary>") == exercises.count("</details>") == len(questions)
 
 
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_every_exercise_says_what_it_needs_and_three_need_only_the_demo(path):
+    """Issue 36: a book reader knows which exercises need a real dataset or the live explorer."""
+    import re
+
+    exercises = [c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "markdown"][-1]
+    needs = re.findall(r"^\d+\. \*\((demo|real data|JupyterLab)\)\* ", exercises, re.M)
+    assert len(needs) == len(re.findall(r"^\d+\. ", exercises, re.M)), exercises[:300]
+    assert needs.count("demo") >= 3, needs
+
+
 #: What the issue asked each lesson to show beyond the learn/need box, summary and exercises (heading or text).
 LESSON_PARTS = {
     "02": ["**In short.**", "<details><summary>The protocol choices, in detail</summary>"],
