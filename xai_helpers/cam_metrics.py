@@ -123,18 +123,33 @@ def fill_values(x: torch.Tensor, fill: str, mean: Sequence[float] = IMAGENET_MEA
     return gaussian_blur(x, max(1.0, x.shape[-1] / 10))
 
 
-def _random_rank(cam: torch.Tensor, seed: int) -> torch.Tensor:
-    """Each pixel's rank in a (B, N) batch of maps, highest first, ties in a seeded random order per image."""
-    b, n = cam.shape
-    gen = torch.Generator().manual_seed(seed)
-    ranks = torch.empty((b, n), dtype=torch.long)
-    values = cam.detach().cpu().double()
-    for i in range(b):
-        perm = torch.randperm(n, generator=gen)
-        # sort the permuted pixels stably by value: equal values keep the random order of the permutation
-        order = perm[torch.argsort(-values[i, perm], stable=True)]
-        ranks[i, order] = torch.arange(n)
-    return ranks.to(cam.device)
+def relevance_rank(cam: np.ndarray, seed: int) -> np.ndarray:
+    """Each pixel's rank in a map, most relevant first (0), pixels of equal value in a random order drawn from
+    ``seed`` (as Rong et al.'s reference code does by adding tiny noise): the one tie-break of ROAD and of
+    deletion/insertion.
+
+    Parameters
+    ----------
+    cam : array
+        A map (any shape).
+    seed : int
+
+    Returns
+    -------
+    numpy.ndarray
+        Integer ranks of ``cam``'s shape.
+
+    Examples
+    --------
+    >>> relevance_rank(np.array([[0.0, 1.0], [0.5, 0.0]]), seed=0)[[0, 1], [1, 0]].tolist()
+    [0, 1]
+    """
+    cam = np.asarray(cam, dtype=np.float64)
+    tie_break = np.random.default_rng(seed).permutation(cam.size)
+    order = np.lexsort((tie_break, -cam.ravel()))  # most relevant first, ties in random order
+    rank = np.empty(cam.size, dtype=np.int64)
+    rank[order] = np.arange(cam.size)
+    return rank.reshape(cam.shape)
 
 
 @torch.no_grad()
@@ -209,9 +224,8 @@ def confidence_metrics(model: nn.Module, images, maps: dict[str, np.ndarray], ta
         sd = torch.as_tensor(std, device=device, dtype=x.dtype).view(1, -1, 1, 1)
         image = x * sd + mu  # the image in [0, 1]
         masks = [_as_tensor(maps[m], device)[:, None] for m in methods]
-        filler = fill_values(x, fill, mean, std)
-        filled = [x * w if fill == "imagenet_mean" else x * w + filler * (1 - w) for w in masks]
-        stacked = torch.cat(filled + [(image * w - mu) / sd for w in masks])
+        filler = fill_values(x, fill, mean, std)  # 0 for imagenet_mean: x * w, the library's perturbation
+        stacked = torch.cat([x * w + filler * (1 - w) for w in masks] + [(image * w - mu) / sd for w in masks])
         o_all = _target_scores(model, stacked, t.repeat(2 * len(methods)), batch_size)
     finally:
         model.train(was_training)
@@ -235,8 +249,8 @@ def deletion_insertion(model: nn.Module, images, maps: dict[str, np.ndarray], ta
     """Deletion and insertion AUC (Petsiuk et al. 2018, RISE) for every method.
 
     Pixels are ranked by the map, highest first; pixels of equal value (a map's zero region after the
-    ReLU and min-max scaling is often half the image) in a random order drawn from ``seed`` and the
-    image's position, as ROAD's ties (a fixed order, e.g. raster order, would delete the top rows of
+    ReLU and min-max scaling is often half the image) in a random order drawn from ``seed + i`` for
+    image ``i`` (:func:`relevance_rank`), as ROAD's ties (a fixed order, e.g. raster order, would delete the top rows of
     every tied region first and let the image's layout decide the AUC). Deletion replaces the top
     ``k / n`` of the pixels with the ``fill`` (:func:`fill_values`; by default 0 of the normalised input,
     ImageNet's mean colour) for ``k = 0..n``; insertion
@@ -263,8 +277,9 @@ def deletion_insertion(model: nn.Module, images, maps: dict[str, np.ndarray], ta
     out = {}
     try:
         for m, cam in maps.items():
-            cam_t = _as_tensor(cam, device).reshape(b, -1)
-            rank = _random_rank(cam_t, seed)
+            cam_np = np.asarray(cam, dtype=np.float64).reshape(b, -1)
+            # image i's ties in the order of seed + i, as ROAD's (:func:`relevance_rank`)
+            rank = torch.as_tensor(np.stack([relevance_rank(cam_np[i], seed + i) for i in range(b)]), device=device)
             # top[s, b, p]: pixel p of image b is among the top fraction s
             top = (rank[None] < (fractions[:, None, None] * h * w)).float().reshape(n_steps + 1, b, 1, h, w)
             deleted = x[None] * (1 - top) + filler[None] * top
@@ -378,10 +393,7 @@ def road_removal_masks(cam: np.ndarray, percentiles: Sequence[int] = ROAD_PERCEN
     cam = np.asarray(cam, dtype=np.float64)
     h, w = cam.shape
     n = h * w
-    tie_break = np.random.default_rng(seed).permutation(n)
-    order = np.lexsort((tie_break, -cam.ravel()))  # most relevant first, ties in random order
-    rank = np.empty(n, dtype=np.int64)
-    rank[order] = np.arange(n)
+    rank = relevance_rank(cam, seed).ravel()
     counts = np.array([int(round(p / 100 * n)) for p in percentiles])
     morf = rank[None, :] < counts[:, None]
     lerf = rank[None, :] >= n - counts[:, None]
