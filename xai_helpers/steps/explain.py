@@ -197,12 +197,6 @@ class ExplainedExamples:
             out[fill] = (fill_values(self.x, fill)[index:index + 1] * std + mean).clamp(0, 1)[0].cpu().numpy()
         return out
 
-    def fill_sensitivity(self, fills: Sequence[str] = FILLS, n_steps: int = 16, seed: int = 0) -> pd.DataFrame:
-        """Whether the methods' ranking by confidence increase and deletion AUC survives the choice of fill, on these
-        images (:func:`xai_helpers.cam_metrics.fill_sensitivity`)."""
-        return fill_sensitivity(self.model, self.x, self.maps, self.probs.argmax(axis=1), fills=fills,
-                                n_steps=n_steps, seed=seed)
-
     def deletion_insertion_curves(self, index: int = 0, n_steps: int = 16, fill: str = "imagenet_mean",
                                   seed: int = 0) -> pd.DataFrame:
         """The deletion and insertion curves of image ``index`` for every method
